@@ -1,0 +1,224 @@
+//! `ecs-gateway call`: a command-line client for the gateway, as a service
+//! team would use one generated from `proto/`. It prints the response as JSON
+//! on stdout, or the error with every `google.rpc` detail on stderr.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic_types::StatusExt;
+
+use crate::pb;
+use crate::pb::instance_network_service_client::InstanceNetworkServiceClient;
+
+/// The `call` command's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallArgs {
+    /// The gateway's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub endpoint: String,
+    /// Region ID.
+    #[arg(long, default_value = "cn-hangzhou")]
+    pub region_id: String,
+    /// Instance ID.
+    #[arg(long)]
+    pub instance_id: String,
+    /// Outbound bandwidth, Mbit/s.
+    #[arg(long, allow_negative_numbers = true)]
+    pub bandwidth_out: Option<i32>,
+    /// Inbound bandwidth, Mbit/s.
+    #[arg(long, allow_negative_numbers = true)]
+    pub bandwidth_in: Option<i32>,
+    /// ISP (invitational preview at ECS: rejected).
+    #[arg(long, default_value = "")]
+    pub isp: String,
+    /// Network billing method to convert to.
+    #[arg(long, value_enum)]
+    pub network_charge_type: Option<ChargeArg>,
+    /// Allocate a public IP address.
+    #[arg(long)]
+    pub allocate_public_ip: Option<bool>,
+    /// Start of a temporary upgrade: RFC 3339 or ECS's yyyy-MM-ddTHH:mmZ.
+    #[arg(long, value_parser = parse_time)]
+    pub start_time: Option<DateTime<Utc>>,
+    /// End of a temporary upgrade: RFC 3339 or ECS's yyyy-MM-ddTHHZ.
+    #[arg(long, value_parser = parse_time)]
+    pub end_time: Option<DateTime<Utc>>,
+    /// Pay automatically (ECS's default: true).
+    #[arg(long)]
+    pub auto_pay: Option<bool>,
+    /// Idempotency token; the gateway makes one when empty.
+    #[arg(long, default_value = "")]
+    pub client_token: String,
+    /// Deadline of the call, such as 5s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// Extra gRPC metadata, `key=value`, repeatable.
+    #[arg(long = "metadata", value_parser = parse_pair)]
+    pub metadata: Vec<(String, String)>,
+}
+
+/// `--network-charge-type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChargeArg {
+    /// PayByBandwidth.
+    PayByBandwidth,
+    /// PayByTraffic.
+    PayByTraffic,
+}
+
+fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let minute = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%MZ");
+    let hour = value
+        .strip_suffix('Z')
+        .and_then(|v| NaiveDateTime::parse_from_str(&format!("{v}:00"), "%Y-%m-%dT%H:%M").ok());
+    minute
+        .ok()
+        .or(hour)
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{value:?} is not RFC 3339, yyyy-MM-ddTHH:mmZ or yyyy-MM-ddTHHZ"))
+}
+
+fn parse_pair(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{value:?} is not key=value"))
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+impl CallArgs {
+    /// The request message.
+    pub fn request(&self) -> pb::ModifyInstanceNetworkSpecRequest {
+        pb::ModifyInstanceNetworkSpecRequest {
+            region_id: self.region_id.clone(),
+            instance_id: self.instance_id.clone(),
+            internet_max_bandwidth_out: self.bandwidth_out,
+            internet_max_bandwidth_in: self.bandwidth_in,
+            isp: self.isp.clone(),
+            network_charge_type: match self.network_charge_type {
+                None => pb::NetworkChargeType::Unspecified,
+                Some(ChargeArg::PayByBandwidth) => pb::NetworkChargeType::PayByBandwidth,
+                Some(ChargeArg::PayByTraffic) => pb::NetworkChargeType::PayByTraffic,
+            } as i32,
+            allocate_public_ip: self.allocate_public_ip,
+            start_time: self.start_time.map(timestamp),
+            end_time: self.end_time.map(timestamp),
+            auto_pay: self.auto_pay,
+            client_token: self.client_token.clone(),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The gateway could not be reached.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The address.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A `--metadata` pair is not valid gRPC metadata.
+    #[error("--metadata {0}: not a valid gRPC metadata key or value")]
+    Metadata(String),
+    /// The gateway answered with an error.
+    #[error("{}", describe(.0))]
+    Status(tonic::Status),
+}
+
+/// Sends the call.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecResponse, Error> {
+    let mut client = InstanceNetworkServiceClient::connect(args.endpoint.clone())
+        .await
+        .map_err(|source| Error::Connect {
+            endpoint: args.endpoint.clone(),
+            source,
+        })?;
+    let mut request = tonic::Request::new(args.request());
+    request.set_timeout(args.timeout);
+    for (key, value) in &args.metadata {
+        let k =
+            MetadataKey::from_bytes(key.as_bytes()).map_err(|_| Error::Metadata(key.clone()))?;
+        let v =
+            MetadataValue::try_from(value.as_str()).map_err(|_| Error::Metadata(key.clone()))?;
+        request.metadata_mut().insert(k, v);
+    }
+    client
+        .modify_instance_network_spec(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(Error::Status)
+}
+
+/// The response as JSON.
+pub fn to_json(response: &pb::ModifyInstanceNetworkSpecResponse) -> String {
+    serde_json::json!({
+        "order_id": response.order_id,
+        "request_id": response.request_id,
+        "client_token": response.client_token,
+    })
+    .to_string()
+}
+
+/// A status with all its details, one per line.
+pub fn describe(status: &tonic::Status) -> String {
+    let mut out = format!("{:?}: {}", status.code(), status.message());
+    let details = status.get_error_details();
+    if let Some(info) = details.error_info() {
+        let _ = write!(
+            out,
+            "\n  reason:    {} (domain {})",
+            info.reason, info.domain
+        );
+        let mut meta: Vec<_> = info.metadata.iter().collect();
+        meta.sort();
+        for (k, v) in meta {
+            let _ = write!(out, "\n  {k}: {v}");
+        }
+    }
+    if let Some(bad) = details.bad_request() {
+        for v in &bad.field_violations {
+            let _ = write!(
+                out,
+                "\n  field {} [{}]: {}",
+                v.field, v.reason, v.description
+            );
+        }
+    }
+    if let Some(delay) = details.retry_info().and_then(|r| r.retry_delay) {
+        let _ = write!(out, "\n  retry after {delay:?} with the same client_token");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc3339_and_ecs_time_formats() {
+        let want: DateTime<Utc> = "2030-01-01T10:00:00Z".parse().unwrap();
+        assert_eq!(parse_time("2030-01-01T10:00:00Z"), Ok(want));
+        assert_eq!(parse_time("2030-01-01T10:00Z"), Ok(want));
+        assert_eq!(parse_time("2030-01-01T10Z"), Ok(want));
+        assert!(parse_time("tomorrow").is_err());
+    }
+}

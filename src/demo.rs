@@ -1,0 +1,105 @@
+//! `ecs-gateway demo`: the whole flow on one machine with one command. The
+//! ECS simulator runs in-process on a loopback port with the demo world
+//! ([`simulator::Config::demo`]) and the gateway signs with the simulator's
+//! demo key. Given `--upstream-endpoint` (and credentials in the
+//! environment), the gateway forwards there instead.
+
+use std::net::SocketAddr;
+
+use crate::config::{self, Config};
+use crate::credentials::{self, Credentials, Secret};
+use crate::server::{self, RunError};
+use crate::simulator::{
+    self, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, DEMO_ACCOUNT_ID, DEMO_REGION,
+};
+
+/// Default gRPC listen address of the demo.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    /// The gateway failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The simulator could not bind its port.
+    #[error("cannot start the ECS simulator")]
+    Simulator(#[source] std::io::Error),
+}
+
+impl Error {
+    /// True when the settings are at fault (exit code 64).
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::Config(_) => true,
+            Self::Run(e) => e.is_config(),
+            Self::Simulator(_) => false,
+        }
+    }
+}
+
+/// Runs the demo until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// A port is taken, or settings for an external endpoint are wrong.
+pub async fn run(listen: SocketAddr, mut settings: Config, external: bool) -> Result<(), Error> {
+    let simulator_addr = if external {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(Error::Simulator)?;
+        let addr = listener.local_addr().map_err(Error::Simulator)?;
+        let sim = simulator::Simulator::new(simulator::Config::demo());
+        tokio::spawn(sim.serve(listener, server::shutdown_signal()));
+        settings.upstream.endpoint = format!("http://{addr}");
+        settings.credentials = Some(credentials::Config::Static(Credentials {
+            access_key_id: DEMO_ACCESS_KEY_ID.into(),
+            access_key_secret: Secret::new(DEMO_ACCESS_KEY_SECRET),
+            security_token: None,
+        }));
+        Some(addr)
+    };
+    let gateway = server::build(&settings)?;
+    let listener = server::bind(listen).await?;
+    // With port 0 the system picks the port: show the one bound.
+    let listen = listener.local_addr().unwrap_or(listen);
+    println!(
+        "{}",
+        banner(listen, simulator_addr, &settings.upstream.endpoint)
+    );
+    server::serve(gateway, listener, server::shutdown_signal())
+        .await
+        .map_err(RunError::from)?;
+    Ok(())
+}
+
+fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> String {
+    let upstream = match simulator {
+        Some(addr) => format!(
+            "ECS simulator on http://{addr}: region {DEMO_REGION}, account {DEMO_ACCOUNT_ID}\n\
+             \x20 i-demo-prepaid   subscription, VPC, 0 Mbit/s, no public IP\n\
+             \x20 i-demo-postpaid  pay-as-you-go, VPC, 5 Mbit/s, public IP 47.96.10.20\n\
+             \x20 i-demo-eip       pay-as-you-go, VPC, EIP bound (bandwidth changes refused)\n\
+             \x20 i-demo-stopped   pay-as-you-go, VPC, Stopped"
+        ),
+        None => format!("forwarding to {endpoint}"),
+    };
+    let endpoint_flag = if listen.to_string() == DEFAULT_LISTEN {
+        String::new()
+    } else {
+        format!(" --endpoint http://{listen}")
+    };
+    format!(
+        "ecs-gateway demo: gRPC on {listen}\n{upstream}\n\n\
+         In another terminal:\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-postpaid --bandwidth-out 10\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-prepaid --bandwidth-out 20\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-eip --bandwidth-out 20\n\
+         Ctrl-C stops the demo."
+    )
+}

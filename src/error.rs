@@ -1,0 +1,301 @@
+//! The one place that turns the gateway's errors into `tonic::Status`es with
+//! `google.rpc` details: `ErrorInfo` (reason = the ECS or gateway code from
+//! [`catalogue`], domain, metadata with ECS's request id and HTTP status),
+//! `BadRequest` field violations for invalid input, and `RetryInfo` where
+//! retrying the same call can succeed.
+//!
+//! What a caller sees is chosen here; the full error chain goes to the log.
+
+pub mod catalogue;
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::upstream;
+use crate::validate;
+use catalogue::Entry;
+
+/// Every way a call can fail, one variant per stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request broke documented rules.
+    #[error(transparent)]
+    Invalid(#[from] validate::Rejection),
+    /// Forwarding failed or ECS refused.
+    #[error("{source}")]
+    Upstream {
+        /// The cause.
+        #[source]
+        source: upstream::Error,
+        /// The ClientToken of the call: retrying with it is safe.
+        client_token: String,
+    },
+}
+
+/// ErrorInfo metadata keys.
+pub mod metadata {
+    /// ECS's RequestId.
+    pub const REQUEST_ID: &str = "request_id";
+    /// ECS's HTTP status.
+    pub const HTTP_STATUS: &str = "http_status";
+    /// ECS's troubleshooting link.
+    pub const RECOMMEND: &str = "recommend";
+    /// ECS's answering host.
+    pub const HOST_ID: &str = "host_id";
+    /// The call's ClientToken.
+    pub const CLIENT_TOKEN: &str = "client_token";
+    /// The first invalid field.
+    pub const FIELD: &str = "field";
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(rejection) => invalid(&rejection),
+            Error::Upstream {
+                source,
+                client_token,
+            } => {
+                // A caller that let the gateway make the token needs it to
+                // retry without applying a change twice.
+                let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
+                upstream(source, meta)
+            }
+        }
+    }
+}
+
+fn invalid(rejection: &validate::Rejection) -> Status {
+    let code = rejection.code();
+    let mut meta = HashMap::new();
+    if let Some(first) = rejection.violations.first() {
+        meta.insert(metadata::FIELD.to_owned(), first.field.to_owned());
+    }
+    let mut details = ErrorDetails::new();
+    details.set_error_info(code, catalogue::get(code).domain(), meta);
+    details.set_bad_request(
+        rejection
+            .violations
+            .iter()
+            .map(|v| FieldViolation {
+                field: v.field.to_owned(),
+                description: v.description.clone(),
+                reason: v.code.to_owned(),
+                localized_message: None,
+            })
+            .collect::<Vec<_>>(),
+    );
+    Status::with_error_details(Code::InvalidArgument, rejection.to_string(), details)
+}
+
+fn from_entry(entry: &Entry, message: String, meta: HashMap<String, String>) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(entry.code, entry.domain(), meta);
+    if let Some(delay) = entry.retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(entry.grpc, message, details)
+}
+
+fn upstream(error: upstream::Error, mut meta: HashMap<String, String>) -> Status {
+    match error {
+        upstream::Error::Ecs(ecs) => ecs_error(*ecs, meta),
+        upstream::Error::Timeout(after) => {
+            tracing::warn!(?after, "upstream timed out");
+            let entry = catalogue::get("UpstreamTimeout");
+            from_entry(entry, format!("ECS did not answer within {after:?}"), meta)
+        }
+        ref transport @ upstream::Error::Transport { .. } => {
+            tracing::warn!(error = %chain(transport), "upstream unreachable");
+            let entry = catalogue::get("UpstreamUnavailable");
+            from_entry(entry, transport.to_string(), meta)
+        }
+        upstream::Error::InvalidResponse {
+            http_status,
+            detail,
+        } => {
+            tracing::warn!(http_status, %detail, "unreadable upstream answer");
+            let entry = catalogue::get("UpstreamInvalidResponse");
+            meta.insert(metadata::HTTP_STATUS.to_owned(), http_status.to_string());
+            from_entry(
+                entry,
+                format!("ECS answered HTTP {http_status} with a body that is not ECS's JSON"),
+                meta,
+            )
+        }
+    }
+}
+
+fn ecs_error(ecs: upstream::EcsError, mut meta: HashMap<String, String>) -> Status {
+    meta.insert(
+        metadata::HTTP_STATUS.to_owned(),
+        ecs.http_status.to_string(),
+    );
+    for (key, value) in [
+        (metadata::REQUEST_ID, &ecs.request_id),
+        (metadata::RECOMMEND, &ecs.recommend),
+        (metadata::HOST_ID, &ecs.host_id),
+    ] {
+        if !value.is_empty() {
+            meta.insert(key.to_owned(), value.clone());
+        }
+    }
+    let entry = catalogue::lookup(&ecs.code, ecs.http_status);
+    let (grpc, retry_after, domain) = match entry {
+        Some(e) => (e.grpc, e.retry_after, e.domain()),
+        None => {
+            let (grpc, retry) = catalogue::by_http_status(ecs.http_status);
+            (grpc, retry, catalogue::ECS_DOMAIN)
+        }
+    };
+    // An INTERNAL code means the gateway's own signing or credentials were
+    // refused. ECS's message then quotes the string it signed, which holds
+    // the STS token: the caller gets the catalogue's message, the log the
+    // code and request id.
+    let message = if grpc == Code::Internal {
+        tracing::error!(code = %ecs.code, request_id = %ecs.request_id, http_status = ecs.http_status, "ECS refused the gateway's request");
+        format!(
+            "{}: {}",
+            ecs.code,
+            entry.map_or("ECS refused the gateway's request", |e| e.message)
+        )
+    } else {
+        format!("{}: {}", ecs.code, ecs.message)
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(ecs.code, domain, meta);
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(grpc, message, details)
+}
+
+/// The error and its sources, joined with `: `, for the log.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ecs(code: &str, http_status: u16, message: &str) -> Status {
+        Error::Upstream {
+            source: upstream::Error::Ecs(Box::new(upstream::EcsError {
+                http_status,
+                request_id: "REQ-1".into(),
+                host_id: "ecs.cn-hangzhou.aliyuncs.com".into(),
+                code: code.into(),
+                message: message.into(),
+                recommend: "https://next.api.aliyun.com/troubleshoot".into(),
+            })),
+            client_token: "tok-1".into(),
+        }
+        .into()
+    }
+
+    /// Every row of the catalogue, answered by ECS with its HTTP status,
+    /// reaches the caller with the row's gRPC code, ErrorInfo and RetryInfo.
+    #[test]
+    fn maps_every_catalogue_row() {
+        for entry in catalogue::CATALOGUE {
+            let status = ecs(entry.code, entry.http_status, "detail from ECS");
+            assert_eq!(status.code(), entry.grpc, "{}", entry.code);
+            let details = status.get_error_details();
+            let info = details.error_info().expect("ErrorInfo");
+            assert_eq!(info.reason, entry.code);
+            assert_eq!(info.domain, entry.domain());
+            assert_eq!(
+                info.metadata.get("request_id").map(String::as_str),
+                Some("REQ-1")
+            );
+            assert_eq!(
+                info.metadata.get("client_token").map(String::as_str),
+                Some("tok-1")
+            );
+            assert_eq!(
+                info.metadata.get("http_status"),
+                Some(&entry.http_status.to_string())
+            );
+            assert_eq!(
+                details.retry_info().and_then(|r| r.retry_delay),
+                entry.retry_after,
+                "{}",
+                entry.code
+            );
+            assert!(
+                status.message().starts_with(entry.code),
+                "{}",
+                status.message()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_codes_map_by_http_status() {
+        assert_eq!(ecs("Brand.NewCode", 404, "m").code(), Code::NotFound);
+        let status = ecs("Brand.NewCode", 503, "m");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.get_error_details().retry_info().is_some());
+    }
+
+    #[test]
+    fn internal_codes_hide_ecs_message() {
+        let status = ecs(
+            "SignatureDoesNotMatch",
+            400,
+            "server string to sign is: POST&%2F&SecurityToken%3Dsecret-token",
+        );
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            !status.message().contains("secret-token"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn rejection_carries_every_violation() {
+        let status: Status = Error::Invalid(validate::Rejection {
+            violations: vec![
+                validate::Violation {
+                    field: "instance_id",
+                    code: "MissingParameter",
+                    description: "required".into(),
+                },
+                validate::Violation {
+                    field: "client_token",
+                    code: "InvalidClientToken.ValueNotSupported",
+                    description: "ASCII only".into(),
+                },
+            ],
+        })
+        .into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "MissingParameter");
+        let fields: Vec<_> = details
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.reason.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("instance_id", "MissingParameter"),
+                ("client_token", "InvalidClientToken.ValueNotSupported")
+            ]
+        );
+    }
+}

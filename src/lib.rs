@@ -1,0 +1,40 @@
+//! ecs-gateway: a gRPC gateway that lets internal services change an Alibaba
+//! Cloud ECS instance's public network (`ModifyInstanceNetworkSpec`) without
+//! holding cloud credentials.
+//!
+//! A call flows through one module per stage, in the order written in
+//! [`server`]:
+//!
+//! 1. [`validate`]: every documented parameter rule, all violations at once;
+//! 2. identity and authorization (Cedar, RAM-like): the next stages to land;
+//! 3. [`sign`]: Alibaba Cloud RPC signature V1 with the gateway's
+//!    [`credentials`];
+//! 4. [`upstream`]: the signed call to the regional ECS endpoint.
+//!
+//! [`error`] is the one place that turns any stage's error into a gRPC status,
+//! with codes fixed by its [`error::catalogue`]. [`simulator`] is a faithful
+//! ECS stand-in for tests and the [`demo`]; [`client`] is the `call` command.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod error;
+pub mod server;
+pub mod sign;
+pub mod simulator;
+pub mod telemetry;
+pub mod upstream;
+pub mod validate;
+
+/// Code generated from `proto/` by `build.rs`; never edited by hand.
+pub mod pb {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("ecsgateway.v1");
+
+    /// The encoded file descriptor set, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("ecsgateway_descriptor");
+}

@@ -1,0 +1,513 @@
+//! A faithful stand-in for the ECS OpenAPI endpoint, for tests and the demo
+//! (the real cloud is out of reach from development machines and CI).
+//!
+//! It answers `ModifyInstanceNetworkSpec` the way ECS does: it verifies RPC
+//! signature V1 for GET and POST ([`auth`]), keeps per-instance state and
+//! applies the reference's rules with its error codes ([`rules`]), honours
+//! ClientToken idempotency, throttles above a configured rate, and can inject
+//! faults (latency, 5xx, garbage bodies, any catalogue error) so resilience
+//! can be tested. Errors use ECS's JSON shape: `RequestId`, `HostId`, `Code`,
+//! `Message`, `Recommend`.
+
+mod auth;
+mod rules;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State as AxumState};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::catalogue;
+pub use crate::validate::NetworkChargeType;
+
+/// The instance's billing method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeType {
+    /// Subscription.
+    PrePaid,
+    /// Pay-as-you-go.
+    PostPaid,
+}
+
+/// The instance's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Running.
+    Running,
+    /// Stopped.
+    Stopped,
+    /// Starting.
+    Starting,
+    /// Stopping.
+    Stopping,
+    /// Being created.
+    Pending,
+}
+
+/// The instance's network type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkType {
+    /// A VPC.
+    Vpc,
+    /// The classic network.
+    Classic,
+}
+
+/// A temporary bandwidth upgrade in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemporaryUpgrade {
+    /// Start of the window.
+    pub start: DateTime<Utc>,
+    /// End of the window.
+    pub end: DateTime<Utc>,
+    /// Outbound bandwidth during the window.
+    pub bandwidth_out: u32,
+}
+
+/// One simulated instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Instance ID.
+    pub id: String,
+    /// Region ID.
+    pub region_id: String,
+    /// Billing method.
+    pub charge_type: ChargeType,
+    /// Status.
+    pub status: Status,
+    /// Network type.
+    pub network_type: NetworkType,
+    /// Outbound public bandwidth, Mbit/s.
+    pub bandwidth_out: u32,
+    /// Inbound public bandwidth, Mbit/s.
+    pub bandwidth_in: u32,
+    /// Network billing method.
+    pub network_charge_type: NetworkChargeType,
+    /// The public IP address, if any.
+    pub public_ip: Option<String>,
+    /// The bound EIP, if any.
+    pub eip: Option<String>,
+    /// When a subscription expires.
+    pub expired_at: Option<DateTime<Utc>>,
+    /// Locked by Alibaba Cloud's security team.
+    pub locked_for_security: bool,
+    /// An order waiting for payment.
+    pub unpaid_order: Option<String>,
+    /// Bandwidth downgrades so far.
+    pub downgrades: u32,
+    /// A temporary upgrade.
+    pub temporary_upgrade: Option<TemporaryUpgrade>,
+}
+
+impl Instance {
+    /// A running VPC instance with no public bandwidth, pay-by-traffic.
+    pub fn new(id: &str, region_id: &str, charge_type: ChargeType) -> Self {
+        Self {
+            id: id.to_owned(),
+            region_id: region_id.to_owned(),
+            charge_type,
+            status: Status::Running,
+            network_type: NetworkType::Vpc,
+            bandwidth_out: 0,
+            bandwidth_in: 10,
+            network_charge_type: NetworkChargeType::PayByTraffic,
+            public_ip: None,
+            eip: None,
+            expired_at: (charge_type == ChargeType::PrePaid)
+                .then(|| Utc::now() + chrono::TimeDelta::days(365)),
+            locked_for_security: false,
+            unpaid_order: None,
+            downgrades: 0,
+            temporary_upgrade: None,
+        }
+    }
+}
+
+/// An AccessKey the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    /// AccessKey ID.
+    pub id: String,
+    /// AccessKey secret.
+    pub secret: crate::credentials::Secret,
+    /// For an STS key: the token that must accompany it.
+    pub security_token: Option<crate::credentials::Secret>,
+}
+
+/// Account-wide state that ECS checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The account ID.
+    pub id: String,
+    /// The account has overdue payments.
+    pub in_arrears: bool,
+    /// Automatic payment would fail for lack of balance.
+    pub balance_insufficient: bool,
+    /// Total pay-by-bandwidth outbound bandwidth of pay-as-you-go instances
+    /// per region, Mbit/s.
+    pub bandwidth_quota: u32,
+    /// Bandwidth downgrades allowed per subscription instance.
+    pub max_downgrades: u32,
+}
+
+/// What the simulator starts with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Accepted AccessKeys.
+    pub access_keys: Vec<AccessKey>,
+    /// The account.
+    pub account: Account,
+    /// Instances.
+    pub instances: Vec<Instance>,
+    /// Calls per second per AccessKey before `Throttling`; `None` never throttles.
+    pub throttle_per_second: Option<u32>,
+    /// How far a `Timestamp` may be from the simulator's clock.
+    pub max_clock_skew: Duration,
+}
+
+/// The demo's account ID.
+pub const DEMO_ACCOUNT_ID: &str = "1234567890123456";
+/// The demo's region.
+pub const DEMO_REGION: &str = "cn-hangzhou";
+/// The demo's AccessKey ID (not a real key).
+pub const DEMO_ACCESS_KEY_ID: &str = "LTAI5tDemoGatewayKey";
+/// The demo's AccessKey secret (not a real key).
+pub const DEMO_ACCESS_KEY_SECRET: &str = "demo-secret-not-for-production";
+
+impl Config {
+    /// The demo world: region `cn-hangzhou`, account `1234567890123456`, and
+    /// the instances `i-demo-prepaid` (subscription, 0 Mbit/s),
+    /// `i-demo-postpaid` (pay-as-you-go, 5 Mbit/s, public IP), `i-demo-eip`
+    /// (EIP bound) and `i-demo-stopped`.
+    pub fn demo() -> Self {
+        let mut prepaid = Instance::new("i-demo-prepaid", DEMO_REGION, ChargeType::PrePaid);
+        prepaid.network_charge_type = NetworkChargeType::PayByBandwidth;
+        let mut postpaid = Instance::new("i-demo-postpaid", DEMO_REGION, ChargeType::PostPaid);
+        postpaid.bandwidth_out = 5;
+        postpaid.public_ip = Some("47.96.10.20".into());
+        let mut eip = Instance::new("i-demo-eip", DEMO_REGION, ChargeType::PostPaid);
+        eip.eip = Some("47.98.1.1".into());
+        let mut stopped = Instance::new("i-demo-stopped", DEMO_REGION, ChargeType::PostPaid);
+        stopped.status = Status::Stopped;
+        Self {
+            access_keys: vec![AccessKey {
+                id: DEMO_ACCESS_KEY_ID.into(),
+                secret: crate::credentials::Secret::new(DEMO_ACCESS_KEY_SECRET),
+                security_token: None,
+            }],
+            account: Account {
+                id: DEMO_ACCOUNT_ID.into(),
+                in_arrears: false,
+                balance_insufficient: false,
+                bandwidth_quota: 1000,
+                max_downgrades: 3,
+            },
+            instances: vec![prepaid, postpaid, eip, stopped],
+            throttle_per_second: None,
+            max_clock_skew: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A fault to inject into the next call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Wait this long, then answer normally.
+    Latency(Duration),
+    /// Answer with this catalogue code and HTTP status.
+    Error {
+        /// The error code.
+        code: String,
+        /// The HTTP status.
+        http_status: u16,
+    },
+    /// Answer with this HTTP status and an HTML body, as a load balancer does.
+    HttpStatus(u16),
+    /// Answer 200 with a body that is not JSON.
+    Garbage,
+}
+
+/// An ECS error, as the simulator answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    code: &'static str,
+    http_status: u16,
+    message: String,
+}
+
+impl Failure {
+    /// The catalogue's first row for `code`, with its message.
+    fn new(code: &'static str) -> Self {
+        let entry = catalogue::get(code);
+        Self {
+            code,
+            http_status: entry.http_status,
+            message: entry.message.to_owned(),
+        }
+    }
+
+    /// The row for `code` with another of the reference's HTTP statuses.
+    fn with_status(code: &'static str, http_status: u16) -> Self {
+        let entry = catalogue::lookup(code, http_status).unwrap_or_else(|| catalogue::get(code));
+        Self {
+            code,
+            http_status: entry.http_status,
+            message: entry.message.to_owned(),
+        }
+    }
+
+    /// Replaces the message, for ECS's `%s` codes and parameter names.
+    fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Success {
+    request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+}
+
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+struct State {
+    instances: HashMap<String, Instance>,
+    account: Account,
+    nonces: HashMap<(String, String), Instant>,
+    /// First successful answer per (AccessKey, ClientToken).
+    replies: HashMap<(String, String), Success>,
+    /// Changes applied per ClientToken.
+    applied: HashMap<String, usize>,
+    buckets: HashMap<String, TokenBucket>,
+    faults: VecDeque<Fault>,
+    next_order: u64,
+    next_ip: u32,
+    calls: u64,
+}
+
+struct Inner {
+    access_keys: HashMap<String, AccessKey>,
+    throttle_per_second: Option<u32>,
+    max_clock_skew: Duration,
+    state: Mutex<State>,
+}
+
+/// A running simulator; clones share the same state.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// A simulator holding `config`'s world.
+    pub fn new(config: Config) -> Self {
+        let state = State {
+            instances: config
+                .instances
+                .into_iter()
+                .map(|i| (i.id.clone(), i))
+                .collect(),
+            account: config.account,
+            nonces: HashMap::new(),
+            replies: HashMap::new(),
+            applied: HashMap::new(),
+            buckets: HashMap::new(),
+            faults: VecDeque::new(),
+            next_order: 212_345_678_900,
+            next_ip: 1,
+            calls: 0,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                access_keys: config
+                    .access_keys
+                    .into_iter()
+                    .map(|k| (k.id.clone(), k))
+                    .collect(),
+                throttle_per_second: config.throttle_per_second,
+                max_clock_skew: config.max_clock_skew,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state whole, so a poisoned lock
+        // (a panic in another test thread) is still usable.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The instance's current state.
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        self.state().instances.get(id).cloned()
+    }
+
+    /// Adds or replaces an instance.
+    pub fn put_instance(&self, instance: Instance) {
+        self.state().instances.insert(instance.id.clone(), instance);
+    }
+
+    /// Changes the account's state.
+    pub fn update_account(&self, change: impl FnOnce(&mut Account)) {
+        change(&mut self.state().account);
+    }
+
+    /// Queues a fault for the next call (faults apply in order, one per call).
+    pub fn inject(&self, fault: Fault) {
+        self.state().faults.push_back(fault);
+    }
+
+    /// How many times a change with this ClientToken was applied.
+    pub fn applied(&self, client_token: &str) -> usize {
+        self.state().applied.get(client_token).copied().unwrap_or(0)
+    }
+
+    /// Calls received, valid or not.
+    pub fn calls(&self) -> u64 {
+        self.state().calls
+    }
+
+    /// The HTTP routes: ECS's RPC endpoint is `/`, GET or POST.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/", axum::routing::get(handle).post(handle))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// The listener fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+fn json(status: u16, body: &impl Serialize) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    response
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorBody<'a> {
+    request_id: String,
+    host_id: &'a str,
+    code: &'a str,
+    message: &'a str,
+    recommend: String,
+}
+
+fn error_response(failure: &Failure, host: &str) -> Response {
+    json(
+        failure.http_status,
+        &ErrorBody {
+            request_id: request_id(),
+            host_id: host,
+            code: failure.code,
+            message: &failure.message,
+            recommend: format!(
+                "https://api.aliyun.com/troubleshoot?q={}&product=Ecs",
+                failure.code
+            ),
+        },
+    )
+}
+
+async fn handle(
+    AxumState(sim): AxumState<Simulator>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let fault = {
+        let mut state = sim.state();
+        state.calls += 1;
+        state.faults.pop_front()
+    };
+    const HOST: &str = "ecs.aliyuncs.com";
+    match fault {
+        Some(Fault::Latency(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Error { code, http_status }) => {
+            let entry = catalogue::lookup(&code, http_status);
+            let body = ErrorBody {
+                request_id: request_id(),
+                host_id: HOST,
+                code: &code,
+                message: entry.map_or("injected fault", |e| e.message),
+                recommend: format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs"),
+            };
+            return json(http_status, &body);
+        }
+        Some(Fault::HttpStatus(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return (status, "<html><body>upstream error</body></html>").into_response();
+        }
+        Some(Fault::Garbage) => return (StatusCode::OK, "\u{0}garbage{").into_response(),
+        None => {}
+    }
+
+    // ECS reads parameters from the query string and, for POST, the form body.
+    let mut params: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if method == Method::POST {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    let params = match auth::verify(&sim, &method, params, Utc::now()) {
+        Ok(params) => params,
+        Err(failure) => return error_response(&failure, HOST),
+    };
+    let host = format!(
+        "ecs.{}.aliyuncs.com",
+        params.get("RegionId").map_or("", String::as_str)
+    );
+    match rules::call(&sim, &params, Utc::now()) {
+        Ok(success) => json(200, &success),
+        Err(failure) => error_response(&failure, &host),
+    }
+}
+
+/// Verified parameters, by name.
+type Params = HashMap<String, String>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! ModifyInstanceNetworkSpec as ECS applies it: the parameter formats, then
+//! the instance's state against the reference's rules, in the order ECS
+//! reports them (one error per call), then the change itself. A ClientToken
+//! seen before returns the first answer and changes nothing.
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+
+use super::{
+    ChargeType, Failure, Instance, NetworkChargeType, NetworkType, Params, Simulator, Status,
+    Success,
+};
+use crate::upstream::{ACTION, END_TIME_FORMAT, START_TIME_FORMAT};
+use crate::validate::{
+    self, MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, MAX_CLIENT_TOKEN_LEN,
+};
+
+/// The request's parameters, parsed.
+struct Request {
+    region_id: String,
+    instance_id: String,
+    bandwidth_out: Option<u32>,
+    bandwidth_in: Option<u32>,
+    isp: Option<String>,
+    network_charge_type: Option<NetworkChargeType>,
+    allocate_public_ip: Option<bool>,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    auto_pay: bool,
+    client_token: Option<String>,
+}
+
+fn required(params: &Params, name: &str) -> Result<String, Failure> {
+    match params.get(name) {
+        Some(v) if !v.is_empty() => Ok(v.clone()),
+        _ => Err(Failure::new("MissingParameter").message(format!(
+            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+        ))),
+    }
+}
+
+fn integer(params: &Params, name: &str, code: &'static str) -> Result<Option<u32>, Failure> {
+    params
+        .get(name)
+        .map(|v| v.parse::<u32>().map_err(|_| Failure::new(code)))
+        .transpose()
+}
+
+fn boolean(params: &Params, name: &str, code: &'static str) -> Result<Option<bool>, Failure> {
+    params
+        .get(name)
+        .map(|v| match v.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Failure::new(code)
+                .message(format!("The specified parameter {name} is not a boolean."))),
+        })
+        .transpose()
+}
+
+/// Parses ECS's minute or hour formats exactly.
+fn time(
+    params: &Params,
+    name: &str,
+    format: &str,
+    code: &'static str,
+) -> Result<Option<DateTime<Utc>>, Failure> {
+    let Some(value) = params.get(name) else {
+        return Ok(None);
+    };
+    // chrono needs a minute to build a time: the hour-only EndTime gets ":00"
+    // before parsing, and the text must round-trip to be accepted.
+    let (text, parse_format) = if format == END_TIME_FORMAT {
+        (
+            value.strip_suffix('Z').map(|v| format!("{v}:00Z")),
+            "%Y-%m-%dT%H:%MZ",
+        )
+    } else {
+        (Some(value.clone()), format)
+    };
+    text.and_then(|t| NaiveDateTime::parse_from_str(&t, parse_format).ok())
+        .map(|t| t.and_utc())
+        .filter(|t| t.format(format).to_string() == *value)
+        .map(Some)
+        .ok_or_else(|| Failure::new(code))
+}
+
+fn parse(params: &Params) -> Result<Request, Failure> {
+    if params.get("Action").map(String::as_str) != Some(ACTION) {
+        return Err(Failure::new("InvalidAction"));
+    }
+    let region_id = required(params, "RegionId")?;
+    let instance_id = required(params, "InstanceId")?;
+    let client_token = params.get("ClientToken").filter(|t| !t.is_empty()).cloned();
+    if let Some(token) = &client_token
+        && (!token.is_ascii() || token.len() > MAX_CLIENT_TOKEN_LEN)
+    {
+        return Err(Failure::new("InvalidClientToken.ValueNotSupported"));
+    }
+    let network_charge_type = params
+        .get("NetworkChargeType")
+        .map(|v| {
+            NetworkChargeType::parse(v)
+                .ok_or_else(|| Failure::new("InvalidInternetChargeType.ValueNotSupported"))
+        })
+        .transpose()?;
+    Ok(Request {
+        region_id,
+        instance_id,
+        bandwidth_out: integer(
+            params,
+            "InternetMaxBandwidthOut",
+            "InvalidInternetMaxBandwidthOut.ValueNotSupported",
+        )?,
+        bandwidth_in: integer(
+            params,
+            "InternetMaxBandwidthIn",
+            "InvalidInternetMaxBandwidthIn.ValueNotSupported",
+        )?,
+        isp: params.get("ISP").filter(|v| !v.is_empty()).cloned(),
+        network_charge_type,
+        allocate_public_ip: boolean(params, "AllocatePublicIp", "InvalidParam.AllocatePublicIp")?,
+        start: time(
+            params,
+            "StartTime",
+            START_TIME_FORMAT,
+            "InvalidStartTime.ValueNotSupported",
+        )?,
+        end: time(
+            params,
+            "EndTime",
+            END_TIME_FORMAT,
+            "InvalidEndTime.ValueNotSupported",
+        )?,
+        auto_pay: boolean(params, "AutoPay", "InvalidParameter")?.unwrap_or(true),
+        client_token,
+    })
+}
+
+/// Answers one call.
+pub(super) fn call(
+    sim: &Simulator,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Success, Failure> {
+    let request = parse(params)?;
+    let access_key = params.get("AccessKeyId").cloned().unwrap_or_default();
+    let mut state = sim.state();
+
+    let idempotency_key = request.client_token.clone().map(|t| (access_key, t));
+    if let Some(reply) = idempotency_key.as_ref().and_then(|k| state.replies.get(k)) {
+        return Ok(reply.clone());
+    }
+
+    let account = state.account.clone();
+    let regional_bandwidth: u32 = state
+        .instances
+        .values()
+        .filter(|i| {
+            i.region_id == request.region_id
+                && i.id != request.instance_id
+                && i.charge_type == ChargeType::PostPaid
+                && i.network_charge_type == NetworkChargeType::PayByBandwidth
+        })
+        .map(|i| i.bandwidth_out)
+        .sum();
+    let instance = state
+        .instances
+        .get(&request.instance_id)
+        .filter(|i| i.region_id == request.region_id)
+        .ok_or_else(|| Failure::new("InvalidInstanceId.NotFound"))?;
+
+    let plan = check(instance, &request, &account, regional_bandwidth, now)?;
+    let subscription = instance.charge_type == ChargeType::PrePaid;
+    let order_id = subscription.then(|| {
+        state.next_order += 1;
+        state.next_order.to_string()
+    });
+    let ip = plan.allocate_ip.then(|| {
+        state.next_ip += 1;
+        format!("47.100.{}.{}", state.next_ip / 250, state.next_ip % 250 + 1)
+    });
+    let Some(instance) = state.instances.get_mut(&request.instance_id) else {
+        return Err(Failure::new("InvalidInstanceId.NotFound"));
+    };
+    if let (false, Some(order)) = (request.auto_pay, &order_id) {
+        // Without automatic payment ECS creates a normal unpaid order; the
+        // change waits for the payment in the console.
+        instance.unpaid_order = Some(order.clone());
+    } else {
+        apply(instance, &request, &plan, ip);
+    }
+
+    let success = Success {
+        request_id: super::request_id(),
+        order_id,
+    };
+    if let Some(key) = idempotency_key {
+        *state.applied.entry(key.1.clone()).or_default() += 1;
+        state.replies.insert(key, success.clone());
+    }
+    Ok(success)
+}
+
+/// What a call will change, once every rule has passed.
+struct Plan {
+    bandwidth_out: u32,
+    bandwidth_in: u32,
+    network_charge_type: NetworkChargeType,
+    allocate_ip: bool,
+    downgrade: bool,
+}
+
+fn check(
+    instance: &Instance,
+    request: &Request,
+    account: &super::Account,
+    regional_bandwidth: u32,
+    now: DateTime<Utc>,
+) -> Result<Plan, Failure> {
+    if instance.locked_for_security {
+        return Err(Failure::new("InstanceLockedForSecurity"));
+    }
+    if instance.expired_at.is_some_and(|e| e <= now) {
+        return Err(Failure::new("InstanceExpiredOrInArrears"));
+    }
+    if !matches!(instance.status, Status::Running | Status::Stopped) {
+        return Err(Failure::new("InvalidOperation.InstanceStatusUnsupported"));
+    }
+    if instance.network_type == NetworkType::Classic {
+        return Err(Failure::new("InvalidNetworkType.ValueNotSupported"));
+    }
+    if instance.unpaid_order.is_some() {
+        return Err(Failure::with_status("InvalidInstance.UnPaidOrder", 403));
+    }
+    if account.in_arrears {
+        return Err(Failure::new("Account.Arrearage"));
+    }
+    if let Some(isp) = &request.isp {
+        check_isp(isp, request)?;
+    }
+
+    let charge = request
+        .network_charge_type
+        .unwrap_or(instance.network_charge_type);
+    let max_out = match (charge, instance.charge_type) {
+        (NetworkChargeType::PayByBandwidth, ChargeType::PrePaid) => MAX_BANDWIDTH_OUT,
+        _ => MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC,
+    }
+    .unsigned_abs();
+    let bandwidth_out = request.bandwidth_out.unwrap_or(instance.bandwidth_out);
+
+    if instance.eip.is_some() {
+        if request.start.is_some() || request.end.is_some() {
+            return Err(Failure::new("BandwidthUpgradeDenied.EipBoundInstance"));
+        }
+        if request.bandwidth_out.is_some() || request.bandwidth_in.is_some() {
+            return Err(Failure::new("InvalidInstance.EipNotSupport"));
+        }
+        if request.allocate_public_ip == Some(true) {
+            return Err(Failure::new("InvalidParam.AllocatePublicIp").message(
+                "The specified param AllocatePublicIp is invalid: the instance has an EIP.",
+            ));
+        }
+    }
+
+    check_temporary(instance, request, now)?;
+
+    if bandwidth_out > max_out {
+        return Err(Failure::new("InvalidInternetMaxBandwidthOut.ValueNotSupported").message(format!(
+            "The specified InternetMaxBandwidthOut is beyond the permitted range: 0 to {max_out} for a {:?} {} instance.",
+            instance.charge_type,
+            charge.as_str()
+        )));
+    }
+    let limit_in = validate::max_bandwidth_in(bandwidth_out);
+    let bandwidth_in = match request.bandwidth_in {
+        Some(v) if v == 0 || v > limit_in => {
+            return Err(Failure::new("InvalidInternetMaxBandwidthIn.ValueNotSupported")
+                .message(format!("The specified InternetMaxBandwidthIn is beyond the permitted range: 1 to {limit_in}.")));
+        }
+        Some(v) => v,
+        None if request.bandwidth_out.is_some() => validate::default_bandwidth_in(bandwidth_out),
+        None => instance.bandwidth_in,
+    };
+
+    let allocate_ip = match (instance.charge_type, request.allocate_public_ip) {
+        (_, Some(true)) if instance.public_ip.is_some() => {
+            return Err(Failure::new("InvalidParam.AllocatePublicIp")
+                .message("The specified param AllocatePublicIp is invalid: the instance already has a public IP address."));
+        }
+        (_, Some(true)) if bandwidth_out == 0 => {
+            return Err(Failure::new("InvalidParam.AllocatePublicIp").message(
+                "The specified param AllocatePublicIp is invalid: the outbound bandwidth is 0.",
+            ));
+        }
+        (_, Some(true)) => true,
+        // A subscription instance raised from 0 gets a public IP by itself.
+        (ChargeType::PrePaid, _) => {
+            instance.public_ip.is_none() && instance.bandwidth_out == 0 && bandwidth_out > 0
+        }
+        (ChargeType::PostPaid, _) => false,
+    };
+
+    let downgrade = request.start.is_none() && bandwidth_out < instance.bandwidth_out;
+    if downgrade
+        && instance.charge_type == ChargeType::PrePaid
+        && instance.downgrades >= account.max_downgrades
+    {
+        return Err(Failure::new("InstanceDowngrade.QuotaExceed"));
+    }
+    if instance.charge_type == ChargeType::PostPaid
+        && charge == NetworkChargeType::PayByBandwidth
+        && regional_bandwidth + bandwidth_out > account.bandwidth_quota
+    {
+        return Err(Failure::new("QuotaExceeded.InternetBandwidth").message(format!(
+            "QuotaExceeded.InternetBandwidth: the pay-by-bandwidth public bandwidth of pay-as-you-go instances in {} would be {} Mbit/s, above the quota of {} Mbit/s.",
+            instance.region_id,
+            regional_bandwidth + bandwidth_out,
+            account.bandwidth_quota
+        )));
+    }
+    let upgrade = bandwidth_out > instance.bandwidth_out;
+    if upgrade
+        && request.auto_pay
+        && instance.charge_type == ChargeType::PrePaid
+        && account.balance_insufficient
+    {
+        return Err(Failure::new("InvalidAccountStatus.NotEnoughBalance"));
+    }
+    Ok(Plan {
+        bandwidth_out,
+        bandwidth_in,
+        network_charge_type: charge,
+        allocate_ip,
+        downgrade,
+    })
+}
+
+fn check_isp(isp: &str, request: &Request) -> Result<(), Failure> {
+    if request.bandwidth_out.unwrap_or(0) == 0 {
+        return Err(Failure::new("InvalidBandwidthOut.LessThanZero"));
+    }
+    if request.network_charge_type == Some(NetworkChargeType::PayByTraffic) {
+        return Err(Failure::new("UnsupportedIspNetworkChargeType"));
+    }
+    // ISP is in invitational preview: no account here is invited.
+    Err(Failure::new("InvalidIspUID")
+        .message(format!("The account is not invited to use ISP {isp:?}.")))
+}
+
+fn check_temporary(
+    instance: &Instance,
+    request: &Request,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let (start, end) = match (request.start, request.end) {
+        (None, None) => return Ok(()),
+        (Some(start), Some(end)) => (start, end),
+        _ => {
+            return Err(Failure::new("InvalidParameter.Conflict")
+                .message("StartTime and EndTime must be specified together for a temporary bandwidth upgrade."));
+        }
+    };
+    if instance.charge_type != ChargeType::PrePaid {
+        return Err(Failure::new("ChargeTypeViolation"));
+    }
+    if instance.status != Status::Running {
+        return Err(Failure::with_status("IncorrectInstanceStatus", 403));
+    }
+    let this_minute = now - TimeDelta::seconds(i64::from(chrono::Timelike::second(&now)));
+    if start < this_minute - TimeDelta::minutes(1) {
+        return Err(Failure::new("InvalidStartTime.ValueNotSupported")
+            .message("The specified StartTime is out of the permitted range: it is in the past."));
+    }
+    if end - start < validate::MIN_TEMPORARY_UPGRADE {
+        return Err(Failure::new("InvalidEndTime.ValueNotSupported")
+            .message("The specified EndTime is out of the permitted range: it must be at least 3 hours after StartTime."));
+    }
+    if let Some(expiry) = instance.expired_at {
+        if start >= expiry {
+            return Err(Failure::new("InvalidStartTime.BeyondLifeCycle"));
+        }
+        if end > expiry {
+            return Err(Failure::new("InvalidEndTime.BeyondLifeCycle"));
+        }
+    }
+    let Some(out) = request.bandwidth_out else {
+        return Err(Failure::new("InvalidParameter.Conflict")
+            .message("A temporary bandwidth upgrade needs InternetMaxBandwidthOut."));
+    };
+    if out < instance.bandwidth_out {
+        return Err(Failure::new("InvalidBandwidth.ValueNotSupported"));
+    }
+    Ok(())
+}
+
+fn apply(instance: &mut Instance, request: &Request, plan: &Plan, ip: Option<String>) {
+    if let (Some(start), Some(end)) = (request.start, request.end) {
+        instance.temporary_upgrade = Some(super::TemporaryUpgrade {
+            start,
+            end,
+            bandwidth_out: plan.bandwidth_out,
+        });
+        return;
+    }
+    if plan.downgrade && instance.charge_type == ChargeType::PrePaid {
+        instance.downgrades += 1;
+    }
+    instance.bandwidth_out = plan.bandwidth_out;
+    instance.bandwidth_in = plan.bandwidth_in;
+    instance.network_charge_type = plan.network_charge_type;
+    if let Some(ip) = ip {
+        instance.public_ip = Some(ip);
+    }
+}

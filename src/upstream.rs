@@ -1,0 +1,419 @@
+//! The last stage of the request flow: sign the validated request with the
+//! gateway's credentials and send it to the regional ECS endpoint, then read
+//! ECS's answer or error.
+//!
+//! One pooled reqwest client (rustls) serves every region. The call is a
+//! `POST` with the signed parameters as a form body, so no parameter (and no
+//! signature) ever lands in a URL that an error message or proxy log could
+//! show. Every value is serialized once, into the same strings that are
+//! signed and sent.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::credentials::{self, Credentials};
+use crate::sign;
+use crate::validate::ModifyRequest;
+
+/// ECS OpenAPI version of ModifyInstanceNetworkSpec.
+pub const API_VERSION: &str = "2014-05-26";
+/// The action this gateway forwards.
+pub const ACTION: &str = "ModifyInstanceNetworkSpec";
+/// The default regional endpoint; `{region}` is replaced by the region ID.
+pub const DEFAULT_ENDPOINT: &str = "https://ecs.{region}.aliyuncs.com";
+/// ECS's `StartTime` format: accurate to the minute.
+pub const START_TIME_FORMAT: &str = "%Y-%m-%dT%H:%MZ";
+/// ECS's `EndTime` format: accurate to the hour.
+pub const END_TIME_FORMAT: &str = "%Y-%m-%dT%HZ";
+
+/// Upstream settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Endpoint URL, `{region}` replaced by the request's region.
+    pub endpoint: String,
+    /// Longest wait for one upstream call, unless the caller's deadline is
+    /// shorter.
+    pub timeout: Duration,
+    /// Longest wait for a TCP and TLS connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What ECS answered to a successful call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// ECS's RequestId.
+    pub request_id: String,
+    /// The order, for subscription instances only.
+    pub order_id: Option<String>,
+}
+
+/// ECS's error body, as documented for every OpenAPI error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsError {
+    /// The HTTP status ECS answered with (not in the body).
+    #[serde(skip)]
+    pub http_status: u16,
+    /// ECS's request ID.
+    #[serde(default)]
+    pub request_id: String,
+    /// The endpoint host that answered.
+    #[serde(default)]
+    pub host_id: String,
+    /// The error code, such as `InvalidInstanceId.NotFound`.
+    pub code: String,
+    /// ECS's message.
+    #[serde(default)]
+    pub message: String,
+    /// ECS's troubleshooting link.
+    #[serde(default)]
+    pub recommend: String,
+}
+
+/// Why a call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// ECS answered with an error.
+    #[error("ECS answered HTTP {} {}: {}", .0.http_status, .0.code, .0.message)]
+    Ecs(Box<EcsError>),
+    /// No answer within the deadline.
+    #[error("upstream timed out after {0:?}")]
+    Timeout(Duration),
+    /// The endpoint could not be reached, or the connection broke.
+    #[error("cannot reach ECS at {endpoint}")]
+    Transport {
+        /// The endpoint URL (no parameters: they travel in the body).
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// ECS answered something that is not its documented JSON.
+    #[error("unreadable answer from ECS (HTTP {http_status}): {detail}")]
+    InvalidResponse {
+        /// The HTTP status.
+        http_status: u16,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Builds HTTP clients for ECS.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client")]
+pub struct BuildError(#[source] reqwest::Error);
+
+impl Config {
+    /// Builds the pooled client.
+    ///
+    /// # Errors
+    ///
+    /// The TLS stack cannot be initialized.
+    pub fn build(self, credentials: Arc<credentials::Provider>) -> Result<Client, BuildError> {
+        // reqwest is built without a default crypto provider; ring is ours. A
+        // second call finds one installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ecs-gateway/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // Redirects would resend signed parameters elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(BuildError)?;
+        Ok(Client {
+            http,
+            config: self,
+            credentials,
+        })
+    }
+}
+
+/// A pooled client that signs and forwards calls.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: Config,
+    credentials: Arc<credentials::Provider>,
+}
+
+impl Client {
+    /// The endpoint URL for `region`.
+    pub fn endpoint(&self, region: &str) -> String {
+        self.config.endpoint.replace("{region}", region)
+    }
+
+    /// Signs `request` and sends it to ECS, waiting at most the shorter of
+    /// the configured timeout and `deadline` (the caller's `grpc-timeout`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ecs`] when ECS refuses the call, [`Error::Timeout`],
+    /// [`Error::Transport`] or [`Error::InvalidResponse`] otherwise.
+    pub async fn modify_instance_network_spec(
+        &self,
+        request: &ModifyRequest,
+        deadline: Option<Duration>,
+    ) -> Result<Reply, Error> {
+        let timeout = deadline.map_or(self.config.timeout, |d| d.min(self.config.timeout));
+        let endpoint = self.endpoint(&request.region_id);
+        let credentials = self.credentials.current();
+        let body = signed_body(
+            request,
+            &credentials,
+            &uuid::Uuid::new_v4().to_string(),
+            chrono::Utc::now(),
+        );
+        let call = async {
+            let response = self
+                .http
+                .post(&endpoint)
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(Err(source)) if source.is_timeout() => Err(Error::Timeout(timeout)),
+            Ok(Err(source)) => Err(Error::Transport { endpoint, source }),
+            Ok(Ok((status, body))) => parse_response(status, &body),
+        }
+    }
+}
+
+/// The action's parameters, each serialized once, exactly as signed.
+pub fn parameters(request: &ModifyRequest) -> Vec<(&'static str, Cow<'_, str>)> {
+    let mut params: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(20);
+    params.push(("Action", ACTION.into()));
+    params.push(("RegionId", request.region_id.as_str().into()));
+    params.push(("InstanceId", request.instance_id.as_str().into()));
+    if let Some(out) = request.bandwidth_out {
+        params.push(("InternetMaxBandwidthOut", out.to_string().into()));
+    }
+    if let Some(bandwidth_in) = request.bandwidth_in {
+        params.push(("InternetMaxBandwidthIn", bandwidth_in.to_string().into()));
+    }
+    if let Some(charge) = request.network_charge_type {
+        params.push(("NetworkChargeType", charge.as_str().into()));
+    }
+    if let Some(allocate) = request.allocate_public_ip {
+        params.push(("AllocatePublicIp", bool_str(allocate).into()));
+    }
+    if let Some(window) = &request.temporary {
+        params.push((
+            "StartTime",
+            window.start.format(START_TIME_FORMAT).to_string().into(),
+        ));
+        params.push((
+            "EndTime",
+            window.end.format(END_TIME_FORMAT).to_string().into(),
+        ));
+    }
+    if let Some(auto_pay) = request.auto_pay {
+        params.push(("AutoPay", bool_str(auto_pay).into()));
+    }
+    params.push(("ClientToken", request.client_token.value.as_str().into()));
+    params
+}
+
+fn bool_str(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
+}
+
+/// The signed form body: the action's parameters, the common parameters and
+/// `Signature`.
+pub fn signed_body(
+    request: &ModifyRequest,
+    credentials: &Credentials,
+    nonce: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let mut params = parameters(request);
+    let timestamp = now.format(sign::TIMESTAMP_FORMAT).to_string();
+    params.extend([
+        ("Format", Cow::Borrowed("JSON")),
+        ("Version", API_VERSION.into()),
+        ("AccessKeyId", credentials.access_key_id.as_str().into()),
+        ("SignatureMethod", sign::SIGNATURE_METHOD.into()),
+        ("SignatureVersion", sign::SIGNATURE_VERSION.into()),
+        ("SignatureNonce", nonce.into()),
+        ("Timestamp", timestamp.into()),
+    ]);
+    if let Some(token) = &credentials.security_token {
+        params.push(("SecurityToken", token.expose().into()));
+    }
+    sign::signed_query("POST", credentials.access_key_secret.expose(), &params)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Success {
+    request_id: String,
+    #[serde(default)]
+    order_id: Option<String>,
+}
+
+/// Reads ECS's answer: a 2xx JSON body with `RequestId` (and `OrderId`), or
+/// an error body with `Code`.
+///
+/// # Errors
+///
+/// [`Error::Ecs`] for ECS's error bodies, [`Error::InvalidResponse`] for
+/// anything else.
+pub fn parse_response(http_status: u16, body: &[u8]) -> Result<Reply, Error> {
+    let invalid = |detail: String| Error::InvalidResponse {
+        http_status,
+        detail,
+    };
+    if (200..300).contains(&http_status) {
+        let ok: Success = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("expected JSON with RequestId: {e}")))?;
+        return Ok(Reply {
+            request_id: ok.request_id,
+            order_id: ok.order_id.filter(|o| !o.is_empty()),
+        });
+    }
+    match serde_json::from_slice::<EcsError>(body) {
+        Ok(mut error) if !error.code.is_empty() => {
+            error.http_status = http_status;
+            Err(Error::Ecs(Box::new(error)))
+        }
+        Ok(_) => Err(invalid("error body without Code".into())),
+        Err(e) => Err(invalid(format!("expected an ECS error body: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+    use crate::validate::{ClientToken, NetworkChargeType, TemporaryUpgrade};
+
+    fn request() -> ModifyRequest {
+        ModifyRequest {
+            region_id: "cn-hangzhou".into(),
+            instance_id: "i-abc".into(),
+            bandwidth_out: Some(20),
+            bandwidth_in: None,
+            network_charge_type: Some(NetworkChargeType::PayByTraffic),
+            allocate_public_ip: Some(true),
+            temporary: Some(TemporaryUpgrade {
+                start: "2030-01-01T10:15:00Z".parse().unwrap(),
+                end: "2030-01-01T14:00:00Z".parse().unwrap(),
+            }),
+            auto_pay: Some(false),
+            client_token: ClientToken {
+                value: "tok en".into(),
+                generated: false,
+            },
+        }
+    }
+
+    #[test]
+    fn serializes_parameters_in_ecs_formats() {
+        let request = request();
+        let params: Vec<(&str, String)> = parameters(&request)
+            .into_iter()
+            .map(|(k, v)| (k, v.into_owned()))
+            .collect();
+        let expect = [
+            ("Action", "ModifyInstanceNetworkSpec"),
+            ("RegionId", "cn-hangzhou"),
+            ("InstanceId", "i-abc"),
+            ("InternetMaxBandwidthOut", "20"),
+            ("NetworkChargeType", "PayByTraffic"),
+            ("AllocatePublicIp", "true"),
+            ("StartTime", "2030-01-01T10:15Z"),
+            ("EndTime", "2030-01-01T14Z"),
+            ("AutoPay", "false"),
+            ("ClientToken", "tok en"),
+        ];
+        let expect: Vec<(&str, String)> =
+            expect.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        assert_eq!(params, expect);
+    }
+
+    #[test]
+    fn signed_body_verifies_and_carries_sts_token() {
+        let credentials = Credentials {
+            access_key_id: "AK".into(),
+            access_key_secret: Secret::new("secret"),
+            security_token: Some(Secret::new("sts-token")),
+        };
+        let now = "2030-01-01T00:00:00Z".parse().unwrap();
+        let body = signed_body(&request(), &credentials, "nonce-1", now);
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let at = params.iter().position(|(k, _)| k == "Signature").unwrap();
+        let (_, claimed) = params.remove(at);
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("SecurityToken"), Some("sts-token"));
+        assert_eq!(get("Timestamp"), Some("2030-01-01T00:00:00Z"));
+        assert_eq!(get("SignatureNonce"), Some("nonce-1"));
+        assert_eq!(get("Format"), Some("JSON"));
+        let sts = sign::string_to_sign("POST", &sign::canonical_query(&params));
+        assert!(sign::verify("secret", &sts, &claimed));
+    }
+
+    #[test]
+    fn parses_success_and_error_bodies() {
+        let ok = parse_response(200, br#"{"RequestId":"R1","OrderId":"123"}"#).unwrap();
+        assert_eq!(
+            ok,
+            Reply {
+                request_id: "R1".into(),
+                order_id: Some("123".into())
+            }
+        );
+        let ok = parse_response(200, br#"{"RequestId":"R2"}"#).unwrap();
+        assert_eq!(ok.order_id, None);
+
+        let body = br#"{"RequestId":"R3","HostId":"ecs.aliyuncs.com","Code":"Throttling","Message":"slow down","Recommend":"https://x"}"#;
+        match parse_response(400, body) {
+            Err(Error::Ecs(e)) => {
+                assert_eq!(
+                    (e.http_status, e.code.as_str(), e.request_id.as_str()),
+                    (400, "Throttling", "R3")
+                );
+                assert_eq!(e.recommend, "https://x");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (status, body) in [
+            (200, &b"<html>"[..]),
+            (500, b"oops"),
+            (400, br#"{"Message":"x"}"#),
+            (200, b"{}"),
+        ] {
+            assert!(
+                matches!(
+                    parse_response(status, body),
+                    Err(Error::InvalidResponse { .. })
+                ),
+                "{status} {body:?}"
+            );
+        }
+    }
+}
