@@ -169,7 +169,7 @@ impl Client {
         request: &ModifyRequest,
         deadline: Option<Duration>,
     ) -> Result<Reply, Error> {
-        let timeout = deadline.map_or(self.config.timeout, |d| d.min(self.config.timeout));
+        let timeout = deadline.map_or(self.config.timeout, |d| budget(d).min(self.config.timeout));
         let endpoint = self.endpoint(&request.region_id);
         let credentials = self.credentials.current();
         let body = signed_body(
@@ -200,6 +200,14 @@ impl Client {
             Ok(Ok((status, body))) => parse_response(status, &body),
         }
     }
+}
+
+/// The part of the caller's deadline the upstream call may use: a tenth (at
+/// most 50 ms) is kept back, so that the gateway's own DEADLINE_EXCEEDED, with
+/// its details, reaches the caller before the caller's deadline cancels the
+/// call without any.
+fn budget(deadline: Duration) -> Duration {
+    deadline.saturating_sub((deadline / 10).min(Duration::from_millis(50)))
 }
 
 /// The action's parameters, each serialized once, exactly as signed.

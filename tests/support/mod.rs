@@ -1,0 +1,132 @@
+//! Starts the ECS simulator and the gateway on `127.0.0.1:0` and hands out a
+//! real tonic client over TCP. Both servers stop when the harness drops.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecs_gateway::credentials::{self, Credentials, Secret};
+use ecs_gateway::pb;
+use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
+use ecs_gateway::simulator::{self, Simulator};
+use ecs_gateway::{server, upstream};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub use ecs_gateway::simulator::{DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, DEMO_REGION};
+
+/// The simulator, the gateway and a client connected to it.
+pub struct Harness {
+    pub sim: Simulator,
+    pub sim_url: String,
+    pub client: InstanceNetworkServiceClient<Channel>,
+    pub gateway_addr: std::net::SocketAddr,
+    stop: Vec<oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for stop in self.stop.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn demo_credentials() -> Credentials {
+    Credentials {
+        access_key_id: DEMO_ACCESS_KEY_ID.into(),
+        access_key_secret: Secret::new(DEMO_ACCESS_KEY_SECRET),
+        security_token: None,
+    }
+}
+
+/// The demo world, signed with the demo key.
+pub async fn start() -> Harness {
+    start_with(simulator::Config::demo(), demo_credentials(), |_| {}).await
+}
+
+/// A simulator holding `world`, a gateway signing with `credentials`, and
+/// `tune` to change the gateway's upstream settings.
+pub async fn start_with(
+    world: simulator::Config,
+    credentials: Credentials,
+    tune: impl FnOnce(&mut upstream::Config),
+) -> Harness {
+    let sim = Simulator::new(world);
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
+    let (stop_sim, sim_stopped) = oneshot::channel::<()>();
+    tokio::spawn(sim.clone().serve(sim_listener, async {
+        let _ = sim_stopped.await;
+    }));
+    let mut harness = start_gateway(&sim_url, credentials, tune).await;
+    harness.sim = sim;
+    harness.stop.push(stop_sim);
+    harness
+}
+
+/// A gateway forwarding to `endpoint`, with an idle simulator handle.
+pub async fn start_gateway(
+    endpoint: &str,
+    credentials: Credentials,
+    tune: impl FnOnce(&mut upstream::Config),
+) -> Harness {
+    let mut config = upstream::Config {
+        endpoint: endpoint.to_owned(),
+        ..upstream::Config::default()
+    };
+    tune(&mut config);
+    let provider = credentials::Config::Static(credentials).build().unwrap();
+    let gateway = server::Gateway::new(config.build(Arc::new(provider)).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(gateway, listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{gateway_addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    Harness {
+        sim: Simulator::new(simulator::Config::demo()),
+        sim_url: endpoint.to_owned(),
+        client: InstanceNetworkServiceClient::new(channel),
+        gateway_addr,
+        stop: vec![stop],
+    }
+}
+
+/// A valid request for `instance_id` in the demo region.
+pub fn request(instance_id: &str) -> pb::ModifyInstanceNetworkSpecRequest {
+    pb::ModifyInstanceNetworkSpecRequest {
+        region_id: DEMO_REGION.into(),
+        instance_id: instance_id.into(),
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    pub async fn call(
+        &self,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        self.client
+            .clone()
+            .modify_instance_network_spec(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// ErrorInfo's reason, or "" when the status has none.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
