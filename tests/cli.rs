@@ -1,0 +1,179 @@
+//! The commands as a new user runs them from the README: `demo`, then
+//! `call` against it; and `serve` refusing bad settings with exit code 64
+//! before binding a port.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the demo on a free port and returns it with its address.
+fn start_demo() -> (Demo, String) {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    // Keep the pipe open and drained: a closed pipe would fail the demo's
+    // next write.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = first
+        .trim()
+        .strip_prefix("ecs-gateway demo: gRPC on ")
+        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
+        .to_owned();
+    (Demo(child), addr)
+}
+
+fn call(addr: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["call", "--endpoint", &format!("http://{addr}")])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn demo_then_call_as_the_readme_shows() {
+    let (mut demo, addr) = start_demo();
+
+    let ok = call(
+        &addr,
+        &["--instance-id", "i-demo-postpaid", "--bandwidth-out", "10"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(json["order_id"], "");
+    assert_eq!(json["request_id"].as_str().unwrap().len(), 36);
+    assert_eq!(json["client_token"].as_str().unwrap().len(), 36);
+
+    let prepaid = call(
+        &addr,
+        &[
+            "--instance-id",
+            "i-demo-prepaid",
+            "--bandwidth-out",
+            "20",
+            "--client-token",
+            "readme-1",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&prepaid.stdout).unwrap();
+    assert!(!json["order_id"].as_str().unwrap().is_empty());
+    assert_eq!(json["client_token"], "readme-1");
+
+    let refused = call(
+        &addr,
+        &["--instance-id", "i-demo-eip", "--bandwidth-out", "20"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("FailedPrecondition: InvalidInstance.EipNotSupport"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reason:    InvalidInstance.EipNotSupport (domain ecs.aliyuncs.com)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("request_id: "), "{stderr}");
+
+    let invalid = call(
+        &addr,
+        &[
+            "--instance-id",
+            "i-demo-postpaid",
+            "--bandwidth-out",
+            "500",
+            "--client-token",
+            "ü",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert!(
+        stderr.contains(
+            "field internet_max_bandwidth_out [InvalidInternetMaxBandwidthOut.ValueNotSupported]"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("field client_token [InvalidClientToken.ValueNotSupported]"),
+        "{stderr}"
+    );
+
+    // SIGTERM: the demo drains and exits cleanly.
+    let pid = demo.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_refuses_bad_settings_with_exit_code_64() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.arg("serve").args(args).env("RUST_LOG", "off");
+        for name in [
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_CREDENTIALS_FILE",
+        ] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied()).output().unwrap()
+    };
+    let none = run(&[], &["--listen", "127.0.0.1:0"]);
+    assert_eq!(none.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no credentials"));
+
+    let listen = run(&[], &["--listen", "localhost"]);
+    assert_eq!(listen.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&listen.stderr).contains("setting --listen"));
+
+    let half = run(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK")], &[]);
+    assert_eq!(half.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&half.stderr).contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
+
+    let file = run(
+        &[("ALIBABA_CLOUD_CREDENTIALS_FILE", "/nonexistent/credentials")],
+        &["--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(file.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&file.stderr).contains("/nonexistent/credentials"));
+}
