@@ -54,6 +54,13 @@ pub struct CallArgs {
     /// Deadline of the call, such as 5s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub timeout: Duration,
+    /// Call as this SPIFFE ID, through `x-forwarded-client-cert` (gateways
+    /// that trust the header, such as the demo).
+    #[arg(long = "as", value_name = "SPIFFE_ID")]
+    pub as_identity: Option<String>,
+    /// A JWT to send as `authorization: Bearer <JWT>`.
+    #[arg(long)]
+    pub token: Option<String>,
     /// Extra gRPC metadata, `key=value`, repeatable.
     #[arg(long = "metadata", value_parser = parse_pair)]
     pub metadata: Vec<(String, String)>,
@@ -154,7 +161,15 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
         })?;
     let mut request = tonic::Request::new(args.request());
     request.set_timeout(args.timeout);
-    for (key, value) in &args.metadata {
+    let identity = args
+        .as_identity
+        .iter()
+        .map(|id| ("x-forwarded-client-cert".to_owned(), format!("URI={id}")));
+    let token = args
+        .token
+        .iter()
+        .map(|t| ("authorization".to_owned(), format!("Bearer {t}")));
+    for (key, value) in identity.chain(token).chain(args.metadata.iter().cloned()) {
         let k =
             MetadataKey::from_bytes(key.as_bytes()).map_err(|_| Error::Metadata(key.clone()))?;
         let v =

@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::{self, Credentials, Secret};
+use crate::identity::{self, JwksSource, JwtConfig};
+use crate::policy::DependentRule;
 use crate::upstream;
 
 /// The gateway's settings.
@@ -25,7 +27,40 @@ pub struct Config {
     /// Where the signing credentials come from; `None` when none are set
     /// (only the demo, which signs with its simulator's key, accepts that).
     pub credentials: Option<credentials::Config>,
+    /// TLS for the gRPC port; `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
+    /// How callers are identified.
+    pub identity: identity::Config,
+    /// Authorization.
+    pub policy: PolicySettings,
 }
+
+/// TLS settings of the gRPC port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+    /// CA bundle for client certificates (PEM): enables mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate.
+    pub require_client_cert: bool,
+}
+
+/// Authorization settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// The policy directory.
+    pub dir: PathBuf,
+    /// The account owning the instances, for ARNs; required to serve.
+    pub account_id: Option<String>,
+    /// Dependent actions beyond the catalogue's.
+    pub dependent_actions: Vec<DependentRule>,
+}
+
+/// Default policy directory.
+pub const DEFAULT_POLICY_DIR: &str = "policies";
 
 /// Default gRPC listen address of `serve`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
@@ -43,6 +78,10 @@ pub struct Overrides {
     pub upstream_timeout: Option<String>,
     /// `--credentials-file`.
     pub credentials_file: Option<PathBuf>,
+    /// `--policies`.
+    pub policy_dir: Option<PathBuf>,
+    /// `--account-id`.
+    pub account_id: Option<String>,
 }
 
 /// A setting that cannot be used.
@@ -83,6 +122,49 @@ struct File {
     upstream: FileUpstream,
     #[serde(default)]
     credentials: FileCredentials,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    identity: FileIdentity,
+    #[serde(default)]
+    policy: FilePolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+    require_client_cert: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    trust_forwarded_client_cert: Option<bool>,
+    #[serde(default)]
+    jwt: FileJwt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    leeway: Option<String>,
+    jwks_refresh: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    dir: Option<String>,
+    account_id: Option<String>,
+    #[serde(default)]
+    dependent_actions: Vec<DependentRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +197,14 @@ fn pick(sources: [(&str, Option<String>); 3]) -> Option<(String, String)> {
         .into_iter()
         .rev()
         .find_map(|(name, value)| value.map(|v| (name.to_owned(), v)))
+}
+
+fn boolean(setting: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(invalid(setting, format!("{other:?} is not true or false"))),
+    }
 }
 
 fn duration(setting: &str, value: &str) -> Result<Duration, Error> {
@@ -280,6 +370,38 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         profile,
     )?;
 
+    let tls = tls_config(file.tls, &env)?;
+    let identity = identity_config(file.identity, &env)?;
+
+    let dir = pick([
+        ("policy.dir", file.policy.dir),
+        ("ECS_GATEWAY_POLICY_DIR", env("ECS_GATEWAY_POLICY_DIR")),
+        (
+            "--policies",
+            overrides
+                .policy_dir
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        ),
+    ])
+    .map_or_else(
+        || PathBuf::from(DEFAULT_POLICY_DIR),
+        |(_, d)| PathBuf::from(d),
+    );
+    let account_id = match pick([
+        ("policy.account_id", file.policy.account_id),
+        ("ECS_GATEWAY_ACCOUNT_ID", env("ECS_GATEWAY_ACCOUNT_ID")),
+        ("--account-id", overrides.account_id.clone()),
+    ]) {
+        Some((name, id)) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(invalid(
+                &name,
+                format!("{id:?} is not an Alibaba Cloud account ID (digits)"),
+            ));
+        }
+        other => other.map(|(_, id)| id),
+    };
+
     Ok(Config {
         listen,
         upstream: upstream::Config {
@@ -288,6 +410,151 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             connect_timeout,
         },
         credentials,
+        tls,
+        identity,
+        policy: PolicySettings {
+            dir,
+            account_id,
+            dependent_actions: file.policy.dependent_actions,
+        },
+    })
+}
+
+fn tls_config(
+    file: FileTls,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<TlsConfig>, Error> {
+    let path = |key: &str, value: Option<String>, var: &str| {
+        pick([(key, value), (var, env(var)), ("", None)]).map(|(name, v)| (name, PathBuf::from(v)))
+    };
+    let cert = path("tls.cert", file.cert, "ECS_GATEWAY_TLS_CERT");
+    let key = path("tls.key", file.key, "ECS_GATEWAY_TLS_KEY");
+    let client_ca = path("tls.client_ca", file.client_ca, "ECS_GATEWAY_TLS_CLIENT_CA");
+    let require = match pick([
+        (
+            "tls.require_client_cert",
+            file.require_client_cert.map(|b| b.to_string()),
+        ),
+        (
+            "ECS_GATEWAY_TLS_REQUIRE_CLIENT_CERT",
+            env("ECS_GATEWAY_TLS_REQUIRE_CLIENT_CERT"),
+        ),
+        ("", None),
+    ]) {
+        Some((name, value)) => boolean(&name, &value)?,
+        None => true,
+    };
+    match (cert, key) {
+        (Some((_, cert)), Some((_, key))) => Ok(Some(TlsConfig {
+            cert,
+            key,
+            client_ca: client_ca.map(|(_, p)| p),
+            require_client_cert: require,
+        })),
+        (Some((name, _)), None) | (None, Some((name, _))) => {
+            Err(invalid(&name, "set both the TLS certificate and its key"))
+        }
+        (None, None) => match client_ca {
+            Some((name, _)) => Err(invalid(
+                &name,
+                "mTLS needs the server's own certificate and key too",
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+fn identity_config(
+    file: FileIdentity,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<identity::Config, Error> {
+    let trust = match pick([
+        (
+            "identity.trust_forwarded_client_cert",
+            file.trust_forwarded_client_cert.map(|b| b.to_string()),
+        ),
+        (
+            "ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT",
+            env("ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT"),
+        ),
+        ("", None),
+    ]) {
+        Some((name, value)) => boolean(&name, &value)?,
+        None => false,
+    };
+    let jwt = file.jwt;
+    let get = |key: &str, value: Option<String>, var: &str| {
+        pick([(key, value), (var, env(var)), ("", None)])
+    };
+    let issuer = get("identity.jwt.issuer", jwt.issuer, "ECS_GATEWAY_JWT_ISSUER");
+    let audience = get(
+        "identity.jwt.audience",
+        jwt.audience,
+        "ECS_GATEWAY_JWT_AUDIENCE",
+    );
+    let jwks_file = get(
+        "identity.jwt.jwks_file",
+        jwt.jwks_file,
+        "ECS_GATEWAY_JWT_JWKS_FILE",
+    );
+    let jwks_url = get(
+        "identity.jwt.jwks_url",
+        jwt.jwks_url,
+        "ECS_GATEWAY_JWT_JWKS_URL",
+    );
+    let leeway = match get("identity.jwt.leeway", jwt.leeway, "ECS_GATEWAY_JWT_LEEWAY") {
+        Some((name, value)) => humantime::parse_duration(&value)
+            .map_err(|e| invalid(&name, format!("{value:?} is not a duration ({e})")))?,
+        None => Duration::from_secs(30),
+    };
+    let jwks_refresh = match get(
+        "identity.jwt.jwks_refresh",
+        jwt.jwks_refresh,
+        "ECS_GATEWAY_JWT_JWKS_REFRESH",
+    ) {
+        Some((name, value)) => duration(&name, &value)?,
+        None => Duration::from_secs(300),
+    };
+    let jwt = match (issuer, audience, jwks_file, jwks_url) {
+        (None, None, None, None) => None,
+        (Some((_, issuer)), Some((_, audience)), file, url) => {
+            let jwks = match (file, url) {
+                (Some((_, path)), None) => JwksSource::File(PathBuf::from(path)),
+                (None, Some((name, url))) => JwksSource::Url(endpoint(&name, &url)?),
+                (Some((name, _)), Some(_)) => {
+                    return Err(invalid(&name, "set a JWKS file or a JWKS URL, not both"));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        "ECS_GATEWAY_JWT_JWKS_FILE",
+                        "JWT needs a JWKS file or URL",
+                    ));
+                }
+            };
+            Some(JwtConfig {
+                issuer,
+                audience,
+                jwks,
+                leeway,
+                jwks_refresh,
+            })
+        }
+        (None, ..) => {
+            return Err(invalid(
+                "ECS_GATEWAY_JWT_ISSUER",
+                "JWT needs the expected issuer",
+            ));
+        }
+        (_, None, ..) => {
+            return Err(invalid(
+                "ECS_GATEWAY_JWT_AUDIENCE",
+                "JWT needs the expected audience",
+            ));
+        }
+    };
+    Ok(identity::Config {
+        jwt,
+        trust_forwarded_client_cert: trust,
     })
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use crate::config::{self, Config};
 use crate::credentials::{self, Credentials, Secret};
+use crate::policy::{DependentRule, When};
 use crate::server::{self, RunError};
 use crate::simulator::{
     self, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, DEMO_ACCOUNT_ID, DEMO_REGION,
@@ -64,7 +65,18 @@ pub async fn run(listen: SocketAddr, mut settings: Config, external: bool) -> Re
         }));
         Some(addr)
     };
-    let gateway = server::build(&settings)?;
+    // The demo stands in for a mesh sidecar: callers name themselves in
+    // x-forwarded-client-cert (`call --as`).
+    settings.identity.trust_forwarded_client_cert = true;
+    settings
+        .policy
+        .account_id
+        .get_or_insert_with(|| DEMO_ACCOUNT_ID.to_owned());
+    if settings.policy.dependent_actions.is_empty() {
+        settings.policy.dependent_actions = vec![demo_dependent_action()];
+    }
+    let parts = server::build(&settings)?;
+    let _watcher = server::reload_policies(parts.gateway.authorizer().store());
     let listener = server::bind(listen).await?;
     // With port 0 the system picks the port: show the one bound.
     let listen = listener.local_addr().unwrap_or(listen);
@@ -72,10 +84,20 @@ pub async fn run(listen: SocketAddr, mut settings: Config, external: bool) -> Re
         "{}",
         banner(listen, simulator_addr, &settings.upstream.endpoint)
     );
-    server::serve(gateway, listener, server::shutdown_signal())
+    server::serve(parts, listener, server::shutdown_signal())
         .await
         .map_err(RunError::from)?;
     Ok(())
+}
+
+/// The demo requires `ecs:AllocatePublicIpAddress` whenever a call would
+/// allocate a public IP, as an operator would.
+pub fn demo_dependent_action() -> DependentRule {
+    DependentRule {
+        action: "ecs:ModifyInstanceNetworkSpec".into(),
+        requires: "ecs:AllocatePublicIpAddress".into(),
+        when: When::AllocatesPublicIp,
+    }
 }
 
 fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> String {
@@ -96,10 +118,12 @@ fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> 
     };
     format!(
         "ecs-gateway demo: gRPC on {listen}\n{upstream}\n\n\
+         Callers (--as): spiffe://demo.local/sa/netops (NetworkAdmins), spiffe://demo.local/sa/webapp (AppTeams),\n\
+         \x20 spiffe://demo.local/sa/capacity (CapacityPlanners); policies in ./policies, reloaded on change.\n\n\
          In another terminal:\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-postpaid --bandwidth-out 10\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-prepaid --bandwidth-out 20\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --instance-id i-demo-eip --bandwidth-out 20\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/netops --instance-id i-demo-prepaid --bandwidth-out 20\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-postpaid --bandwidth-out 8\n\
+         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-stopped --bandwidth-out 5 --allocate-public-ip true\n\
          Ctrl-C stops the demo."
     )
 }

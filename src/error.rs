@@ -13,13 +13,21 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::policy::{Decision, Outcome};
 use crate::upstream;
 use crate::validate;
+use crate::{identity, policy};
 use catalogue::Entry;
 
 /// Every way a call can fail, one variant per stage.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The caller is not authenticated.
+    #[error(transparent)]
+    Identity(#[from] identity::Error),
+    /// The policies denied the call.
+    #[error("{} denied", .0.principal)]
+    Denied(Box<Decision>),
     /// The request broke documented rules.
     #[error(transparent)]
     Invalid(#[from] validate::Rejection),
@@ -53,6 +61,11 @@ pub mod metadata {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
+            Error::Identity(error) => {
+                let entry = catalogue::get(error.code());
+                from_entry(entry, error.to_string(), HashMap::new())
+            }
+            Error::Denied(decision) => denied(&decision),
             Error::Invalid(rejection) => invalid(&rejection),
             Error::Upstream {
                 source,
@@ -65,6 +78,61 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// A denial carries what RAM's diagnostic carries (the `AccessDeniedDetail`
+/// of RAM's errors): the denied action, the resource, the principal, the
+/// deny type, which policy type (layer) denied, and the determining policies.
+fn denied(decision: &Decision) -> Status {
+    let Outcome::Deny(denial) = &decision.outcome else {
+        // Never called for an allowed decision; fail closed all the same.
+        return Status::permission_denied("denied");
+    };
+    let entry = catalogue::get("AccessDenied");
+    let mut meta = HashMap::from([
+        ("AuthAction".to_owned(), denial.action.to_owned()),
+        ("AuthResource".to_owned(), decision.resource.clone()),
+        ("AuthPrincipal".to_owned(), decision.principal.clone()),
+        (
+            "NoPermissionType".to_owned(),
+            denial.kind.as_str().to_owned(),
+        ),
+        (
+            "PolicyType".to_owned(),
+            denial.layer.ram_policy_type().to_owned(),
+        ),
+        ("PolicyVersion".to_owned(), decision.policy_version.clone()),
+    ]);
+    if !denial.policies.is_empty() {
+        meta.insert("DeterminingPolicies".to_owned(), denial.policies.join(","));
+    }
+    let why = match (
+        denial.kind,
+        denial.policies.is_empty(),
+        denial.errors.first(),
+    ) {
+        (_, _, Some(error)) if denial.policies.is_empty() => error.clone(),
+        (policy::DenyKind::ExplicitDeny, false, Some(_)) => {
+            format!(
+                "policy {} failed to evaluate, which denies",
+                denial.policies.join(", ")
+            )
+        }
+        (policy::DenyKind::ExplicitDeny, _, _) => {
+            format!("explicitly denied by {}", denial.policies.join(", "))
+        }
+        (policy::DenyKind::ImplicitDeny, _, _) => "no policy allows it".to_owned(),
+    };
+    let message = format!(
+        "{} denied {} on {}: {} ({} in the {} layer)",
+        decision.principal,
+        denial.action,
+        decision.resource,
+        why,
+        denial.kind.as_str(),
+        denial.layer.as_str()
+    );
+    from_entry(entry, message, meta)
 }
 
 fn invalid(rejection: &validate::Rejection) -> Status {

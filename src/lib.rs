@@ -22,6 +22,8 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod error;
+pub mod identity;
+pub mod policy;
 pub mod server;
 pub mod sign;
 pub mod simulator;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ecs_gateway::{client, config, demo, server, simulator, telemetry};
+use ecs_gateway::{client, config, demo, policy, server, simulator, telemetry};
 
 /// A gRPC gateway that authorizes, signs and forwards Alibaba Cloud ECS
 /// ModifyInstanceNetworkSpec calls.
@@ -32,7 +32,13 @@ enum Command {
         /// (credentials from ALIBABA_CLOUD_* variables).
         #[arg(long)]
         upstream_endpoint: Option<String>,
+        /// The policy directory.
+        #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+        policies: PathBuf,
     },
+    /// Check and test Cedar policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the ECS simulator alone, with the demo instances and key.
     Simulator {
         /// HTTP listen address.
@@ -44,6 +50,25 @@ enum Command {
     },
     /// Call a gateway and print the answer or the error with its details.
     Call(client::CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate the policy directory against its schema; exit 1 with
+    /// file:line errors.
+    Validate {
+        /// The policy directory.
+        #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+        policies: PathBuf,
+    },
+    /// Run declarative policy cases (default: the directory's tests/*.toml).
+    Test {
+        /// The policy directory.
+        #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+        policies: PathBuf,
+        /// Case files.
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +89,12 @@ struct ServeArgs {
     /// Alibaba Cloud credentials file (INI).
     #[arg(long)]
     credentials_file: Option<PathBuf>,
+    /// The policy directory [default: policies].
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// The Alibaba Cloud account owning the instances, for ARNs.
+    #[arg(long)]
+    account_id: Option<String>,
 }
 
 const EXIT_CONFIG: u8 = 64;
@@ -89,6 +120,8 @@ async fn main() -> ExitCode {
                 upstream_endpoint: args.upstream_endpoint,
                 upstream_timeout: args.upstream_timeout,
                 credentials_file: args.credentials_file,
+                policy_dir: args.policies,
+                account_id: args.account_id,
             };
             let settings = match config::load(&overrides, env) {
                 Ok(settings) => settings,
@@ -102,10 +135,12 @@ async fn main() -> ExitCode {
         Command::Demo {
             listen,
             upstream_endpoint,
+            policies,
         } => {
             let external = upstream_endpoint.is_some();
             let overrides = config::Overrides {
                 upstream_endpoint,
+                policy_dir: Some(policies),
                 ..config::Overrides::default()
             };
             let settings = match config::load(&overrides, env) {
@@ -136,6 +171,57 @@ async fn main() -> ExitCode {
                 .await
             {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error, false),
+            }
+        }
+        Command::Policy(PolicyCommand::Validate { policies }) => {
+            match policy::store::load(&policies) {
+                Ok(data) => {
+                    println!(
+                        "{}: {} policies, {} principals, {} instances valid (version {})",
+                        policies.display(),
+                        data.policy_count(),
+                        data.principals.len(),
+                        data.instances.len(),
+                        data.version
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    for problem in &error.problems {
+                        eprintln!("{problem}");
+                    }
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Policy(PolicyCommand::Test { policies, files }) => {
+            let store = match policy::Store::open(&policies) {
+                Ok(store) => std::sync::Arc::new(store),
+                Err(error) => {
+                    for problem in &error.problems {
+                        eprintln!("{problem}");
+                    }
+                    return ExitCode::from(1);
+                }
+            };
+            let files = if files.is_empty() {
+                policy::cases::shipped(&policies)
+            } else {
+                files
+            };
+            match policy::cases::run(&store, &files) {
+                Ok(report) => {
+                    for failure in &report.failures {
+                        eprintln!("FAIL {failure}");
+                    }
+                    println!("{} passed, {} failed", report.passed, report.failures.len());
+                    if report.failures.is_empty() && report.passed > 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
                 Err(error) => fail(&error, false),
             }
         }

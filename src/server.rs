@@ -1,12 +1,14 @@
 //! The tonic server: where the request flow's order is written, once.
 //!
 //! ```text
-//! gRPC call ──► validate ──► [identity, authorize: next] ──► sign ──► upstream ──► response
+//! gRPC call ──► identity ──► validate ──► authorize ──► sign ──► upstream ──► response
 //! ```
 //!
-//! Each stage is a module with one entry point; errors become statuses in
-//! `error.rs` only. Identity and authorization will slot in between
-//! validation and signing, so that authorization sees a typed, valid request.
+//! Identity is a tower layer ([`identity::IdentityLayer`]) that runs before
+//! the service; the other stages run in [`Gateway`]'s handler in this order,
+//! so that authorization sees a typed, valid request (the caller is already
+//! authenticated, so a validation error leaks nothing). Errors become
+//! statuses in `error.rs` only.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,25 +19,46 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::identity::{self, Caller};
 use crate::pb;
 use crate::pb::instance_network_service_server::{
     InstanceNetworkService, InstanceNetworkServiceServer,
 };
+use crate::policy::{self, log::After};
 use crate::{upstream, validate};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstream: Arc<upstream::Client>,
+    authorizer: Arc<policy::Authorizer>,
 }
 
 impl Gateway {
-    /// A gateway forwarding through `upstream`.
-    pub fn new(upstream: upstream::Client) -> Self {
+    /// A gateway authorizing with `authorizer` and forwarding through `upstream`.
+    pub fn new(upstream: upstream::Client, authorizer: Arc<policy::Authorizer>) -> Self {
         Self {
             upstream: Arc::new(upstream),
+            authorizer,
         }
     }
+
+    /// The authorizer, for reloads.
+    pub fn authorizer(&self) -> &Arc<policy::Authorizer> {
+        &self.authorizer
+    }
+}
+
+/// The trace id of the call: the incoming W3C `traceparent`'s, else a new one.
+fn trace_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| {
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && *id != "0".repeat(32)
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
 }
 
 #[tonic::async_trait]
@@ -43,26 +66,63 @@ impl InstanceNetworkService for Gateway {
     #[tracing::instrument(
         name = "ModifyInstanceNetworkSpec",
         skip_all,
-        fields(rpc.system = "grpc", rpc.service = "ecsgateway.v1.InstanceNetworkService", instance_id, region_id)
+        fields(rpc.system = "grpc", rpc.service = "ecsgateway.v1.InstanceNetworkService", identity, instance_id, region_id)
     )]
     async fn modify_instance_network_spec(
         &self,
         request: Request<pb::ModifyInstanceNetworkSpecRequest>,
     ) -> Result<Response<pb::ModifyInstanceNetworkSpecResponse>, Status> {
+        // 1. identity: resolved by the layer; its absence means the layer did
+        //    not run, which must never let a call through.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or(Error::Identity(identity::Error::Missing))?;
         let deadline = grpc_timeout(request.metadata());
-        let request = validate::modify_request(request.into_inner()).map_err(Error::from)?;
+        let trace_id = trace_id(request.metadata());
         let span = tracing::Span::current();
+        span.record("identity", caller.identity.as_str());
+
+        // 2. validate
+        let request = validate::modify_request(request.into_inner()).map_err(Error::from)?;
         span.record("instance_id", request.instance_id.as_str());
         span.record("region_id", request.region_id.as_str());
 
-        let reply = self
+        // 3. authorize
+        let decision = self
+            .authorizer
+            .decide(&caller, &request, chrono::Utc::now());
+        let token = request.client_token.value.as_str();
+        if !decision.allowed() {
+            policy::log::record(&decision, &trace_id, token, After::default());
+            return Err(Error::Denied(Box::new(decision)).into());
+        }
+
+        // 4. sign and 5. upstream
+        let result = self
             .upstream
             .modify_instance_network_spec(&request, deadline)
-            .await
-            .map_err(|source| Error::Upstream {
-                source,
-                client_token: request.client_token.value.clone(),
-            })?;
+            .await;
+        let after = match &result {
+            Ok(reply) => After {
+                request_id: Some(&reply.request_id),
+                error_code: None,
+            },
+            Err(upstream::Error::Ecs(e)) => After {
+                request_id: Some(&e.request_id),
+                error_code: Some(&e.code),
+            },
+            Err(_) => After {
+                request_id: None,
+                error_code: Some("UpstreamFailure"),
+            },
+        };
+        policy::log::record(&decision, &trace_id, token, after);
+        let reply = result.map_err(|source| Error::Upstream {
+            source,
+            client_token: request.client_token.value.clone(),
+        })?;
         tracing::info!(request_id = %reply.request_id, "ECS applied the change");
         Ok(Response::new(pb::ModifyInstanceNetworkSpecResponse {
             order_id: reply.order_id.unwrap_or_default(),
@@ -92,19 +152,35 @@ pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration>
     })
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then lets calls
-/// in flight finish.
+/// Everything `serve` needs, built from the settings.
+#[derive(Debug)]
+pub struct Parts {
+    /// The service.
+    pub gateway: Gateway,
+    /// Who is calling.
+    pub identity: Arc<identity::Resolver>,
+    /// TLS, when configured.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+/// Serves on `listener` until `shutdown` completes, then lets calls in
+/// flight finish.
 ///
 /// # Errors
 ///
 /// The transport fails.
 pub async fn serve(
-    gateway: Gateway,
+    parts: Parts,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(InstanceNetworkServiceServer::new(gateway))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = parts.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .layer(identity::IdentityLayer::new(parts.identity))
+        .add_service(InstanceNetworkServiceServer::new(parts.gateway))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
@@ -121,12 +197,32 @@ pub enum RunError {
          or ALIBABA_CLOUD_CREDENTIALS_FILE"
     )]
     NoCredentials,
+    /// No account ID for the ARNs.
+    #[error(
+        "no account ID: set ECS_GATEWAY_ACCOUNT_ID (or policy.account_id) to the account owning the instances"
+    )]
+    NoAccountId,
     /// The credentials could not be loaded.
     #[error(transparent)]
     Credentials(#[from] crate::credentials::Error),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] upstream::BuildError),
+    /// Identity could not be set up.
+    #[error(transparent)]
+    Identity(#[from] identity::BuildError),
+    /// The policies could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] policy::BuildError),
+    /// A TLS file could not be read.
+    #[error("cannot read TLS file {path}")]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -145,26 +241,61 @@ impl RunError {
     /// True when the settings are at fault (exit code 64, before any port
     /// is bound).
     pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            Self::NoCredentials | Self::Credentials(_) | Self::Client(_)
-        )
+        !matches!(self, Self::Bind { .. } | Self::Serve(_))
     }
+}
+
+fn read_tls(path: &std::path::Path) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|source| RunError::Tls {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The server's TLS settings: its certificate and key and, for mTLS, the CA
+/// that signs client certificates.
+fn tls(config: &crate::config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, RunError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read_tls(&config.cert)?,
+        read_tls(&config.key)?,
+    ));
+    if let Some(ca) = &config.client_ca {
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read_tls(ca)?))
+            .client_auth_optional(!config.require_client_cert);
+    }
+    Ok(tls)
 }
 
 /// Builds the gateway's running parts from `config`.
 ///
 /// # Errors
 ///
-/// Missing or unreadable credentials, or a TLS stack that cannot start.
-pub fn build(config: &crate::config::Config) -> Result<Gateway, RunError> {
+/// Missing or unreadable credentials, policies, keys or certificates.
+pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
     let credentials = config
         .credentials
         .clone()
         .ok_or(RunError::NoCredentials)?
         .build()?;
     let upstream = config.upstream.clone().build(Arc::new(credentials))?;
-    Ok(Gateway::new(upstream))
+    let account_id = config
+        .policy
+        .account_id
+        .clone()
+        .ok_or(RunError::NoAccountId)?;
+    let authorizer = policy::Config {
+        dir: config.policy.dir.clone(),
+        account_id,
+        dependent_actions: config.policy.dependent_actions.clone(),
+    }
+    .build()?;
+    Ok(Parts {
+        gateway: Gateway::new(upstream, Arc::new(authorizer)),
+        identity: Arc::new(config.identity.clone().build()?),
+        tls: config.tls.as_ref().map(tls).transpose()?,
+    })
 }
 
 /// Binds `addr`, with a message naming it on failure.
@@ -178,6 +309,34 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
         .map_err(|source| RunError::Bind { addr, source })
 }
 
+/// Reloads the policies when they change on disk and on SIGHUP, for as long
+/// as the returned watcher lives.
+pub fn reload_policies(store: &Arc<policy::Store>) -> Option<notify::RecommendedWatcher> {
+    #[cfg(unix)]
+    {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("cannot listen for SIGHUP");
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading policies");
+                let _ = store.reload();
+            }
+        });
+    }
+    match policy::store::watch(store.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, dir = %store.dir().display(), "cannot watch the policy directory; SIGHUP still reloads");
+            None
+        }
+    }
+}
+
 /// `ecs-gateway serve`: builds everything, binds, serves until SIGINT or
 /// SIGTERM, then drains calls in flight.
 ///
@@ -185,10 +344,11 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
 ///
 /// See [`RunError`].
 pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
-    let gateway = build(&config)?;
+    let parts = build(&config)?;
+    let _watcher = reload_policies(parts.gateway.authorizer().store());
     let listener = bind(config.listen).await?;
-    tracing::info!(listen = %config.listen, endpoint = %config.upstream.endpoint, "gateway serving");
-    serve(gateway, listener, shutdown_signal()).await?;
+    tracing::info!(listen = %config.listen, endpoint = %config.upstream.endpoint, tls = parts.tls.is_some(), "gateway serving");
+    serve(parts, listener, shutdown_signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -20,7 +20,13 @@ impl Drop for Demo {
 /// Starts the demo on a free port and returns it with its address.
 fn start_demo() -> (Demo, String) {
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--policies",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        ])
         .env("RUST_LOG", "warn")
         .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
         .stdout(Stdio::piped())
@@ -41,12 +47,20 @@ fn start_demo() -> (Demo, String) {
     (Demo(child), addr)
 }
 
+const NETOPS: &str = "spiffe://demo.local/sa/netops";
+const WEBAPP: &str = "spiffe://demo.local/sa/webapp";
+
+fn call_as(identity: Option<&str>, addr: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(["call", "--endpoint", &format!("http://{addr}")]);
+    if let Some(identity) = identity {
+        command.args(["--as", identity]);
+    }
+    command.args(args).output().unwrap()
+}
+
 fn call(addr: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["call", "--endpoint", &format!("http://{addr}")])
-        .args(args)
-        .output()
-        .unwrap()
+    call_as(Some(NETOPS), addr, args)
 }
 
 #[test]
@@ -118,6 +132,64 @@ fn demo_then_call_as_the_readme_shows() {
     );
     assert!(
         stderr.contains("field client_token [InvalidClientToken.ValueNotSupported]"),
+        "{stderr}"
+    );
+
+    // The README's allowed and denied calls of each demo identity.
+    let webapp_ok = call_as(
+        Some(WEBAPP),
+        &addr,
+        &["--instance-id", "i-demo-postpaid", "--bandwidth-out", "8"],
+    );
+    assert!(
+        webapp_ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&webapp_ok.stderr)
+    );
+    let webapp_ip = call_as(
+        Some(WEBAPP),
+        &addr,
+        &[
+            "--instance-id",
+            "i-demo-stopped",
+            "--bandwidth-out",
+            "5",
+            "--allocate-public-ip",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&webapp_ip.stderr);
+    assert!(stderr.starts_with("PermissionDenied: acs:ram::1234567890123456:role/webapp denied ecs:ModifyInstanceNetworkSpec"), "{stderr}");
+    assert!(
+        stderr.contains("DeterminingPolicies: control.no-public-ip-for-app-teams"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("NoPermissionType: ExplicitDeny"),
+        "{stderr}"
+    );
+    let netops_denied = call(
+        &addr,
+        &[
+            "--instance-id",
+            "i-demo-prepaid",
+            "--network-charge-type",
+            "pay-by-traffic",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&netops_denied.stderr);
+    assert!(
+        stderr.contains("DeterminingPolicies: control.no-billing-change-on-production"),
+        "{stderr}"
+    );
+    let anonymous = call_as(
+        None,
+        &addr,
+        &["--instance-id", "i-demo-postpaid", "--bandwidth-out", "8"],
+    );
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        stderr.starts_with("Unauthenticated: no identity"),
         "{stderr}"
     );
 

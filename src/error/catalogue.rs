@@ -76,7 +76,7 @@ const fn row(
 
 use Code::{
     Aborted, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, OutOfRange,
-    PermissionDenied, ResourceExhausted, Unavailable,
+    PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable,
 };
 use Source::{Common, Gateway, Reference};
 
@@ -188,6 +188,12 @@ pub static CATALOGUE: &[Entry] = &[
     row(504, "UpstreamTimeout", DeadlineExceeded, 0, "The ECS endpoint did not answer in time.", Gateway),
     row(502, "UpstreamInvalidResponse", Unavailable, 1000, "The ECS endpoint answered with a response that could not be read.", Gateway),
     row(500, "GatewayInternalError", Internal, 0, "The gateway failed to process the request.", Gateway),
+    // Identity and authorization: the gateway's own RAM-like checks.
+    row(401, "Unauthenticated.MissingIdentity", Unauthenticated, 0, "No identity: present an mTLS client certificate or a bearer token.", Gateway),
+    row(401, "Unauthenticated.InvalidClientCertificate", Unauthenticated, 0, "The client certificate cannot be used.", Gateway),
+    row(401, "Unauthenticated.InvalidToken", Unauthenticated, 0, "The bearer token is not valid.", Gateway),
+    row(401, "Unauthenticated.InvalidForwardedClientCert", Unauthenticated, 0, "The forwarded client certificate header cannot be used.", Gateway),
+    row(403, "AccessDenied", PermissionDenied, 0, "The policies do not allow this call.", Gateway),
 ];
 
 /// The row for `code` as ECS answered it with `http_status`: the exact pair

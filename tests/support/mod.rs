@@ -6,14 +6,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecs_gateway::credentials::{self, Credentials, Secret};
-use ecs_gateway::pb;
 use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
 use ecs_gateway::simulator::{self, Simulator};
+use ecs_gateway::{identity, pb, policy};
 use ecs_gateway::{server, upstream};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-pub use ecs_gateway::simulator::{DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, DEMO_REGION};
+pub use ecs_gateway::simulator::{
+    DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, DEMO_ACCOUNT_ID, DEMO_REGION,
+};
+
+/// The demo's network admin, allowed almost everything in cn-hangzhou.
+pub const NETOPS: &str = "spiffe://demo.local/sa/netops";
+/// The demo's application team.
+pub const WEBAPP: &str = "spiffe://demo.local/sa/webapp";
+
+/// The shipped policy directory.
+pub fn policies_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// An authorizer over the shipped policies, configured as the demo is.
+pub fn authorizer() -> Arc<policy::Authorizer> {
+    Arc::new(
+        policy::Config {
+            dir: policies_dir(),
+            account_id: DEMO_ACCOUNT_ID.into(),
+            dependent_actions: vec![ecs_gateway::demo::demo_dependent_action()],
+        }
+        .build()
+        .unwrap(),
+    )
+}
+
+/// Identity as the demo has it: the forwarded client certificate is trusted.
+pub fn trusting_resolver() -> Arc<identity::Resolver> {
+    Arc::new(
+        identity::Config {
+            jwt: None,
+            trust_forwarded_client_cert: true,
+        }
+        .build()
+        .unwrap(),
+    )
+}
+
+/// Serves `parts` on a loopback port until the sender is dropped or fires.
+pub async fn spawn_gateway(parts: server::Parts) -> (std::net::SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(parts, listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
 
 /// The simulator, the gateway and a client connected to it.
 pub struct Harness {
@@ -77,13 +125,13 @@ pub async fn start_gateway(
     };
     tune(&mut config);
     let provider = credentials::Config::Static(credentials).build().unwrap();
-    let gateway = server::Gateway::new(config.build(Arc::new(provider)).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway_addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(gateway, listener, async {
-        let _ = stopped.await;
-    }));
+    let gateway = server::Gateway::new(config.build(Arc::new(provider)).unwrap(), authorizer());
+    let (gateway_addr, stop) = spawn_gateway(server::Parts {
+        gateway,
+        identity: trusting_resolver(),
+        tls: None,
+    })
+    .await;
     let channel = Channel::from_shared(format!("http://{gateway_addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
@@ -109,10 +157,25 @@ pub fn request(instance_id: &str) -> pb::ModifyInstanceNetworkSpecRequest {
 }
 
 impl Harness {
+    /// Calls as the network admin.
     pub async fn call(
         &self,
         request: pb::ModifyInstanceNetworkSpecRequest,
     ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        self.call_as(NETOPS, request).await
+    }
+
+    /// Calls as `identity`, named in x-forwarded-client-cert.
+    pub async fn call_as(
+        &self,
+        identity: &str,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        let mut request = tonic::Request::new(request);
+        request.metadata_mut().insert(
+            "x-forwarded-client-cert",
+            format!("URI={identity}").parse().unwrap(),
+        );
         self.client
             .clone()
             .modify_instance_network_spec(request)

@@ -1,0 +1,301 @@
+//! Declarative policy tests, run by `ecs-gateway policy test` and in CI: each
+//! case names a caller, a request and the expected decision, and optionally
+//! the layer, the denied action and the determining policies.
+//!
+//! ```toml
+//! account_id = "1234567890123456"            # default: the demo account
+//!
+//! [[dependent_actions]]                       # as in the gateway's config
+//! action = "ecs:ModifyInstanceNetworkSpec"
+//! requires = "ecs:AllocatePublicIpAddress"
+//! when = "allocates_public_ip"
+//!
+//! [[case]]
+//! name = "app teams may not allocate a public IP"
+//! identity = "spiffe://demo.local/sa/webapp"
+//! source_ip = "10.0.0.7"                      # default 127.0.0.1
+//! time = "2026-06-01T10:00:00Z"               # default: now
+//! request = { instance_id = "i-demo-postpaid", allocate_public_ip = true }
+//! expect = "ExplicitDeny"                     # Allow, ExplicitDeny, ImplicitDeny
+//! layer = "control"
+//! action = "ecs:ModifyInstanceNetworkSpec"
+//! policies = ["control.no-public-ip-for-app-teams"]
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{Authorizer, DependentRule, Outcome, Store};
+use crate::identity::{Caller, Via};
+use crate::{pb, validate};
+
+/// A case file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    /// The account owning the instances.
+    #[serde(default = "demo_account")]
+    pub account_id: String,
+    /// Operator-added dependent actions.
+    #[serde(default)]
+    pub dependent_actions: Vec<DependentRule>,
+    /// The cases.
+    #[serde(default)]
+    pub case: Vec<Case>,
+}
+
+fn demo_account() -> String {
+    crate::simulator::DEMO_ACCOUNT_ID.to_owned()
+}
+
+/// Expected outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Expect {
+    /// Allowed.
+    Allow,
+    /// Denied by a forbid.
+    ExplicitDeny,
+    /// Denied for lack of a permit.
+    ImplicitDeny,
+}
+
+/// The request of a case, as the proto's fields; times in RFC 3339.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRequest {
+    #[serde(default = "demo_region")]
+    region_id: String,
+    instance_id: String,
+    internet_max_bandwidth_out: Option<i32>,
+    internet_max_bandwidth_in: Option<i32>,
+    network_charge_type: Option<String>,
+    allocate_public_ip: Option<bool>,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+    auto_pay: Option<bool>,
+}
+
+fn demo_region() -> String {
+    crate::simulator::DEMO_REGION.to_owned()
+}
+
+/// One case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What it checks.
+    pub name: String,
+    /// The caller's identity.
+    pub identity: String,
+    /// The caller's address.
+    #[serde(default = "loopback")]
+    pub source_ip: IpAddr,
+    /// The time of the call.
+    pub time: Option<DateTime<Utc>>,
+    /// MFA was used.
+    #[serde(default)]
+    pub mfa: bool,
+    /// The call came over TLS.
+    #[serde(default)]
+    pub secure_transport: bool,
+    /// The request.
+    pub request: CaseRequest,
+    /// The expected outcome.
+    pub expect: Expect,
+    /// For denials: the layer, `control` or `identity`.
+    pub layer: Option<String>,
+    /// For denials: the denied action.
+    pub action: Option<String>,
+    /// The determining policies, in any order.
+    pub policies: Option<Vec<String>>,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+impl CaseRequest {
+    fn to_proto(&self) -> Result<pb::ModifyInstanceNetworkSpecRequest, String> {
+        let charge = match self.network_charge_type.as_deref() {
+            None => pb::NetworkChargeType::Unspecified,
+            Some("PayByBandwidth") => pb::NetworkChargeType::PayByBandwidth,
+            Some("PayByTraffic") => pb::NetworkChargeType::PayByTraffic,
+            Some(other) => {
+                return Err(format!(
+                    "network_charge_type {other:?}: expected PayByBandwidth or PayByTraffic"
+                ));
+            }
+        };
+        let ts = |t: DateTime<Utc>| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        };
+        Ok(pb::ModifyInstanceNetworkSpecRequest {
+            region_id: self.region_id.clone(),
+            instance_id: self.instance_id.clone(),
+            internet_max_bandwidth_out: self.internet_max_bandwidth_out,
+            internet_max_bandwidth_in: self.internet_max_bandwidth_in,
+            isp: String::new(),
+            network_charge_type: charge as i32,
+            allocate_public_ip: self.allocate_public_ip,
+            start_time: self.start_time.map(ts),
+            end_time: self.end_time.map(ts),
+            auto_pay: self.auto_pay,
+            client_token: "policy-test".into(),
+        })
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Cases that passed.
+    pub passed: usize,
+    /// `file: case: what differed`, one per failed case.
+    pub failures: Vec<String>,
+}
+
+/// Why cases could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A case file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A case file is not valid.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Checks one case against a decision; `Err` says what differed.
+fn check(case: &Case, authorizer: &Authorizer) -> Result<(), String> {
+    let request = validate::modify_request(case.request.to_proto()?)
+        .map_err(|r| format!("request is invalid: {r}"))?;
+    let caller = Caller {
+        identity: case.identity.clone(),
+        via: Via::Mtls,
+        mfa: case.mfa,
+        secure_transport: case.secure_transport,
+        peer: Some(SocketAddr::new(case.source_ip, 50000)),
+    };
+    let decision = authorizer.decide(&caller, &request, case.time.unwrap_or_else(Utc::now));
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (got, layer, action, policies) = match &decision.outcome {
+        Outcome::Allow { policies } => (Expect::Allow, None, None, policies.clone()),
+        Outcome::Deny(d) => (
+            match d.kind {
+                super::DenyKind::ExplicitDeny => Expect::ExplicitDeny,
+                super::DenyKind::ImplicitDeny => Expect::ImplicitDeny,
+            },
+            Some(d.layer.as_str()),
+            Some(d.action),
+            d.policies.clone(),
+        ),
+    };
+    let describe =
+        || format!("got {got:?} (layer {layer:?}, action {action:?}, policies {policies:?})");
+    if got != case.expect {
+        return Err(format!("expected {:?}, {}", case.expect, describe()));
+    }
+    if case.layer.is_some() && case.layer.as_deref() != layer {
+        return Err(format!("expected layer {:?}, {}", case.layer, describe()));
+    }
+    if case.action.is_some() && case.action.as_deref() != action {
+        return Err(format!("expected action {:?}, {}", case.action, describe()));
+    }
+    if let Some(expected) = &case.policies
+        && sorted(expected.clone()) != sorted(policies.clone())
+    {
+        return Err(format!("expected policies {expected:?}, {}", describe()));
+    }
+    Ok(())
+}
+
+/// Parses a case file.
+///
+/// # Errors
+///
+/// It cannot be read or parsed.
+pub fn read(path: &Path) -> Result<CaseFile, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Runs every case of `files` against the policies of `store`.
+///
+/// # Errors
+///
+/// A file cannot be read or parsed, or names an unknown dependent action.
+pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
+    let mut report = Report::default();
+    for path in files {
+        let file = read(path)?;
+        for rule in &file.dependent_actions {
+            if super::catalogue::get(&rule.requires).is_none()
+                || super::catalogue::get(&rule.action).is_none()
+            {
+                return Err(Error::Parse {
+                    path: path.clone(),
+                    message: format!(
+                        "dependent action {} → {}: unknown action",
+                        rule.action, rule.requires
+                    ),
+                });
+            }
+        }
+        let authorizer = Authorizer::new(
+            store.clone(),
+            file.account_id.clone(),
+            file.dependent_actions.clone(),
+        );
+        for case in &file.case {
+            match check(case, &authorizer) {
+                Ok(()) => report.passed += 1,
+                Err(message) => {
+                    report
+                        .failures
+                        .push(format!("{}: {}: {message}", path.display(), case.name))
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The case files of a policy directory: `tests/*.toml`, sorted.
+pub fn shipped(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("tests"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

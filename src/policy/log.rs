@@ -1,0 +1,57 @@
+//! The decision log: one structured line per decision, allowed or denied,
+//! through the same JSON subscriber as every other log line (target
+//! `decision`). Auditors filter on that target. No secret is in it: the
+//! request's parameters are not logged, only who, what, on which resource,
+//! the outcome and why.
+
+use super::decide::{Decision, Outcome};
+
+/// What happened after the decision, for the same line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct After<'a> {
+    /// ECS's RequestId, when the call reached ECS.
+    pub request_id: Option<&'a str>,
+    /// The error code, when the call failed after the decision.
+    pub error_code: Option<&'a str>,
+}
+
+/// Writes the decision's line.
+pub fn record(decision: &Decision, trace_id: &str, client_token: &str, after: After<'_>) {
+    let actions = decision.actions.join(",");
+    match &decision.outcome {
+        Outcome::Allow { policies } => tracing::info!(
+            target: "decision",
+            decision = "Allow",
+            trace_id,
+            identity = %decision.identity,
+            principal = %decision.principal,
+            actions = %actions,
+            resource = %decision.resource,
+            policies = %policies.join(","),
+            associate_public_ip = decision.allocates_public_ip,
+            policy_version = %decision.policy_version,
+            client_token,
+            request_id = after.request_id.unwrap_or(""),
+            error_code = after.error_code.unwrap_or(""),
+            "authorization decision"
+        ),
+        Outcome::Deny(denial) => tracing::info!(
+            target: "decision",
+            decision = "Deny",
+            trace_id,
+            identity = %decision.identity,
+            principal = %decision.principal,
+            actions = %actions,
+            resource = %decision.resource,
+            denied_action = denial.action,
+            layer = denial.layer.as_str(),
+            deny_type = denial.kind.as_str(),
+            policies = %denial.policies.join(","),
+            errors = %denial.errors.join("; "),
+            associate_public_ip = decision.allocates_public_ip,
+            policy_version = %decision.policy_version,
+            client_token,
+            "authorization decision"
+        ),
+    }
+}

@@ -1,0 +1,106 @@
+//! Stage 3 of the request flow: may this caller do this? Cedar policies that
+//! behave like Alibaba Cloud RAM.
+//!
+//! - [`catalogue`]: the actions, their access levels, ARN templates,
+//!   condition keys and dependent actions;
+//! - [`store`]: the policy directory, validated against the schema and
+//!   swapped atomically on reload;
+//! - [`decide`]: the decision as RAM makes it: the control layer must allow,
+//!   then the identity layer must allow, for the action and each dependent
+//!   action; an explicit forbid wins; nothing permitted is an implicit deny;
+//!   any evaluation error denies;
+//! - [`log`]: one structured line per decision;
+//! - [`cases`]: declarative policy tests (`ecs-gateway policy test`).
+
+pub mod cases;
+pub mod catalogue;
+pub mod decide;
+pub mod log;
+pub mod store;
+
+use std::path::PathBuf;
+
+pub use decide::{Authorizer, Decision, Denial, DenyKind, Outcome};
+pub use store::{Layer, Store};
+
+/// When an operator-added dependent action applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// On every call of the action.
+    Always,
+    /// When the call allocates a public IP (`ecs:AssociatePublicIpAddress`).
+    AllocatesPublicIp,
+}
+
+/// An operator-added dependent action: calling `action` also needs
+/// `requires`, for the same principal, resource and context.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependentRule {
+    /// The action called.
+    pub action: String,
+    /// The action that must also be allowed.
+    pub requires: String,
+    /// When.
+    pub when: When,
+}
+
+/// Authorization settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The policy directory.
+    pub dir: PathBuf,
+    /// The Alibaba Cloud account that owns the instances, for ARNs.
+    pub account_id: String,
+    /// Dependent actions beyond the catalogue's.
+    pub dependent_actions: Vec<DependentRule>,
+}
+
+/// Why authorization could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The policies are invalid.
+    #[error(transparent)]
+    Policies(#[from] store::Error),
+    /// A dependent action names an action the catalogue does not know.
+    #[error("dependent action {action} → {requires}: {problem}")]
+    Dependent {
+        /// The action.
+        action: String,
+        /// The required action.
+        requires: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads the policies and builds the authorizer.
+    ///
+    /// # Errors
+    ///
+    /// Invalid policies (with `file:line`), or unknown dependent actions.
+    pub fn build(self) -> Result<Authorizer, BuildError> {
+        for rule in &self.dependent_actions {
+            for name in [&rule.action, &rule.requires] {
+                if catalogue::get(name).is_none() {
+                    return Err(BuildError::Dependent {
+                        action: rule.action.clone(),
+                        requires: rule.requires.clone(),
+                        problem: format!("{name} is not in the action catalogue"),
+                    });
+                }
+            }
+        }
+        let store = Store::open(&self.dir)?;
+        Ok(Authorizer::new(
+            std::sync::Arc::new(store),
+            self.account_id,
+            self.dependent_actions,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

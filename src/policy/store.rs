@@ -1,0 +1,681 @@
+//! Loading the policy directory, validating it against the schema (strict
+//! mode), and swapping it in atomically on reload.
+//!
+//! ```text
+//! policies/schema.cedarschema   the Cedar model
+//! policies/control/*.cedar      guardrails: must allow (RAM's control policies)
+//! policies/identity/*.cedar     permissions: must allow (RAM's identity policies)
+//! policies/principals.toml      identities → RAM user or role ARNs and groups
+//! policies/entities.json        known instances: attributes and tags
+//! ```
+//!
+//! Every policy carries a unique `@id`, used in decisions and logs. A load
+//! fails with `file:line` messages; a reload that fails keeps the last good
+//! set and is counted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+
+use super::catalogue;
+
+/// One problem in the policy directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// The policy directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid policies ({} problem(s))", self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The two layers, in the order RAM evaluates them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// The platform team's guardrails.
+    Control,
+    /// Per-team permissions.
+    Identity,
+}
+
+impl Layer {
+    /// Both layers, in evaluation order.
+    pub const ALL: [Layer; 2] = [Layer::Control, Layer::Identity];
+
+    /// The directory name, also the layer's name in decisions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Control => "control",
+            Self::Identity => "identity",
+        }
+    }
+
+    /// RAM's name for the policy type.
+    pub fn ram_policy_type(self) -> &'static str {
+        match self {
+            Self::Control => "ControlPolicy",
+            Self::Identity => "IdentityPolicy",
+        }
+    }
+}
+
+/// A mapped principal.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The RAM ARN.
+    pub arn: String,
+    /// Its Cedar uid (`Ram::Role::"<arn>"` or `Ram::User::"<arn>"`).
+    pub uid: EntityUid,
+    /// The entity, with its groups as parents.
+    pub entity: Entity,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+/// What entities.json says about an instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The entity, with its tags.
+    pub entity: Entity,
+    /// Its region.
+    pub region: String,
+    /// `PrePaid` or `PostPaid`, where known.
+    pub charge_type: Option<String>,
+    /// Whether it has a public IP, where known.
+    pub has_public_ip: Option<bool>,
+}
+
+/// One loaded and validated policy directory.
+pub struct PolicyData {
+    /// The schema.
+    pub schema: Schema,
+    /// Control policies.
+    pub control: PolicySet,
+    /// Identity policies.
+    pub identity: PolicySet,
+    /// Identity string → principal.
+    pub principals: HashMap<String, Principal>,
+    /// Instance id → instance.
+    pub instances: HashMap<String, Instance>,
+    /// The action hierarchy (groups such as `ecs:*`), which `action in`
+    /// needs in every request's entities.
+    pub actions: Entities,
+    /// Where each policy came from, for messages.
+    pub sources: HashMap<PolicyId, PathBuf>,
+    /// A short hash of every file loaded.
+    pub version: String,
+}
+
+impl fmt::Debug for PolicyData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyData")
+            .field("version", &self.version)
+            .field("policies", &self.sources.len())
+            .field("principals", &self.principals.len())
+            .field("instances", &self.instances.len())
+            .finish()
+    }
+}
+
+impl PolicyData {
+    /// The policy set of a layer.
+    pub fn layer(&self, layer: Layer) -> &PolicySet {
+        match layer {
+            Layer::Control => &self.control,
+            Layer::Identity => &self.identity,
+        }
+    }
+
+    /// Number of policies.
+    pub fn policy_count(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn first_line(text: &str, diagnostic: &dyn Diagnostic) -> Option<usize> {
+    diagnostic
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| line_of(text, l.offset()))
+}
+
+/// Collects problems while loading.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: &Path, line: Option<usize>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.to_owned(),
+            line,
+            message: message.into(),
+        });
+    }
+}
+
+fn read(path: &Path, problems: &mut Problems, hasher: &mut Sha1) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            hasher.update(path.as_os_str().as_encoded_bytes());
+            hasher.update(text.as_bytes());
+            Some(text)
+        }
+        Err(e) => {
+            problems.add(path, None, format!("cannot read: {e}"));
+            None
+        }
+    }
+}
+
+/// Loads and validates the directory.
+///
+/// # Errors
+///
+/// Every problem found, with file and line.
+pub fn load(dir: &Path) -> Result<PolicyData, Error> {
+    let mut problems = Problems::default();
+    let mut hasher = Sha1::new();
+
+    let schema_path = dir.join("schema.cedarschema");
+    let schema = read(&schema_path, &mut problems, &mut hasher).and_then(|text| {
+        match Schema::from_cedarschema_str(&text) {
+            Ok((schema, warnings)) => {
+                for warning in warnings {
+                    tracing::warn!(path = %schema_path.display(), %warning, "schema warning");
+                }
+                if !text.contains(&catalogue::schema_actions()) {
+                    problems.add(
+                        &schema_path,
+                        None,
+                        format!(
+                            "the action declarations differ from the action catalogue; they must read:\n{}",
+                            catalogue::schema_actions()
+                        ),
+                    );
+                }
+                Some(schema)
+            }
+            Err(e) => {
+                problems.add(&schema_path, first_line(&text, &e), e.to_string());
+                None
+            }
+        }
+    });
+
+    let mut sources = HashMap::new();
+    let mut ids: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
+    let mut texts: HashMap<PathBuf, String> = HashMap::new();
+    let mut sets = Vec::new();
+    for layer in Layer::ALL {
+        let layer_dir = dir.join(layer.as_str());
+        let mut set = PolicySet::new();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&layer_dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
+                .collect(),
+            Err(e) => {
+                // A missing layer would allow nothing or, worse, be skipped:
+                // refuse to start instead.
+                problems.add(
+                    &layer_dir,
+                    None,
+                    format!("cannot read the {} layer: {e}", layer.as_str()),
+                );
+                Vec::new()
+            }
+        };
+        files.sort();
+        for path in files {
+            let Some(text) = read(&path, &mut problems, &mut hasher) else {
+                continue;
+            };
+            match PolicySet::from_str(&text) {
+                Err(errors) => {
+                    for error in errors.iter() {
+                        problems.add(&path, first_line(&text, error), error.to_string());
+                    }
+                }
+                Ok(parsed) => {
+                    if parsed.templates().next().is_some() {
+                        problems.add(
+                            &path,
+                            None,
+                            "templates are not supported: write static policies",
+                        );
+                    }
+                    for policy in parsed.policies() {
+                        let Some(id) = policy.annotation("id") else {
+                            let head: String = policy.to_string().chars().take(60).collect();
+                            problems.add(
+                                &path,
+                                None,
+                                format!("every policy needs an @id(\"...\") annotation: {head}…"),
+                            );
+                            continue;
+                        };
+                        let line = text
+                            .find(&format!("@id(\"{id}\")"))
+                            .map(|o| line_of(&text, o));
+                        if let Some((other, other_line)) = ids.get(id) {
+                            problems.add(
+                                &path,
+                                line,
+                                format!(
+                                    "@id({id:?}) is already used at {}:{}",
+                                    other.display(),
+                                    other_line.unwrap_or(0)
+                                ),
+                            );
+                            continue;
+                        }
+                        ids.insert(id.to_owned(), (path.clone(), line));
+                        let policy_id = PolicyId::new(id);
+                        sources.insert(policy_id.clone(), path.clone());
+                        if let Err(e) = set.add(policy.new_id(policy_id)) {
+                            problems.add(&path, line, e.to_string());
+                        }
+                    }
+                }
+            }
+            texts.insert(path, text);
+        }
+        sets.push(set);
+    }
+
+    if let Some(schema) = &schema {
+        let validator = Validator::new(schema.clone());
+        for set in &sets {
+            let result = validator.validate(set, ValidationMode::Strict);
+            for error in result.validation_errors() {
+                let path = sources
+                    .get(error.policy_id())
+                    .cloned()
+                    .unwrap_or_else(|| dir.to_owned());
+                let line = texts.get(&path).and_then(|text| first_line(text, error));
+                problems.add(&path, line, format!("[{}] {error}", error.policy_id()));
+            }
+            for warning in result.validation_warnings() {
+                tracing::warn!(policy = %warning.policy_id(), %warning, "policy validation warning");
+            }
+        }
+    }
+
+    let principals = schema
+        .as_ref()
+        .map(|schema| {
+            load_principals(
+                &dir.join("principals.toml"),
+                schema,
+                &mut problems,
+                &mut hasher,
+            )
+        })
+        .unwrap_or_default();
+    let instances = schema
+        .as_ref()
+        .map(|schema| {
+            load_instances(
+                &dir.join("entities.json"),
+                schema,
+                &mut problems,
+                &mut hasher,
+            )
+        })
+        .unwrap_or_default();
+
+    let actions = schema
+        .as_ref()
+        .and_then(|schema| match schema.action_entities() {
+            Ok(actions) => Some(actions),
+            Err(e) => {
+                problems.add(&schema_path, None, e.to_string());
+                None
+            }
+        });
+
+    match (schema, actions) {
+        (Some(schema), Some(actions)) if problems.0.is_empty() => {
+            let mut sets = sets.into_iter();
+            let (Some(control), Some(identity)) = (sets.next(), sets.next()) else {
+                return Err(Error {
+                    problems: vec![Problem {
+                        path: dir.to_owned(),
+                        line: None,
+                        message: "missing a layer".into(),
+                    }],
+                });
+            };
+            let digest = hasher.finalize();
+            let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            Ok(PolicyData {
+                schema,
+                control,
+                identity,
+                principals,
+                instances,
+                actions,
+                sources,
+                version,
+            })
+        }
+        _ => Err(Error {
+            problems: problems.0,
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalsFile {
+    #[serde(default)]
+    principal: Vec<PrincipalEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalEntry {
+    identity: String,
+    arn: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// `acs:ram::{account}:role/{name}` or `acs:ram::{account}:user/{name}`.
+fn principal_type(arn: &str) -> Option<(&'static str, &str)> {
+    let rest = arn.strip_prefix("acs:ram::")?;
+    let (account, resource) = rest.split_once(':')?;
+    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let kind = match resource.split_once('/') {
+        Some(("role", name)) if !name.is_empty() => "Ram::Role",
+        Some(("user", name)) if !name.is_empty() => "Ram::User",
+        _ => return None,
+    };
+    Some((kind, account))
+}
+
+fn uid(type_name: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str(type_name)
+            .unwrap_or_else(|_| unreachable!("fixed type names parse")),
+        EntityId::new(id),
+    )
+}
+
+fn load_principals(
+    path: &Path,
+    schema: &Schema,
+    problems: &mut Problems,
+    hasher: &mut Sha1,
+) -> HashMap<String, Principal> {
+    let Some(text) = read(path, problems, hasher) else {
+        return HashMap::new();
+    };
+    let file: PrincipalsFile = match toml::from_str(&text) {
+        Ok(file) => file,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            problems.add(path, line, e.message().to_owned());
+            return HashMap::new();
+        }
+    };
+    let mut principals = HashMap::new();
+    for entry in file.principal {
+        let line = text.find(&entry.identity).map(|o| line_of(&text, o));
+        let Some((kind, account)) = principal_type(&entry.arn) else {
+            problems.add(
+                path,
+                line,
+                format!(
+                    "{:?} is not a RAM user or role ARN (acs:ram::<account>:role/<name>)",
+                    entry.arn
+                ),
+            );
+            continue;
+        };
+        let uid = uid(kind, &entry.arn);
+        let parents: HashSet<EntityUid> = entry
+            .groups
+            .iter()
+            .map(|g| self::uid("Ram::Group", g))
+            .collect();
+        let attrs = HashMap::from([
+            (
+                "arn".to_owned(),
+                RestrictedExpression::new_string(entry.arn.clone()),
+            ),
+            (
+                "account".to_owned(),
+                RestrictedExpression::new_string(account.to_owned()),
+            ),
+        ]);
+        let entity = match Entity::new(uid.clone(), attrs, parents) {
+            Ok(entity) => entity,
+            Err(e) => {
+                problems.add(path, line, e.to_string());
+                continue;
+            }
+        };
+        // Check the entity against the schema, as a reload must.
+        if let Err(e) = Entities::from_entities([entity.clone()], Some(schema)) {
+            problems.add(path, line, e.to_string());
+            continue;
+        }
+        if principals.contains_key(&entry.identity) {
+            problems.add(
+                path,
+                line,
+                format!("identity {:?} is mapped twice", entry.identity),
+            );
+            continue;
+        }
+        principals.insert(
+            entry.identity,
+            Principal {
+                arn: entry.arn,
+                uid,
+                entity,
+                groups: entry.groups,
+            },
+        );
+    }
+    principals
+}
+
+fn load_instances(
+    path: &Path,
+    schema: &Schema,
+    problems: &mut Problems,
+    hasher: &mut Sha1,
+) -> HashMap<String, Instance> {
+    let Some(text) = read(path, problems, hasher) else {
+        return HashMap::new();
+    };
+    let entities = match Entities::from_json_str(&text, Some(schema)) {
+        Ok(entities) => entities,
+        Err(e) => {
+            problems.add(path, first_line(&text, &e), e.to_string());
+            return HashMap::new();
+        }
+    };
+    let string = |entity: &Entity, name: &str| match entity.attr(name) {
+        Some(Ok(cedar_policy::EvalResult::String(s))) => Some(s),
+        _ => None,
+    };
+    let mut instances = BTreeMap::new();
+    for entity in entities.iter() {
+        if entity.uid().type_name().to_string() != "Ecs::Instance" {
+            continue;
+        }
+        let has_public_ip = match entity.attr("hasPublicIp") {
+            Some(Ok(cedar_policy::EvalResult::Bool(b))) => Some(b),
+            _ => None,
+        };
+        instances.insert(
+            entity.uid().id().unescaped().to_owned(),
+            Instance {
+                region: string(entity, "region").unwrap_or_default(),
+                charge_type: string(entity, "chargeType"),
+                has_public_ip,
+                entity: entity.clone(),
+            },
+        );
+    }
+    instances.into_iter().collect()
+}
+
+/// The active policy data and reload bookkeeping.
+pub struct Store {
+    dir: PathBuf,
+    current: ArcSwap<PolicyData>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("version", &self.current.load().version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Loads `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The directory has problems.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let dir = dir.into();
+        let data = load(&dir)?;
+        tracing::info!(dir = %dir.display(), version = %data.version, policies = data.policy_count(), "policies loaded");
+        Ok(Self {
+            dir,
+            current: ArcSwap::from_pointee(data),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        })
+    }
+
+    /// The policy data in force.
+    pub fn current(&self) -> Arc<PolicyData> {
+        self.current.load_full()
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the directory again and swaps it in if it is valid; otherwise
+    /// keeps the data in force.
+    ///
+    /// # Errors
+    ///
+    /// The new files have problems; nothing changed.
+    pub fn reload(&self) -> Result<String, Error> {
+        match load(&self.dir) {
+            Ok(data) => {
+                let version = data.version.clone();
+                let previous = self.current.swap(Arc::new(data));
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                if previous.version != version {
+                    tracing::info!(from = %previous.version, to = %version, "policies reloaded");
+                }
+                Ok(version)
+            }
+            Err(error) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, version = %self.current.load().version, "policy reload failed, keeping the policies in force");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads so far: (succeeded, failed).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Watches the directory and reloads on change, coalescing bursts of events
+/// (editors and Kubernetes ConfigMap updates write several files). The
+/// watcher stops when the returned value is dropped.
+///
+/// # Errors
+///
+/// The platform's file watcher cannot start.
+pub fn watch(store: Arc<Store>) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher as _;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(store.dir(), notify::RecursiveMode::Recursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = store.reload();
+        }
+    });
+    Ok(watcher)
+}
