@@ -411,14 +411,6 @@ async fn passes_on_every_refusal_of_the_simulator() {
             "InvalidInstanceId.NotFound",
         ),
         (
-            pb::ModifyInstanceNetworkSpecRequest {
-                region_id: "cn-beijing".into(),
-                ..out("i-demo-postpaid", 5)
-            },
-            Code::NotFound,
-            "InvalidInstanceId.NotFound",
-        ),
-        (
             out("i-demo-eip", 5),
             Code::FailedPrecondition,
             "InvalidInstance.EipNotSupport",

@@ -244,7 +244,7 @@ pub fn load(dir: &Path) -> Result<PolicyData, Error> {
                 Some(schema)
             }
             Err(e) => {
-                problems.add(&schema_path, first_line(&text, &e), e.to_string());
+                problems.add(&schema_path, first_line(&text, &e), crate::error::chain(&e));
                 None
             }
         }
@@ -509,7 +509,7 @@ fn load_principals(
         };
         // Check the entity against the schema, as a reload must.
         if let Err(e) = Entities::from_entities([entity.clone()], Some(schema)) {
-            problems.add(path, line, e.to_string());
+            problems.add(path, line, crate::error::chain(&e));
             continue;
         }
         if principals.contains_key(&entry.identity) {
@@ -545,7 +545,7 @@ fn load_instances(
     let entities = match Entities::from_json_str(&text, Some(schema)) {
         Ok(entities) => entities,
         Err(e) => {
-            problems.add(path, first_line(&text, &e), e.to_string());
+            problems.add(path, first_line(&text, &e), crate::error::chain(&e));
             return HashMap::new();
         }
     };

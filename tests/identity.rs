@@ -1,0 +1,420 @@
+//! Real mTLS (certificates made with rcgen, rustls on both ends) and real
+//! JWT verification (RS256 and ES256 against a JWKS file and URL), through a
+//! tonic client over TCP, the gateway and the simulator.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ecs_gateway::identity::{self, JwksSource, JwtConfig};
+use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
+use ecs_gateway::{pb, server, simulator, upstream};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A leaf certificate for `localhost`, with a SPIFFE ID when given.
+fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, spiffe: Option<&str>) -> (String, String) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    if let Some(id) = spiffe {
+        params
+            .subject_alt_names
+            .push(SanType::URI(id.try_into().unwrap()));
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    sim: simulator::Simulator,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    /// The simulator (and an unused gateway) live as long as this one.
+    _upstream: support::Harness,
+}
+
+async fn start(tls: Option<ServerTlsConfig>, identity: identity::Config) -> Running {
+    let sim_harness = support::start().await;
+    let sim = sim_harness.sim.clone();
+    let provider = ecs_gateway::credentials::Config::Static(support::demo_credentials())
+        .build()
+        .unwrap();
+    let upstream = upstream::Config {
+        endpoint: sim_harness.sim_url.clone(),
+        ..upstream::Config::default()
+    }
+    .build(Arc::new(provider))
+    .unwrap();
+    let parts = server::Parts {
+        gateway: server::Gateway::new(upstream, support::authorizer()),
+        identity: Arc::new(identity.build().unwrap()),
+        tls,
+    };
+    let (addr, stop) = support::spawn_gateway(parts).await;
+    Running {
+        addr,
+        sim,
+        _stop: stop,
+        _upstream: sim_harness,
+    }
+}
+
+fn bandwidth(out: i32) -> pb::ModifyInstanceNetworkSpecRequest {
+    pb::ModifyInstanceNetworkSpecRequest {
+        internet_max_bandwidth_out: Some(out),
+        ..support::request("i-demo-postpaid")
+    }
+}
+
+async fn tls_call(
+    running: &Running,
+    ca_pem: &str,
+    client: Option<&(String, String)>,
+) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = client {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Channel::from_shared(format!("https://{}", running.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    InstanceNetworkServiceClient::new(channel)
+        .modify_instance_network_spec(bandwidth(12))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn server_tls(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    client_ca: &str,
+    required: bool,
+) -> ServerTlsConfig {
+    let (cert, key) = leaf(ca, None);
+    ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(client_ca))
+        .client_auth_optional(!required)
+}
+
+#[tokio::test]
+async fn mtls_accepts_a_client_certificate_from_the_trusted_ca() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = ca("clients and server");
+    let running = start(
+        Some(server_tls(&ca, &ca.pem(), true)),
+        identity::Config::default(),
+    )
+    .await;
+    let netops = leaf(&ca, Some(support::NETOPS));
+    let response = tls_call(&running, &ca.pem(), Some(&netops)).await.unwrap();
+    assert_eq!(response.request_id.len(), 36);
+    assert_eq!(
+        running
+            .sim
+            .instance("i-demo-postpaid")
+            .unwrap()
+            .bandwidth_out,
+        12
+    );
+}
+
+#[tokio::test]
+async fn mtls_refuses_no_certificate_and_other_cas() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = ca("trusted");
+    let other = ca_other();
+    let running = start(
+        Some(server_tls(&ca, &ca.pem(), true)),
+        identity::Config::default(),
+    )
+    .await;
+    assert!(
+        tls_call(&running, &ca.pem(), None).await.is_err(),
+        "no client certificate"
+    );
+    let stranger = leaf(&other, Some(support::NETOPS));
+    assert!(
+        tls_call(&running, &ca.pem(), Some(&stranger))
+            .await
+            .is_err(),
+        "another CA"
+    );
+    assert_eq!(running.sim.calls(), 0);
+}
+
+fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
+    ca("untrusted")
+}
+
+#[tokio::test]
+async fn mtls_needs_a_spiffe_id() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = ca("clients and server");
+    let running = start(
+        Some(server_tls(&ca, &ca.pem(), false)),
+        identity::Config::default(),
+    )
+    .await;
+    let no_spiffe = leaf(&ca, None);
+    let status = tls_call(&running, &ca.pem(), Some(&no_spiffe))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        support::reason(&status),
+        "Unauthenticated.InvalidClientCertificate"
+    );
+    assert!(
+        status.message().contains("no SPIFFE ID"),
+        "{}",
+        status.message()
+    );
+    // Client certificates optional: nothing at all is MissingIdentity.
+    let status = tls_call(&running, &ca.pem(), None).await.unwrap_err();
+    assert_eq!(support::reason(&status), "Unauthenticated.MissingIdentity");
+}
+
+const ISSUER: &str = "https://idp.demo.local";
+const AUDIENCE: &str = "ecs-gateway";
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    exp: i64,
+    nbf: i64,
+    amr: Vec<&'a str>,
+}
+
+fn claims(sub: &str) -> Claims<'_> {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        iss: ISSUER,
+        aud: AUDIENCE,
+        sub,
+        exp: now + 300,
+        nbf: now - 10,
+        amr: vec!["pwd", "mfa"],
+    }
+}
+
+struct Keys {
+    jwks: serde_json::Value,
+    rsa: EncodingKey,
+    ec: EncodingKey,
+    ec_other: EncodingKey,
+}
+
+fn keys() -> Keys {
+    let rsa_jwk: serde_json::Value =
+        serde_json::from_str(include_str!("data/jwt-test-rs256.jwk.json")).unwrap();
+    let ec = KeyPair::generate().unwrap();
+    let point = ec.public_key_raw();
+    assert_eq!(point.len(), 65, "uncompressed P-256 point");
+    let ec_jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": "ec-test", "alg": "ES256", "use": "sig",
+        "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..]),
+    });
+    Keys {
+        jwks: serde_json::json!({ "keys": [rsa_jwk, ec_jwk] }),
+        rsa: EncodingKey::from_rsa_pem(include_bytes!("data/jwt-test-rs256.pem")).unwrap(),
+        ec: EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap(),
+        ec_other: EncodingKey::from_ec_pem(KeyPair::generate().unwrap().serialize_pem().as_bytes())
+            .unwrap(),
+    }
+}
+
+fn token(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Claims<'_>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+fn jwt_config(jwks: JwksSource) -> identity::Config {
+    identity::Config {
+        jwt: Some(JwtConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            jwks,
+            leeway: Duration::ZERO,
+            jwks_refresh: Duration::from_secs(300),
+        }),
+        trust_forwarded_client_cert: false,
+    }
+}
+
+async fn bearer_call(
+    running: &Running,
+    token: &str,
+) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(bandwidth(14));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    InstanceNetworkServiceClient::new(channel)
+        .modify_instance_network_spec(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn jwt_accepts_valid_tokens_and_refuses_bad_ones() {
+    let keys = keys();
+    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let running = start(None, jwt_config(JwksSource::File(jwks))).await;
+
+    let alice = claims("alice@demo.local");
+    for (alg, kid, key) in [
+        (Algorithm::RS256, "rsa-test", &keys.rsa),
+        (Algorithm::ES256, "ec-test", &keys.ec),
+    ] {
+        let ok = bearer_call(&running, &token(alg, kid, key, &alice)).await;
+        assert!(ok.is_ok(), "{alg:?}: {ok:?}");
+    }
+
+    let now = chrono::Utc::now().timestamp();
+    let expired = Claims {
+        exp: now - 60,
+        nbf: now - 600,
+        ..claims("alice@demo.local")
+    };
+    let early = Claims {
+        nbf: now + 600,
+        ..claims("alice@demo.local")
+    };
+    let wrong_aud = Claims {
+        aud: "someone-else",
+        ..claims("alice@demo.local")
+    };
+    let wrong_iss = Claims {
+        iss: "https://evil.example",
+        ..claims("alice@demo.local")
+    };
+    let cases = [
+        (
+            token(Algorithm::ES256, "ec-test", &keys.ec, &expired),
+            "expired",
+        ),
+        (
+            token(Algorithm::ES256, "ec-test", &keys.ec, &early),
+            "not valid yet",
+        ),
+        (
+            token(Algorithm::ES256, "ec-test", &keys.ec, &wrong_aud),
+            "wrong audience",
+        ),
+        (
+            token(Algorithm::RS256, "rsa-test", &keys.rsa, &wrong_iss),
+            "wrong issuer",
+        ),
+        (
+            token(Algorithm::ES256, "ec-test", &keys.ec_other, &alice),
+            "bad signature",
+        ),
+        (
+            token(Algorithm::ES256, "unknown-kid", &keys.ec, &alice),
+            "no key",
+        ),
+        (
+            token(
+                Algorithm::HS256,
+                "ec-test",
+                &EncodingKey::from_secret(b"guess"),
+                &alice,
+            ),
+            "not accepted",
+        ),
+        ("not.a.jwt".to_owned(), "malformed"),
+    ];
+    for (token, expected) in cases {
+        let status = bearer_call(&running, &token).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{expected}: {status:?}"
+        );
+        assert_eq!(support::reason(&status), "Unauthenticated.InvalidToken");
+        assert!(
+            status.message().contains(expected),
+            "{expected}: {}",
+            status.message()
+        );
+        assert!(
+            !status.message().contains(&token),
+            "the token is never echoed"
+        );
+    }
+    // Only the two valid calls reached ECS.
+    assert_eq!(running.sim.calls(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn jwt_keys_come_from_a_jwks_url() {
+    let keys = keys();
+    let body = keys.jwks.to_string();
+    let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let running = start(None, jwt_config(JwksSource::Url(url))).await;
+    let ok = bearer_call(
+        &running,
+        &token(
+            Algorithm::ES256,
+            "ec-test",
+            &keys.ec,
+            &claims("alice@demo.local"),
+        ),
+    )
+    .await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn forwarded_client_cert_is_ignored_unless_trusted() {
+    let running = start(None, identity::Config::default()).await;
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(bandwidth(14));
+    request.metadata_mut().insert(
+        "x-forwarded-client-cert",
+        format!("URI={}", support::NETOPS).parse().unwrap(),
+    );
+    let status = InstanceNetworkServiceClient::new(channel)
+        .modify_instance_network_spec(request)
+        .await
+        .unwrap_err();
+    assert_eq!(support::reason(&status), "Unauthenticated.MissingIdentity");
+}
