@@ -111,7 +111,13 @@ fn fail(error: &dyn std::error::Error, config: bool) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(env);
+    // The client and the policy tools print their own results: only warnings
+    // are logged unless RUST_LOG says otherwise.
+    let quiet = matches!(cli.command, Command::Call(_) | Command::Policy(_));
+    telemetry::init(|name| match name {
+        "RUST_LOG" if quiet => env(name).or_else(|| Some("warn".into())),
+        _ => env(name),
+    });
     match cli.command {
         Command::Serve(args) => {
             let overrides = config::Overrides {

@@ -141,7 +141,7 @@ fn long(v: u32) -> RestrictedExpression {
 }
 
 /// The context: RAM's condition keys, the action's key and the request.
-fn context(
+pub(crate) fn context(
     caller: &Caller,
     request: &ModifyRequest,
     associate: bool,

@@ -12,3 +12,68 @@ fn schema_holds_the_catalogues_actions() {
         "policies/schema.cedarschema must contain, verbatim:\n{expected}"
     );
 }
+
+/// The context the gateway builds conforms to the schema's `RequestContext`
+/// for every action, with every optional parameter present and absent.
+#[test]
+fn context_matches_the_schema() {
+    use crate::identity::{Caller, Via};
+    use crate::pb;
+    use cedar_policy::{EntityUid, Request};
+    use std::str::FromStr;
+
+    let data = super::store::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies"
+    )))
+    .unwrap();
+    let caller = Caller {
+        identity: "spiffe://x".into(),
+        via: Via::Mtls,
+        mfa: true,
+        secure_transport: true,
+        peer: Some("[2001:db8::1]:443".parse().unwrap()),
+    };
+    let full = crate::validate::modify_request(pb::ModifyInstanceNetworkSpecRequest {
+        region_id: "cn-hangzhou".into(),
+        instance_id: "i-abc".into(),
+        internet_max_bandwidth_out: Some(20),
+        internet_max_bandwidth_in: Some(15),
+        network_charge_type: 1,
+        allocate_public_ip: Some(true),
+        start_time: Some(prost_types::Timestamp {
+            seconds: 1_893_492_000,
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: 1_893_506_400,
+            nanos: 0,
+        }),
+        auto_pay: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
+    let minimal = crate::validate::modify_request(pb::ModifyInstanceNetworkSpecRequest {
+        region_id: "cn-hangzhou".into(),
+        instance_id: "i-abc".into(),
+        network_charge_type: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let principal = EntityUid::from_str(r#"Ram::Role::"acs:ram::1:role/r""#).unwrap();
+    let resource = EntityUid::from_str(r#"Ecs::Instance::"i-abc""#).unwrap();
+    for request in [&full, &minimal] {
+        let context = super::decide::context(&caller, request, true, chrono::Utc::now()).unwrap();
+        for action in catalogue::ACTIONS {
+            let uid = EntityUid::from_str(&format!("Action::{:?}", action.name)).unwrap();
+            Request::new(
+                principal.clone(),
+                uid,
+                resource.clone(),
+                context.clone(),
+                Some(&data.schema),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", action.name));
+        }
+    }
+}
