@@ -22,6 +22,8 @@ use crate::upstream;
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of the admin HTTP port: /metrics, /healthz, /readyz.
+    pub admin_listen: SocketAddr,
     /// The ECS endpoint and timeouts.
     pub upstream: upstream::Config,
     /// Where the signing credentials come from; `None` when none are set
@@ -64,6 +66,8 @@ pub const DEFAULT_POLICY_DIR: &str = "policies";
 
 /// Default gRPC listen address of `serve`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
+/// Default admin listen address of `serve`.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 
 /// Settings given as command-line flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +76,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     /// `--listen`.
     pub listen: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
     /// `--upstream-endpoint`.
     pub upstream_endpoint: Option<String>,
     /// `--upstream-timeout`.
@@ -118,6 +124,7 @@ pub enum Error {
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Option<String>,
+    admin_listen: Option<String>,
     #[serde(default)]
     upstream: FileUpstream,
     #[serde(default)]
@@ -305,6 +312,18 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             format!("{listen:?} is not a socket address such as 0.0.0.0:50051"),
         )
     })?;
+    let (admin_name, admin_listen) = pick([
+        ("admin_listen", file.admin_listen),
+        ("ECS_GATEWAY_ADMIN_LISTEN", env("ECS_GATEWAY_ADMIN_LISTEN")),
+        ("--admin-listen", overrides.admin_listen.clone()),
+    ])
+    .unwrap_or_else(|| ("admin_listen".into(), DEFAULT_ADMIN_LISTEN.into()));
+    let admin_listen = admin_listen.parse().map_err(|_| {
+        invalid(
+            &admin_name,
+            format!("{admin_listen:?} is not a socket address such as 0.0.0.0:9090"),
+        )
+    })?;
 
     let defaults = upstream::Config::default();
     let endpoint = match pick([
@@ -404,6 +423,7 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
 
     Ok(Config {
         listen,
+        admin_listen,
         upstream: upstream::Config {
             endpoint,
             timeout,

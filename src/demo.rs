@@ -16,6 +16,8 @@ use crate::simulator::{
 
 /// Default gRPC listen address of the demo.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default admin listen address of the demo.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,12 @@ impl Error {
 /// # Errors
 ///
 /// A port is taken, or settings for an external endpoint are wrong.
-pub async fn run(listen: SocketAddr, mut settings: Config, external: bool) -> Result<(), Error> {
+pub async fn run(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    mut settings: Config,
+    external: bool,
+) -> Result<(), Error> {
     let simulator_addr = if external {
         None
     } else {
@@ -78,15 +85,16 @@ pub async fn run(listen: SocketAddr, mut settings: Config, external: bool) -> Re
     let parts = server::build(&settings)?;
     let _watcher = server::reload_policies(parts.gateway.authorizer().store());
     let listener = server::bind(listen).await?;
+    let admin = server::bind(admin_listen).await?;
     // With port 0 the system picks the port: show the one bound.
     let listen = listener.local_addr().unwrap_or(listen);
+    let admin_listen = admin.local_addr().unwrap_or(admin_listen);
     println!(
         "{}",
         banner(listen, simulator_addr, &settings.upstream.endpoint)
     );
-    server::serve(parts, listener, server::shutdown_signal())
-        .await
-        .map_err(RunError::from)?;
+    println!("Metrics: http://{admin_listen}/metrics (also /healthz, /readyz)");
+    server::serve(parts, listener, Some(admin), server::shutdown_signal()).await?;
     Ok(())
 }
 

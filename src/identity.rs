@@ -26,6 +26,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tracing::Instrument as _;
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,10 +570,25 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resolver = self.resolver.clone();
         Box::pin(async move {
-            match resolver
+            let span = tracing::info_span!(
+                "identity",
+                enduser.id = tracing::field::Empty,
+                identity.via = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let resolved = resolver
                 .resolve(request.headers(), request.extensions())
-                .await
-            {
+                .instrument(span.clone())
+                .await;
+            match &resolved {
+                Ok(caller) => {
+                    span.record("enduser.id", caller.identity.as_str());
+                    span.record("identity.via", caller.via.as_str());
+                }
+                Err(error) => crate::telemetry::trace::fail(&span, error.code()),
+            }
+            match resolved {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await

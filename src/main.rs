@@ -28,6 +28,9 @@ enum Command {
         /// gRPC listen address.
         #[arg(long, default_value = demo::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// Admin HTTP address: /metrics, /healthz, /readyz.
+        #[arg(long, default_value = demo::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
         /// Forward to this ECS endpoint instead of the built-in simulator
         /// (credentials from ALIBABA_CLOUD_* variables).
         #[arg(long)]
@@ -79,6 +82,9 @@ struct ServeArgs {
     /// gRPC listen address [default: 0.0.0.0:50051].
     #[arg(long)]
     listen: Option<String>,
+    /// Admin HTTP address: /metrics, /healthz, /readyz [default: 0.0.0.0:9090].
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// ECS endpoint; `{region}` is replaced by the region ID
     /// [default: https://ecs.{region}.aliyuncs.com].
     #[arg(long)]
@@ -114,15 +120,31 @@ async fn main() -> ExitCode {
     // The client and the policy tools print their own results: only warnings
     // are logged unless RUST_LOG says otherwise.
     let quiet = matches!(cli.command, Command::Call(_) | Command::Policy(_));
-    telemetry::init(|name| match name {
+    let settings = match telemetry::config(|name| match name {
         "RUST_LOG" if quiet => env(name).or_else(|| Some("warn".into())),
+        // Only the servers export traces.
+        n if quiet && n.starts_with("OTEL_") => None,
         _ => env(name),
-    });
-    match cli.command {
+    }) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, true),
+    };
+    let telemetry = match telemetry::init(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(error) => return fail(&error, true),
+    };
+    let code = run(cli.command).await;
+    telemetry.shutdown();
+    code
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
         Command::Serve(args) => {
             let overrides = config::Overrides {
                 config_file: args.config,
                 listen: args.listen,
+                admin_listen: args.admin_listen,
                 upstream_endpoint: args.upstream_endpoint,
                 upstream_timeout: args.upstream_timeout,
                 credentials_file: args.credentials_file,
@@ -140,6 +162,7 @@ async fn main() -> ExitCode {
         }
         Command::Demo {
             listen,
+            admin_listen,
             upstream_endpoint,
             policies,
         } => {
@@ -153,7 +176,7 @@ async fn main() -> ExitCode {
                 Ok(settings) => settings,
                 Err(error) => return fail(&error, true),
             };
-            match demo::run(listen, settings, external).await {
+            match demo::run(listen, admin_listen, settings, external).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error, error.is_config()),
             }

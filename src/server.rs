@@ -25,21 +25,30 @@ use crate::pb::instance_network_service_server::{
     InstanceNetworkService, InstanceNetworkServiceServer,
 };
 use crate::policy::{self, log::After};
+use crate::telemetry::{self, Metrics};
 use crate::{upstream, validate};
+use tracing::field::Empty;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstream: Arc<upstream::Client>,
     authorizer: Arc<policy::Authorizer>,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    /// A gateway authorizing with `authorizer` and forwarding through `upstream`.
-    pub fn new(upstream: upstream::Client, authorizer: Arc<policy::Authorizer>) -> Self {
+    /// A gateway authorizing with `authorizer`, forwarding through
+    /// `upstream` and counting into `metrics`.
+    pub fn new(
+        upstream: upstream::Client,
+        authorizer: Arc<policy::Authorizer>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             upstream: Arc::new(upstream),
             authorizer,
+            metrics,
         }
     }
 
@@ -49,8 +58,12 @@ impl Gateway {
     }
 }
 
-/// The trace id of the call: the incoming W3C `traceparent`'s, else a new one.
+/// The trace id of the call: the recorded OpenTelemetry trace's, else the
+/// incoming W3C `traceparent`'s, else a new one.
 fn trace_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    if let Some(id) = telemetry::trace::current_trace_id() {
+        return id;
+    }
     metadata
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -63,15 +76,12 @@ fn trace_id(metadata: &tonic::metadata::MetadataMap) -> String {
 
 #[tonic::async_trait]
 impl InstanceNetworkService for Gateway {
-    #[tracing::instrument(
-        name = "ModifyInstanceNetworkSpec",
-        skip_all,
-        fields(rpc.system = "grpc", rpc.service = "ecsgateway.v1.InstanceNetworkService", identity, instance_id, region_id)
-    )]
     async fn modify_instance_network_spec(
         &self,
         request: Request<pb::ModifyInstanceNetworkSpecRequest>,
     ) -> Result<Response<pb::ModifyInstanceNetworkSpecResponse>, Status> {
+        // The server span, opened by telemetry::trace::TraceLayer.
+        let span = tracing::Span::current();
         // 1. identity: resolved by the layer; its absence means the layer did
         //    not run, which must never let a call through.
         let caller = request
@@ -81,25 +91,66 @@ impl InstanceNetworkService for Gateway {
             .ok_or(Error::Identity(identity::Error::Missing))?;
         let deadline = grpc_timeout(request.metadata());
         let trace_id = trace_id(request.metadata());
-        let span = tracing::Span::current();
-        span.record("identity", caller.identity.as_str());
+        span.record("enduser.id", caller.identity.as_str());
 
         // 2. validate
-        let request = validate::modify_request(request.into_inner()).map_err(Error::from)?;
-        span.record("instance_id", request.instance_id.as_str());
-        span.record("region_id", request.region_id.as_str());
+        let request = {
+            let stage =
+                tracing::info_span!("validate", otel.status_code = Empty, error.type = Empty);
+            let _entered = stage.enter();
+            validate::modify_request(request.into_inner()).map_err(|rejection| {
+                telemetry::trace::fail(&stage, rejection.code());
+                Error::from(rejection)
+            })?
+        };
+        span.record("ecs.instance_id", request.instance_id.as_str());
+        span.record("cloud.region", request.region_id.as_str());
 
         // 3. authorize
-        let decision = self
-            .authorizer
-            .decide(&caller, &request, chrono::Utc::now());
+        let decision = {
+            let stage = tracing::info_span!(
+                "authorize",
+                authz.decision = Empty,
+                authz.principal = Empty,
+                authz.actions = Empty,
+                authz.layer = Empty,
+                authz.deny_type = Empty,
+                authz.policies = Empty,
+                authz.policy_version = Empty,
+                otel.status_code = Empty,
+                error.type = Empty,
+            );
+            let _entered = stage.enter();
+            let decision = self
+                .authorizer
+                .decide(&caller, &request, chrono::Utc::now());
+            stage.record("authz.principal", decision.principal.as_str());
+            stage.record("authz.actions", decision.actions.join(",").as_str());
+            stage.record("authz.policy_version", decision.policy_version.as_str());
+            match &decision.outcome {
+                policy::Outcome::Allow { policies } => {
+                    stage.record("authz.decision", "Allow");
+                    stage.record("authz.policies", policies.join(",").as_str());
+                    self.metrics.record_decision(None);
+                }
+                policy::Outcome::Deny(denial) => {
+                    stage.record("authz.decision", "Deny");
+                    stage.record("authz.layer", denial.layer.as_str());
+                    stage.record("authz.deny_type", denial.kind.as_str());
+                    stage.record("authz.policies", denial.policies.join(",").as_str());
+                    telemetry::trace::fail(&stage, "AccessDenied");
+                    self.metrics.record_decision(Some(denial.layer.as_str()));
+                }
+            }
+            decision
+        };
         let token = request.client_token.value.as_str();
         if !decision.allowed() {
             policy::log::record(&decision, &trace_id, token, After::default());
             return Err(Error::Denied(Box::new(decision)).into());
         }
 
-        // 4. sign and 5. upstream
+        // 4. sign and 5. upstream (their spans are opened by the client)
         let result = self
             .upstream
             .modify_instance_network_spec(&request, deadline)
@@ -161,10 +212,13 @@ pub struct Parts {
     pub identity: Arc<identity::Resolver>,
     /// TLS, when configured.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Metrics and readiness.
+    pub metrics: Arc<Metrics>,
 }
 
-/// Serves on `listener` until `shutdown` completes, then lets calls in
-/// flight finish.
+/// Serves on `listener` (and the admin routes on `admin`, when given) until
+/// `shutdown` completes. Then health turns NOT_SERVING and readiness false,
+/// new calls are refused, and calls in flight finish.
 ///
 /// # Errors
 ///
@@ -172,20 +226,76 @@ pub struct Parts {
 pub async fn serve(
     parts: Parts,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), RunError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(RunError::Reflection)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(RunError::Reflection)?;
+
+    let metrics = parts.metrics.clone();
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin.map(|listener| {
+        let router = telemetry::metrics::admin_router(metrics.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = admin_stopped.await;
+                })
+                .await
+        })
+    });
+
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = parts.tls {
         builder = builder.tls_config(tls)?;
     }
-    builder
+    health
+        .set_serving::<InstanceNetworkServiceServer<Gateway>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    metrics.set_ready(true);
+    let draining = {
+        let health = health.clone();
+        let metrics = metrics.clone();
+        async move {
+            shutdown.await;
+            metrics.set_ready(false);
+            health
+                .set_not_serving::<InstanceNetworkServiceServer<Gateway>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    };
+    let result = builder
+        .layer(telemetry::trace::TraceLayer::new(metrics.clone()))
         .layer(identity::IdentityLayer::new(parts.identity))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InstanceNetworkServiceServer::new(parts.gateway))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+            draining,
         )
-        .await
+        .await;
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    result.map_err(RunError::from)
 }
 
 /// Why the gateway could not start or keep serving.
@@ -235,13 +345,19 @@ pub enum RunError {
     /// The server failed while serving.
     #[error("gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("cannot build gRPC reflection")]
+    Reflection(#[source] tonic_reflection::server::Error),
 }
 
 impl RunError {
     /// True when the settings are at fault (exit code 64, before any port
     /// is bound).
     pub fn is_config(&self) -> bool {
-        !matches!(self, Self::Bind { .. } | Self::Serve(_))
+        !matches!(
+            self,
+            Self::Bind { .. } | Self::Serve(_) | Self::Reflection(_)
+        )
     }
 }
 
@@ -279,7 +395,6 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         .clone()
         .ok_or(RunError::NoCredentials)?
         .build()?;
-    let upstream = config.upstream.clone().build(Arc::new(credentials))?;
     let account_id = config
         .policy
         .account_id
@@ -291,10 +406,16 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         dependent_actions: config.policy.dependent_actions.clone(),
     }
     .build()?;
+    let metrics = Arc::new(Metrics::new(Some(authorizer.store().clone())));
+    let upstream = config
+        .upstream
+        .clone()
+        .build(Arc::new(credentials), metrics.clone())?;
     Ok(Parts {
-        gateway: Gateway::new(upstream, Arc::new(authorizer)),
+        gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone()),
         identity: Arc::new(config.identity.clone().build()?),
         tls: config.tls.as_ref().map(tls).transpose()?,
+        metrics,
     })
 }
 
@@ -347,8 +468,15 @@ pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
     let parts = build(&config)?;
     let _watcher = reload_policies(parts.gateway.authorizer().store());
     let listener = bind(config.listen).await?;
-    tracing::info!(listen = %config.listen, endpoint = %config.upstream.endpoint, tls = parts.tls.is_some(), "gateway serving");
-    serve(parts, listener, shutdown_signal()).await?;
+    let admin = bind(config.admin_listen).await?;
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        endpoint = %config.upstream.endpoint,
+        tls = parts.tls.is_some(),
+        "gateway serving"
+    );
+    serve(parts, listener, Some(admin), shutdown_signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::credentials::{self, Credentials};
 use crate::sign;
@@ -122,7 +124,11 @@ impl Config {
     /// # Errors
     ///
     /// The TLS stack cannot be initialized.
-    pub fn build(self, credentials: Arc<credentials::Provider>) -> Result<Client, BuildError> {
+    pub fn build(
+        self,
+        credentials: Arc<credentials::Provider>,
+        metrics: Arc<crate::telemetry::Metrics>,
+    ) -> Result<Client, BuildError> {
         // reqwest is built without a default crypto provider; ring is ours. A
         // second call finds one installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -139,6 +145,7 @@ impl Config {
             http,
             config: self,
             credentials,
+            metrics,
         })
     }
 }
@@ -149,6 +156,7 @@ pub struct Client {
     http: reqwest::Client,
     config: Config,
     credentials: Arc<credentials::Provider>,
+    metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Client {
@@ -171,32 +179,103 @@ impl Client {
     ) -> Result<Reply, Error> {
         let timeout = deadline.map_or(self.config.timeout, |d| budget(d).min(self.config.timeout));
         let endpoint = self.endpoint(&request.region_id);
-        let credentials = self.credentials.current();
-        let body = signed_body(
-            request,
-            &credentials,
-            &uuid::Uuid::new_v4().to_string(),
-            chrono::Utc::now(),
+        let url = reqwest::Url::parse(&endpoint).ok();
+        let span = tracing::info_span!(
+            "POST",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = "POST",
+            server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
+            server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or(0),
+            url.full = %endpoint,
+            http.request.resend_count = 0,
+            http.response.status_code = Empty,
+            ecs.request_id = Empty,
+            error.type = Empty,
         );
+        let started = std::time::Instant::now();
+        let result = self
+            .call(request, &endpoint, timeout)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(reply) => {
+                span.record("ecs.request_id", reply.request_id.as_str());
+                "ok".to_owned()
+            }
+            Err(Error::Ecs(e)) => {
+                span.record("ecs.request_id", e.request_id.as_str());
+                crate::telemetry::trace::fail(&span, &e.code);
+                e.code.clone()
+            }
+            Err(Error::Timeout(_)) => {
+                crate::telemetry::trace::fail(&span, "UpstreamTimeout");
+                "timeout".to_owned()
+            }
+            Err(Error::Transport { .. }) => {
+                crate::telemetry::trace::fail(&span, "UpstreamUnavailable");
+                "transport".to_owned()
+            }
+            Err(Error::InvalidResponse { .. }) => {
+                crate::telemetry::trace::fail(&span, "UpstreamInvalidResponse");
+                "invalid_response".to_owned()
+            }
+        };
+        self.metrics.record_upstream(&outcome, started.elapsed());
+        result
+    }
+
+    /// One attempt, inside the upstream span.
+    async fn call(
+        &self,
+        request: &ModifyRequest,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        let body = {
+            // The span says that signing happened and with what, never the
+            // secret or the signature.
+            let _sign = tracing::info_span!(
+                "sign",
+                signature.method = sign::SIGNATURE_METHOD,
+                signature.version = sign::SIGNATURE_VERSION
+            )
+            .entered();
+            let credentials = self.credentials.current();
+            signed_body(
+                request,
+                &credentials,
+                &uuid::Uuid::new_v4().to_string(),
+                chrono::Utc::now(),
+            )
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        crate::telemetry::trace::inject(&mut headers);
+        let span = tracing::Span::current();
         let call = async {
             let response = self
                 .http
-                .post(&endpoint)
-                .header(
-                    http::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
+                .post(endpoint)
+                .headers(headers)
                 .body(body)
                 .send()
                 .await?;
             let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))
         };
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(Error::Timeout(timeout)),
             Ok(Err(source)) if source.is_timeout() => Err(Error::Timeout(timeout)),
-            Ok(Err(source)) => Err(Error::Transport { endpoint, source }),
+            Ok(Err(source)) => Err(Error::Transport {
+                endpoint: endpoint.to_owned(),
+                source,
+            }),
             Ok(Ok((status, body))) => parse_response(status, &body),
         }
     }

@@ -24,6 +24,8 @@ fn start_demo() -> (Demo, String) {
             "demo",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--policies",
             concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
         ])

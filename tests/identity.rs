@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ecs_gateway::identity::{self, JwksSource, JwtConfig};
 use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
-use ecs_gateway::{pb, server, simulator, upstream};
+use ecs_gateway::{pb, simulator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use tonic::Code;
@@ -48,20 +48,9 @@ struct Running {
 async fn start(tls: Option<ServerTlsConfig>, identity: identity::Config) -> Running {
     let sim_harness = support::start().await;
     let sim = sim_harness.sim.clone();
-    let provider = ecs_gateway::credentials::Config::Static(support::demo_credentials())
-        .build()
-        .unwrap();
-    let upstream = upstream::Config {
-        endpoint: sim_harness.sim_url.clone(),
-        ..upstream::Config::default()
-    }
-    .build(Arc::new(provider))
-    .unwrap();
-    let parts = server::Parts {
-        gateway: server::Gateway::new(upstream, support::authorizer()),
-        identity: Arc::new(identity.build().unwrap()),
-        tls,
-    };
+    let mut parts = support::parts(&sim_harness.sim_url, support::demo_credentials(), |_| {});
+    parts.identity = Arc::new(identity.build().unwrap());
+    parts.tls = tls;
     let (addr, stop) = support::spawn_gateway(parts).await;
     Running {
         addr,

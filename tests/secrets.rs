@@ -111,7 +111,7 @@ async fn secrets_never_leave_the_signer() {
         ecs_gateway::credentials::Config::Static(credentials())
     ));
     let client = ecs_gateway::upstream::Config::default()
-        .build(Arc::new(provider))
+        .build(Arc::new(provider), support::metrics())
         .unwrap();
     shown.push(format!("{client:?}"));
 

@@ -297,6 +297,7 @@ struct State {
     next_order: u64,
     next_ip: u32,
     calls: u64,
+    traceparents: Vec<String>,
 }
 
 struct Inner {
@@ -336,6 +337,7 @@ impl Simulator {
             next_order: 212_345_678_900,
             next_ip: 1,
             calls: 0,
+            traceparents: Vec::new(),
         };
         Self {
             inner: Arc::new(Inner {
@@ -380,6 +382,12 @@ impl Simulator {
     /// How many times a change with this ClientToken was applied.
     pub fn applied(&self, client_token: &str) -> usize {
         self.state().applied.get(client_token).copied().unwrap_or(0)
+    }
+
+    /// The `traceparent` headers received, in order, for tests of trace
+    /// propagation.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.state().traceparents.clone()
     }
 
     /// Calls received, valid or not.
@@ -454,12 +462,16 @@ fn error_response(failure: &Failure, host: &str) -> Response {
 async fn handle(
     AxumState(sim): AxumState<Simulator>,
     method: Method,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let fault = {
         let mut state = sim.state();
         state.calls += 1;
+        if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            state.traceparents.push(traceparent.to_owned());
+        }
         state.faults.pop_front()
     };
     const HOST: &str = "ecs.aliyuncs.com";

@@ -54,13 +54,60 @@ pub fn trusting_resolver() -> Arc<identity::Resolver> {
 
 /// Serves `parts` on a loopback port until the sender is dropped or fires.
 pub async fn spawn_gateway(parts: server::Parts) -> (std::net::SocketAddr, oneshot::Sender<()>) {
+    let (addr, _, stop) = spawn_gateway_with_admin(parts).await;
+    (addr, stop)
+}
+
+/// Serves `parts` and its admin port on loopback ports.
+pub async fn spawn_gateway_with_admin(
+    parts: server::Parts,
+) -> (
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(parts, listener, async {
+    tokio::spawn(server::serve(parts, listener, Some(admin), async {
         let _ = stopped.await;
     }));
-    (addr, stop)
+    (addr, admin_addr, stop)
+}
+
+/// Metrics that count into a registry of their own.
+pub fn metrics() -> Arc<ecs_gateway::telemetry::Metrics> {
+    Arc::new(ecs_gateway::telemetry::Metrics::default())
+}
+
+/// A gateway over `upstream_endpoint` with the shipped policies, as parts.
+pub fn parts(
+    endpoint: &str,
+    credentials: Credentials,
+    tune: impl FnOnce(&mut upstream::Config),
+) -> server::Parts {
+    let mut config = upstream::Config {
+        endpoint: endpoint.to_owned(),
+        ..upstream::Config::default()
+    };
+    tune(&mut config);
+    let authorizer = authorizer();
+    let metrics = Arc::new(ecs_gateway::telemetry::Metrics::new(Some(
+        authorizer.store().clone(),
+    )));
+    let provider = credentials::Config::Static(credentials).build().unwrap();
+    let gateway = server::Gateway::new(
+        config.build(Arc::new(provider), metrics.clone()).unwrap(),
+        authorizer,
+        metrics.clone(),
+    );
+    server::Parts {
+        gateway,
+        identity: trusting_resolver(),
+        tls: None,
+        metrics,
+    }
 }
 
 /// The simulator, the gateway and a client connected to it.
@@ -119,19 +166,7 @@ pub async fn start_gateway(
     credentials: Credentials,
     tune: impl FnOnce(&mut upstream::Config),
 ) -> Harness {
-    let mut config = upstream::Config {
-        endpoint: endpoint.to_owned(),
-        ..upstream::Config::default()
-    };
-    tune(&mut config);
-    let provider = credentials::Config::Static(credentials).build().unwrap();
-    let gateway = server::Gateway::new(config.build(Arc::new(provider)).unwrap(), authorizer());
-    let (gateway_addr, stop) = spawn_gateway(server::Parts {
-        gateway,
-        identity: trusting_resolver(),
-        tls: None,
-    })
-    .await;
+    let (gateway_addr, stop) = spawn_gateway(parts(endpoint, credentials, tune)).await;
     let channel = Channel::from_shared(format!("http://{gateway_addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))

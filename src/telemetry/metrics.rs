@@ -1,0 +1,311 @@
+//! Metrics for Prometheus, and the admin HTTP port that serves them with the
+//! liveness and readiness probes:
+//!
+//! - `GET /metrics`: Prometheus text format;
+//! - `GET /healthz`: 200 while the process runs;
+//! - `GET /readyz`: 200 once policies are loaded, credentials are present and
+//!   the gRPC port is bound, 503 before and during shutdown.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::policy::Store;
+
+/// Labels of gRPC calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The gRPC method, such as `ModifyInstanceNetworkSpec`.
+    pub method: String,
+    /// The gRPC status code name, such as `OK` or `PERMISSION_DENIED`.
+    pub code: String,
+}
+
+/// Labels of authorization decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `allow` or `deny`.
+    pub result: String,
+    /// The layer that denied (`control`, `identity`), or `all` when allowed.
+    pub layer: String,
+}
+
+/// Labels of upstream calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `ok`, the ECS error code, `timeout`, `transport` or `invalid_response`.
+    pub outcome: String,
+}
+
+/// Every metric of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    /// gRPC calls by method and code.
+    pub calls: Family<CallLabels, Counter>,
+    /// gRPC call latency by method and code, seconds.
+    pub call_duration: Family<CallLabels, Histogram>,
+    /// gRPC calls in flight.
+    pub in_flight: Gauge,
+    /// Authorization decisions.
+    pub decisions: Family<DecisionLabels, Counter>,
+    /// Upstream call latency by outcome, seconds.
+    pub upstream_duration: Family<UpstreamLabels, Histogram>,
+    /// Upstream retries.
+    pub upstream_retries: Counter,
+    ready: AtomicBool,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ecs_gateway");
+        let calls = Family::<CallLabels, Counter>::default();
+        let call_duration = Family::<CallLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Gauge::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let upstream_duration = Family::<UpstreamLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_retries = Counter::default();
+        registry.register(
+            "grpc_calls",
+            "gRPC calls by method and status code",
+            calls.clone(),
+        );
+        registry.register(
+            "grpc_call_duration_seconds",
+            "gRPC call latency by method and status code",
+            call_duration.clone(),
+        );
+        registry.register(
+            "grpc_calls_in_flight",
+            "gRPC calls being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Authorization decisions by result and denying layer",
+            decisions.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "ECS call latency by outcome (ok or the error)",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "ECS calls retried",
+            upstream_retries.clone(),
+        );
+        Self {
+            registry,
+            calls,
+            call_duration,
+            in_flight,
+            decisions,
+            upstream_duration,
+            upstream_retries,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Policy reloads and the version in force, read from the store at scrape time.
+#[derive(Debug)]
+struct PolicyCollector(Arc<Store>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+impl prometheus_client::collector::Collector for PolicyCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), fmt::Error> {
+        let (ok, failed) = self.0.reload_counts();
+        let mut reloads = encoder.encode_descriptor(
+            "ecs_gateway_policy_reloads",
+            "Policy reloads by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in [("success", ok), ("failure", failed)] {
+            let labels = OutcomeLabel { outcome };
+            ConstCounter::new(count).encode(reloads.encode_family(&labels)?)?;
+        }
+        let data = self.0.current();
+        let mut version = encoder.encode_descriptor(
+            "ecs_gateway_policy_version_info",
+            "The policy set in force (1 for its version)",
+            None,
+            MetricType::Gauge,
+        )?;
+        encode_one(
+            &mut version,
+            &VersionLabel {
+                version: data.version.clone(),
+            },
+        )?;
+        let count = encoder.encode_descriptor(
+            "ecs_gateway_policies",
+            "Policies in force",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(data.policy_count()).unwrap_or(i64::MAX)).encode(count)?;
+        Ok(())
+    }
+}
+
+fn encode_one(encoder: &mut MetricEncoder<'_>, labels: &VersionLabel) -> Result<(), fmt::Error> {
+    ConstGauge::new(1i64).encode(encoder.encode_family(labels)?)
+}
+
+impl Metrics {
+    /// A registry with every metric, plus the policy store's.
+    pub fn new(store: Option<Arc<Store>>) -> Self {
+        let mut metrics = Self::default();
+        if let Some(store) = store {
+            metrics
+                .registry
+                .register_collector(Box::new(PolicyCollector(store)));
+        }
+        metrics
+    }
+
+    /// Counts a finished gRPC call.
+    pub fn record_call(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        let labels = CallLabels {
+            method: method.to_owned(),
+            code: code_name(code).to_owned(),
+        };
+        self.calls.get_or_create(&labels).inc();
+        self.call_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a decision.
+    pub fn record_decision(&self, denied_by: Option<&str>) {
+        let labels = DecisionLabels {
+            result: if denied_by.is_some() { "deny" } else { "allow" }.to_owned(),
+            layer: denied_by.unwrap_or("all").to_owned(),
+        };
+        self.decisions.get_or_create(&labels).inc();
+    }
+
+    /// Counts an upstream call.
+    pub fn record_upstream(&self, outcome: &str, elapsed: Duration) {
+        self.upstream_duration
+            .get_or_create(&UpstreamLabels {
+                outcome: outcome.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Marks the gateway ready, or not (shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the gateway is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC spec.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The admin HTTP routes.
+pub fn admin_router(metrics: Arc<Metrics>) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    let scrape = metrics.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = scrape.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = metrics.is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+}

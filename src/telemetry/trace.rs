@@ -1,0 +1,199 @@
+//! The server span of every call and W3C trace context propagation.
+//!
+//! [`TraceLayer`] is the outermost layer: it opens the server span (named
+//! `ecsgateway.v1.InstanceNetworkService/ModifyInstanceNetworkSpec`, with
+//! OpenTelemetry's `rpc.*` attributes), makes the caller's `traceparent` (and
+//! baggage) its parent, counts the call and records its gRPC status code.
+//! The stages open child spans inside it. [`inject`] puts the current context
+//! into the upstream request's headers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::Metrics;
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Injects the current span's trace context (and baggage) into `headers`.
+pub fn inject(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut HeaderInjector(headers))
+    });
+}
+
+/// The current trace id as 32 hex digits, when an OpenTelemetry trace is
+/// being recorded.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Marks a span failed, with the error's code, per OpenTelemetry's
+/// conventions (`otel.status_code`, `error.type`).
+pub fn fail(span: &tracing::Span, code: &str) {
+    span.record("otel.status_code", "error");
+    span.record("error.type", code);
+}
+
+/// Codes that mark a server span as failed, per the RPC semantic
+/// conventions: the server's own failures, not the caller's mistakes.
+fn is_server_error(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    )
+}
+
+/// The tower layer opening the server span.
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl TraceLayer {
+    /// A layer counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = Traced<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Traced {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct Traced<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// Decrements the in-flight gauge even when the caller goes away mid-call.
+struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for Traced<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        // Probes every few seconds would drown the traces and the metrics.
+        if path.starts_with("/grpc.health.v1.") {
+            return Box::pin(self.inner.call(request));
+        }
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("", path.as_str()));
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let span = tracing::info_span!(
+            target: "ecs_gateway::server",
+            "rpc",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+            error.type = Empty,
+            trace_id = Empty,
+            enduser.id = Empty,
+            cloud.region = Empty,
+            ecs.instance_id = Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        if let Some(trace_id) = span.in_scope(current_trace_id) {
+            span.record("trace_id", trace_id.as_str());
+        }
+        self.metrics.in_flight.inc();
+        let in_flight = InFlight(self.metrics.clone());
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        let call = self.inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let _in_flight = in_flight;
+            let result = call.await;
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Err(_) => tonic::Code::Unknown,
+            };
+            span.record("rpc.grpc.status_code", code as i32);
+            if is_server_error(code) {
+                fail(&span, super::metrics::code_name(code));
+            }
+            metrics.record_call(&method, code, started.elapsed());
+            result
+        })
+    }
+}
