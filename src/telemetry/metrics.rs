@@ -152,7 +152,7 @@ impl prometheus_client::collector::Collector for PolicyCollector {
     ) -> Result<(), fmt::Error> {
         let (ok, failed) = self.0.reload_counts();
         let mut reloads = encoder.encode_descriptor(
-            "ecs_gateway_policy_reloads",
+            "policy_reloads",
             "Policy reloads by outcome",
             None,
             MetricType::Counter,
@@ -163,7 +163,7 @@ impl prometheus_client::collector::Collector for PolicyCollector {
         }
         let data = self.0.current();
         let mut version = encoder.encode_descriptor(
-            "ecs_gateway_policy_version_info",
+            "policy_version_info",
             "The policy set in force (1 for its version)",
             None,
             MetricType::Gauge,
@@ -174,12 +174,8 @@ impl prometheus_client::collector::Collector for PolicyCollector {
                 version: data.version.clone(),
             },
         )?;
-        let count = encoder.encode_descriptor(
-            "ecs_gateway_policies",
-            "Policies in force",
-            None,
-            MetricType::Gauge,
-        )?;
+        let count =
+            encoder.encode_descriptor("policies", "Policies in force", None, MetricType::Gauge)?;
         ConstGauge::new(i64::try_from(data.policy_count()).unwrap_or(i64::MAX)).encode(count)?;
         Ok(())
     }
