@@ -59,8 +59,8 @@ pub struct CallArgs {
     #[arg(long = "as", value_name = "SPIFFE_ID")]
     pub as_identity: Option<String>,
     /// A JWT to send as `authorization: Bearer <JWT>`.
-    #[arg(long)]
-    pub token: Option<String>,
+    #[arg(long, value_parser = |s: &str| Ok::<_, String>(crate::credentials::Secret::new(s)))]
+    pub token: Option<crate::credentials::Secret>,
     /// Extra gRPC metadata, `key=value`, repeatable.
     #[arg(long = "metadata", value_parser = parse_pair)]
     pub metadata: Vec<(String, String)>,
@@ -168,7 +168,7 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
     let token = args
         .token
         .iter()
-        .map(|t| ("authorization".to_owned(), format!("Bearer {t}")));
+        .map(|t| ("authorization".to_owned(), format!("Bearer {}", t.expose())));
     for (key, value) in identity.chain(token).chain(args.metadata.iter().cloned()) {
         let k =
             MetadataKey::from_bytes(key.as_bytes()).map_err(|_| Error::Metadata(key.clone()))?;

@@ -31,13 +31,18 @@ pub enum Error {
     /// The simulator could not bind its port.
     #[error("cannot start the ECS simulator")]
     Simulator(#[source] std::io::Error),
+    /// The demo trusts whatever identity a caller claims: loopback only.
+    #[error(
+        "the demo trusts the identity callers claim (x-forwarded-client-cert), so it listens on loopback only, not {0}"
+    )]
+    NotLoopback(SocketAddr),
 }
 
 impl Error {
     /// True when the settings are at fault (exit code 64).
     pub fn is_config(&self) -> bool {
         match self {
-            Self::Config(_) => true,
+            Self::Config(_) | Self::NotLoopback(_) => true,
             Self::Run(e) => e.is_config(),
             Self::Simulator(_) => false,
         }
@@ -55,6 +60,11 @@ pub async fn run(
     mut settings: Config,
     external: bool,
 ) -> Result<(), Error> {
+    for addr in [listen, admin_listen] {
+        if !addr.ip().is_loopback() {
+            return Err(Error::NotLoopback(addr));
+        }
+    }
     let simulator_addr = if external {
         None
     } else {

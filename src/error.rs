@@ -31,6 +31,9 @@ pub enum Error {
     /// The request broke documented rules.
     #[error(transparent)]
     Invalid(#[from] validate::Rejection),
+    /// The gateway failed; the details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Forwarding failed or ECS refused.
     #[error("{source}")]
     Upstream {
@@ -66,6 +69,11 @@ impl From<Error> for Status {
                 from_entry(entry, error.to_string(), HashMap::new())
             }
             Error::Denied(decision) => denied(&decision),
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                let entry = catalogue::get("GatewayInternalError");
+                from_entry(entry, entry.message.to_owned(), HashMap::new())
+            }
             Error::Invalid(rejection) => invalid(&rejection),
             Error::Upstream {
                 source,

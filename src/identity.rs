@@ -248,7 +248,11 @@ impl Config {
                     }),
                     config,
                     http,
-                    refetch: tokio::sync::Mutex::new(stale),
+                    refetch: tokio::sync::Mutex::new(
+                        Instant::now()
+                            .checked_sub(Duration::from_secs(60))
+                            .unwrap_or(stale),
+                    ),
                 })
             }
         };
@@ -280,18 +284,21 @@ impl JwtVerifier {
         if let Some(key) = find(&current).filter(|_| fresh || self.http.is_none()) {
             return Ok(key);
         }
-        if let (Some(http), JwksSource::Url(url)) = (&self.http, &self.config.jwks) {
-            let mut last = self.refetch.lock().await;
-            if last.elapsed() >= Duration::from_secs(30) || !fresh {
-                *last = Instant::now();
-                match fetch_jwks(http, url).await {
-                    Ok(keys) => self.keys.store(Arc::new(CachedKeys {
-                        keys,
-                        fetched: Instant::now(),
-                    })),
-                    Err(error) => {
-                        tracing::warn!(%url, %error, "cannot fetch the JWKS, keeping the cached keys")
-                    }
+        // Stale keys or an unknown kid: fetch, at most every 30 seconds and
+        // one fetch at a time; meanwhile calls use the keys at hand, so an
+        // IdP outage does not queue every call behind a fetch.
+        if let (Some(http), JwksSource::Url(url)) = (&self.http, &self.config.jwks)
+            && let Ok(mut last) = self.refetch.try_lock()
+            && last.elapsed() >= Duration::from_secs(30)
+        {
+            *last = Instant::now();
+            match fetch_jwks(http, url).await {
+                Ok(keys) => self.keys.store(Arc::new(CachedKeys {
+                    keys,
+                    fetched: Instant::now(),
+                })),
+                Err(error) => {
+                    tracing::warn!(%url, %error, "cannot fetch the JWKS, keeping the cached keys")
                 }
             }
         }
@@ -387,31 +394,53 @@ pub fn spiffe_id(der: &[u8]) -> Result<String, Error> {
 ///
 /// No element has a `URI` field.
 pub fn forwarded_uri(header: &str) -> Result<String, Error> {
-    let element = split_unquoted(header, ',')
+    let element = split_unquoted(header, ',')?
         .into_iter()
         .last()
         .unwrap_or_default();
-    for pair in split_unquoted(&element, ';') {
-        if let Some((key, value)) = pair.split_once('=')
-            && key.trim().eq_ignore_ascii_case("uri")
-        {
-            let value = value.trim().trim_matches('"');
-            if value.is_empty() {
-                break;
-            }
-            return Ok(value.to_owned());
-        }
+    let mut uris = split_unquoted(&element, ';')?
+        .into_iter()
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("uri")
+                .then(|| value.trim().trim_matches('"').to_owned())
+        });
+    match (uris.next(), uris.next()) {
+        (Some(uri), None) if !uri.is_empty() => Ok(uri),
+        (Some(_), Some(_)) => Err(Error::ForwardedClientCert(
+            "more than one URI= field".into(),
+        )),
+        _ => Err(Error::ForwardedClientCert("no URI= field".into())),
     }
-    Err(Error::ForwardedClientCert("no URI= field".into()))
+}
+
+/// The caller's address behind a trusted sidecar: the last
+/// `x-forwarded-for` entry, which the sidecar appended; the TCP peer (the
+/// sidecar itself) otherwise.
+fn forwarded_peer(headers: &http::HeaderMap, peer: Option<SocketAddr>) -> Option<SocketAddr> {
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    match last {
+        Some(ip) => Some(SocketAddr::new(ip, 0)),
+        None => peer,
+    }
 }
 
 /// Splits on `sep` outside double quotes (XFCC quotes values holding `,;=`).
-fn split_unquoted(text: &str, sep: char) -> Vec<String> {
+fn split_unquoted(text: &str, sep: char) -> Result<Vec<String>, Error> {
     let mut parts = vec![String::new()];
     let mut quoted = false;
     let mut escaped = false;
     for c in text.chars() {
-        let current = parts.last_mut().expect("parts is never empty");
+        let Some(current) = parts.last_mut() else {
+            unreachable!("parts starts with one element and only grows");
+        };
         match c {
             _ if escaped => {
                 current.push(c);
@@ -426,7 +455,12 @@ fn split_unquoted(text: &str, sep: char) -> Vec<String> {
             c => current.push(c),
         }
     }
-    parts
+    // An unclosed quote would swallow the elements the sidecar appends after
+    // the caller's own: refuse it rather than guess.
+    if quoted || escaped {
+        return Err(Error::ForwardedClientCert("unbalanced quotes".into()));
+    }
+    Ok(parts)
 }
 
 impl Resolver {
@@ -499,7 +533,7 @@ impl Resolver {
                 // The sidecar verified a client certificate: the caller's hop
                 // was TLS.
                 secure_transport: true,
-                peer,
+                peer: forwarded_peer(headers, peer),
             });
         }
         Err(Error::Missing)
@@ -623,6 +657,31 @@ mod tests {
         );
         assert!(forwarded_uri("By=spiffe://mesh/gw;Hash=abc").is_err());
         assert!(forwarded_uri("URI=").is_err());
+        // A caller's unclosed quote must not swallow the sidecar's element.
+        assert!(
+            forwarded_uri(
+                r#"URI=spiffe://demo.local/sa/netops;Subject=",By=x;URI=spiffe://attacker"#
+            )
+            .is_err()
+        );
+        assert!(forwarded_uri("URI=spiffe://a;URI=spiffe://b").is_err());
+    }
+
+    #[test]
+    fn takes_the_source_address_the_sidecar_appended() {
+        let peer = Some(SocketAddr::from(([127, 0, 0, 6], 15006)));
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(forwarded_peer(&headers, peer), peer);
+        headers.append("x-forwarded-for", "203.0.113.9, 10.1.2.3".parse().unwrap());
+        assert_eq!(
+            forwarded_peer(&headers, peer),
+            Some(SocketAddr::from(([10, 1, 2, 3], 0)))
+        );
+        headers.append("x-forwarded-for", "192.168.1.10".parse().unwrap());
+        assert_eq!(
+            forwarded_peer(&headers, peer),
+            Some(SocketAddr::from(([192, 168, 1, 10], 0)))
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::pb::instance_network_service_server::{
 use crate::policy::{self, log::After};
 use crate::telemetry::{self, Metrics};
 use crate::{upstream, validate};
+use tracing::Instrument as _;
 use tracing::field::Empty;
 
 /// The gRPC service.
@@ -144,32 +145,44 @@ impl InstanceNetworkService for Gateway {
             }
             decision
         };
-        let token = request.client_token.value.as_str();
         if !decision.allowed() {
-            policy::log::record(&decision, &trace_id, token, After::default());
+            policy::log::record(
+                &decision,
+                &trace_id,
+                &request.client_token.value,
+                After::default(),
+            );
             return Err(Error::Denied(Box::new(decision)).into());
         }
 
-        // 4. sign and 5. upstream (their spans are opened by the client)
-        let result = self
-            .upstream
-            .modify_instance_network_spec(&request, deadline)
-            .await;
-        let after = match &result {
-            Ok(reply) => After {
-                request_id: Some(&reply.request_id),
-                error_code: None,
-            },
-            Err(upstream::Error::Ecs(e)) => After {
-                request_id: Some(&e.request_id),
-                error_code: Some(&e.code),
-            },
-            Err(_) => After {
-                request_id: None,
-                error_code: Some("UpstreamFailure"),
-            },
+        // 4. sign and 5. upstream (their spans are opened by the client).
+        // Detached, so that a caller who goes away after the signed request
+        // left still gets the change logged with ECS's request id.
+        let upstream = self.upstream.clone();
+        let forward = async move {
+            let result = upstream
+                .modify_instance_network_spec(&request, deadline)
+                .await;
+            let after = match &result {
+                Ok(reply) => After {
+                    request_id: Some(&reply.request_id),
+                    error_code: None,
+                },
+                Err(upstream::Error::Ecs(e)) => After {
+                    request_id: Some(&e.request_id),
+                    error_code: Some(&e.code),
+                },
+                Err(_) => After {
+                    request_id: None,
+                    error_code: Some("UpstreamFailure"),
+                },
+            };
+            policy::log::record(&decision, &trace_id, &request.client_token.value, after);
+            (request, result)
         };
-        policy::log::record(&decision, &trace_id, token, after);
+        let (request, result) = tokio::spawn(forward.instrument(span.clone()))
+            .await
+            .map_err(|e| Error::Internal(format!("the upstream call failed: {e}")))?;
         let reply = result.map_err(|source| Error::Upstream {
             source,
             client_token: request.client_token.value.clone(),

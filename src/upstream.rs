@@ -271,7 +271,10 @@ impl Client {
         };
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(Error::Timeout(timeout)),
-            Ok(Err(source)) if source.is_timeout() => Err(Error::Timeout(timeout)),
+            // A connect timeout is an unreachable endpoint, not a slow answer.
+            Ok(Err(source)) if source.is_timeout() && !source.is_connect() => {
+                Err(Error::Timeout(timeout))
+            }
             Ok(Err(source)) => Err(Error::Transport {
                 endpoint: endpoint.to_owned(),
                 source,

@@ -229,7 +229,7 @@ pub fn modify_request(
     if request.allocate_public_ip == Some(true) && request.internet_max_bandwidth_out == Some(0) {
         bad.add(
             "allocate_public_ip",
-            "InvalidParameter.Conflict",
+            "InvalidParam.AllocatePublicIp",
             "a public IP address needs an outbound bandwidth above 0: set internet_max_bandwidth_out to 1 or more",
         );
     }

@@ -244,6 +244,20 @@ fn serve_refuses_bad_settings_with_exit_code_64() {
     assert_eq!(half.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&half.stderr).contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
 
+    let exposed = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "0.0.0.0:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(exposed.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&exposed.stderr).contains("loopback only"));
+
     let file = run(
         &[("ALIBABA_CLOUD_CREDENTIALS_FILE", "/nonexistent/credentials")],
         &["--listen", "127.0.0.1:0"],

@@ -206,7 +206,7 @@ async fn rejects_invalid_requests_before_sending_anything() {
                 r.allocate_public_ip = Some(true)
             },
             "allocate_public_ip",
-            "InvalidParameter.Conflict",
+            "InvalidParam.AllocatePublicIp",
         ),
         (
             |r| {

@@ -407,3 +407,42 @@ async fn forwarded_client_cert_is_ignored_unless_trusted() {
         .unwrap_err();
     assert_eq!(support::reason(&status), "Unauthenticated.MissingIdentity");
 }
+
+#[tokio::test]
+async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
+    let h = support::start().await;
+    let mut call = tonic::Request::new(bandwidth(16));
+    call.metadata_mut().insert(
+        "x-forwarded-client-cert",
+        format!("URI={}", support::NETOPS).parse().unwrap(),
+    );
+    call.metadata_mut()
+        .insert("x-forwarded-for", "192.168.1.10".parse().unwrap());
+    let status = h
+        .client
+        .clone()
+        .modify_instance_network_spec(call)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("control.admins-from-management-network"),
+        "{}",
+        status.message()
+    );
+
+    let mut call = tonic::Request::new(bandwidth(16));
+    call.metadata_mut().insert(
+        "x-forwarded-client-cert",
+        format!("URI={}", support::NETOPS).parse().unwrap(),
+    );
+    call.metadata_mut()
+        .insert("x-forwarded-for", "10.9.8.7".parse().unwrap());
+    h.client
+        .clone()
+        .modify_instance_network_spec(call)
+        .await
+        .unwrap();
+}

@@ -278,8 +278,25 @@ impl Authorizer {
         let resource =
             catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id);
         let principal = data.principals.get(&caller.identity);
-        let outcome = match principal {
-            None => Outcome::Deny(Denial {
+        // An instance entities.json knows in another region: its tags would
+        // not apply, so a tag-based forbid could be sidestepped by naming
+        // another region. Instance IDs are unique across regions: deny.
+        let misplaced = data
+            .instances
+            .get(&request.instance_id)
+            .filter(|i| i.region != request.region_id);
+        let outcome = match (principal, misplaced) {
+            (_, Some(known)) => Outcome::Deny(Denial {
+                action: actions[0],
+                layer: Layer::Control,
+                kind: DenyKind::ImplicitDeny,
+                policies: Vec::new(),
+                errors: vec![format!(
+                    "instance {} is in {}, not {}",
+                    request.instance_id, known.region, request.region_id
+                )],
+            }),
+            (None, None) => Outcome::Deny(Denial {
                 action: actions[0],
                 layer: Layer::Identity,
                 kind: DenyKind::ImplicitDeny,
@@ -289,7 +306,7 @@ impl Authorizer {
                     caller.identity
                 )],
             }),
-            Some(principal) => {
+            (Some(principal), None) => {
                 match self.evaluate(
                     &data, caller, principal, request, instance, associate, &actions, now,
                 ) {

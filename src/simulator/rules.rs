@@ -88,7 +88,9 @@ fn parse(params: &Params) -> Result<Request, Failure> {
     if params.get("Action").map(String::as_str) != Some(ACTION) {
         return Err(Failure::new("InvalidAction"));
     }
-    let region_id = required(params, "RegionId")?;
+    // The reference lists no RegionId parameter (the endpoint is regional);
+    // when one is sent it must be the instance's.
+    let region_id = params.get("RegionId").cloned().unwrap_or_default();
     let instance_id = required(params, "InstanceId")?;
     let client_token = params.get("ClientToken").filter(|t| !t.is_empty()).cloned();
     if let Some(token) = &client_token
@@ -156,7 +158,7 @@ pub(super) fn call(
         .instances
         .values()
         .filter(|i| {
-            i.region_id == request.region_id
+            (request.region_id.is_empty() || i.region_id == request.region_id)
                 && i.id != request.instance_id
                 && i.charge_type == ChargeType::PostPaid
                 && i.network_charge_type == NetworkChargeType::PayByBandwidth
@@ -166,7 +168,7 @@ pub(super) fn call(
     let instance = state
         .instances
         .get(&request.instance_id)
-        .filter(|i| i.region_id == request.region_id)
+        .filter(|i| request.region_id.is_empty() || i.region_id == request.region_id)
         .ok_or_else(|| Failure::new("InvalidInstanceId.NotFound"))?;
 
     let plan = check(instance, &request, &account, regional_bandwidth, now)?;

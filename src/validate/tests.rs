@@ -76,7 +76,7 @@ const CASES: &[Case] = &[
     ("isp rejected", |r| r.isp = "cmcc".into(), &[("isp", "InvalidIspType.ValueNotSupported")]),
     ("unknown charge type", |r| r.network_charge_type = 7, &[("network_charge_type", "InvalidInternetChargeType.ValueNotSupported")]),
     ("charge type alone", |r| { r.internet_max_bandwidth_out = None; r.network_charge_type = 1 }, &[]),
-    ("allocate with out 0", |r| { r.internet_max_bandwidth_out = Some(0); r.allocate_public_ip = Some(true) }, &[("allocate_public_ip", CONFLICT)]),
+    ("allocate with out 0", |r| { r.internet_max_bandwidth_out = Some(0); r.allocate_public_ip = Some(true) }, &[("allocate_public_ip", "InvalidParam.AllocatePublicIp")]),
     ("allocate alone", |r| { r.internet_max_bandwidth_out = None; r.allocate_public_ip = Some(true) }, &[]),
     ("nothing to change", |r| r.internet_max_bandwidth_out = None, &[("internet_max_bandwidth_out", "MissingParameter")]),
     ("temporary upgrade", |r| { r.start_time = ts("2030-01-01T10:15:00Z"); r.end_time = ts("2030-01-01T14:00:00Z") }, &[]),
