@@ -223,7 +223,7 @@ impl Config {
                         (parse_jwks(&text, &path.display().to_string())?, None)
                     }
                     JwksSource::Url(_) => {
-                        let _ = rustls::crypto::ring::default_provider().install_default();
+                        crate::install_crypto_provider();
                         let http = reqwest::Client::builder()
                             .timeout(Duration::from_secs(5))
                             .build()

@@ -31,6 +31,14 @@ pub mod telemetry;
 pub mod upstream;
 pub mod validate;
 
+/// Installs ring as the process's rustls crypto provider. reqwest and tonic
+/// are built without a default one (so the build needs no C toolchain for
+/// aws-lc); every HTTP client and TLS server calls this first. Later calls
+/// find it installed and do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Code generated from `proto/` by `build.rs`; never edited by hand.
 pub mod pb {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]

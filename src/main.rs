@@ -191,8 +191,9 @@ async fn run(command: Command) -> ExitCode {
                 Ok(listener) => listener,
                 Err(error) => return fail(&error, false),
             };
+            let bound = listener.local_addr().unwrap_or(listen);
             println!(
-                "ECS simulator on http://{listen} (AccessKey {})",
+                "ECS simulator on http://{bound} (AccessKey {})",
                 simulator::DEMO_ACCESS_KEY_ID
             );
             match simulator::Simulator::new(config)

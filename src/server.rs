@@ -92,6 +92,8 @@ impl InstanceNetworkService for Gateway {
             .ok_or(Error::Identity(identity::Error::Missing))?;
         let deadline = grpc_timeout(request.metadata());
         let trace_id = trace_id(request.metadata());
+        // Log lines of this call carry the trace id, recorded or not.
+        span.record("trace_id", trace_id.as_str());
         span.record("enduser.id", caller.identity.as_str());
 
         // 2. validate

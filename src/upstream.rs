@@ -129,9 +129,7 @@ impl Config {
         credentials: Arc<credentials::Provider>,
         metrics: Arc<crate::telemetry::Metrics>,
     ) -> Result<Client, BuildError> {
-        // reqwest is built without a default crypto provider; ring is ours. A
-        // second call finds one installed, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("ecs-gateway/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.connect_timeout)

@@ -106,7 +106,7 @@ fn server_tls(
 
 #[tokio::test]
 async fn mtls_accepts_a_client_certificate_from_the_trusted_ca() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ecs_gateway::install_crypto_provider();
     let ca = ca("clients and server");
     let running = start(
         Some(server_tls(&ca, &ca.pem(), true)),
@@ -128,7 +128,7 @@ async fn mtls_accepts_a_client_certificate_from_the_trusted_ca() {
 
 #[tokio::test]
 async fn mtls_refuses_no_certificate_and_other_cas() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ecs_gateway::install_crypto_provider();
     let ca = ca("trusted");
     let other = ca_other();
     let running = start(
@@ -156,7 +156,7 @@ fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
 
 #[tokio::test]
 async fn mtls_needs_a_spiffe_id() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ecs_gateway::install_crypto_provider();
     let ca = ca("clients and server");
     let running = start(
         Some(server_tls(&ca, &ca.pem(), false)),

@@ -32,7 +32,7 @@ async fn start() -> Running {
 }
 
 async fn get(url: String) -> (u16, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ecs_gateway::install_crypto_provider();
     let response = reqwest::get(url).await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }

@@ -12,7 +12,7 @@ struct Running {
 }
 
 async fn start(config: Config) -> Running {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let sim = Simulator::new(config);

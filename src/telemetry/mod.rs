@@ -279,6 +279,7 @@ impl Telemetry {
 }
 
 fn provider(otlp: &Otlp) -> Result<SdkTracerProvider, Error> {
+    crate::install_crypto_provider();
     let exporter = match otlp.protocol {
         Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
