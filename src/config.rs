@@ -18,7 +18,7 @@ use crate::policy::DependentRule;
 use crate::upstream;
 
 /// The gateway's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
@@ -35,6 +35,30 @@ pub struct Config {
     pub identity: identity::Config,
     /// Authorization.
     pub policy: PolicySettings,
+    /// Inbound protection and shutdown.
+    pub server: ServerSettings,
+}
+
+/// Inbound protection and shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Calls served at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing.
+    pub max_concurrent_calls: usize,
+    /// Longest a call may take when the caller sets no deadline.
+    pub request_timeout: Duration,
+    /// How long calls in flight may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 512,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
 }
 
 /// TLS settings of the gRPC port.
@@ -135,6 +159,8 @@ struct File {
     identity: FileIdentity,
     #[serde(default)]
     policy: FilePolicy,
+    #[serde(default)]
+    server: FileServer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +206,18 @@ struct FileUpstream {
     endpoint: Option<String>,
     timeout: Option<String>,
     connect_timeout: Option<String>,
+    attempt_timeout: Option<String>,
+    max_attempts: Option<u32>,
+    breaker_failures: Option<u32>,
+    breaker_open_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    max_concurrent_calls: Option<usize>,
+    request_timeout: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 /// Secrets never go in this file: only where to find them.
@@ -421,6 +459,71 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         other => other.map(|(_, id)| id),
     };
 
+    let var = |key: &str, value: Option<String>, name: &str| {
+        pick([(key, value), (name, env(name)), ("", None)])
+    };
+    let dur = |key: &str, value: Option<String>, name: &str, default: Duration| match var(
+        key, value, name,
+    ) {
+        Some((setting, v)) => duration(&setting, &v),
+        None => Ok(default),
+    };
+    let count = |key: &str, value: Option<String>, name: &str, default: usize| match var(
+        key, value, name,
+    ) {
+        Some((setting, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(&setting, format!("{v:?} is not a positive whole number"))),
+        None => Ok(default),
+    };
+    let attempt_timeout = dur(
+        "upstream.attempt_timeout",
+        file.upstream.attempt_timeout,
+        "ECS_GATEWAY_UPSTREAM_ATTEMPT_TIMEOUT",
+        defaults.attempt_timeout,
+    )?;
+    let max_attempts = count(
+        "upstream.max_attempts",
+        file.upstream.max_attempts.map(|n| n.to_string()),
+        "ECS_GATEWAY_UPSTREAM_MAX_ATTEMPTS",
+        defaults.max_attempts as usize,
+    )?;
+    let breaker_failures = count(
+        "upstream.breaker_failures",
+        file.upstream.breaker_failures.map(|n| n.to_string()),
+        "ECS_GATEWAY_UPSTREAM_BREAKER_FAILURES",
+        defaults.breaker_failures as usize,
+    )?;
+    let breaker_open_for = dur(
+        "upstream.breaker_open_for",
+        file.upstream.breaker_open_for,
+        "ECS_GATEWAY_UPSTREAM_BREAKER_OPEN_FOR",
+        defaults.breaker_open_for,
+    )?;
+    let server_defaults = ServerSettings::default();
+    let server = ServerSettings {
+        max_concurrent_calls: count(
+            "server.max_concurrent_calls",
+            file.server.max_concurrent_calls.map(|n| n.to_string()),
+            "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
+            server_defaults.max_concurrent_calls,
+        )?,
+        request_timeout: dur(
+            "server.request_timeout",
+            file.server.request_timeout,
+            "ECS_GATEWAY_REQUEST_TIMEOUT",
+            server_defaults.request_timeout,
+        )?,
+        shutdown_grace: dur(
+            "server.shutdown_grace",
+            file.server.shutdown_grace,
+            "ECS_GATEWAY_SHUTDOWN_GRACE",
+            server_defaults.shutdown_grace,
+        )?,
+    };
+
     Ok(Config {
         listen,
         admin_listen,
@@ -428,7 +531,13 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             endpoint,
             timeout,
             connect_timeout,
+            attempt_timeout,
+            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            breaker_failures: u32::try_from(breaker_failures).unwrap_or(u32::MAX),
+            breaker_open_for,
+            ..defaults
         },
+        server,
         credentials,
         tls,
         identity,

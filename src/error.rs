@@ -31,6 +31,18 @@ pub enum Error {
     /// The request broke documented rules.
     #[error(transparent)]
     Invalid(#[from] validate::Rejection),
+    /// The gateway is stopping and the call could not finish in time.
+    #[error("the gateway is shutting down")]
+    ShuttingDown {
+        /// The call's ClientToken: retrying with it is safe.
+        client_token: String,
+    },
+    /// Too many calls at once: shed.
+    #[error("overloaded: {limit} calls in flight")]
+    Overloaded {
+        /// The concurrency limit.
+        limit: usize,
+    },
     /// The gateway failed; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,6 +81,20 @@ impl From<Error> for Status {
                 from_entry(entry, error.to_string(), HashMap::new())
             }
             Error::Denied(decision) => denied(&decision),
+            Error::ShuttingDown { client_token } => {
+                let entry = catalogue::get("GatewayShuttingDown");
+                let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
+                from_entry(entry, entry.message.to_owned(), meta)
+            }
+            Error::Overloaded { limit } => {
+                let entry = catalogue::get("GatewayOverloaded");
+                let meta = HashMap::from([("limit".to_owned(), limit.to_string())]);
+                from_entry(
+                    entry,
+                    format!("{} (limit {limit} calls in flight)", entry.message),
+                    meta,
+                )
+            }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 let entry = catalogue::get("GatewayInternalError");
@@ -187,6 +213,20 @@ fn upstream(error: upstream::Error, mut meta: HashMap<String, String>) -> Status
             tracing::warn!(error = %chain(transport), "upstream unreachable");
             let entry = catalogue::get("UpstreamUnavailable");
             from_entry(entry, transport.to_string(), meta)
+        }
+        upstream::Error::CircuitOpen {
+            endpoint,
+            retry_after,
+        } => {
+            let entry = catalogue::get("UpstreamCircuitOpen");
+            let mut details = ErrorDetails::new();
+            details.set_error_info(entry.code, entry.domain(), meta);
+            details.set_retry_info(Some(retry_after));
+            Status::with_error_details(
+                entry.grpc,
+                format!("ECS at {endpoint} is failing; calls resume in {retry_after:?}"),
+                details,
+            )
         }
         upstream::Error::InvalidResponse {
             http_status,

@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod overload;
 pub mod policy;
 pub mod server;
 pub mod sign;

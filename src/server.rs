@@ -36,6 +36,9 @@ pub struct Gateway {
     upstream: Arc<upstream::Client>,
     authorizer: Arc<policy::Authorizer>,
     metrics: Arc<Metrics>,
+    /// Set when the shutdown grace period is over: calls still waiting for
+    /// ECS are answered UNAVAILABLE (their ClientToken makes a retry safe).
+    cutoff: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Gateway {
@@ -50,7 +53,13 @@ impl Gateway {
             upstream: Arc::new(upstream),
             authorizer,
             metrics,
+            cutoff: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Answers every call still in flight: the grace period is over.
+    pub fn cut_off(&self) {
+        self.cutoff.send_replace(true);
     }
 
     /// The authorizer, for reloads.
@@ -161,6 +170,8 @@ impl InstanceNetworkService for Gateway {
         // Detached, so that a caller who goes away after the signed request
         // left still gets the change logged with ECS's request id.
         let upstream = self.upstream.clone();
+        let mut cutoff = self.cutoff.subscribe();
+        let token = request.client_token.value.clone();
         let forward = async move {
             let result = upstream
                 .modify_instance_network_spec(&request, deadline)
@@ -182,9 +193,11 @@ impl InstanceNetworkService for Gateway {
             policy::log::record(&decision, &trace_id, &request.client_token.value, after);
             (request, result)
         };
-        let (request, result) = tokio::spawn(forward.instrument(span.clone()))
-            .await
-            .map_err(|e| Error::Internal(format!("the upstream call failed: {e}")))?;
+        let task = tokio::spawn(forward.instrument(span.clone()));
+        let (request, result) = tokio::select! {
+            joined = task => joined.map_err(|e| Error::Internal(format!("the upstream call failed: {e}")))?,
+            _ = cutoff.wait_for(|cut| *cut) => return Err(Error::ShuttingDown { client_token: token }.into()),
+        };
         let reply = result.map_err(|source| Error::Upstream {
             source,
             client_token: request.client_token.value.clone(),
@@ -229,7 +242,12 @@ pub struct Parts {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
+    /// Inbound limits and the shutdown grace period.
+    pub settings: crate::config::ServerSettings,
 }
+
+/// Largest request or response message, bytes: a request is a few hundred.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
 /// Serves on `listener` (and the admin routes on `admin`, when given) until
 /// `shutdown` completes. Then health turns NOT_SERVING and readiness false,
@@ -269,7 +287,17 @@ pub async fn serve(
         })
     });
 
-    let mut builder = tonic::transport::Server::builder();
+    // HTTP/2 limits bound what one connection can hold: streams, header
+    // bytes, flow-control windows; keepalive finds dead peers.
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(parts.settings.request_timeout)
+        .max_concurrent_streams(Some(256))
+        .http2_max_header_list_size(Some(16 * 1024))
+        .initial_stream_window_size(Some(64 * 1024))
+        .initial_connection_window_size(Some(1024 * 1024))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
     if let Some(tls) = parts.tls {
         builder = builder.tls_config(tls)?;
     }
@@ -280,9 +308,11 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     metrics.set_ready(true);
+    let draining_started = Arc::new(tokio::sync::Notify::new());
     let draining = {
         let health = health.clone();
         let metrics = metrics.clone();
+        let started = draining_started.clone();
         async move {
             shutdown.await;
             metrics.set_ready(false);
@@ -292,20 +322,43 @@ pub async fn serve(
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
+            started.notify_one();
         }
     };
-    let result = builder
+    let gateway = parts.gateway.clone();
+    let service = InstanceNetworkServiceServer::new(parts.gateway)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let server = builder
         .layer(telemetry::trace::TraceLayer::new(metrics.clone()))
+        .layer(crate::overload::OverloadLayer::new(
+            parts.settings.max_concurrent_calls,
+        ))
         .layer(identity::IdentityLayer::new(parts.identity))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InstanceNetworkServiceServer::new(parts.gateway))
+        .add_service(service)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             draining,
-        )
-        .await;
+        );
+    let grace = parts.settings.shutdown_grace;
+    // Calls in flight get the grace period to finish; then they are cut, so
+    // that a stuck upstream cannot hold the pod past its termination.
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            draining_started.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "grace period over, closing the calls still in flight");
+            gateway.cut_off();
+            // Let the answers leave before the process goes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        }
+    };
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;
@@ -431,6 +484,7 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         identity: Arc::new(config.identity.clone().build()?),
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,
+        settings: config.server.clone(),
     })
 }
 

@@ -7,6 +7,18 @@
 //! signature) ever lands in a URL that an error message or proxy log could
 //! show. Every value is serialized once, into the same strings that are
 //! signed and sent.
+//!
+//! Resilience: each attempt has its own timeout inside the call's deadline
+//! (the caller's `grpc-timeout`, capped by the settings). Transport errors,
+//! timeouts, 5xx, unreadable answers and ECS's "try again" codes are retried
+//! with exponential backoff and full jitter, every attempt re-signed (a new
+//! nonce and timestamp) but with the same ClientToken, so ECS applies the
+//! change at most once. A retry budget ([`tower::retry::budget::TpsBudget`])
+//! keeps retries to a fraction of calls, so they cannot multiply an outage,
+//! and a circuit breaker per endpoint ([`breaker`]) answers at once while
+//! the endpoint is down.
+
+pub mod breaker;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -32,15 +44,32 @@ pub const START_TIME_FORMAT: &str = "%Y-%m-%dT%H:%MZ";
 pub const END_TIME_FORMAT: &str = "%Y-%m-%dT%HZ";
 
 /// Upstream settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Endpoint URL, `{region}` replaced by the request's region.
     pub endpoint: String,
-    /// Longest wait for one upstream call, unless the caller's deadline is
-    /// shorter.
+    /// Longest wait for a call, retries included, unless the caller's
+    /// deadline is shorter.
     pub timeout: Duration,
+    /// Longest wait for one attempt.
+    pub attempt_timeout: Duration,
     /// Longest wait for a TCP and TLS connection.
     pub connect_timeout: Duration,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// First backoff; it doubles per retry, with full jitter.
+    pub backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Retries allowed as a fraction of calls (over 10 s), besides
+    /// `retry_min_per_second`.
+    pub retry_ratio: f32,
+    /// Retries always allowed per second.
+    pub retry_min_per_second: u32,
+    /// Consecutive failures that open an endpoint's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before a probe.
+    pub breaker_open_for: Duration,
 }
 
 impl Default for Config {
@@ -48,10 +77,29 @@ impl Default for Config {
         Self {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(3),
+            max_attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            retry_ratio: 0.2,
+            retry_min_per_second: 5,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(10),
         }
     }
 }
+
+/// ECS codes that mean "try again later" (the same ClientToken is safe).
+const TRY_AGAIN: &[&str] = &[
+    "Throttling",
+    "LastRequestProcessing",
+    "LastOrderProcessing",
+    "TaskConflict",
+    "OperationConflict",
+    "SignatureNonceUsed",
+    "ServiceUnavailable",
+];
 
 /// What ECS answered to a successful call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +159,34 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The endpoint's circuit is open after repeated failures.
+    #[error("ECS at {endpoint} is failing; calls resume in {retry_after:?}")]
+    CircuitOpen {
+        /// The endpoint.
+        endpoint: String,
+        /// When a probe will be let through.
+        retry_after: Duration,
+    },
+}
+
+impl Error {
+    /// Whether another attempt with the same ClientToken can succeed.
+    fn retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
+            Error::Ecs(e) => e.http_status >= 500 || TRY_AGAIN.contains(&e.code.as_str()),
+            Error::CircuitOpen { .. } => false,
+        }
+    }
+
+    /// Whether the endpoint itself failed (ECS's own answers prove it works).
+    fn endpoint_failed(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
+            Error::Ecs(e) => e.http_status >= 500,
+            Error::CircuitOpen { .. } => false,
+        }
+    }
 }
 
 /// Builds HTTP clients for ECS.
@@ -141,6 +217,15 @@ impl Config {
             .map_err(BuildError)?;
         Ok(Client {
             http,
+            breakers: Arc::new(breaker::Breakers::new(
+                self.breaker_failures,
+                self.breaker_open_for,
+            )),
+            budget: Arc::new(tower::retry::budget::TpsBudget::new(
+                Duration::from_secs(10),
+                self.retry_min_per_second,
+                self.retry_ratio,
+            )),
             config: self,
             credentials,
             metrics,
@@ -155,6 +240,8 @@ pub struct Client {
     config: Config,
     credentials: Arc<credentials::Provider>,
     metrics: Arc<crate::telemetry::Metrics>,
+    breakers: Arc<breaker::Breakers>,
+    budget: Arc<tower::retry::budget::TpsBudget>,
 }
 
 impl Client {
@@ -193,7 +280,7 @@ impl Client {
         );
         let started = std::time::Instant::now();
         let result = self
-            .call(request, &endpoint, timeout)
+            .attempts(request, &endpoint, timeout)
             .instrument(span.clone())
             .await;
         let outcome = match &result {
@@ -218,9 +305,77 @@ impl Client {
                 crate::telemetry::trace::fail(&span, "UpstreamInvalidResponse");
                 "invalid_response".to_owned()
             }
+            Err(Error::CircuitOpen { .. }) => {
+                crate::telemetry::trace::fail(&span, "UpstreamCircuitOpen");
+                "circuit_open".to_owned()
+            }
         };
         self.metrics.record_upstream(&outcome, started.elapsed());
         result
+    }
+
+    /// Attempts until one succeeds, fails for good, or the deadline, the
+    /// attempts or the retry budget run out.
+    async fn attempts(
+        &self,
+        request: &ModifyRequest,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        use tower::retry::budget::Budget as _;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let span = tracing::Span::current();
+        self.budget.deposit();
+        let mut attempt = 0u32;
+        loop {
+            if let Err(retry_after) = self.breakers.admit(endpoint) {
+                return Err(Error::CircuitOpen {
+                    endpoint: endpoint.to_owned(),
+                    retry_after,
+                });
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = self
+                .call(
+                    request,
+                    endpoint,
+                    remaining.min(self.config.attempt_timeout),
+                )
+                .await;
+            let error = match result {
+                Ok(reply) => {
+                    self.breakers.record(endpoint, true);
+                    return Ok(reply);
+                }
+                Err(error) => error,
+            };
+            self.breakers.record(endpoint, !error.endpoint_failed());
+            attempt += 1;
+            // Full jitter: anywhere up to the exponential bound, so callers
+            // retrying together do not come back together.
+            let bound = self
+                .config
+                .backoff
+                .saturating_mul(1 << attempt.min(16))
+                .min(self.config.max_backoff);
+            let backoff = bound.mul_f64(fastrand::f64());
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !error.retryable()
+                || attempt >= self.config.max_attempts
+                || remaining <= backoff
+                || !self.budget.withdraw()
+            {
+                // Out of time: say how long the whole call waited.
+                return Err(match error {
+                    Error::Timeout(_) if remaining.is_zero() => Error::Timeout(timeout),
+                    other => other,
+                });
+            }
+            tracing::info!(attempt, ?backoff, %error, "retrying ECS call with the same ClientToken");
+            self.metrics.upstream_retries.inc();
+            span.record("http.request.resend_count", attempt);
+            tokio::time::sleep(backoff).await;
+        }
     }
 
     /// One attempt, inside the upstream span.

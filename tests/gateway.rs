@@ -741,7 +741,13 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
 
 #[tokio::test]
 async fn unreadable_answers_are_unavailable() {
-    let h = start().await;
+    // One attempt: tests/resilience.rs covers the retries.
+    let h = start_with(
+        simulator::Config::demo(),
+        support::demo_credentials(),
+        |c| c.max_attempts = 1,
+    )
+    .await;
     h.sim.inject(Fault::Garbage);
     h.sim.inject(Fault::HttpStatus(502));
     for _ in 0..2 {

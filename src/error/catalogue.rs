@@ -188,7 +188,10 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidInstanceId.Malformed", InvalidArgument, 0, "The specified parameter InstanceId is not valid.", Gateway),
     row(503, "UpstreamUnavailable", Unavailable, 1000, "The ECS endpoint could not be reached.", Gateway),
     row(504, "UpstreamTimeout", DeadlineExceeded, 0, "The ECS endpoint did not answer in time.", Gateway),
+    row(503, "UpstreamCircuitOpen", Unavailable, 1000, "The ECS endpoint is failing; calls are refused until it recovers.", Gateway),
     row(502, "UpstreamInvalidResponse", Unavailable, 1000, "The ECS endpoint answered with a response that could not be read.", Gateway),
+    row(503, "GatewayOverloaded", ResourceExhausted, 200, "The gateway is serving as many calls as it can; retry shortly or on another replica.", Gateway),
+    row(503, "GatewayShuttingDown", Unavailable, 100, "The gateway is shutting down; retry with the same client_token, another replica will serve it.", Gateway),
     row(500, "GatewayInternalError", Internal, 0, "The gateway failed to process the request.", Gateway),
     // Identity and authorization: the gateway's own RAM-like checks.
     row(401, "Unauthenticated.MissingIdentity", Unauthenticated, 0, "No identity: present an mTLS client certificate or a bearer token.", Gateway),

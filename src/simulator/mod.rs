@@ -232,6 +232,21 @@ pub enum Fault {
     HttpStatus(u16),
     /// Answer 200 with a body that is not JSON.
     Garbage,
+    /// Close the connection without an answer (before applying anything).
+    Drop,
+    /// Send the start of a body, then close the connection.
+    Truncated,
+}
+
+/// Random failures, for resilience tests: each call fails with these
+/// probabilities.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Chaos {
+    /// Answer `ServiceUnavailable` (503) without applying anything.
+    pub fail_before: f64,
+    /// Apply the change, then drop the connection: the caller cannot know
+    /// it was applied and must retry with the same ClientToken.
+    pub drop_after: f64,
 }
 
 /// An ECS error, as the simulator answers it.
@@ -298,6 +313,7 @@ struct State {
     next_ip: u32,
     calls: u64,
     traceparents: Vec<String>,
+    chaos: Chaos,
 }
 
 struct Inner {
@@ -338,6 +354,7 @@ impl Simulator {
             next_ip: 1,
             calls: 0,
             traceparents: Vec::new(),
+            chaos: Chaos::default(),
         };
         Self {
             inner: Arc::new(Inner {
@@ -372,6 +389,11 @@ impl Simulator {
     /// Changes the account's state.
     pub fn update_account(&self, change: impl FnOnce(&mut Account)) {
         change(&mut self.state().account);
+    }
+
+    /// Sets random failures for every call from now on.
+    pub fn set_chaos(&self, chaos: Chaos) {
+        self.state().chaos = chaos;
     }
 
     /// Queues a fault for the next call (faults apply in order, one per call).
@@ -466,13 +488,13 @@ async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let fault = {
+    let (fault, chaos) = {
         let mut state = sim.state();
         state.calls += 1;
         if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
             state.traceparents.push(traceparent.to_owned());
         }
-        state.faults.pop_front()
+        (state.faults.pop_front(), state.chaos)
     };
     const HOST: &str = "ecs.aliyuncs.com";
     match fault {
@@ -493,7 +515,21 @@ async fn handle(
             return (status, "<html><body>upstream error</body></html>").into_response();
         }
         Some(Fault::Garbage) => return (StatusCode::OK, "\u{0}garbage{").into_response(),
+        Some(Fault::Drop) => return dropped(),
+        Some(Fault::Truncated) => {
+            let partial = futures_util::stream::iter([
+                Ok(Bytes::from_static(b"{\"RequestId\":\"")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "truncated by fault injection",
+                )),
+            ]);
+            return (StatusCode::OK, axum::body::Body::from_stream(partial)).into_response();
+        }
         None => {}
+    }
+    if chaos.fail_before > 0.0 && fastrand::f64() < chaos.fail_before {
+        return error_response(&Failure::new("ServiceUnavailable"), HOST);
     }
 
     // ECS reads parameters from the query string and, for POST, the form body.
@@ -512,10 +548,26 @@ async fn handle(
         "ecs.{}.aliyuncs.com",
         params.get("RegionId").map_or("", String::as_str)
     );
-    match rules::call(&sim, &params, Utc::now()) {
+    let answer = rules::call(&sim, &params, Utc::now());
+    if chaos.drop_after > 0.0 && fastrand::f64() < chaos.drop_after {
+        return dropped();
+    }
+    match answer {
         Ok(success) => json(200, &success),
         Err(failure) => error_response(&failure, &host),
     }
+}
+
+/// A response whose body fails at once: the server resets the stream, and
+/// the client sees the connection drop without an answer.
+fn dropped() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped by fault injection",
+        ))
+    });
+    (StatusCode::OK, axum::body::Body::from_stream(failing)).into_response()
 }
 
 /// Verified parameters, by name.

@@ -107,6 +107,7 @@ pub fn parts(
         identity: trusting_resolver(),
         tls: None,
         metrics,
+        settings: ecs_gateway::config::ServerSettings::default(),
     }
 }
 
