@@ -82,11 +82,18 @@ async fn metrics_count_calls_decisions_and_upstream() {
         .await
         .unwrap_err();
     call_as(r.addr, None, 10).await.unwrap_err();
+    // Throttled once, then served on the retry.
     r.h.sim.inject(Fault::Error {
         code: "Throttling".into(),
         http_status: 400,
     });
-    call_as(r.addr, Some(support::NETOPS), 13)
+    call_as(r.addr, Some(support::NETOPS), 13).await.unwrap();
+    // A final refusal.
+    r.h.sim.inject(Fault::Error {
+        code: "IncorrectInstanceStatus".into(),
+        http_status: 403,
+    });
+    call_as(r.addr, Some(support::NETOPS), 14)
         .await
         .unwrap_err();
 
@@ -100,17 +107,17 @@ async fn metrics_count_calls_decisions_and_upstream() {
             ),
         )
     };
-    assert_eq!(calls("OK"), Some(2.0), "{metrics}");
+    assert_eq!(calls("OK"), Some(3.0), "{metrics}");
     assert_eq!(calls("PERMISSION_DENIED"), Some(1.0));
     assert_eq!(calls("INVALID_ARGUMENT"), Some(1.0));
     assert_eq!(calls("UNAUTHENTICATED"), Some(1.0));
-    assert_eq!(calls("RESOURCE_EXHAUSTED"), Some(1.0));
+    assert_eq!(calls("FAILED_PRECONDITION"), Some(1.0));
     assert_eq!(
         value(
             &metrics,
             "ecs_gateway_grpc_call_duration_seconds_count{method=\"ModifyInstanceNetworkSpec\",code=\"OK\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         value(&metrics, "ecs_gateway_grpc_calls_in_flight"),
@@ -121,7 +128,7 @@ async fn metrics_count_calls_decisions_and_upstream() {
             &metrics,
             "ecs_gateway_decisions_total{result=\"allow\",layer=\"all\"}"
         ),
-        Some(3.0)
+        Some(4.0)
     );
     assert_eq!(
         value(
@@ -135,12 +142,12 @@ async fn metrics_count_calls_decisions_and_upstream() {
             &metrics,
             "ecs_gateway_upstream_duration_seconds_count{outcome=\"ok\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         value(
             &metrics,
-            "ecs_gateway_upstream_duration_seconds_count{outcome=\"Throttling\"}"
+            "ecs_gateway_upstream_duration_seconds_count{outcome=\"IncorrectInstanceStatus\"}"
         ),
         Some(1.0)
     );
