@@ -161,8 +161,12 @@ async fn metrics_count_calls_decisions_and_upstream() {
     );
     assert_eq!(
         r.h.sim.calls(),
-        3,
-        "only the allowed and valid calls reached ECS"
+        5,
+        "only the allowed and valid calls reached ECS, the throttled one twice"
+    );
+    assert_eq!(
+        value(&metrics, "ecs_gateway_upstream_retries_total"),
+        Some(1.0)
     );
     assert!(
         metrics.contains("ecs_gateway_policy_version_info{version=\""),
