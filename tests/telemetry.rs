@@ -171,7 +171,10 @@ async fn exports_the_span_tree_of_every_call() {
         ..support::request("i-demo-postpaid")
     };
     assert!(h.call(invalid).await.is_err());
-    h.sim.inject(Fault::HttpStatus(502));
+    // Every attempt fails: the first and both retries.
+    for _ in 0..3 {
+        h.sim.inject(Fault::HttpStatus(502));
+    }
     let failing = pb::ModifyInstanceNetworkSpecRequest {
         internet_max_bandwidth_out: Some(12),
         ..support::request("i-demo-postpaid")
@@ -259,6 +262,16 @@ async fn exports_the_span_tree_of_every_call() {
     let bad_gateway = failed("POST", "UpstreamInvalidResponse");
     assert!(is_error(bad_gateway));
     assert_eq!(attrs(bad_gateway)["http.response.status_code"], "502");
+    assert_eq!(
+        attrs(bad_gateway)["http.request.resend_count"],
+        "2",
+        "two retries"
+    );
+    assert_eq!(
+        children(bad_gateway, "sign").len(),
+        3,
+        "each attempt is signed anew"
+    );
     let denied_server = by_id[&hex(&failed("authorize", "AccessDenied").parent_span_id)];
     assert_eq!(attrs(denied_server)["rpc.grpc.status_code"], "7");
     assert!(
