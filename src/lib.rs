@@ -22,6 +22,8 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod overload;
 pub mod policy;

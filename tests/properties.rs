@@ -7,7 +7,10 @@ use ecs_gateway::{pb, sign, upstream, validate};
 use proptest::prelude::*;
 
 fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
-    proptest::option::of((any::<i64>(), any::<i32>()).prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }))
+    proptest::option::of(
+        (any::<i64>(), any::<i32>())
+            .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+    )
 }
 
 prop_compose! {
@@ -135,7 +138,9 @@ fn the_simulator_accepts_every_signature_the_gateway_makes() {
         ecs_gateway::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(Simulator::new(simulator::Config::demo()).serve(listener, std::future::pending()));
+        tokio::spawn(
+            Simulator::new(simulator::Config::demo()).serve(listener, std::future::pending()),
+        );
         (url, reqwest::Client::new())
     });
     let credentials = Arc::new(Credentials {
@@ -167,7 +172,12 @@ fn the_simulator_accepts_every_signature_the_gateway_makes() {
                 .and_then(|v| v["Code"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             prop_assert!(
-                !["SignatureDoesNotMatch", "IncompleteSignature", "MissingParameter"].contains(&code.as_str()),
+                ![
+                    "SignatureDoesNotMatch",
+                    "IncompleteSignature",
+                    "MissingParameter"
+                ]
+                .contains(&code.as_str()),
                 "HTTP {status} {answer}"
             );
             Ok(())

@@ -114,7 +114,7 @@ async fn the_retry_budget_stops_retries_multiplying_an_outage() {
     .await;
     h.sim.set_chaos(Chaos {
         fail_before: 1.0,
-        drop_after: 0.0,
+        ..Chaos::default()
     });
     for i in 0..20 {
         assert!(h.call(out(25, &format!("budget-{i}"))).await.is_err());
@@ -141,6 +141,7 @@ async fn every_change_is_applied_exactly_once_despite_random_failures() {
     h.sim.set_chaos(Chaos {
         fail_before: 0.1,
         drop_after: 0.1,
+        ..Chaos::default()
     });
     let calls = 60;
     let mut tasks = Vec::new();
@@ -460,4 +461,55 @@ async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
     assert_eq!(h.sim.calls(), 0);
     // The gateway still serves.
     h.call(out(36, "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flood_is_served_or_refused_and_nothing_breaks() {
+    let h = support::start().await;
+    h.sim.set_chaos(Chaos {
+        latency: Duration::from_millis(20),
+        ..Chaos::default()
+    });
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.max_concurrent_calls = 16;
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let mut client =
+            pb::instance_network_service_client::InstanceNetworkServiceClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut request = tonic::Request::new(out(1 + (i % 50), ""));
+            request.metadata_mut().insert(
+                "x-forwarded-client-cert",
+                format!("URI={}", support::NETOPS).parse().unwrap(),
+            );
+            client
+                .modify_instance_network_spec(request)
+                .await
+                .map(|_| ())
+        }));
+    }
+    let (mut served, mut shed) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => served += 1,
+            Err(status) => {
+                assert_eq!(
+                    (status.code(), reason(&status).as_str()),
+                    (Code::ResourceExhausted, "GatewayOverloaded")
+                );
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!(served + shed, 300);
+    assert!(served >= 16 && shed > 0, "served {served}, shed {shed}");
+    h.call(out(40, ""))
+        .await
+        .expect("still serving after the flood");
 }

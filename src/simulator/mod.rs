@@ -247,6 +247,8 @@ pub struct Chaos {
     /// Apply the change, then drop the connection: the caller cannot know
     /// it was applied and must retry with the same ClientToken.
     pub drop_after: f64,
+    /// Added to every call, as a distant endpoint's round trip.
+    pub latency: Duration,
 }
 
 /// An ECS error, as the simulator answers it.
@@ -412,6 +414,29 @@ impl Simulator {
         self.state().traceparents.clone()
     }
 
+    /// Checks a request's authentication as the endpoint does before
+    /// anything else (parameters from the query and, for POST, the form
+    /// body): `Err` holds ECS's error code. Exposed for fuzzing.
+    ///
+    /// # Errors
+    ///
+    /// The code ECS would answer with.
+    pub fn authenticate(
+        &self,
+        method: &Method,
+        query: &[u8],
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let mut params: Vec<(String, String)> =
+            form_urlencoded::parse(query).into_owned().collect();
+        if method == Method::POST {
+            params.extend(form_urlencoded::parse(body).into_owned());
+        }
+        auth::verify(self, method, params, Utc::now())
+            .map(|_| ())
+            .map_err(|f| f.code)
+    }
+
     /// Calls received, valid or not.
     pub fn calls(&self) -> u64 {
         self.state().calls
@@ -527,6 +552,9 @@ async fn handle(
             return (StatusCode::OK, axum::body::Body::from_stream(partial)).into_response();
         }
         None => {}
+    }
+    if !chaos.latency.is_zero() {
+        tokio::time::sleep(chaos.latency).await;
     }
     if chaos.fail_before > 0.0 && fastrand::f64() < chaos.fail_before {
         return error_response(&Failure::new("ServiceUnavailable"), HOST);

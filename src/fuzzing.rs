@@ -1,0 +1,53 @@
+//! Entry points for the fuzz targets under `fuzz/` and for their regression
+//! inputs (`tests/fuzz_regressions.rs`, run in CI). Each takes arbitrary
+//! bytes and must never panic; where a property holds for every input, it is
+//! asserted.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::{credentials, pb, sign, simulator, upstream, validate as validation};
+
+/// The request validator, from arbitrary protobuf bytes.
+pub fn validate(data: &[u8]) {
+    if let Ok(request) = <pb::ModifyInstanceNetworkSpecRequest as prost::Message>::decode(data) {
+        let _ = validation::modify_request(request);
+    }
+}
+
+/// Canonicalization: any parameters sign and verify, and encoding keeps to
+/// RFC 3986's unreserved set.
+pub fn canonical_query(data: &[u8]) {
+    let params: Vec<(String, String)> = form_urlencoded::parse(data).into_owned().collect();
+    let query = sign::canonical_query(&params);
+    let string_to_sign = sign::string_to_sign("POST", &query);
+    let signature = sign::signature("fuzz-secret", &string_to_sign);
+    assert!(sign::verify("fuzz-secret", &string_to_sign, &signature));
+    let text = String::from_utf8_lossy(data);
+    assert!(
+        sign::percent_encode(&text)
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b))
+    );
+}
+
+/// The simulator's authentication of an arbitrary POST body.
+pub fn simulator_auth(data: &[u8]) {
+    static SIMULATOR: OnceLock<simulator::Simulator> = OnceLock::new();
+    let sim = SIMULATOR.get_or_init(|| simulator::Simulator::new(simulator::Config::demo()));
+    let _ = sim.authenticate(&http::Method::POST, b"", data);
+}
+
+/// ECS answer parsing, as success and as error.
+pub fn error_body(data: &[u8]) {
+    for status in [200, 400, 403, 404, 500, 503] {
+        let _ = upstream::parse_response(status, data);
+    }
+}
+
+/// The credentials INI parser.
+pub fn credentials_file(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = credentials::parse_file(text, Path::new("fuzz"), "default");
+    }
+}
