@@ -5,27 +5,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 #[tokio::test]
 async fn logs_one_line_per_decision() {
-    let logs = Captured::default();
+    let logs = support::Captured::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .json()
@@ -39,10 +23,7 @@ async fn logs_one_line_per_decision() {
         client_token: "log-test-1".into(),
         ..support::request("i-demo-postpaid")
     });
-    allowed.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::WEBAPP).parse().unwrap(),
-    );
+    support::with_identity(&mut allowed, support::WEBAPP);
     allowed.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap(),
@@ -61,7 +42,7 @@ async fn logs_one_line_per_decision() {
     };
     h.call_as(support::WEBAPP, denied).await.unwrap_err();
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let decisions: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -107,4 +88,12 @@ async fn logs_one_line_per_decision() {
         "a denied call never reaches ECS"
     );
     assert!(!text.contains(support::DEMO_ACCESS_KEY_SECRET));
+
+    // Every log line of the call carries its trace id.
+    let applied = text
+        .lines()
+        .find(|l| l.contains("ECS applied the change") && l.contains(response.request_id.as_str()))
+        .expect("the call's log line");
+    let applied: serde_json::Value = serde_json::from_str(applied).unwrap();
+    assert_eq!(applied["span"]["trace_id"], TRACE, "{applied}");
 }

@@ -23,7 +23,8 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn regression_inputs_never_panic() {
     use ecs_gateway::fuzzing;
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 5] = [
         ("validate", fuzzing::validate),
         ("canonical_query", fuzzing::canonical_query),
         ("simulator_auth", fuzzing::simulator_auth),

@@ -709,10 +709,7 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
     let h = start().await;
     h.sim.inject(Fault::Latency(Duration::from_secs(3)));
     let mut call = tonic::Request::new(out("i-demo-postpaid", 10));
-    call.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut call, support::NETOPS);
     // The header alone, without a client-side timer, so that the answer
     // comes from the gateway.
     call.metadata_mut()

@@ -397,10 +397,7 @@ async fn forwarded_client_cert_is_ignored_unless_trusted() {
         .await
         .unwrap();
     let mut request = tonic::Request::new(bandwidth(14));
-    request.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut request, support::NETOPS);
     let status = InstanceNetworkServiceClient::new(channel)
         .modify_instance_network_spec(request)
         .await
@@ -412,10 +409,7 @@ async fn forwarded_client_cert_is_ignored_unless_trusted() {
 async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
     let h = support::start().await;
     let mut call = tonic::Request::new(bandwidth(16));
-    call.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut call, support::NETOPS);
     call.metadata_mut()
         .insert("x-forwarded-for", "192.168.1.10".parse().unwrap());
     let status = h
@@ -434,10 +428,7 @@ async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
     );
 
     let mut call = tonic::Request::new(bandwidth(16));
-    call.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut call, support::NETOPS);
     call.metadata_mut()
         .insert("x-forwarded-for", "10.9.8.7".parse().unwrap());
     h.client

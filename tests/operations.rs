@@ -52,10 +52,7 @@ async fn call_as(
         ..support::request("i-demo-postpaid")
     });
     if let Some(identity) = identity {
-        request.metadata_mut().insert(
-            "x-forwarded-client-cert",
-            format!("URI={identity}").parse().unwrap(),
-        );
+        support::with_identity(&mut request, identity);
     }
     pb::instance_network_service_client::InstanceNetworkServiceClient::new(channel)
         .modify_instance_network_spec(request)

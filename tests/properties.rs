@@ -51,7 +51,7 @@ prop_compose! {
             region_id: region,
             instance_id: instance,
             internet_max_bandwidth_out: Some(out.max(1)),
-            internet_max_bandwidth_in: Some((out.max(1).min(10) - extra_in).max(1)),
+            internet_max_bandwidth_in: Some((out.clamp(1, 10) - extra_in).max(1)),
             network_charge_type: charge,
             allocate_public_ip: Some(allocate),
             client_token: token,

@@ -149,10 +149,7 @@ async fn every_change_is_applied_exactly_once_despite_random_failures() {
         let client = h.client.clone();
         tasks.push(tokio::spawn(async move {
             let mut request = tonic::Request::new(out(1 + (i % 10), &format!("once-{i}")));
-            request.metadata_mut().insert(
-                "x-forwarded-client-cert",
-                format!("URI={}", support::NETOPS).parse().unwrap(),
-            );
+            support::with_identity(&mut request, support::NETOPS);
             let mut client = client;
             client.modify_instance_network_spec(request).await
         }));
@@ -251,10 +248,7 @@ async fn faults_reach_the_caller_with_the_right_code() {
     }
     h.sim.inject(Fault::Latency(Duration::from_secs(5)));
     let mut slow = tonic::Request::new(out(28, ""));
-    slow.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut slow, support::NETOPS);
     slow.metadata_mut()
         .insert("grpc-timeout", "400m".parse().unwrap());
     let status = h
@@ -285,10 +279,7 @@ async fn sheds_calls_beyond_the_limit_at_once() {
         let mut client = client.clone();
         async move {
             let mut request = tonic::Request::new(out(mbps, ""));
-            request.metadata_mut().insert(
-                "x-forwarded-client-cert",
-                format!("URI={}", support::NETOPS).parse().unwrap(),
-            );
+            support::with_identity(&mut request, support::NETOPS);
             client.modify_instance_network_spec(request).await
         }
     };
@@ -337,10 +328,7 @@ async fn shutdown_cuts_calls_still_running_after_the_grace_period() {
         .unwrap();
     let stuck = tokio::spawn(async move {
         let mut request = tonic::Request::new(out(35, ""));
-        request.metadata_mut().insert(
-            "x-forwarded-client-cert",
-            format!("URI={}", support::NETOPS).parse().unwrap(),
-        );
+        support::with_identity(&mut request, support::NETOPS);
         pb::instance_network_service_client::InstanceNetworkServiceClient::new(channel)
             .modify_instance_network_spec(request)
             .await
@@ -431,10 +419,7 @@ async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.unwrap();
             let mut request = tonic::Request::new(bytes);
-            request.metadata_mut().insert(
-                "x-forwarded-client-cert",
-                format!("URI={}", support::NETOPS).parse().unwrap(),
-            );
+            support::with_identity(&mut request, support::NETOPS);
             grpc.unary(request, path, RawCodec).await
         }
     };
@@ -484,10 +469,7 @@ async fn a_flood_is_served_or_refused_and_nothing_breaks() {
             pb::instance_network_service_client::InstanceNetworkServiceClient::new(channel.clone());
         tasks.push(tokio::spawn(async move {
             let mut request = tonic::Request::new(out(1 + (i % 50), ""));
-            request.metadata_mut().insert(
-                "x-forwarded-client-cert",
-                format!("URI={}", support::NETOPS).parse().unwrap(),
-            );
+            support::with_identity(&mut request, support::NETOPS);
             client
                 .modify_instance_network_spec(request)
                 .await

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -14,19 +13,6 @@ use ecs_gateway::simulator::{self, AccessKey};
 
 const SECRET: &str = "s3cr3t-AccessKey-Value";
 const TOKEN: &str = "CAIS-sts-token-Value";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn credentials() -> Credentials {
     Credentials {
@@ -66,7 +52,7 @@ async fn echoing_endpoint(bodies: Arc<Mutex<Vec<String>>>) -> String {
 
 #[tokio::test]
 async fn secrets_never_leave_the_signer() {
-    let logs = Captured::default();
+    let logs = support::Captured::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .json()
@@ -130,7 +116,7 @@ async fn secrets_never_leave_the_signer() {
         "the token was sent to ECS, where it belongs"
     );
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("SignatureDoesNotMatch"),
         "the refusal was logged: {logs}"

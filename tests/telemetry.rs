@@ -145,10 +145,7 @@ async fn exports_the_span_tree_of_every_call() {
         internet_max_bandwidth_out: Some(11),
         ..support::request("i-demo-postpaid")
     });
-    call.metadata_mut().insert(
-        "x-forwarded-client-cert",
-        format!("URI={}", support::NETOPS).parse().unwrap(),
-    );
+    support::with_identity(&mut call, support::NETOPS);
     call.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE}-{PARENT}-01").parse().unwrap(),

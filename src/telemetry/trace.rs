@@ -53,15 +53,23 @@ pub fn inject(headers: &mut http::HeaderMap) {
     });
 }
 
-/// The current trace id as 32 hex digits, when an OpenTelemetry trace is
-/// being recorded.
-pub fn current_trace_id() -> Option<String> {
+/// The current trace and span ids (32 and 16 hex digits), when an
+/// OpenTelemetry trace is being recorded.
+pub fn current_ids() -> Option<(String, String)> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
+    })
+}
+
+/// The current trace id, when an OpenTelemetry trace is being recorded.
+pub fn current_trace_id() -> Option<String> {
+    current_ids().map(|(trace, _)| trace)
 }
 
 /// Marks a span failed, with the error's code, per OpenTelemetry's
@@ -160,6 +168,7 @@ where
             rpc.grpc.status_code = Empty,
             error.type = Empty,
             trace_id = Empty,
+            span_id = Empty,
             enduser.id = Empty,
             cloud.region = Empty,
             ecs.instance_id = Empty,
@@ -168,8 +177,10 @@ where
             p.extract(&HeaderExtractor(request.headers()))
         });
         let _ = span.set_parent(parent);
-        if let Some(trace_id) = span.in_scope(current_trace_id) {
+        // Log lines inside the call carry these (JSON logs list the spans).
+        if let Some((trace_id, span_id)) = span.in_scope(current_ids) {
             span.record("trace_id", trace_id.as_str());
+            span.record("span_id", span_id.as_str());
         }
         self.metrics.in_flight.inc();
         let in_flight = InFlight(self.metrics.clone());

@@ -208,15 +208,41 @@ impl Harness {
         request: pb::ModifyInstanceNetworkSpecRequest,
     ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
         let mut request = tonic::Request::new(request);
-        request.metadata_mut().insert(
-            "x-forwarded-client-cert",
-            format!("URI={identity}").parse().unwrap(),
-        );
+        with_identity(&mut request, identity);
         self.client
             .clone()
             .modify_instance_network_spec(request)
             .await
             .map(tonic::Response::into_inner)
+    }
+}
+
+/// Names the caller in x-forwarded-client-cert, as a trusted sidecar does.
+pub fn with_identity<T>(request: &mut tonic::Request<T>, identity: &str) {
+    request.metadata_mut().insert(
+        "x-forwarded-client-cert",
+        format!("URI={identity}").parse().unwrap(),
+    );
+}
+
+/// A log writer that keeps every line, for tests that read the logs.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
 
