@@ -714,7 +714,6 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
     // comes from the gateway.
     call.metadata_mut()
         .insert("grpc-timeout", "300m".parse().unwrap());
-    let started = std::time::Instant::now();
     let status = h
         .client
         .clone()
@@ -725,14 +724,12 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
         (status.code(), reason(&status).as_str()),
         (Code::DeadlineExceeded, "UpstreamTimeout")
     );
+    // The gateway's own answer (not the caller's timer, not the 3 s
+    // upstream) proves it gave up with the caller.
     assert!(
         status.message().contains("270ms"),
         "a tenth is kept back: {}",
         status.message()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the gateway gave up with the caller"
     );
 }
 

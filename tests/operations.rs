@@ -256,7 +256,7 @@ async fn health_and_reflection_need_no_identity() {
 #[tokio::test]
 async fn readiness_turns_false_while_calls_drain() {
     let mut r = start().await;
-    r.h.sim.inject(Fault::Latency(Duration::from_millis(800)));
+    r.h.sim.inject(Fault::Latency(Duration::from_secs(3)));
     let addr = r.addr;
     let slow = tokio::spawn(async move { call_as(addr, Some(support::NETOPS), 15).await });
     // Let the slow call reach the simulator, then ask the gateway to stop.

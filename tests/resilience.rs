@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ecs_gateway::pb;
 use ecs_gateway::simulator::{self, Chaos, Fault};
@@ -283,23 +283,23 @@ async fn sheds_calls_beyond_the_limit_at_once() {
             client.modify_instance_network_spec(request).await
         }
     };
-    h.sim.inject(Fault::Latency(Duration::from_millis(700)));
-    h.sim.inject(Fault::Latency(Duration::from_millis(700)));
+    h.sim.inject(Fault::Latency(Duration::from_secs(3)));
+    h.sim.inject(Fault::Latency(Duration::from_secs(3)));
     let slow = [tokio::spawn(call(31)), tokio::spawn(call(32))];
     while h.sim.calls() < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let started = Instant::now();
     let status = call(33).await.unwrap_err();
-    let refused_in = started.elapsed();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
         (Code::ResourceExhausted, "GatewayOverloaded")
     );
     assert!(status.get_error_details().retry_info().is_some());
+    // Refused while both slow calls still hold their places: not queued
+    // behind them.
     assert!(
-        refused_in < Duration::from_millis(500),
-        "refused at once, not queued: {refused_in:?}"
+        slow.iter().all(|task| !task.is_finished()),
+        "the refusal waited for capacity"
     );
     for task in slow {
         task.await.unwrap().unwrap();
@@ -336,22 +336,18 @@ async fn shutdown_cuts_calls_still_running_after_the_grace_period() {
     while h.sim.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let started = Instant::now();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "the server waited {took:?} instead of the grace period"
-    );
+    // Answered by the gateway at the end of the grace period; waiting out
+    // the 10 s upstream would have brought ECS's success instead.
     let status = stuck.await.unwrap().unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
         (Code::Unavailable, "GatewayShuttingDown")
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the stuck call was answered at the end of the grace period"
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().metadata["client_token"].len(),
+        36
     );
 }
 
@@ -452,7 +448,7 @@ async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
 async fn a_flood_is_served_or_refused_and_nothing_breaks() {
     let h = support::start().await;
     h.sim.set_chaos(Chaos {
-        latency: Duration::from_millis(20),
+        latency: Duration::from_millis(100),
         ..Chaos::default()
     });
     let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
