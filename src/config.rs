@@ -524,6 +524,18 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         )?,
     };
 
+    // The upstream call runs detached from the caller; it must not outlive
+    // the longest call the server allows.
+    if timeout > server.request_timeout {
+        return Err(invalid(
+            "upstream.timeout",
+            format!(
+                "{timeout:?} is longer than server.request_timeout ({:?}): calls would be answered while ECS is still being tried",
+                server.request_timeout
+            ),
+        ));
+    }
+
     Ok(Config {
         listen,
         admin_listen,
@@ -786,6 +798,14 @@ mod tests {
             (
                 &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "0s")],
                 "greater than zero",
+            ),
+            (
+                &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "60s")],
+                "longer than server.request_timeout",
+            ),
+            (
+                &[("ECS_GATEWAY_MAX_CONCURRENT_CALLS", "0")],
+                "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
             ),
             (
                 &[("ECS_GATEWAY_UPSTREAM_ENDPOINT", "http://ecs.example.com")],

@@ -9,7 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A call's place among the `limit`, in the request's extensions. The
+/// handler hands a clone to work that outlives the call (the detached ECS
+/// call), so a caller who goes away does not free the place early.
+#[derive(Debug, Clone)]
+pub struct Permit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 /// The tower layer.
 #[derive(Debug, Clone)]
@@ -68,7 +74,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if request.uri().path().starts_with("/grpc.health.v1.") {
             return Box::pin(self.inner.call(request));
         }
@@ -77,6 +83,8 @@ where
                 crate::error::Error::Overloaded { limit: self.limit }.into();
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        let permit = Permit(Arc::new(permit));
+        request.extensions_mut().insert(permit.clone());
         let call = self.inner.call(request);
         Box::pin(async move {
             let _permit = permit;

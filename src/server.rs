@@ -99,7 +99,17 @@ impl InstanceNetworkService for Gateway {
             .get::<Caller>()
             .cloned()
             .ok_or(Error::Identity(identity::Error::Missing))?;
-        let deadline = grpc_timeout(request.metadata());
+        // The caller's deadline runs from the call's arrival.
+        let arrived = request
+            .extensions()
+            .get::<telemetry::trace::CallStart>()
+            .map(|s| s.0);
+        let deadline = grpc_timeout(request.metadata())
+            .map(|d| d.saturating_sub(arrived.map_or(Duration::ZERO, |t| t.elapsed())));
+        let permit = request
+            .extensions()
+            .get::<crate::overload::Permit>()
+            .cloned();
         let trace_id = trace_id(request.metadata());
         // Log lines of this call carry the trace id, recorded or not.
         span.record("trace_id", trace_id.as_str());
@@ -173,6 +183,8 @@ impl InstanceNetworkService for Gateway {
         let mut cutoff = self.cutoff.subscribe();
         let token = request.client_token.value.clone();
         let forward = async move {
+            // The call's place is held until ECS has answered.
+            let _permit = permit;
             let result = upstream
                 .modify_instance_network_spec(&request, deadline)
                 .await;

@@ -264,58 +264,28 @@ impl Client {
     ) -> Result<Reply, Error> {
         let timeout = deadline.map_or(self.config.timeout, |d| budget(d).min(self.config.timeout));
         let endpoint = self.endpoint(&request.region_id);
-        let url = reqwest::Url::parse(&endpoint).ok();
-        let span = tracing::info_span!(
-            "POST",
-            otel.kind = "client",
-            otel.status_code = Empty,
-            http.request.method = "POST",
-            server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
-            server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or(0),
-            url.full = %endpoint,
-            http.request.resend_count = 0,
-            http.response.status_code = Empty,
-            ecs.request_id = Empty,
-            error.type = Empty,
-        );
         let started = std::time::Instant::now();
-        let result = self
-            .attempts(request, &endpoint, timeout)
-            .instrument(span.clone())
-            .await;
+        let result = self.attempts(request, &endpoint, timeout).await;
         let outcome = match &result {
-            Ok(reply) => {
-                span.record("ecs.request_id", reply.request_id.as_str());
-                "ok".to_owned()
-            }
-            Err(Error::Ecs(e)) => {
-                span.record("ecs.request_id", e.request_id.as_str());
-                crate::telemetry::trace::fail(&span, &e.code);
-                e.code.clone()
-            }
-            Err(Error::Timeout(_)) => {
-                crate::telemetry::trace::fail(&span, "UpstreamTimeout");
-                "timeout".to_owned()
-            }
-            Err(Error::Transport { .. }) => {
-                crate::telemetry::trace::fail(&span, "UpstreamUnavailable");
-                "transport".to_owned()
-            }
-            Err(Error::InvalidResponse { .. }) => {
-                crate::telemetry::trace::fail(&span, "UpstreamInvalidResponse");
-                "invalid_response".to_owned()
-            }
-            Err(Error::CircuitOpen { .. }) => {
-                crate::telemetry::trace::fail(&span, "UpstreamCircuitOpen");
-                "circuit_open".to_owned()
-            }
+            Ok(_) => "ok",
+            // Only catalogued codes become label values: a label per unknown
+            // code would let ECS (or a fake endpoint) grow the metrics.
+            Err(Error::Ecs(e)) => crate::error::catalogue::lookup(&e.code, e.http_status)
+                .map_or("other", |entry| entry.code),
+            Err(Error::Timeout(_)) => "timeout",
+            Err(Error::Transport { .. }) => "transport",
+            Err(Error::InvalidResponse { .. }) => "invalid_response",
+            Err(Error::CircuitOpen { .. }) => "circuit_open",
         };
-        self.metrics.record_upstream(&outcome, started.elapsed());
+        self.metrics.record_upstream(outcome, started.elapsed());
         result
     }
 
     /// Attempts until one succeeds, fails for good, or the deadline, the
-    /// attempts or the retry budget run out.
+    /// attempts or the retry budget run out. Every attempt is its own client
+    /// span, signed anew with one snapshot of the credentials (so that a
+    /// rotation between attempts cannot change the AccessKey a ClientToken
+    /// is bound to).
     async fn attempts(
         &self,
         request: &ModifyRequest,
@@ -323,33 +293,60 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, Error> {
         use tower::retry::budget::Budget as _;
+        // An attempt with less time than this cannot succeed; it would only
+        // count against the endpoint.
+        const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
-        let span = tracing::Span::current();
+        let credentials = self.credentials.current();
+        let url = reqwest::Url::parse(endpoint).ok();
         self.budget.deposit();
         let mut attempt = 0u32;
         loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining < FLOOR {
+                return Err(Error::Timeout(timeout));
+            }
             if let Err(retry_after) = self.breakers.admit(endpoint) {
                 return Err(Error::CircuitOpen {
                     endpoint: endpoint.to_owned(),
                     retry_after,
                 });
             }
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt_timeout = remaining.min(self.config.attempt_timeout);
+            let span = tracing::info_span!(
+                "POST",
+                otel.kind = "client",
+                otel.status_code = Empty,
+                http.request.method = "POST",
+                server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
+                server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or(0),
+                url.full = %endpoint,
+                http.request.resend_count = attempt,
+                http.response.status_code = Empty,
+                ecs.request_id = Empty,
+                error.type = Empty,
+            );
             let result = self
-                .call(
-                    request,
-                    endpoint,
-                    remaining.min(self.config.attempt_timeout),
-                )
+                .call(request, &credentials, endpoint, attempt_timeout)
+                .instrument(span.clone())
                 .await;
             let error = match result {
                 Ok(reply) => {
+                    span.record("ecs.request_id", reply.request_id.as_str());
                     self.breakers.record(endpoint, true);
                     return Ok(reply);
                 }
                 Err(error) => error,
             };
-            self.breakers.record(endpoint, !error.endpoint_failed());
+            mark_failed(&span, &error);
+            match &error {
+                // A timeout shorter than a full attempt says more about the
+                // caller's deadline than about the endpoint.
+                Error::Timeout(_) if attempt_timeout < self.config.attempt_timeout => {
+                    self.breakers.release(endpoint)
+                }
+                _ => self.breakers.record(endpoint, !error.endpoint_failed()),
+            }
             attempt += 1;
             // Full jitter: anywhere up to the exponential bound, so callers
             // retrying together do not come back together.
@@ -362,18 +359,17 @@ impl Client {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !error.retryable()
                 || attempt >= self.config.max_attempts
-                || remaining <= backoff
+                || remaining <= backoff + FLOOR
                 || !self.budget.withdraw()
             {
                 // Out of time: say how long the whole call waited.
                 return Err(match error {
-                    Error::Timeout(_) if remaining.is_zero() => Error::Timeout(timeout),
+                    Error::Timeout(_) if remaining < FLOOR => Error::Timeout(timeout),
                     other => other,
                 });
             }
             tracing::info!(attempt, ?backoff, %error, "retrying ECS call with the same ClientToken");
             self.metrics.upstream_retries.inc();
-            span.record("http.request.resend_count", attempt);
             tokio::time::sleep(backoff).await;
         }
     }
@@ -382,6 +378,7 @@ impl Client {
     async fn call(
         &self,
         request: &ModifyRequest,
+        credentials: &Credentials,
         endpoint: &str,
         timeout: Duration,
     ) -> Result<Reply, Error> {
@@ -394,10 +391,9 @@ impl Client {
                 signature.version = sign::SIGNATURE_VERSION
             )
             .entered();
-            let credentials = self.credentials.current();
             signed_body(
                 request,
-                &credentials,
+                credentials,
                 &uuid::Uuid::new_v4().to_string(),
                 chrono::Utc::now(),
             )
@@ -435,6 +431,21 @@ impl Client {
             Ok(Ok((status, body))) => parse_response(status, &body),
         }
     }
+}
+
+/// Marks an attempt's span failed with the error's code.
+fn mark_failed(span: &tracing::Span, error: &Error) {
+    let code = match error {
+        Error::Ecs(e) => {
+            span.record("ecs.request_id", e.request_id.as_str());
+            e.code.as_str()
+        }
+        Error::Timeout(_) => "UpstreamTimeout",
+        Error::Transport { .. } => "UpstreamUnavailable",
+        Error::InvalidResponse { .. } => "UpstreamInvalidResponse",
+        Error::CircuitOpen { .. } => "UpstreamCircuitOpen",
+    };
+    crate::telemetry::trace::fail(span, code);
 }
 
 /// The part of the caller's deadline the upstream call may use: a tenth (at

@@ -726,11 +726,14 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
     );
     // The gateway's own answer (not the caller's timer, not the 3 s
     // upstream) proves it gave up with the caller.
-    assert!(
-        status.message().contains("270ms"),
-        "a tenth is kept back: {}",
-        status.message()
-    );
+    // A tenth of the 300 ms is kept back, counted from the call's arrival.
+    let waited: f64 = status
+        .message()
+        .strip_prefix("ECS did not answer within ")
+        .and_then(|rest| rest.strip_suffix("ms"))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("{}", status.message()));
+    assert!((200.0..=270.0).contains(&waited), "{}", status.message());
 }
 
 #[tokio::test]

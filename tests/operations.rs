@@ -94,7 +94,29 @@ async fn metrics_count_calls_decisions_and_upstream() {
         .await
         .unwrap_err();
 
+    // A made-up method must not mint a label value.
+    let channel = Channel::from_shared(format!("http://{}", r.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let made_up = grpc
+        .unary::<_, pb::ModifyInstanceNetworkSpecResponse, _>(
+            tonic::Request::new(support::request("i-demo-postpaid")),
+            http::uri::PathAndQuery::from_static("/attacker.Service/Random123"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    assert!(made_up.is_err());
+
     let (status, metrics) = get(format!("http://{}/metrics", r.admin)).await;
+    assert!(
+        !metrics.contains("Random123") && !metrics.contains("attacker"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("method=\"unknown\""), "{metrics}");
     assert_eq!(status, 200);
     let calls = |code: &str| {
         value(

@@ -120,12 +120,52 @@ pub struct Traced<S> {
     metrics: Arc<Metrics>,
 }
 
-/// Decrements the in-flight gauge even when the caller goes away mid-call.
-struct InFlight(Arc<Metrics>);
+/// When the call arrived, in the request's extensions: deadlines count from
+/// here, as the caller's own timer does.
+#[derive(Debug, Clone, Copy)]
+pub struct CallStart(pub Instant);
 
-impl Drop for InFlight {
+/// Services whose method names may become metric labels and span names;
+/// anything else is `unknown`, so a caller cannot mint label values.
+const KNOWN_SERVICES: &[&str] = &[
+    "ecsgateway.v1.InstanceNetworkService",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+fn known_method(path: &str) -> (&str, &str) {
+    match path.trim_start_matches('/').split_once('/') {
+        Some((service, method))
+            if KNOWN_SERVICES.contains(&service)
+                && method.len() <= 64
+                && method.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            (service, method)
+        }
+        _ => ("unknown", "unknown"),
+    }
+}
+
+/// Counts the call and closes its span whatever happens, including when the
+/// caller goes away and the call's future is dropped (then: CANCELLED).
+struct CallGuard {
+    metrics: Arc<Metrics>,
+    span: tracing::Span,
+    method: String,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.0.in_flight.dec();
+        let code = self.code.unwrap_or(tonic::Code::Cancelled);
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_server_error(code) {
+            fail(&self.span, super::metrics::code_name(code));
+        }
+        self.metrics.in_flight.dec();
+        self.metrics
+            .record_call(&self.method, code, self.started.elapsed());
     }
 }
 
@@ -145,21 +185,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        request.extensions_mut().insert(CallStart(started));
         // Probes every few seconds would drown the traces and the metrics.
-        if path.starts_with("/grpc.health.v1.") {
+        if request.uri().path().starts_with("/grpc.health.v1.") {
             return Box::pin(self.inner.call(request));
         }
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", path.as_str()));
+        let (service, method) = known_method(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
         let span = tracing::info_span!(
             target: "ecs_gateway::server",
             "rpc",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = %format!("{service}/{method}"),
             otel.kind = "server",
             otel.status_code = Empty,
             rpc.system = "grpc",
@@ -183,14 +221,20 @@ where
             span.record("span_id", span_id.as_str());
         }
         self.metrics.in_flight.inc();
-        let in_flight = InFlight(self.metrics.clone());
-        let metrics = self.metrics.clone();
-        let started = Instant::now();
-        let call = self.inner.call(request).instrument(span.clone());
+        let guard = CallGuard {
+            metrics: self.metrics.clone(),
+            span: span.clone(),
+            method,
+            started,
+            code: None,
+        };
+        let call = self.inner.call(request).instrument(span);
         Box::pin(async move {
-            let _in_flight = in_flight;
+            // Move the whole guard in (a closure would capture only the
+            // field it assigns, and the guard would drop at once).
+            let mut guard = guard;
             let result = call.await;
-            let code = match &result {
+            guard.code = Some(match &result {
                 Ok(response) => response
                     .headers()
                     .get("grpc-status")
@@ -198,13 +242,30 @@ where
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32),
                 Err(_) => tonic::Code::Unknown,
-            };
-            span.record("rpc.grpc.status_code", code as i32);
-            if is_server_error(code) {
-                fail(&span, super::metrics::code_name(code));
-            }
-            metrics.record_call(&method, code, started.elapsed());
+            });
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_become_labels() {
+        assert_eq!(
+            known_method("/ecsgateway.v1.InstanceNetworkService/ModifyInstanceNetworkSpec"),
+            (
+                "ecsgateway.v1.InstanceNetworkService",
+                "ModifyInstanceNetworkSpec"
+            )
+        );
+        assert_eq!(known_method("/x/random-123"), ("unknown", "unknown"));
+        assert_eq!(
+            known_method("/ecsgateway.v1.InstanceNetworkService/a b"),
+            ("unknown", "unknown")
+        );
+        assert_eq!(known_method("/"), ("unknown", "unknown"));
     }
 }

@@ -43,9 +43,10 @@ impl Breakers {
     /// The circuit is open: how long until a probe is let through.
     pub fn admit(&self, endpoint: &str) -> Result<(), Duration> {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let state = states
-            .entry(endpoint.to_owned())
-            .or_insert(State::Closed { failures: 0 });
+        // Healthy endpoints have no entry: the map holds failing ones only.
+        let Some(state) = states.get_mut(endpoint) else {
+            return Ok(());
+        };
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } => {
@@ -65,6 +66,10 @@ impl Breakers {
     /// Records the outcome of an admitted call.
     pub fn record(&self, endpoint: &str, success: bool) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if success {
+            states.remove(endpoint);
+            return;
+        }
         let state = states
             .entry(endpoint.to_owned())
             .or_insert(State::Closed { failures: 0 });
@@ -80,6 +85,26 @@ impl Breakers {
                 }
             }
         };
+    }
+}
+
+impl Breakers {
+    /// Ends an admitted call that proved nothing either way (it ran out of
+    /// the caller's time): a half-open circuit lets the next call probe.
+    pub fn release(&self, endpoint: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = states.get_mut(endpoint)
+            && *state == State::HalfOpen
+        {
+            *state = State::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+
+    /// Endpoints with failures on record.
+    pub fn tracked(&self) -> usize {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -115,5 +140,18 @@ mod tests {
             b.admit(e).is_ok() && b.admit(e).is_ok(),
             "a good probe closes it"
         );
+        assert_eq!(b.tracked(), 0, "healthy endpoints leave no entry");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inconclusive_probe_lets_the_next_call_probe() {
+        let b = Breakers::new(1, Duration::from_secs(10));
+        let e = "https://ecs.cn-beijing.aliyuncs.com";
+        b.admit(e).unwrap();
+        b.record(e, false);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        b.admit(e).unwrap();
+        b.release(e);
+        assert!(b.admit(e).is_ok(), "not stuck half-open");
     }
 }
