@@ -284,3 +284,28 @@ fn malformed_policies_are_refused_with_file_and_line() {
     let error = policy::store::load(&dir).unwrap_err().to_string();
     assert!(error.contains("cannot read the control layer"), "{error}");
 }
+
+#[test]
+fn each_principal_evaluates_only_the_policies_that_can_concern_it() {
+    let data = policy::store::load(&support::policies_dir()).unwrap();
+    let ids = |set: &cedar_policy::PolicySet| -> Vec<String> {
+        let mut ids: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let netops = &data.principals[support::NETOPS];
+    assert_eq!(ids(&netops.identity), ["identity.network-admins"]);
+    let webapp = &data.principals[support::WEBAPP];
+    assert_eq!(
+        ids(&webapp.identity),
+        [
+            "identity.app-teams-bandwidth",
+            "identity.app-teams-no-temporary-upgrades"
+        ]
+    );
+    // Control policies scoped to everyone, or to the principal's groups.
+    assert!(ids(&netops.control).contains(&"control.admins-from-management-network".to_owned()));
+    assert!(!ids(&netops.control).contains(&"control.no-public-ip-for-app-teams".to_owned()));
+    assert!(ids(&webapp.control).contains(&"control.no-public-ip-for-app-teams".to_owned()));
+    assert!(ids(&webapp.control).contains(&"control.cap-bandwidth-non-admins".to_owned()));
+}

@@ -399,7 +399,7 @@ impl Authorizer {
             for layer in Layer::ALL {
                 let response =
                     self.cedar
-                        .is_authorized(&cedar_request, data.layer(layer), &entities);
+                        .is_authorized(&cedar_request, principal.layer(layer), &entities);
                 let diagnostics = response.diagnostics();
                 let mut errored: Vec<String> = Vec::new();
                 let mut errors: Vec<String> = Vec::new();

@@ -109,6 +109,45 @@ pub struct Principal {
     pub entity: Entity,
     /// Group names.
     pub groups: Vec<String>,
+    /// The control policies whose scope can match this principal.
+    pub control: PolicySet,
+    /// The identity policies whose scope can match this principal.
+    pub identity: PolicySet,
+}
+
+impl Principal {
+    /// The slice of a layer that can apply to this principal. Policies
+    /// scoped to other principals or groups cannot match, and Cedar never
+    /// evaluates their conditions for this principal (so they cannot error
+    /// either): leaving them out changes no decision and makes the cost
+    /// follow the policies that concern the caller, not the whole set.
+    pub fn layer(&self, layer: Layer) -> &PolicySet {
+        match layer {
+            Layer::Control => &self.control,
+            Layer::Identity => &self.identity,
+        }
+    }
+
+    fn slice(&mut self, control: &PolicySet, identity: &PolicySet) {
+        let mut member_of: HashSet<EntityUid> =
+            self.groups.iter().map(|g| uid("Ram::Group", g)).collect();
+        member_of.insert(self.uid.clone());
+        let applies = |policy: &&cedar_policy::Policy| match policy.principal_constraint() {
+            cedar_policy::PrincipalConstraint::Any | cedar_policy::PrincipalConstraint::Is(_) => {
+                true
+            }
+            cedar_policy::PrincipalConstraint::Eq(uid) => uid == self.uid,
+            cedar_policy::PrincipalConstraint::In(uid)
+            | cedar_policy::PrincipalConstraint::IsIn(_, uid) => member_of.contains(&uid),
+        };
+        let slice = |set: &PolicySet| {
+            PolicySet::from_policies(set.policies().filter(applies).cloned())
+                .unwrap_or_else(|_| unreachable!("a subset of a valid policy set is valid"))
+        };
+        let (control, identity) = (slice(control), slice(identity));
+        self.control = control;
+        self.identity = identity;
+    }
 }
 
 /// What entities.json says about an instance.
@@ -397,6 +436,10 @@ pub fn load(dir: &Path) -> Result<PolicyData, Error> {
             };
             let digest = hasher.finalize();
             let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            let mut principals = principals;
+            for principal in principals.values_mut() {
+                principal.slice(&control, &identity);
+            }
             Ok(PolicyData {
                 schema,
                 control,
@@ -527,6 +570,8 @@ fn load_principals(
                 uid,
                 entity,
                 groups: entry.groups,
+                control: PolicySet::new(),
+                identity: PolicySet::new(),
             },
         );
     }
