@@ -128,6 +128,9 @@ impl Principal {
         }
     }
 
+    /// The principal's ancestors are exactly its groups: the schema lets
+    /// groups have no parents, so `principal in G` holds only for G itself
+    /// or one of its groups.
     fn slice(&mut self, control: &PolicySet, identity: &PolicySet) {
         let mut member_of: HashSet<EntityUid> =
             self.groups.iter().map(|g| uid("Ram::Group", g)).collect();
