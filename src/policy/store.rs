@@ -199,14 +199,6 @@ impl fmt::Debug for PolicyData {
 }
 
 impl PolicyData {
-    /// The policy set of a layer.
-    pub fn layer(&self, layer: Layer) -> &PolicySet {
-        match layer {
-            Layer::Control => &self.control,
-            Layer::Identity => &self.identity,
-        }
-    }
-
     /// Number of policies.
     pub fn policy_count(&self) -> usize {
         self.sources.len()
