@@ -193,9 +193,20 @@ fn invalid(rejection: &validate::Rejection) -> Status {
 }
 
 fn from_entry(entry: &Entry, message: String, meta: HashMap<String, String>) -> Status {
+    with_retry(entry, message, meta, entry.retry_after)
+}
+
+/// A status for `entry` with its own retry delay (the catalogue's, or one
+/// known only at run time).
+fn with_retry(
+    entry: &Entry,
+    message: String,
+    meta: HashMap<String, String>,
+    retry_after: Option<std::time::Duration>,
+) -> Status {
     let mut details = ErrorDetails::new();
     details.set_error_info(entry.code, entry.domain(), meta);
-    if let Some(delay) = entry.retry_after {
+    if let Some(delay) = retry_after {
         details.set_retry_info(Some(delay));
     }
     Status::with_error_details(entry.grpc, message, details)
@@ -217,17 +228,12 @@ fn upstream(error: upstream::Error, mut meta: HashMap<String, String>) -> Status
         upstream::Error::CircuitOpen {
             endpoint,
             retry_after,
-        } => {
-            let entry = catalogue::get("UpstreamCircuitOpen");
-            let mut details = ErrorDetails::new();
-            details.set_error_info(entry.code, entry.domain(), meta);
-            details.set_retry_info(Some(retry_after));
-            Status::with_error_details(
-                entry.grpc,
-                format!("ECS at {endpoint} is failing; calls resume in {retry_after:?}"),
-                details,
-            )
-        }
+        } => with_retry(
+            catalogue::get("UpstreamCircuitOpen"),
+            format!("ECS at {endpoint} is failing; calls resume in {retry_after:?}"),
+            meta,
+            Some(retry_after),
+        ),
         upstream::Error::InvalidResponse {
             http_status,
             detail,

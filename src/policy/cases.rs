@@ -253,19 +253,10 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
     let mut report = Report::default();
     for path in files {
         let file = read(path)?;
-        for rule in &file.dependent_actions {
-            if super::catalogue::get(&rule.requires).is_none()
-                || super::catalogue::get(&rule.action).is_none()
-            {
-                return Err(Error::Parse {
-                    path: path.clone(),
-                    message: format!(
-                        "dependent action {} → {}: unknown action",
-                        rule.action, rule.requires
-                    ),
-                });
-            }
-        }
+        super::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let authorizer = Authorizer::new(
             store.clone(),
             file.account_id.clone(),

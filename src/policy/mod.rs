@@ -75,6 +75,27 @@ pub enum BuildError {
     },
 }
 
+/// Checks that every action a dependent-action rule names is in the
+/// catalogue.
+///
+/// # Errors
+///
+/// [`BuildError::Dependent`] for the first unknown action.
+pub fn check_dependent_actions(rules: &[DependentRule]) -> Result<(), BuildError> {
+    for rule in rules {
+        for name in [&rule.action, &rule.requires] {
+            if catalogue::get(name).is_none() {
+                return Err(BuildError::Dependent {
+                    action: rule.action.clone(),
+                    requires: rule.requires.clone(),
+                    problem: format!("{name} is not in the action catalogue"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads the policies and builds the authorizer.
     ///
@@ -82,17 +103,7 @@ impl Config {
     ///
     /// Invalid policies (with `file:line`), or unknown dependent actions.
     pub fn build(self) -> Result<Authorizer, BuildError> {
-        for rule in &self.dependent_actions {
-            for name in [&rule.action, &rule.requires] {
-                if catalogue::get(name).is_none() {
-                    return Err(BuildError::Dependent {
-                        action: rule.action.clone(),
-                        requires: rule.requires.clone(),
-                        problem: format!("{name} is not in the action catalogue"),
-                    });
-                }
-            }
-        }
+        check_dependent_actions(&self.dependent_actions)?;
         let store = Store::open(&self.dir)?;
         Ok(Authorizer::new(
             std::sync::Arc::new(store),
