@@ -78,7 +78,7 @@ fn main() {
     })
     .unwrap();
     let caller = Caller {
-        identity: "spiffe://demo.local/sa/netops".into(),
+        identity: ecs_gateway::identity::CallerId::Spiffe("spiffe://demo.local/sa/netops".into()),
         via: Via::Mtls,
         mfa: false,
         secure_transport: true,

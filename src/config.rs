@@ -189,6 +189,7 @@ struct FileJwt {
     jwks_url: Option<String>,
     leeway: Option<String>,
     jwks_refresh: Option<String>,
+    jwks_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -656,6 +657,25 @@ fn identity_config(
         Some((name, value)) => duration(&name, &value)?,
         None => Duration::from_secs(300),
     };
+    let jwks_max_age = match get(
+        "identity.jwt.jwks_max_age",
+        jwt.jwks_max_age,
+        "ECS_GATEWAY_JWT_JWKS_MAX_AGE",
+    ) {
+        Some((name, value)) => {
+            let max_age = duration(&name, &value)?;
+            if max_age < jwks_refresh {
+                return Err(invalid(
+                    &name,
+                    format!(
+                        "{max_age:?} is shorter than the JWKS refresh interval ({jwks_refresh:?}): keys would expire before their refresh"
+                    ),
+                ));
+            }
+            max_age
+        }
+        None => (jwks_refresh * 12).max(Duration::from_secs(3600)),
+    };
     let jwt = match (issuer, audience, jwks_file, jwks_url) {
         (None, None, None, None) => None,
         (Some((_, issuer)), Some((_, audience)), file, url) => {
@@ -678,6 +698,7 @@ fn identity_config(
                 jwks,
                 leeway,
                 jwks_refresh,
+                jwks_max_age,
             })
         }
         (None, ..) => {

@@ -51,3 +51,58 @@ pub fn credentials_file(data: &[u8]) {
         let _ = credentials::parse_file(text, Path::new("fuzz"), "default");
     }
 }
+
+/// The `x-forwarded-client-cert` parser: never panics; what it parses
+/// writes back to the same elements; the caller's URI is the single `URI=`
+/// of the last element; and text a caller puts before the element a
+/// sidecar appends can never change that element.
+pub fn xfcc(data: &[u8]) {
+    use crate::identity::xfcc;
+    let parsed = xfcc::parse(data);
+    if let Ok(elements) = &parsed {
+        let again = xfcc::parse(xfcc::format(elements).as_bytes());
+        assert_eq!(again.as_ref(), Ok(elements), "format then parse");
+    }
+    if let Ok(uri) = xfcc::caller_uri(data) {
+        let last = parsed.as_ref().ok().and_then(|e| e.last());
+        let uris: Vec<&str> = last
+            .into_iter()
+            .flatten()
+            .filter(|p| p.key.eq_ignore_ascii_case("uri"))
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(
+            uris,
+            [uri.as_str()],
+            "the URI is the last element's one URI="
+        );
+    }
+    let sidecar = vec![
+        xfcc::Pair {
+            key: "By".into(),
+            value: "spiffe://mesh.local/sa/gateway".into(),
+        },
+        xfcc::Pair {
+            key: "Hash".into(),
+            value: "0a1b2c".into(),
+        },
+        xfcc::Pair {
+            key: "Subject".into(),
+            value: "CN=webapp,O=\"demo\"".into(),
+        },
+        xfcc::Pair {
+            key: "URI".into(),
+            value: "spiffe://demo.local/sa/webapp".into(),
+        },
+    ];
+    let mut header = data.to_vec();
+    header.push(b',');
+    header.extend_from_slice(xfcc::format(std::slice::from_ref(&sidecar)).as_bytes());
+    if let Ok(elements) = xfcc::parse(&header) {
+        assert_eq!(
+            elements.last(),
+            Some(&sidecar),
+            "the sidecar's element is intact"
+        );
+    }
+}

@@ -113,7 +113,7 @@ impl InstanceNetworkService for Gateway {
         let trace_id = trace_id(request.metadata());
         // Log lines of this call carry the trace id, recorded or not.
         span.record("trace_id", trace_id.as_str());
-        span.record("enduser.id", caller.identity.as_str());
+        span.record("enduser.id", tracing::field::display(&caller.identity));
 
         // 2. validate
         let request = {

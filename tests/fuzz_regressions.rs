@@ -24,12 +24,13 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 fn regression_inputs_never_panic() {
     use ecs_gateway::fuzzing;
     type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 5] = [
+    let targets: [Target; 6] = [
         ("validate", fuzzing::validate),
         ("canonical_query", fuzzing::canonical_query),
         ("simulator_auth", fuzzing::simulator_auth),
         ("error_body", fuzzing::error_body),
         ("credentials_file", fuzzing::credentials_file),
+        ("xfcc", fuzzing::xfcc),
     ];
     for (target, run) in targets {
         for (name, data) in inputs(target) {

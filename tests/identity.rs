@@ -247,6 +247,7 @@ fn jwt_config(jwks: JwksSource) -> identity::Config {
             jwks,
             leeway: Duration::ZERO,
             jwks_refresh: Duration::from_secs(300),
+            jwks_max_age: Duration::from_secs(3600),
         }),
         trust_forwarded_client_cert: false,
     }
@@ -436,4 +437,257 @@ async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
         .modify_instance_network_spec(call)
         .await
         .unwrap();
+}
+
+/// Calls with the given metadata (name, value) pairs, appended in order.
+async fn call_with(
+    h: &support::Harness,
+    out: i32,
+    metadata: &[(&'static str, &str)],
+) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+    let mut call = tonic::Request::new(bandwidth(out));
+    for (name, value) in metadata {
+        call.metadata_mut().append(*name, value.parse().unwrap());
+    }
+    h.client
+        .clone()
+        .modify_instance_network_spec(call)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// What an append-style sidecar adds after the caller's own header.
+const SIDECAR_ELEMENT: &str =
+    ",By=spiffe://mesh.local/sa/gateway;Hash=0a1b;URI=spiffe://demo.local/sa/webapp";
+
+#[tokio::test]
+async fn a_forged_forwarded_client_cert_never_becomes_netops() {
+    let h = support::start().await;
+    // webapp may not set 50 Mbit/s; netops may. Each forgery was accepted as
+    // netops before the header was parsed by its grammar.
+    for forged in [
+        r"URI=spiffe://demo.local/sa/netops;a=\",
+        r#"Subject="CN=x\";URI=spiffe://demo.local/sa/netops;a=\""#,
+        r#"URI=spiffe://demo.local/sa/netops;a="\"#,
+    ] {
+        let header = format!("{forged}{SIDECAR_ELEMENT}");
+        let status = call_with(&h, 50, &[("x-forwarded-client-cert", &header)])
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{header}: {status:?}");
+        assert_eq!(
+            support::reason(&status),
+            "Unauthenticated.InvalidForwardedClientCert"
+        );
+    }
+    // A well-formed forgery before the sidecar's element is just another
+    // hop: the caller is the sidecar's client, webapp, and is denied 50.
+    let header = format!("URI=spiffe://demo.local/sa/netops{SIDECAR_ELEMENT}");
+    let status = call_with(&h, 50, &[("x-forwarded-client-cert", &header)])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("role/webapp"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(h.sim.calls(), 0);
+}
+
+#[tokio::test]
+async fn several_forwarded_client_cert_fields_are_refused() {
+    let h = support::start().await;
+    let status = call_with(
+        &h,
+        50,
+        &[
+            (
+                "x-forwarded-client-cert",
+                "URI=spiffe://demo.local/sa/netops",
+            ),
+            (
+                "x-forwarded-client-cert",
+                "By=spiffe://mesh.local/sa/gateway;URI=spiffe://demo.local/sa/webapp",
+            ),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(
+        support::reason(&status),
+        "Unauthenticated.InvalidForwardedClientCert"
+    );
+    assert!(
+        status.message().contains("more than one"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_for_entry_that_does_not_parse_denies() {
+    let h = support::start().await;
+    let netops = (
+        "x-forwarded-client-cert",
+        "URI=spiffe://demo.local/sa/netops",
+    );
+    // Each of these became the sidecar's loopback address, which the demo's
+    // management-network guardrail trusts.
+    for xff in ["8.8.8.8:443", "10.1.1.1, 8.8.8.8:443", "[2001:db8::1]:443"] {
+        let status = call_with(&h, 16, &[netops, ("x-forwarded-for", xff)])
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{xff}: {status:?}");
+        assert!(
+            status
+                .message()
+                .contains("control.admins-from-management-network"),
+            "{xff}: {}",
+            status.message()
+        );
+    }
+    for xff in ["unknown", "10.1.1.1, unknown", "10.1.1.1,", "_hidden"] {
+        let status = call_with(&h, 16, &[netops, ("x-forwarded-for", xff)])
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{xff}: {status:?}");
+        assert!(
+            status.message().contains("ImplicitDeny"),
+            "an unknown source denies: {xff}: {}",
+            status.message()
+        );
+    }
+    // The forms proxies write, with a port, still decide by the address.
+    for xff in [
+        "10.9.8.7:5000",
+        "203.0.113.9, 10.9.8.7",
+        "[::ffff:10.9.8.7]:5000",
+    ] {
+        call_with(&h, 16, &[netops, ("x-forwarded-for", xff)])
+            .await
+            .unwrap_or_else(|status| panic!("{xff}: {status:?}"));
+    }
+    assert_eq!(h.sim.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_jwt_subject_that_reads_like_a_spiffe_id_is_not_that_identity() {
+    let keys = keys();
+    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let running = start(None, jwt_config(JwksSource::File(jwks))).await;
+    let status = bearer_call(
+        &running,
+        &token(
+            Algorithm::ES256,
+            "ec-test",
+            &keys.ec,
+            &claims(support::NETOPS),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("ImplicitDeny"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(running.sim.calls(), 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Serves `routes` on loopback; returns the base URL.
+async fn serve_http(routes: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes).await });
+    url
+}
+
+#[tokio::test]
+async fn jwks_fetching_follows_no_redirect_and_reads_a_bounded_body() {
+    use axum::response::Redirect;
+    let keys = keys();
+    let body = keys.jwks.to_string();
+    let mut padded = keys.jwks.clone();
+    padded["padding"] = serde_json::Value::String("x".repeat(300 * 1024));
+    let padded = padded.to_string();
+    let base = serve_http(
+        axum::Router::new()
+            .route("/jwks", axum::routing::get(move || async move { body }))
+            .route(
+                "/moved",
+                axum::routing::get(|| async { Redirect::temporary("/jwks") }),
+            )
+            .route("/big", axum::routing::get(move || async move { padded })),
+    )
+    .await;
+    let alice = token(
+        Algorithm::ES256,
+        "ec-test",
+        &keys.ec,
+        &claims("alice@demo.local"),
+    );
+    for path in ["/moved", "/big"] {
+        let running = start(None, jwt_config(JwksSource::Url(format!("{base}{path}")))).await;
+        let status = bearer_call(&running, &alice).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{path}: {status:?}");
+        assert!(
+            status.message().contains("could not be fetched"),
+            "{path}: {}",
+            status.message()
+        );
+    }
+    let running = start(None, jwt_config(JwksSource::Url(format!("{base}/jwks")))).await;
+    bearer_call(&running, &alice).await.unwrap();
+}
+
+#[tokio::test]
+async fn jwks_keys_stop_being_trusted_when_they_cannot_be_refreshed() {
+    let keys = keys();
+    let body = keys.jwks.to_string();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    // The identity provider answers once, then fails.
+    let base = serve_http(axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let first = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let body = body.clone();
+            async move {
+                if first {
+                    (axum::http::StatusCode::OK, body)
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new())
+                }
+            }
+        }),
+    ))
+    .await;
+    let mut config = jwt_config(JwksSource::Url(format!("{base}/jwks")));
+    if let Some(jwt) = config.jwt.as_mut() {
+        jwt.jwks_refresh = Duration::ZERO;
+        jwt.jwks_max_age = Duration::from_millis(300);
+    }
+    let running = start(None, config).await;
+    let alice = token(
+        Algorithm::ES256,
+        "ec-test",
+        &keys.ec,
+        &claims("alice@demo.local"),
+    );
+    bearer_call(&running, &alice).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = bearer_call(&running, &alice).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("no longer trusted"),
+        "{}",
+        status.message()
+    );
 }

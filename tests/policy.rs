@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ecs_gateway::identity::{Caller, Via};
+use ecs_gateway::identity::{Caller, CallerId, Via};
 use ecs_gateway::policy::{self, DenyKind, Layer, Outcome, Store};
 use ecs_gateway::{pb, validate};
 
@@ -35,7 +35,7 @@ fn scratch() -> PathBuf {
 
 fn caller(identity: &str) -> Caller {
     Caller {
-        identity: identity.into(),
+        identity: CallerId::Spiffe(identity.into()),
         via: Via::Mtls,
         mfa: false,
         secure_transport: true,
@@ -79,7 +79,7 @@ fn a_failing_case_is_reported() {
     let cases = dir.join("tests/wrong.toml");
     std::fs::write(
         &cases,
-        "[[case]]\nname = \"webapp cannot set 50\"\nidentity = \"spiffe://demo.local/sa/webapp\"\n\
+        "[[case]]\nname = \"webapp cannot set 50\"\nspiffe_id = \"spiffe://demo.local/sa/webapp\"\n\
          request = { instance_id = \"i-demo-postpaid\", internet_max_bandwidth_out = 50 }\nexpect = \"Allow\"\n",
     )
     .unwrap();
@@ -256,9 +256,27 @@ fn malformed_policies_are_refused_with_file_and_line() {
         ),
         (
             "principals.toml",
-            "[[principal]]\nidentity = \"spiffe://x\"\narn = \"not-an-arn\"\n",
+            "[[principal]]\nspiffe_id = \"spiffe://x\"\narn = \"not-an-arn\"\n",
             "not a RAM user or role ARN",
-            "principals.toml:2",
+            "principals.toml:3",
+        ),
+        (
+            "principals.toml",
+            "[[principal]]\nidentity = \"spiffe://x\"\narn = \"acs:ram::1:role/x\"\n",
+            "does not say which source it matches",
+            "principals.toml:3",
+        ),
+        (
+            "principals.toml",
+            "[[principal]]\nspiffe_id = \"spiffe://x\"\njwt = { issuer = \"https://i\", subject = \"s\" }\narn = \"acs:ram::1:role/x\"\n",
+            "not both",
+            "principals.toml:4",
+        ),
+        (
+            "principals.toml",
+            "[[principal]]\nspiffe_id = \"alice@demo.local\"\narn = \"acs:ram::1:role/x\"\n",
+            "is not a SPIFFE ID",
+            "principals.toml:3",
         ),
         (
             "entities.json",
@@ -293,9 +311,9 @@ fn each_principal_evaluates_only_the_policies_that_can_concern_it() {
         ids.sort();
         ids
     };
-    let netops = &data.principals[support::NETOPS];
+    let netops = &data.principals[&CallerId::Spiffe(support::NETOPS.into())];
     assert_eq!(ids(&netops.identity), ["identity.network-admins"]);
-    let webapp = &data.principals[support::WEBAPP];
+    let webapp = &data.principals[&CallerId::Spiffe(support::WEBAPP.into())];
     assert_eq!(
         ids(&webapp.identity),
         [

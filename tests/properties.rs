@@ -184,3 +184,72 @@ fn the_simulator_accepts_every_signature_the_gateway_makes() {
         })
         .unwrap();
 }
+
+mod xfcc {
+    use ecs_gateway::identity::xfcc::{self, Element, Pair};
+    use proptest::prelude::*;
+
+    /// Pairs as a sidecar writes them: any key, any printable value
+    /// (quotes, backslashes, commas and semicolons included).
+    fn element() -> impl Strategy<Value = Element> {
+        proptest::collection::vec(
+            ("[A-Za-z][A-Za-z0-9_-]{0,7}", "[ -~]{0,24}")
+                .prop_map(|(key, value)| Pair { key, value }),
+            1..5,
+        )
+    }
+
+    /// Text a caller controls: biased towards the grammar's own bytes.
+    fn caller_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("\"".to_owned()),
+                Just("\\".to_owned()),
+                Just(",".to_owned()),
+                Just(";".to_owned()),
+                Just("=".to_owned()),
+                Just("URI=spiffe://demo.local/sa/netops".to_owned()),
+                Just("Subject=\"".to_owned()),
+                "[ -~]{0,6}",
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parse_inverts_format(elements in proptest::collection::vec(element(), 1..4)) {
+            let header = xfcc::format(&elements);
+            prop_assert_eq!(xfcc::parse(header.as_bytes()), Ok(elements));
+        }
+
+        /// No input yields a URI that is not the value of a `URI=` pair of
+        /// the last element the sidecar wrote.
+        #[test]
+        fn caller_text_never_changes_the_sidecars_element(
+            forged in caller_text(),
+            mut sidecar in element(),
+            uri in "spiffe://[a-z]{1,8}/[a-z/]{0,12}",
+        ) {
+            sidecar.retain(|p| !p.key.eq_ignore_ascii_case("uri"));
+            sidecar.push(Pair { key: "URI".into(), value: uri.clone() });
+            let header = format!("{forged},{}", xfcc::format(std::slice::from_ref(&sidecar)));
+            if let Ok(elements) = xfcc::parse(header.as_bytes()) {
+                prop_assert_eq!(elements.last(), Some(&sidecar));
+            }
+            if let Ok(got) = xfcc::caller_uri(header.as_bytes()) {
+                prop_assert_eq!(got, uri);
+            }
+        }
+
+        /// Whatever the bytes, a URI comes only from the last element's
+        /// single `URI=` pair.
+        #[test]
+        fn a_uri_comes_only_from_the_last_elements_uri_pair(text in caller_text()) {
+            ecs_gateway::fuzzing::xfcc(text.as_bytes());
+        }
+    }
+}

@@ -12,7 +12,7 @@
 //!
 //! [[case]]
 //! name = "app teams may not allocate a public IP"
-//! identity = "spiffe://demo.local/sa/webapp"
+//! spiffe_id = "spiffe://demo.local/sa/webapp"  # or jwt = { issuer = "…", subject = "…" }
 //! source_ip = "10.0.0.7"                      # default 127.0.0.1
 //! time = "2026-06-01T10:00:00Z"               # default: now
 //! request = { instance_id = "i-demo-postpaid", allocate_public_ip = true }
@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{Authorizer, DependentRule, Outcome, Store};
-use crate::identity::{Caller, Via};
+use crate::identity::{Caller, CallerId, Via};
 use crate::{pb, validate};
 
 /// A case file.
@@ -89,8 +89,10 @@ fn demo_region() -> String {
 pub struct Case {
     /// What it checks.
     pub name: String,
-    /// The caller's identity.
-    pub identity: String,
+    /// The caller's SPIFFE ID (as mTLS proves it); or `jwt`.
+    pub spiffe_id: Option<String>,
+    /// The caller's JWT issuer and subject; or `spiffe_id`.
+    pub jwt: Option<CaseJwt>,
     /// The caller's address.
     #[serde(default = "loopback")]
     pub source_ip: IpAddr,
@@ -112,6 +114,40 @@ pub struct Case {
     pub action: Option<String>,
     /// The determining policies, in any order.
     pub policies: Option<Vec<String>>,
+}
+
+/// A JWT caller of a case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseJwt {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+}
+
+impl Case {
+    /// The caller the case describes.
+    fn caller(&self) -> Result<Caller, String> {
+        let (identity, via) = match (&self.spiffe_id, &self.jwt) {
+            (Some(id), None) => (CallerId::Spiffe(id.clone()), Via::Mtls),
+            (None, Some(jwt)) => (
+                CallerId::Jwt {
+                    issuer: jwt.issuer.clone(),
+                    subject: jwt.subject.clone(),
+                },
+                Via::Jwt,
+            ),
+            _ => return Err("name the caller with spiffe_id or jwt (one of them)".into()),
+        };
+        Ok(Caller {
+            identity,
+            via,
+            mfa: self.mfa,
+            secure_transport: self.secure_transport,
+            peer: Some(SocketAddr::new(self.source_ip, 50000)),
+        })
+    }
 }
 
 fn loopback() -> IpAddr {
@@ -185,13 +221,7 @@ pub enum Error {
 fn check(case: &Case, authorizer: &Authorizer) -> Result<(), String> {
     let request = validate::modify_request(case.request.to_proto()?)
         .map_err(|r| format!("request is invalid: {r}"))?;
-    let caller = Caller {
-        identity: case.identity.clone(),
-        via: Via::Mtls,
-        mfa: case.mfa,
-        secure_transport: case.secure_transport,
-        peer: Some(SocketAddr::new(case.source_ip, 50000)),
-    };
+    let caller = case.caller()?;
     let decision = authorizer.decide(&caller, &request, case.time.unwrap_or_else(Utc::now));
     let sorted = |mut v: Vec<String>| {
         v.sort();

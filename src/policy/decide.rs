@@ -202,7 +202,7 @@ pub(crate) fn context(
     Context::from_pairs([
         (
             "acs:SourceIp".to_owned(),
-            RestrictedExpression::new_ip(peer.ip().to_string()),
+            RestrictedExpression::new_ip(peer.ip().to_canonical().to_string()),
         ),
         ("acs:CurrentTime".to_owned(), datetime(now)),
         (
@@ -322,8 +322,8 @@ impl Authorizer {
             }
         };
         Decision {
-            identity: caller.identity.clone(),
-            principal: principal.map_or_else(|| caller.identity.clone(), |p| p.arn.clone()),
+            identity: caller.identity.to_string(),
+            principal: principal.map_or_else(|| caller.identity.to_string(), |p| p.arn.clone()),
             resource,
             actions,
             allocates_public_ip: associate,

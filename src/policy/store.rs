@@ -30,6 +30,7 @@ use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use super::catalogue;
+use crate::identity::CallerId;
 
 /// One problem in the policy directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,8 +175,8 @@ pub struct PolicyData {
     pub control: PolicySet,
     /// Identity policies.
     pub identity: PolicySet,
-    /// Identity string → principal.
-    pub principals: HashMap<String, Principal>,
+    /// Identity → principal.
+    pub principals: HashMap<CallerId, Principal>,
     /// Instance id → instance.
     pub instances: HashMap<String, Instance>,
     /// The action hierarchy (groups such as `ecs:*`), which `action in`
@@ -459,13 +460,61 @@ struct PrincipalsFile {
     principal: Vec<PrincipalEntry>,
 }
 
+/// One `[[principal]]`: exactly one source (`spiffe_id`, or `jwt` with its
+/// issuer and subject), the ARN and the groups.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PrincipalEntry {
-    identity: String,
+    #[serde(default)]
+    spiffe_id: Option<String>,
+    #[serde(default)]
+    jwt: Option<JwtSubject>,
+    /// The old, source-less key: refused with a pointer to the new ones.
+    #[serde(default)]
+    identity: Option<String>,
     arn: String,
     #[serde(default)]
     groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtSubject {
+    issuer: String,
+    subject: String,
+}
+
+impl PrincipalEntry {
+    /// The identity this entry maps, or why it names none or several.
+    fn identity(&self) -> Result<CallerId, String> {
+        match (&self.spiffe_id, &self.jwt, &self.identity) {
+            (Some(id), None, None) if id.starts_with("spiffe://") && id.len() > 9 => {
+                Ok(CallerId::Spiffe(id.clone()))
+            }
+            (Some(id), None, None) => Err(format!(
+                "spiffe_id {id:?} is not a SPIFFE ID (spiffe://<trust domain>/<path>)"
+            )),
+            (None, Some(jwt), None) if !jwt.issuer.is_empty() && !jwt.subject.is_empty() => {
+                Ok(CallerId::Jwt {
+                    issuer: jwt.issuer.clone(),
+                    subject: jwt.subject.clone(),
+                })
+            }
+            (None, Some(_), None) => Err("jwt needs a non-empty issuer and subject".into()),
+            (_, _, Some(old)) => Err(format!(
+                "`identity = {old:?}` does not say which source it matches: write \
+                 `spiffe_id = \"spiffe://…\"` (mTLS or a trusted x-forwarded-client-cert) or \
+                 `jwt = {{ issuer = \"…\", subject = \"…\" }}`"
+            )),
+            (None, None, None) => Err(
+                "name the identity: `spiffe_id = \"spiffe://…\"` or `jwt = { issuer, subject }`"
+                    .into(),
+            ),
+            (Some(_), Some(_), None) => {
+                Err("one identity per entry: spiffe_id or jwt, not both".into())
+            }
+        }
+    }
 }
 
 /// `acs:ram::{account}:role/{name}` or `acs:ram::{account}:user/{name}`.
@@ -496,7 +545,7 @@ fn load_principals(
     schema: &Schema,
     problems: &mut Problems,
     hasher: &mut Sha1,
-) -> HashMap<String, Principal> {
+) -> HashMap<CallerId, Principal> {
     let Some(text) = read(path, problems, hasher) else {
         return HashMap::new();
     };
@@ -510,7 +559,14 @@ fn load_principals(
     };
     let mut principals = HashMap::new();
     for entry in file.principal {
-        let line = text.find(&entry.identity).map(|o| line_of(&text, o));
+        let line = text.find(&entry.arn).map(|o| line_of(&text, o));
+        let identity = match entry.identity() {
+            Ok(identity) => identity,
+            Err(message) => {
+                problems.add(path, line, message);
+                continue;
+            }
+        };
         let Some((kind, account)) = principal_type(&entry.arn) else {
             problems.add(
                 path,
@@ -550,16 +606,12 @@ fn load_principals(
             problems.add(path, line, crate::error::chain(&e));
             continue;
         }
-        if principals.contains_key(&entry.identity) {
-            problems.add(
-                path,
-                line,
-                format!("identity {:?} is mapped twice", entry.identity),
-            );
+        if principals.contains_key(&identity) {
+            problems.add(path, line, format!("identity {identity} is mapped twice"));
             continue;
         }
         principals.insert(
-            entry.identity,
+            identity,
             Principal {
                 arn: entry.arn,
                 uid,

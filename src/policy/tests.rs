@@ -28,7 +28,7 @@ fn context_matches_the_schema() {
     )))
     .unwrap();
     let caller = Caller {
-        identity: "spiffe://x".into(),
+        identity: crate::identity::CallerId::Spiffe("spiffe://x".into()),
         via: Via::Mtls,
         mfa: true,
         secure_transport: true,

@@ -1,0 +1,170 @@
+//! The caller's address behind a trusted sidecar: the last entry of
+//! `x-forwarded-for`, the one the sidecar appended.
+//!
+//! Proxies write an entry as `ip`, `ip:port` (IPv4), `[ipv6]`, `[ipv6]:port`
+//! or a bare IPv6 address. Anything else (`unknown`, an obfuscated name, a
+//! host name, an empty entry) makes the source address unknown, and an
+//! unknown source address denies: it never falls back to the sidecar's own
+//! (loopback) address, which a management-network guardrail may trust.
+//!
+//! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.7`, what a dual-stack
+//! listener reports for IPv4 peers) become the IPv4 address they carry, so
+//! `ip("10.0.0.0/8")` ranges match them.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+/// Where the caller's address came from, when it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// No `x-forwarded-for`: the TCP peer.
+    Peer(Option<SocketAddr>),
+    /// The last `x-forwarded-for` entry.
+    Forwarded(IpAddr),
+    /// `x-forwarded-for` is present but its last entry is not an address.
+    Unknown,
+}
+
+impl Source {
+    /// The address policies see, if known.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Self::Peer(peer) => peer.map(|p| SocketAddr::new(canonical(p.ip()), p.port())),
+            Self::Forwarded(ip) => Some(SocketAddr::new(ip, 0)),
+            Self::Unknown => None,
+        }
+    }
+}
+
+/// The address as policies compare it: IPv4-mapped IPv6 becomes IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// Parses one entry as proxies write it.
+pub fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim_matches([' ', '\t']);
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        let ip: Ipv6Addr = v6.parse().ok()?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return Some(canonical(IpAddr::V6(ip)));
+    }
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    // `ip:port` is IPv4 only: a bare IPv6 address has colons of its own.
+    let (v4, port) = entry.rsplit_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    v4.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok()
+}
+
+/// The caller's address: the last entry of the `x-forwarded-for` fields
+/// (several fields are one list, in order), or the TCP peer when there is
+/// none.
+pub fn source(headers: &http::HeaderMap, peer: Option<SocketAddr>) -> Source {
+    let mut fields = headers.get_all("x-forwarded-for").iter().peekable();
+    if fields.peek().is_none() {
+        return Source::Peer(peer);
+    }
+    let Some(last) = fields.last() else {
+        return Source::Peer(peer);
+    };
+    let Ok(text) = last.to_str() else {
+        return Source::Unknown;
+    };
+    match text.rsplit(',').next().and_then(parse_entry) {
+        Some(ip) => Source::Forwarded(ip),
+        None => Source::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_the_forms_proxies_write() {
+        for (entry, expected) in [
+            ("10.1.2.3", "10.1.2.3"),
+            (" 10.1.2.3 ", "10.1.2.3"),
+            ("8.8.8.8:443", "8.8.8.8"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:8443", "2001:db8::1"),
+            ("::ffff:10.0.0.7", "10.0.0.7"),
+            ("[::ffff:10.0.0.7]:1", "10.0.0.7"),
+        ] {
+            assert_eq!(parse_entry(entry), Some(ip(expected)), "{entry}");
+        }
+        for bad in [
+            "",
+            "unknown",
+            "_hidden",
+            "localhost",
+            "10.1.2.3:",
+            "10.1.2.3:99999",
+            "10.1.2.3:+80",
+            "[2001:db8::1",
+            "[2001:db8::1]x",
+            "[10.1.2.3]",
+            "2001:db8::1:443:",
+            "10.1.2",
+        ] {
+            assert_eq!(parse_entry(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_entry_that_does_not_parse_makes_the_source_unknown() {
+        let peer = Some(SocketAddr::from(([127, 0, 0, 6], 15006)));
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(source(&headers, peer), Source::Peer(peer));
+        for (value, expected) in [
+            ("203.0.113.9, 10.1.2.3", Some(ip("10.1.2.3"))),
+            ("8.8.8.8:443", Some(ip("8.8.8.8"))),
+            ("unknown", None),
+            ("10.1.1.1, 8.8.8.8:443", Some(ip("8.8.8.8"))),
+            ("10.1.1.1, unknown", None),
+            ("10.1.1.1,", None),
+            ("", None),
+        ] {
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+            assert_eq!(
+                source(&headers, peer).addr().map(|a| a.ip()),
+                expected,
+                "{value:?}"
+            );
+        }
+        // Several fields are one list: the last field's last entry counts.
+        headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        headers.append("x-forwarded-for", "192.168.1.10".parse().unwrap());
+        assert_eq!(
+            source(&headers, peer),
+            Source::Forwarded(ip("192.168.1.10"))
+        );
+    }
+
+    #[test]
+    fn the_peer_is_canonical_too() {
+        let mapped = SocketAddr::new(ip("::ffff:10.0.0.7"), 5000);
+        assert_eq!(
+            Source::Peer(Some(mapped)).addr(),
+            Some(SocketAddr::new(ip("10.0.0.7"), 5000))
+        );
+    }
+}
