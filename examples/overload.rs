@@ -155,6 +155,9 @@ fn main() {
                         "x-forwarded-client-cert",
                         "URI=spiffe://demo.local/sa/netops".parse().unwrap(),
                     );
+                    request
+                        .metadata_mut()
+                        .insert("x-forwarded-for", "127.0.0.1".parse().unwrap());
                     let t = Instant::now();
                     match client.modify_instance_network_spec(request).await {
                         Ok(_) => served.push(t.elapsed()),

@@ -161,10 +161,14 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
         })?;
     let mut request = tonic::Request::new(args.request());
     request.set_timeout(args.timeout);
-    let identity = args
-        .as_identity
-        .iter()
-        .map(|id| ("x-forwarded-client-cert".to_owned(), format!("URI={id}")));
+    // As the demo's stand-in sidecar would: the caller's certificate and
+    // the address it came from (loopback); `--metadata` may override both.
+    let identity = args.as_identity.iter().flat_map(|id| {
+        [
+            ("x-forwarded-client-cert".to_owned(), format!("URI={id}")),
+            ("x-forwarded-for".to_owned(), "127.0.0.1".to_owned()),
+        ]
+    });
     let token = args
         .token
         .iter()

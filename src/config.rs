@@ -45,6 +45,12 @@ pub struct ServerSettings {
     /// Calls served at once; more are refused at once with
     /// RESOURCE_EXHAUSTED instead of queueing.
     pub max_concurrent_calls: usize,
+    /// Calls one identity may have served at once, so that one caller
+    /// cannot take every place.
+    pub max_concurrent_calls_per_caller: usize,
+    /// Longest wait for a call's request message; until it has arrived the
+    /// call holds no place.
+    pub receive_timeout: Duration,
     /// Longest a call may take when the caller sets no deadline.
     pub request_timeout: Duration,
     /// How long calls in flight may finish after SIGTERM.
@@ -55,6 +61,8 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             max_concurrent_calls: 512,
+            max_concurrent_calls_per_caller: 128,
+            receive_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(25),
         }
@@ -217,6 +225,8 @@ struct FileUpstream {
 #[serde(deny_unknown_fields)]
 struct FileServer {
     max_concurrent_calls: Option<usize>,
+    max_concurrent_calls_per_caller: Option<usize>,
+    receive_timeout: Option<String>,
     request_timeout: Option<String>,
     shutdown_grace: Option<String>,
 }
@@ -504,12 +514,29 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         defaults.breaker_open_for,
     )?;
     let server_defaults = ServerSettings::default();
+    let max_concurrent_calls = count(
+        "server.max_concurrent_calls",
+        file.server.max_concurrent_calls.map(|n| n.to_string()),
+        "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
+        server_defaults.max_concurrent_calls,
+    )?;
     let server = ServerSettings {
-        max_concurrent_calls: count(
-            "server.max_concurrent_calls",
-            file.server.max_concurrent_calls.map(|n| n.to_string()),
-            "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
-            server_defaults.max_concurrent_calls,
+        max_concurrent_calls,
+        // A quarter of the places by default: a runaway caller is capped
+        // while four busy ones can still fill the gateway.
+        max_concurrent_calls_per_caller: count(
+            "server.max_concurrent_calls_per_caller",
+            file.server
+                .max_concurrent_calls_per_caller
+                .map(|n| n.to_string()),
+            "ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER",
+            (max_concurrent_calls / 4).max(1),
+        )?,
+        receive_timeout: dur(
+            "server.receive_timeout",
+            file.server.receive_timeout,
+            "ECS_GATEWAY_RECEIVE_TIMEOUT",
+            server_defaults.receive_timeout,
         )?,
         request_timeout: dur(
             "server.request_timeout",
@@ -525,14 +552,25 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         )?,
     };
 
-    // The upstream call runs detached from the caller; it must not outlive
-    // the longest call the server allows.
-    if timeout > server.request_timeout {
+    if server.max_concurrent_calls_per_caller > server.max_concurrent_calls {
+        return Err(invalid(
+            "server.max_concurrent_calls_per_caller",
+            format!(
+                "{} is more than server.max_concurrent_calls ({})",
+                server.max_concurrent_calls_per_caller, server.max_concurrent_calls
+            ),
+        ));
+    }
+    // The gateway's own answer, which carries the client_token, must come
+    // before the server cancels the call at request_timeout: the upstream
+    // budget has to end first, message reception included.
+    if timeout + server.receive_timeout >= server.request_timeout {
         return Err(invalid(
             "upstream.timeout",
             format!(
-                "{timeout:?} is longer than server.request_timeout ({:?}): calls would be answered while ECS is still being tried",
-                server.request_timeout
+                "{timeout:?} plus server.receive_timeout ({:?}) is not shorter than server.request_timeout ({:?}): \
+                 calls could be cancelled while ECS is still being called, and their callers would not get their client_token back",
+                server.receive_timeout, server.request_timeout
             ),
         ));
     }
@@ -822,7 +860,27 @@ mod tests {
             ),
             (
                 &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "60s")],
-                "longer than server.request_timeout",
+                "not shorter than server.request_timeout",
+            ),
+            (
+                // Equal budgets let the server cancel a call, token and
+                // all, while ECS is still being called.
+                &[
+                    ("ECS_GATEWAY_UPSTREAM_TIMEOUT", "25s"),
+                    ("ECS_GATEWAY_REQUEST_TIMEOUT", "30s"),
+                ],
+                "would not get their client_token back",
+            ),
+            (
+                &[
+                    ("ECS_GATEWAY_MAX_CONCURRENT_CALLS", "8"),
+                    ("ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER", "9"),
+                ],
+                "server.max_concurrent_calls_per_caller",
+            ),
+            (
+                &[("ECS_GATEWAY_JWT_JWKS_MAX_AGE", "1s")],
+                "shorter than the JWKS refresh interval",
             ),
             (
                 &[("ECS_GATEWAY_MAX_CONCURRENT_CALLS", "0")],

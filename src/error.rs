@@ -43,9 +43,39 @@ pub enum Error {
         /// The concurrency limit.
         limit: usize,
     },
+    /// The caller has as many calls in flight as one caller may.
+    #[error("caller overloaded: {limit} calls in flight")]
+    CallerOverloaded {
+        /// The per-caller limit.
+        limit: usize,
+    },
+    /// The request message did not arrive in time.
+    #[error("the request message did not arrive within {timeout:?}")]
+    ReceiveTimeout {
+        /// The receive timeout.
+        timeout: std::time::Duration,
+    },
+    /// The request message is larger than the gateway accepts.
+    #[error("the request message is too large (limit {limit} bytes)")]
+    MessageTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The caller went away while its message was arriving.
+    #[error("the caller went away: {0}")]
+    Cancelled(String),
     /// The gateway failed; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The gateway failed after the call was sent on: the caller gets its
+    /// ClientToken, to retry without applying the change twice.
+    #[error("internal error: {detail}")]
+    Aborted {
+        /// What failed (logged only).
+        detail: String,
+        /// The call's ClientToken.
+        client_token: String,
+    },
     /// Forwarding failed or ECS refused.
     #[error("{source}")]
     Upstream {
@@ -95,10 +125,48 @@ impl From<Error> for Status {
                     meta,
                 )
             }
+            Error::CallerOverloaded { limit } => {
+                let entry = catalogue::get("GatewayCallerOverloaded");
+                let meta = HashMap::from([("limit".to_owned(), limit.to_string())]);
+                from_entry(
+                    entry,
+                    format!("{} (limit {limit} calls per caller)", entry.message),
+                    meta,
+                )
+            }
+            Error::ReceiveTimeout { timeout } => {
+                let entry = catalogue::get("GatewayReceiveTimeout");
+                from_entry(
+                    entry,
+                    format!("{} (within {timeout:?})", entry.message),
+                    HashMap::new(),
+                )
+            }
+            Error::MessageTooLarge { limit } => {
+                let entry = catalogue::get("GatewayMessageTooLarge");
+                from_entry(
+                    entry,
+                    format!("{} (limit {limit} bytes)", entry.message),
+                    HashMap::new(),
+                )
+            }
+            Error::Cancelled(_) => {
+                let entry = catalogue::get("GatewayCallCancelled");
+                from_entry(entry, entry.message.to_owned(), HashMap::new())
+            }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 let entry = catalogue::get("GatewayInternalError");
                 from_entry(entry, entry.message.to_owned(), HashMap::new())
+            }
+            Error::Aborted {
+                detail,
+                client_token,
+            } => {
+                tracing::error!(%detail, "internal error after the call was sent on");
+                let entry = catalogue::get("GatewayInternalError");
+                let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
+                from_entry(entry, entry.message.to_owned(), meta)
             }
             Error::Invalid(rejection) => invalid(&rejection),
             Error::Upstream {

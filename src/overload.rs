@@ -1,35 +1,145 @@
-//! Load shedding: at most `limit` calls are served at once; one more is
-//! refused at once with RESOURCE_EXHAUSTED (and RetryInfo) rather than
-//! queued. A queue without bound turns a burst into latency for everyone
-//! and memory for the gateway; a fast refusal lets the caller back off or
-//! go to another replica. Health checks are never shed, so an overloaded
-//! pod is not also killed by its liveness probe.
+//! Admission and load shedding, between identity and the service.
+//!
+//! A call is admitted in three steps, each bounded, so that no caller can
+//! hold what others need:
+//!
+//! 1. its request message is received within `receive_timeout` and at most
+//!    [`MAX_MESSAGE_SIZE`](crate::server::MAX_MESSAGE_SIZE) bytes, before it
+//!    holds anything: streams that send headers and never a body (or send it
+//!    a byte at a time) take no place, and are answered DEADLINE_EXCEEDED
+//!    when the timeout ends;
+//! 2. its caller (the authenticated identity) holds fewer than
+//!    `max_calls_per_caller` places: one identity cannot take every place;
+//! 3. a place among `max_calls` is free.
+//!
+//! A call beyond either limit is refused at once with RESOURCE_EXHAUSTED
+//! (and RetryInfo) rather than queued: a queue without bound turns a burst
+//! into latency for everyone and memory for the gateway, a fast refusal
+//! lets the caller back off or go to another replica. A caller that goes
+//! away while its message is arriving is answered (and counted) CANCELLED.
+//!
+//! Only the gateway's own service is admitted here: health checks are never
+//! shed (an overloaded pod must not also be killed by its liveness probe),
+//! and reflection is a stream that reaches no upstream.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// A call's place among the `limit`, in the request's extensions. The
-/// handler hands a clone to work that outlives the call (the detached ECS
-/// call), so a caller who goes away does not free the place early.
+use crate::error::Error;
+use crate::identity::Caller;
+
+/// Paths admitted here: the gateway's own service.
+const ADMITTED_PREFIX: &str = "/ecsgateway.v1.";
+
+/// The gRPC frame header: a compression flag and a 4-byte length.
+const FRAME_HEADER: usize = 5;
+
+/// Admission limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls served at once.
+    pub max_calls: usize,
+    /// Calls one identity may have served at once.
+    pub max_calls_per_caller: usize,
+    /// Longest wait for a call's request message.
+    pub receive_timeout: Duration,
+}
+
+/// A call's place, in the request's extensions. The handler hands a clone
+/// to work that outlives the call (the detached ECS call), so a caller who
+/// goes away does not free the place early.
 #[derive(Debug, Clone)]
-pub struct Permit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct Permit(#[allow(dead_code)] Arc<Held>);
+
+/// What a permit holds: a place among all, and one of its caller's.
+#[derive(Debug)]
+struct Held {
+    _place: OwnedSemaphorePermit,
+    _share: Share,
+}
+
+/// One of a caller's places, given back on drop.
+#[derive(Debug)]
+struct Share {
+    shares: Arc<Mutex<HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = shares.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                shares.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// The places, shared by every connection.
+#[derive(Debug)]
+struct Places {
+    limits: Limits,
+    all: Arc<Semaphore>,
+    /// Places held per caller; an entry exists only while it holds one,
+    /// so the map is never larger than `max_calls`.
+    shares: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Places {
+    /// A place for `caller`, or why there is none.
+    fn admit(&self, caller: String) -> Result<Permit, Error> {
+        let share = {
+            let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+            let held = shares.entry(caller.clone()).or_insert(0);
+            if *held >= self.limits.max_calls_per_caller {
+                return Err(Error::CallerOverloaded {
+                    limit: self.limits.max_calls_per_caller,
+                });
+            }
+            *held += 1;
+            Share {
+                shares: self.shares.clone(),
+                caller,
+            }
+        };
+        // On refusal the share is dropped, and given back, here.
+        let place = self
+            .all
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded {
+                limit: self.limits.max_calls,
+            })?;
+        Ok(Permit(Arc::new(Held {
+            _place: place,
+            _share: share,
+        })))
+    }
+}
 
 /// The tower layer.
 #[derive(Debug, Clone)]
 pub struct OverloadLayer {
-    permits: Arc<Semaphore>,
-    limit: usize,
+    places: Arc<Places>,
 }
 
 impl OverloadLayer {
-    /// Serves at most `limit` calls at once.
-    pub fn new(limit: usize) -> Self {
+    /// Admits calls within `limits`.
+    pub fn new(limits: Limits) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limit)),
-            limit,
+            places: Arc::new(Places {
+                all: Arc::new(Semaphore::new(limits.max_calls)),
+                shares: Arc::new(Mutex::new(HashMap::new())),
+                limits,
+            }),
         }
     }
 }
@@ -40,8 +150,7 @@ impl<S> tower::Layer<S> for OverloadLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Overload {
             inner,
-            permits: self.permits.clone(),
-            limit: self.limit,
+            places: self.places.clone(),
         }
     }
 }
@@ -50,21 +159,44 @@ impl<S> tower::Layer<S> for OverloadLayer {
 #[derive(Debug, Clone)]
 pub struct Overload<S> {
     inner: S,
-    permits: Arc<Semaphore>,
-    limit: usize,
+    places: Arc<Places>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-impl<S, B> tower::Service<http::Request<B>> for Overload<S>
+/// Receives the whole request message within the limits.
+async fn receive(
+    body: tonic::body::Body,
+    timeout: Duration,
+) -> Result<tonic::codegen::Bytes, Error> {
+    let limit = crate::server::MAX_MESSAGE_SIZE + FRAME_HEADER;
+    let collected =
+        tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| Error::ReceiveTimeout { timeout })?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(Error::MessageTooLarge {
+                limit: crate::server::MAX_MESSAGE_SIZE,
+            })
+        }
+        // The stream was reset or the connection closed: the caller went
+        // away.
+        Err(error) => Err(Error::Cancelled(error.to_string())),
+    }
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Overload<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -74,21 +206,81 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if request.uri().path().starts_with("/grpc.health.v1.") {
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if !request.uri().path().starts_with(ADMITTED_PREFIX) {
             return Box::pin(self.inner.call(request));
         }
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            let status: tonic::Status =
-                crate::error::Error::Overloaded { limit: self.limit }.into();
-            return Box::pin(std::future::ready(Ok(status.into_http())));
-        };
-        let permit = Permit(Arc::new(permit));
-        request.extensions_mut().insert(permit.clone());
-        let call = self.inner.call(request);
+        // The clone is the one not yet polled ready: keep the ready one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let places = self.places.clone();
         Box::pin(async move {
-            let _permit = permit;
-            call.await
+            let (mut parts, body) = request.into_parts();
+            let admitted = match receive(body, places.limits.receive_timeout).await {
+                Ok(message) => {
+                    // The identity layer runs first; without a caller the
+                    // service refuses the call itself.
+                    let caller = parts
+                        .extensions
+                        .get::<Caller>()
+                        .map_or_else(String::new, |c| c.identity.to_string());
+                    places.admit(caller).map(|permit| (message, permit))
+                }
+                Err(error) => Err(error),
+            };
+            match admitted {
+                Ok((message, permit)) => {
+                    parts.extensions.insert(permit.clone());
+                    let body = tonic::body::Body::new(http_body_util::Full::new(message));
+                    let response = inner.call(http::Request::from_parts(parts, body)).await;
+                    drop(permit);
+                    response
+                }
+                Err(error) => {
+                    tracing::info!(%error, "call not admitted");
+                    let status: tonic::Status = error.into();
+                    Ok(status.into_http())
+                }
+            }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn places(max_calls: usize, max_calls_per_caller: usize) -> Places {
+        Places {
+            limits: Limits {
+                max_calls,
+                max_calls_per_caller,
+                receive_timeout: Duration::from_secs(1),
+            },
+            all: Arc::new(Semaphore::new(max_calls)),
+            shares: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    #[test]
+    fn one_caller_cannot_take_every_place() {
+        let p = places(4, 2);
+        let a1 = p.admit("a".into()).unwrap();
+        let _a2 = p.admit("a".into()).unwrap();
+        assert!(matches!(
+            p.admit("a".into()),
+            Err(Error::CallerOverloaded { limit: 2 })
+        ));
+        let _b1 = p.admit("b".into()).unwrap();
+        let _b2 = p.admit("b".into()).unwrap();
+        assert!(matches!(
+            p.admit("c".into()),
+            Err(Error::Overloaded { limit: 4 })
+        ));
+        // A refusal for lack of places gives the caller's share back.
+        assert_eq!(p.shares.lock().unwrap().get("c"), None);
+        drop(a1);
+        p.admit("c".into()).unwrap();
+        assert_eq!(p.shares.lock().unwrap().get("a"), Some(&1));
     }
 }

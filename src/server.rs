@@ -39,6 +39,9 @@ pub struct Gateway {
     /// Set when the shutdown grace period is over: calls still waiting for
     /// ECS are answered UNAVAILABLE (their ClientToken makes a retry safe).
     cutoff: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The deadline of calls that set none; the server cancels calls then,
+    /// so the gateway answers before it.
+    request_timeout: Duration,
 }
 
 impl Gateway {
@@ -54,7 +57,14 @@ impl Gateway {
             authorizer,
             metrics,
             cutoff: Arc::new(tokio::sync::watch::channel(false).0),
+            request_timeout: crate::config::ServerSettings::default().request_timeout,
         }
+    }
+
+    /// The same gateway, for a server that cancels calls after `timeout`.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Answers every call still in flight: the grace period is over.
@@ -99,13 +109,17 @@ impl InstanceNetworkService for Gateway {
             .get::<Caller>()
             .cloned()
             .ok_or(Error::Identity(identity::Error::Missing))?;
-        // The caller's deadline runs from the call's arrival.
+        // The call's deadline: the caller's, or the server's own (when the
+        // server cancels the call), whichever is sooner, counted from the
+        // call's arrival, as the caller's timer counts: time spent
+        // verifying a token or receiving the message is already gone.
         let arrived = request
             .extensions()
             .get::<telemetry::trace::CallStart>()
-            .map(|s| s.0);
-        let deadline = grpc_timeout(request.metadata())
-            .map(|d| d.saturating_sub(arrived.map_or(Duration::ZERO, |t| t.elapsed())));
+            .map_or_else(std::time::Instant::now, |s| s.0);
+        let limit = grpc_timeout(request.metadata())
+            .map_or(self.request_timeout, |d| d.min(self.request_timeout));
+        let deadline = limit.saturating_sub(arrived.elapsed());
         let permit = request
             .extensions()
             .get::<crate::overload::Permit>()
@@ -177,48 +191,67 @@ impl InstanceNetworkService for Gateway {
         }
 
         // 4. sign and 5. upstream (their spans are opened by the client).
+        // ECS sees a token derived from the caller's identity and its token
+        // (see upstream::ecs_client_token); the caller gets its own back.
+        let token = request.client_token.value.clone();
+        let mut upstream_request = request;
+        upstream_request.client_token.value =
+            upstream::ecs_client_token(&caller.identity.to_string(), &token);
         // Detached, so that a caller who goes away after the signed request
         // left still gets the change logged with ECS's request id.
         let upstream = self.upstream.clone();
         let mut cutoff = self.cutoff.subscribe();
-        let token = request.client_token.value.clone();
+        let logged_token = token.clone();
         let forward = async move {
             // The call's place is held until ECS has answered.
             let _permit = permit;
+            let request = upstream_request;
             let result = upstream
-                .modify_instance_network_spec(&request, deadline)
+                .modify_instance_network_spec(&request, Some(deadline))
                 .await;
+            let ecs_client_token = Some(request.client_token.value.as_str());
             let after = match &result {
                 Ok(reply) => After {
                     request_id: Some(&reply.request_id),
                     error_code: None,
+                    ecs_client_token,
                 },
                 Err(upstream::Error::Ecs(e)) => After {
                     request_id: Some(&e.request_id),
                     error_code: Some(&e.code),
+                    ecs_client_token,
                 },
                 Err(_) => After {
                     request_id: None,
                     error_code: Some("UpstreamFailure"),
+                    ecs_client_token,
                 },
             };
-            policy::log::record(&decision, &trace_id, &request.client_token.value, after);
-            (request, result)
+            policy::log::record(&decision, &trace_id, &logged_token, after);
+            result
         };
         let task = tokio::spawn(forward.instrument(span.clone()));
-        let (request, result) = tokio::select! {
-            joined = task => joined.map_err(|e| Error::Internal(format!("the upstream call failed: {e}")))?,
+        // Whatever happens, the caller's answer carries its token, and it
+        // comes before the server's own cancellation at the deadline: the
+        // upstream budget already ends before it; this is the backstop.
+        let answer_by = tokio::time::sleep(deadline);
+        let result = tokio::select! {
+            joined = task => joined.map_err(|e| Error::Aborted {
+                detail: format!("the upstream call failed: {e}"),
+                client_token: token.clone(),
+            })?,
             _ = cutoff.wait_for(|cut| *cut) => return Err(Error::ShuttingDown { client_token: token }.into()),
+            () = answer_by => Err(upstream::Error::Timeout(limit)),
         };
         let reply = result.map_err(|source| Error::Upstream {
             source,
-            client_token: request.client_token.value.clone(),
+            client_token: token.clone(),
         })?;
         tracing::info!(request_id = %reply.request_id, "ECS applied the change");
         Ok(Response::new(pb::ModifyInstanceNetworkSpecResponse {
             order_id: reply.order_id.unwrap_or_default(),
             request_id: reply.request_id,
-            client_token: request.client_token.value,
+            client_token: token,
         }))
     }
 }
@@ -337,16 +370,22 @@ pub async fn serve(
             started.notify_one();
         }
     };
-    let gateway = parts.gateway.clone();
-    let service = InstanceNetworkServiceServer::new(parts.gateway)
+    let gateway = parts
+        .gateway
+        .with_request_timeout(parts.settings.request_timeout);
+    let service = InstanceNetworkServiceServer::new(gateway.clone())
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let server = builder
         .layer(telemetry::trace::TraceLayer::new(metrics.clone()))
-        .layer(crate::overload::OverloadLayer::new(
-            parts.settings.max_concurrent_calls,
-        ))
         .layer(identity::IdentityLayer::new(parts.identity))
+        .layer(crate::overload::OverloadLayer::new(
+            crate::overload::Limits {
+                max_calls: parts.settings.max_concurrent_calls,
+                max_calls_per_caller: parts.settings.max_concurrent_calls_per_caller,
+                receive_timeout: parts.settings.receive_timeout,
+            },
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

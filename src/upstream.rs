@@ -456,6 +456,31 @@ fn budget(deadline: Duration) -> Duration {
     deadline.saturating_sub((deadline / 10).min(Duration::from_millis(50)))
 }
 
+/// The ClientToken sent to ECS for `caller`'s `token`.
+///
+/// Every caller signs with the gateway's one AccessKey, so ECS sees all
+/// their tokens in one namespace: a token one caller chose could replay
+/// another caller's result (and learn its RequestId and OrderId). The token
+/// ECS sees is therefore derived from the caller's identity and its token
+/// (SHA-256, 64 hex digits: ECS's limit is 64 ASCII characters): the same
+/// caller retrying with the same token gets the same ECS token, so retries
+/// stay idempotent, and no two callers can share one. The caller gets its
+/// own token back, never this one.
+pub fn ecs_client_token(caller: &str, token: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    // Length-prefixed, so that no (caller, token) pair can be shifted into
+    // another.
+    hasher.update((caller.len() as u64).to_be_bytes());
+    hasher.update(caller.as_bytes());
+    hasher.update(token.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The action's parameters, each serialized once, exactly as signed.
 pub fn parameters(request: &ModifyRequest) -> Vec<(&'static str, Cow<'_, str>)> {
     let mut params: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(20);
@@ -629,6 +654,18 @@ mod tests {
         assert_eq!(get("Format"), Some("JSON"));
         let sts = sign::string_to_sign("POST", &sign::canonical_query(&params));
         assert!(sign::verify("secret", &sts, &claimed));
+    }
+
+    #[test]
+    fn ecs_client_tokens_are_per_caller_and_stable() {
+        let a = ecs_client_token("spiffe://demo.local/sa/netops", "t-1");
+        assert_eq!(a, ecs_client_token("spiffe://demo.local/sa/netops", "t-1"));
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/webapp", "t-1"));
+        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/netops", "t-2"));
+        // The boundary between caller and token is part of the input.
+        assert_ne!(ecs_client_token("ab", "c"), ecs_client_token("a", "bc"));
     }
 
     #[test]

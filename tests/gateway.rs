@@ -53,7 +53,10 @@ async fn changes_a_pay_as_you_go_instance_without_an_order() {
         (10, 10),
         "default inbound applied"
     );
-    assert_eq!(h.sim.applied(&response.client_token), 1);
+    assert_eq!(
+        h.sim.applied(&support::ecs_token(&response.client_token)),
+        1
+    );
 }
 
 #[tokio::test]
@@ -612,7 +615,11 @@ async fn applies_a_repeated_client_token_once() {
     changed.internet_max_bandwidth_out = Some(40);
     let c = h.call(changed).await.unwrap();
     assert_eq!(c, a);
-    assert_eq!(h.sim.applied("123e4567-e89b-12d3-a456-426655440000"), 1);
+    assert_eq!(
+        h.sim
+            .applied(&support::ecs_token("123e4567-e89b-12d3-a456-426655440000")),
+        1
+    );
     assert_eq!(h.sim.instance("i-demo-prepaid").unwrap().bandwidth_out, 20);
 }
 
@@ -754,4 +761,32 @@ async fn unreadable_answers_are_unavailable() {
             (Code::Unavailable, "UpstreamInvalidResponse")
         );
     }
+}
+
+#[tokio::test]
+async fn one_callers_client_token_never_replays_another_callers_change() {
+    let h = start().await;
+    let mut netops = out("i-demo-postpaid", 9);
+    netops.client_token = "shared-token".into();
+    let a = h.call(netops).await.unwrap();
+    // webapp picks the same token for its own change: it must get its own
+    // change, not netops' answer (RequestId) replayed.
+    let mut webapp = out("i-demo-postpaid", 8);
+    webapp.client_token = "shared-token".into();
+    let b = h.call_as(support::WEBAPP, webapp).await.unwrap();
+    assert_ne!(a.request_id, b.request_id, "not a replay of netops' answer");
+    assert_eq!(
+        b.client_token, "shared-token",
+        "the caller's own token back"
+    );
+    assert_eq!(h.sim.instance("i-demo-postpaid").unwrap().bandwidth_out, 8);
+    assert_eq!(h.sim.applied(&support::ecs_token("shared-token")), 1);
+    assert_eq!(
+        h.sim.applied(&ecs_gateway::upstream::ecs_client_token(
+            support::WEBAPP,
+            "shared-token"
+        )),
+        1
+    );
+    assert_eq!(h.sim.applied("shared-token"), 0, "ECS never sees it raw");
 }

@@ -110,10 +110,31 @@ async fn metrics_count_calls_decisions_and_upstream() {
         )
         .await;
     assert!(made_up.is_err());
+    // Nor a made-up method under a real service.
+    let mut grpc = tonic::client::Grpc::new(
+        Channel::from_shared(format!("http://{}", r.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    grpc.ready().await.unwrap();
+    let mut minted = tonic::Request::new(support::request("i-demo-postpaid"));
+    support::with_identity(&mut minted, support::NETOPS);
+    let minted = grpc
+        .unary::<_, pb::ModifyInstanceNetworkSpecResponse, _>(
+            minted,
+            http::uri::PathAndQuery::from_static("/ecsgateway.v1.InstanceNetworkService/Minted123"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    assert!(minted.is_err());
 
     let (status, metrics) = get(format!("http://{}/metrics", r.admin)).await;
     assert!(
-        !metrics.contains("Random123") && !metrics.contains("attacker"),
+        !metrics.contains("Random123")
+            && !metrics.contains("attacker")
+            && !metrics.contains("Minted123"),
         "{metrics}"
     );
     assert!(metrics.contains("method=\"unknown\""), "{metrics}");

@@ -45,7 +45,7 @@ async fn retries_transport_errors_and_5xx_with_the_same_token() {
     let response = h.call(out(21, "retry-1")).await.unwrap();
     assert_eq!(response.client_token, "retry-1");
     assert_eq!(h.sim.calls(), 3, "two failed attempts, then success");
-    assert_eq!(h.sim.applied("retry-1"), 1);
+    assert_eq!(h.sim.applied(&support::ecs_token("retry-1")), 1);
 }
 
 #[tokio::test]
@@ -70,7 +70,11 @@ async fn retries_ecs_try_again_codes() {
         h.call(out(22, code))
             .await
             .unwrap_or_else(|e| panic!("{code}: {e:?}"));
-        assert_eq!((h.sim.calls(), h.sim.applied(code)), (2, 1), "{code}");
+        assert_eq!(
+            (h.sim.calls(), h.sim.applied(&support::ecs_token(code))),
+            (2, 1),
+            "{code}"
+        );
     }
 }
 
@@ -158,7 +162,11 @@ async fn every_change_is_applied_exactly_once_despite_random_failures() {
         task.await.unwrap().expect("no logical call is lost");
     }
     for i in 0..calls {
-        assert_eq!(h.sim.applied(&format!("once-{i}")), 1, "once-{i}");
+        assert_eq!(
+            h.sim.applied(&support::ecs_token(&format!("once-{i}"))),
+            1,
+            "once-{i}"
+        );
     }
     assert!(
         h.sim.calls() > u64::try_from(calls).unwrap(),

@@ -150,6 +150,8 @@ async fn exports_the_span_tree_of_every_call() {
         "traceparent",
         format!("00-{TRACE}-{PARENT}-01").parse().unwrap(),
     );
+    call.metadata_mut()
+        .insert("baggage", "user.email=ops%40example.com".parse().unwrap());
     let response = h
         .client
         .clone()
@@ -241,6 +243,8 @@ async fn exports_the_span_tree_of_every_call() {
     let sent = h.sim.traceparents();
     let expected = format!("00-{TRACE}-{}-01", hex(&client.span_id));
     assert!(sent.contains(&expected), "{sent:?} lacks {expected}");
+    // The caller's baggage stays with the caller.
+    assert_eq!(h.sim.baggage(), Vec::<String>::new());
 
     // Failed stages are errors with their code.
     let failed = |stage: &str, code: &str| {

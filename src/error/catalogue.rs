@@ -75,8 +75,8 @@ const fn row(
 }
 
 use Code::{
-    Aborted, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, OutOfRange,
-    PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable,
+    Aborted, Cancelled, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound,
+    OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable,
 };
 use Source::{Common, Gateway, Reference};
 
@@ -191,6 +191,10 @@ pub static CATALOGUE: &[Entry] = &[
     row(503, "UpstreamCircuitOpen", Unavailable, 1000, "The ECS endpoint is failing; calls are refused until it recovers.", Gateway),
     row(502, "UpstreamInvalidResponse", Unavailable, 1000, "The ECS endpoint answered with a response that could not be read.", Gateway),
     row(503, "GatewayOverloaded", ResourceExhausted, 200, "The gateway is serving as many calls as it can; retry shortly or on another replica.", Gateway),
+    row(429, "GatewayCallerOverloaded", ResourceExhausted, 200, "This caller already has as many calls in flight as one caller may; retry when one has finished.", Gateway),
+    row(408, "GatewayReceiveTimeout", DeadlineExceeded, 0, "The request message did not arrive in time.", Gateway),
+    row(413, "GatewayMessageTooLarge", OutOfRange, 0, "The request message is too large.", Gateway),
+    row(499, "GatewayCallCancelled", Cancelled, 0, "The caller went away before its request message arrived.", Gateway),
     row(503, "GatewayShuttingDown", Unavailable, 100, "The gateway is shutting down; retry with the same client_token, another replica will serve it.", Gateway),
     row(500, "GatewayInternalError", Internal, 0, "The gateway failed to process the request.", Gateway),
     // Identity and authorization: the gateway's own RAM-like checks.

@@ -3,9 +3,11 @@
 //!
 //! Proxies write an entry as `ip`, `ip:port` (IPv4), `[ipv6]`, `[ipv6]:port`
 //! or a bare IPv6 address. Anything else (`unknown`, an obfuscated name, a
-//! host name, an empty entry) makes the source address unknown, and an
-//! unknown source address denies: it never falls back to the sidecar's own
-//! (loopback) address, which a management-network guardrail may trust.
+//! host name, an empty entry), and no header at all, makes the source
+//! address unknown, and an unknown source address denies: it never falls
+//! back to the sidecar's own (loopback) address, which a management-network
+//! guardrail may trust. The sidecar must append the address it saw (Envoy:
+//! `use_remote_address: true`); `docs/security.md` says how.
 //!
 //! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.7`, what a dual-stack
 //! listener reports for IPv4 peers) become the IPv4 address they carry, so
@@ -13,14 +15,15 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-/// Where the caller's address came from, when it is known.
+/// The caller's address behind the trusted sidecar, if known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// No `x-forwarded-for`: the TCP peer.
-    Peer(Option<SocketAddr>),
     /// The last `x-forwarded-for` entry.
     Forwarded(IpAddr),
-    /// `x-forwarded-for` is present but its last entry is not an address.
+    /// No `x-forwarded-for`, or its last entry is not an address. A sidecar
+    /// that appends the caller's address (Envoy's `use_remote_address`)
+    /// always sends one, so a missing header is a misconfigured or
+    /// bypassed sidecar: never the sidecar's own loopback address.
     Unknown,
 }
 
@@ -28,7 +31,6 @@ impl Source {
     /// The address policies see, if known.
     pub fn addr(self) -> Option<SocketAddr> {
         match self {
-            Self::Peer(peer) => peer.map(|p| SocketAddr::new(canonical(p.ip()), p.port())),
             Self::Forwarded(ip) => Some(SocketAddr::new(ip, 0)),
             Self::Unknown => None,
         }
@@ -70,15 +72,10 @@ fn is_port(port: &str) -> bool {
 }
 
 /// The caller's address: the last entry of the `x-forwarded-for` fields
-/// (several fields are one list, in order), or the TCP peer when there is
-/// none.
-pub fn source(headers: &http::HeaderMap, peer: Option<SocketAddr>) -> Source {
-    let mut fields = headers.get_all("x-forwarded-for").iter().peekable();
-    if fields.peek().is_none() {
-        return Source::Peer(peer);
-    }
-    let Some(last) = fields.last() else {
-        return Source::Peer(peer);
+/// (several fields are one list, in order); unknown when there is none.
+pub fn source(headers: &http::HeaderMap) -> Source {
+    let Some(last) = headers.get_all("x-forwarded-for").iter().next_back() else {
+        return Source::Unknown;
     };
     let Ok(text) = last.to_str() else {
         return Source::Unknown;
@@ -131,9 +128,8 @@ mod tests {
 
     #[test]
     fn an_entry_that_does_not_parse_makes_the_source_unknown() {
-        let peer = Some(SocketAddr::from(([127, 0, 0, 6], 15006)));
         let mut headers = http::HeaderMap::new();
-        assert_eq!(source(&headers, peer), Source::Peer(peer));
+        assert_eq!(source(&headers), Source::Unknown, "no header: unknown");
         for (value, expected) in [
             ("203.0.113.9, 10.1.2.3", Some(ip("10.1.2.3"))),
             ("8.8.8.8:443", Some(ip("8.8.8.8"))),
@@ -145,7 +141,7 @@ mod tests {
         ] {
             headers.insert("x-forwarded-for", value.parse().unwrap());
             assert_eq!(
-                source(&headers, peer).addr().map(|a| a.ip()),
+                source(&headers).addr().map(|a| a.ip()),
                 expected,
                 "{value:?}"
             );
@@ -153,18 +149,6 @@ mod tests {
         // Several fields are one list: the last field's last entry counts.
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
         headers.append("x-forwarded-for", "192.168.1.10".parse().unwrap());
-        assert_eq!(
-            source(&headers, peer),
-            Source::Forwarded(ip("192.168.1.10"))
-        );
-    }
-
-    #[test]
-    fn the_peer_is_canonical_too() {
-        let mapped = SocketAddr::new(ip("::ffff:10.0.0.7"), 5000);
-        assert_eq!(
-            Source::Peer(Some(mapped)).addr(),
-            Some(SocketAddr::new(ip("10.0.0.7"), 5000))
-        );
+        assert_eq!(source(&headers), Source::Forwarded(ip("192.168.1.10")));
     }
 }

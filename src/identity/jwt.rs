@@ -242,6 +242,11 @@ impl Verifier {
 
 fn missing(kid: Option<&str>) -> Error {
     Error::Token(match kid {
+        // The kid is the caller's text: echo a bounded prefix only.
+        Some(kid) if kid.len() > 64 => format!(
+            "no key {:?}… in the JWKS",
+            kid.chars().take(64).collect::<String>()
+        ),
         Some(kid) => format!("no key {kid:?} in the JWKS"),
         None => "the token has no kid and the JWKS has more than one key".into(),
     })

@@ -294,8 +294,9 @@ impl Resolver {
                 .to_str()
                 .ok()
                 .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
+                    // The scheme is case-insensitive (RFC 9110, 11.1).
+                    let (scheme, token) = v.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then_some(token)
                 })
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
@@ -310,7 +311,12 @@ impl Resolver {
                 via: Via::Jwt,
                 mfa: amr.contains("mfa"),
                 secure_transport,
-                peer,
+                // Behind the sidecar the TCP peer is the sidecar itself.
+                peer: if self.trust_forwarded_client_cert {
+                    forwarded::source(headers).addr()
+                } else {
+                    peer
+                },
             });
         }
         if self.trust_forwarded_client_cert
@@ -323,7 +329,7 @@ impl Resolver {
                 // The sidecar verified a client certificate: the caller's hop
                 // was TLS.
                 secure_transport: true,
-                peer: forwarded::source(headers, peer).addr(),
+                peer: forwarded::source(headers).addr(),
             });
         }
         Err(Error::Missing)

@@ -57,11 +57,11 @@ pub enum Error {
     /// A quoted value is not UTF-8.
     #[error("the quoted value at offset {0} is not UTF-8")]
     NotUtf8(usize),
-    /// The last element has no `URI=` pair.
-    #[error("the last element has no URI= pair")]
+    /// The last element has no `URI=` pair holding a SPIFFE ID.
+    #[error("the last element has no URI= pair holding a SPIFFE ID (spiffe://…)")]
     NoUri,
-    /// The last element has several `URI=` pairs.
-    #[error("the last element has more than one URI= pair")]
+    /// The last element has several SPIFFE IDs.
+    #[error("the last element has more than one SPIFFE ID")]
     SeveralUris,
     /// The `URI=` value is empty.
     #[error("the URI= value is empty")]
@@ -202,21 +202,31 @@ pub fn parse(header: &[u8]) -> Result<Vec<Element>, Error> {
     }
 }
 
-/// The caller's URI: the single `URI=` value of the header's last element.
+/// The caller's SPIFFE ID: the single `spiffe://` value among the `URI=`
+/// pairs of the header's last element (Envoy writes one `URI=` per URI SAN
+/// of the certificate, as mTLS reads them).
 ///
 /// # Errors
 ///
 /// The header is malformed, or its last element has no, an empty, or
-/// several `URI=` pairs.
+/// several SPIFFE IDs.
 pub fn caller_uri(header: &[u8]) -> Result<String, Error> {
     let elements = parse(header)?;
     let last = elements.last().ok_or(Error::Empty)?;
-    let mut uris = last.iter().filter(|p| p.key.eq_ignore_ascii_case("uri"));
-    match (uris.next(), uris.next()) {
+    let uris: Vec<&str> = last
+        .iter()
+        .filter(|p| p.key.eq_ignore_ascii_case("uri"))
+        .map(|p| p.value.as_str())
+        .collect();
+    if uris.is_empty() {
+        return Err(Error::NoUri);
+    }
+    let mut ids = uris.iter().filter(|uri| uri.starts_with("spiffe://"));
+    match (ids.next(), ids.next()) {
         (Some(_), Some(_)) => Err(Error::SeveralUris),
+        (None, _) if uris.iter().all(|u| u.is_empty()) => Err(Error::EmptyUri),
         (None, _) => Err(Error::NoUri),
-        (Some(pair), None) if pair.value.is_empty() => Err(Error::EmptyUri),
-        (Some(pair), None) => Ok(pair.value.clone()),
+        (Some(id), None) => Ok((*id).to_owned()),
     }
 }
 
@@ -278,6 +288,12 @@ mod tests {
             uri(r#"Subject="CN=\"q\",O=\\";URI=spiffe://e"#).unwrap(),
             "spiffe://e"
         );
+        // Envoy writes one URI= per URI SAN: the one SPIFFE ID is the caller.
+        assert_eq!(
+            uri(r#"By=spiffe://mesh;Hash=ab;Subject="";URI=https://x.example/a;URI=spiffe://f"#)
+                .unwrap(),
+            "spiffe://f"
+        );
     }
 
     #[test]
@@ -289,6 +305,7 @@ mod tests {
             "URI=",
             r#"URI="""#,
             "URI=spiffe://a;URI=spiffe://b",
+            "URI=https://example.com/x",
             "URI=spiffe://a,",
             ",URI=spiffe://a",
             "URI=spiffe://a,,URI=spiffe://b",

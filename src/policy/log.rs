@@ -13,6 +13,9 @@ pub struct After<'a> {
     pub request_id: Option<&'a str>,
     /// The error code, when the call failed after the decision.
     pub error_code: Option<&'a str>,
+    /// The ClientToken ECS saw (derived from the caller's), for matching
+    /// this line with ECS's own records.
+    pub ecs_client_token: Option<&'a str>,
 }
 
 /// Writes the decision's line.
@@ -31,6 +34,7 @@ pub fn record(decision: &Decision, trace_id: &str, client_token: &str, after: Af
             associate_public_ip = decision.allocates_public_ip,
             policy_version = %decision.policy_version,
             client_token,
+            ecs_client_token = after.ecs_client_token.unwrap_or(""),
             request_id = after.request_id.unwrap_or(""),
             error_code = after.error_code.unwrap_or(""),
             "authorization decision"

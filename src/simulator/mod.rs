@@ -315,6 +315,7 @@ struct State {
     next_ip: u32,
     calls: u64,
     traceparents: Vec<String>,
+    baggage: Vec<String>,
     chaos: Chaos,
 }
 
@@ -356,6 +357,7 @@ impl Simulator {
             next_ip: 1,
             calls: 0,
             traceparents: Vec::new(),
+            baggage: Vec::new(),
             chaos: Chaos::default(),
         };
         Self {
@@ -406,6 +408,12 @@ impl Simulator {
     /// How many times a change with this ClientToken was applied.
     pub fn applied(&self, client_token: &str) -> usize {
         self.state().applied.get(client_token).copied().unwrap_or(0)
+    }
+
+    /// The `baggage` headers received, in order, for tests of what the
+    /// gateway forwards.
+    pub fn baggage(&self) -> Vec<String> {
+        self.state().baggage.clone()
     }
 
     /// The `traceparent` headers received, in order, for tests of trace
@@ -518,6 +526,11 @@ async fn handle(
         state.calls += 1;
         if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
             state.traceparents.push(traceparent.to_owned());
+        }
+        for baggage in headers.get_all("baggage") {
+            state
+                .baggage
+                .push(String::from_utf8_lossy(baggage.as_bytes()).into_owned());
         }
         (state.faults.pop_front(), state.chaos)
     };

@@ -4,8 +4,8 @@
 //! `ecsgateway.v1.InstanceNetworkService/ModifyInstanceNetworkSpec`, with
 //! OpenTelemetry's `rpc.*` attributes), makes the caller's `traceparent` (and
 //! baggage) its parent, counts the call and records its gRPC status code.
-//! The stages open child spans inside it. [`inject`] puts the current context
-//! into the upstream request's headers.
+//! The stages open child spans inside it. [`inject`] puts the current trace
+//! context (never the caller's baggage) into the upstream request's headers.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,12 +45,16 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Injects the current span's trace context (and baggage) into `headers`.
+/// Injects the current span's W3C trace context (`traceparent`,
+/// `tracestate`) into `headers`, and nothing else: the caller's `baggage`
+/// is the caller's, and never travels to ECS.
 pub fn inject(headers: &mut http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator as _;
     let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&context, &mut HeaderInjector(headers))
-    });
+    if context.span().span_context().is_valid() {
+        opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .inject_context(&context, &mut HeaderInjector(headers));
+    }
 }
 
 /// The current trace and span ids (32 and 16 hex digits), when an
@@ -125,25 +129,32 @@ pub struct Traced<S> {
 #[derive(Debug, Clone, Copy)]
 pub struct CallStart(pub Instant);
 
-/// Services whose method names may become metric labels and span names;
-/// anything else is `unknown`, so a caller cannot mint label values.
-const KNOWN_SERVICES: &[&str] = &[
-    "ecsgateway.v1.InstanceNetworkService",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
+/// The methods that may become metric labels and span names: the real
+/// methods of the services served. Anything else, however well-formed, is
+/// `unknown`, so a caller cannot mint label values (each would be a counter
+/// and a histogram, forever).
+const KNOWN_METHODS: &[(&str, &str)] = &[
+    (
+        "ecsgateway.v1.InstanceNetworkService",
+        "ModifyInstanceNetworkSpec",
+    ),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        "ServerReflectionInfo",
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        "ServerReflectionInfo",
+    ),
 ];
 
-fn known_method(path: &str) -> (&str, &str) {
-    match path.trim_start_matches('/').split_once('/') {
-        Some((service, method))
-            if KNOWN_SERVICES.contains(&service)
-                && method.len() <= 64
-                && method.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            (service, method)
-        }
-        _ => ("unknown", "unknown"),
-    }
+fn known_method(path: &str) -> (&'static str, &'static str) {
+    let called = path.strip_prefix('/').and_then(|p| p.split_once('/'));
+    KNOWN_METHODS
+        .iter()
+        .find(|known| called == Some(**known))
+        .copied()
+        .unwrap_or(("unknown", "unknown"))
 }
 
 /// Counts the call and closes its span whatever happens, including when the
@@ -151,7 +162,7 @@ fn known_method(path: &str) -> (&str, &str) {
 struct CallGuard {
     metrics: Arc<Metrics>,
     span: tracing::Span,
-    method: String,
+    method: &'static str,
     started: Instant,
     code: Option<tonic::Code>,
 }
@@ -165,7 +176,7 @@ impl Drop for CallGuard {
         }
         self.metrics.in_flight.dec();
         self.metrics
-            .record_call(&self.method, code, self.started.elapsed());
+            .record_call(self.method, code, self.started.elapsed());
     }
 }
 
@@ -193,7 +204,6 @@ where
             return Box::pin(self.inner.call(request));
         }
         let (service, method) = known_method(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
         let span = tracing::info_span!(
             target: "ecs_gateway::server",
             "rpc",
@@ -262,6 +272,10 @@ mod tests {
             )
         );
         assert_eq!(known_method("/x/random-123"), ("unknown", "unknown"));
+        assert_eq!(
+            known_method("/ecsgateway.v1.InstanceNetworkService/Minted123"),
+            ("unknown", "unknown")
+        );
         assert_eq!(
             known_method("/ecsgateway.v1.InstanceNetworkService/a b"),
             ("unknown", "unknown")

@@ -217,12 +217,21 @@ impl Harness {
     }
 }
 
-/// Names the caller in x-forwarded-client-cert, as a trusted sidecar does.
+/// The ClientToken ECS sees for a token the network admin sent.
+pub fn ecs_token(token: &str) -> String {
+    upstream::ecs_client_token(NETOPS, token)
+}
+
+/// Names the caller in x-forwarded-client-cert, and its address (loopback)
+/// in x-forwarded-for, as a trusted sidecar does.
 pub fn with_identity<T>(request: &mut tonic::Request<T>, identity: &str) {
     request.metadata_mut().insert(
         "x-forwarded-client-cert",
         format!("URI={identity}").parse().unwrap(),
     );
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", "127.0.0.1".parse().unwrap());
 }
 
 /// A log writer that keeps every line, for tests that read the logs.
