@@ -53,8 +53,8 @@ pub fn credentials_file(data: &[u8]) {
 }
 
 /// The `x-forwarded-client-cert` parser: never panics; what it parses
-/// writes back to the same elements; the caller's URI is the single `URI=`
-/// of the last element; and text a caller puts before the element a
+/// writes back to the same elements; the caller is the one SPIFFE ID among
+/// the `URI=` pairs of the last element; and text a caller puts before the element a
 /// sidecar appends can never change that element.
 pub fn xfcc(data: &[u8]) {
     use crate::identity::xfcc;
@@ -65,16 +65,16 @@ pub fn xfcc(data: &[u8]) {
     }
     if let Ok(uri) = xfcc::caller_uri(data) {
         let last = parsed.as_ref().ok().and_then(|e| e.last());
-        let uris: Vec<&str> = last
+        let ids: Vec<&str> = last
             .into_iter()
             .flatten()
-            .filter(|p| p.key.eq_ignore_ascii_case("uri"))
+            .filter(|p| p.key.eq_ignore_ascii_case("uri") && p.value.starts_with("spiffe://"))
             .map(|p| p.value.as_str())
             .collect();
         assert_eq!(
-            uris,
+            ids,
             [uri.as_str()],
-            "the URI is the last element's one URI="
+            "the caller is the one SPIFFE ID among the last element's URI= pairs"
         );
     }
     let sidecar = vec![

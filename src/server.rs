@@ -565,7 +565,9 @@ pub fn reload_policies(store: &Arc<policy::Store>) -> Option<notify::Recommended
             };
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading policies");
-                let _ = store.reload();
+                let store = store.clone();
+                // Blocking work, serialized with the watcher's reloads.
+                let _ = tokio::task::spawn_blocking(move || store.reload()).await;
             }
         });
     }

@@ -306,12 +306,15 @@ impl Client {
             if remaining < FLOOR {
                 return Err(Error::Timeout(timeout));
             }
-            if let Err(retry_after) = self.breakers.admit(endpoint) {
-                return Err(Error::CircuitOpen {
-                    endpoint: endpoint.to_owned(),
-                    retry_after,
-                });
-            }
+            let admission = match self.breakers.admit(endpoint) {
+                Ok(admission) => admission,
+                Err(retry_after) => {
+                    return Err(Error::CircuitOpen {
+                        endpoint: endpoint.to_owned(),
+                        retry_after,
+                    });
+                }
+            };
             let attempt_timeout = remaining.min(self.config.attempt_timeout);
             let span = tracing::info_span!(
                 "POST",
@@ -333,7 +336,7 @@ impl Client {
             let error = match result {
                 Ok(reply) => {
                     span.record("ecs.request_id", reply.request_id.as_str());
-                    self.breakers.record(endpoint, true);
+                    self.breakers.record(endpoint, admission, true);
                     return Ok(reply);
                 }
                 Err(error) => error,
@@ -343,9 +346,11 @@ impl Client {
                 // A timeout shorter than a full attempt says more about the
                 // caller's deadline than about the endpoint.
                 Error::Timeout(_) if attempt_timeout < self.config.attempt_timeout => {
-                    self.breakers.release(endpoint)
+                    self.breakers.release(endpoint, admission)
                 }
-                _ => self.breakers.record(endpoint, !error.endpoint_failed()),
+                _ => self
+                    .breakers
+                    .record(endpoint, admission, !error.endpoint_failed()),
             }
             attempt += 1;
             // Full jitter: anywhere up to the exponential bound, so callers

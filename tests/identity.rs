@@ -691,3 +691,63 @@ async fn jwks_keys_stop_being_trusted_when_they_cannot_be_refreshed() {
         status.message()
     );
 }
+
+/// Time spent before the handler (here a slow JWKS fetch) counts against
+/// the call's deadline: the gateway answers, with the client_token, before
+/// the server's own request timeout cancels the call without one.
+#[tokio::test]
+async fn the_caller_gets_its_client_token_even_when_identity_was_slow() {
+    let keys = keys();
+    let body = keys.jwks.to_string();
+    let base = serve_http(axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                body
+            }
+        }),
+    ))
+    .await;
+    let sim_harness = support::start().await;
+    sim_harness
+        .sim
+        .inject(simulator::Fault::Latency(Duration::from_secs(5)));
+    let mut parts = support::parts(&sim_harness.sim_url, support::demo_credentials(), |c| {
+        c.timeout = Duration::from_secs(1);
+        c.attempt_timeout = Duration::from_secs(1);
+    });
+    parts.identity = Arc::new(
+        jwt_config(JwksSource::Url(format!("{base}/jwks")))
+            .build()
+            .unwrap(),
+    );
+    parts.settings.request_timeout = Duration::from_millis(1500);
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let running = Running {
+        addr,
+        sim: sim_harness.sim.clone(),
+        _stop,
+        _upstream: sim_harness,
+    };
+    let status = bearer_call(
+        &running,
+        &token(
+            Algorithm::ES256,
+            "ec-test",
+            &keys.ec,
+            &claims("alice@demo.local"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    use tonic_types::StatusExt as _;
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("the gateway's own answer, with details");
+    assert_eq!(info.metadata["client_token"].len(), 36, "{info:?}");
+}

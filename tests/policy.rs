@@ -327,3 +327,94 @@ fn each_principal_evaluates_only_the_policies_that_can_concern_it() {
     assert!(ids(&webapp.control).contains(&"control.no-public-ip-for-app-teams".to_owned()));
     assert!(ids(&webapp.control).contains(&"control.cap-bandwidth-non-admins".to_owned()));
 }
+
+/// A Kubernetes ConfigMap volume swaps its `..data` symlink to a new
+/// directory; a reload must read every file from one side of the swap.
+/// Here the two versions are each valid but their mix is not (the new
+/// entities.json uses an attribute only the new schema declares), and the
+/// swap flips without pause while two threads reload: no reload may fail.
+#[cfg(unix)]
+#[test]
+fn a_configmap_swap_is_never_read_half_old_half_new() {
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
+    copy_dir(&support::policies_dir(), &base.join("..v1"));
+    copy_dir(&support::policies_dir(), &base.join("..v2"));
+    let schema = base.join("..v2/schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(
+        &schema,
+        text.replace(
+            "hasPublicIp?: Bool,",
+            "hasPublicIp?: Bool,\n    owner?: String,",
+        ),
+    )
+    .unwrap();
+    let entities = base.join("..v2/entities.json");
+    let text = std::fs::read_to_string(&entities).unwrap();
+    std::fs::write(
+        &entities,
+        text.replacen(
+            "\"hasPublicIp\": false",
+            "\"hasPublicIp\": false, \"owner\": \"netops\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let v1 = policy::store::load(&base.join("..v1")).unwrap().version;
+    let v2 = policy::store::load(&base.join("..v2")).unwrap().version;
+    assert_ne!(v1, v2);
+    symlink("..v1", base.join("..data")).unwrap();
+    for name in [
+        "schema.cedarschema",
+        "principals.toml",
+        "entities.json",
+        "control",
+        "identity",
+    ] {
+        symlink(format!("..data/{name}"), base.join(name)).unwrap();
+    }
+    let store = Arc::new(Store::open(&base).unwrap());
+    assert_eq!(
+        store.current().version,
+        v1,
+        "the version names no directory"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (base, stop) = (base.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let target = if flips.is_multiple_of(2) {
+                    "..v2"
+                } else {
+                    "..v1"
+                };
+                let tmp = base.join("..data_tmp");
+                symlink(target, &tmp).unwrap();
+                std::fs::rename(&tmp, base.join("..data")).unwrap();
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let reloaders: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || (0..25).filter(|_| store.reload().is_err()).count())
+        })
+        .collect();
+    let failed: usize = reloaders.into_iter().map(|t| t.join().unwrap()).sum();
+    stop.store(true, Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(flips > 0);
+    assert_eq!(failed, 0, "reloads read a mix of both versions");
+    let version = store.reload().unwrap();
+    assert!(version == v1 || version == v2, "{version}");
+    assert_eq!(store.reload_counts(), (51, 0));
+    std::fs::remove_dir_all(base).unwrap();
+}

@@ -245,8 +245,8 @@ mod xfcc {
             }
         }
 
-        /// Whatever the bytes, a URI comes only from the last element's
-        /// single `URI=` pair.
+        /// Whatever the bytes, the caller comes only from the one SPIFFE ID
+        /// among the last element's `URI=` pairs.
         #[test]
         fn a_uri_comes_only_from_the_last_elements_uri_pair(text in caller_text()) {
             ecs_gateway::fuzzing::xfcc(text.as_bytes());

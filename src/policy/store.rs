@@ -27,7 +27,7 @@ use cedar_policy::{
 };
 use miette::Diagnostic;
 use serde::Deserialize;
-use sha1::{Digest, Sha1};
+use sha1::{Digest as _, Sha1};
 
 use super::catalogue;
 use crate::identity::CallerId;
@@ -236,11 +236,35 @@ impl Problems {
     }
 }
 
-fn read(path: &Path, problems: &mut Problems, hasher: &mut Sha1) -> Option<String> {
+/// The version's hash: every file read, named relative to the directory
+/// loaded, so that the same files give the same version wherever they are
+/// mounted (every replica of a Kubernetes ConfigMap has its own
+/// `..<timestamp>` directory).
+struct Version {
+    root: PathBuf,
+    sha: Sha1,
+}
+
+impl Version {
+    fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            sha: Sha1::new(),
+        }
+    }
+
+    fn add(&mut self, path: &Path, text: &str) {
+        let name = path.strip_prefix(&self.root).unwrap_or(path);
+        self.sha.update(name.as_os_str().as_encoded_bytes());
+        self.sha.update([0]);
+        self.sha.update(text.as_bytes());
+    }
+}
+
+fn read(path: &Path, problems: &mut Problems, hasher: &mut Version) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            hasher.update(path.as_os_str().as_encoded_bytes());
-            hasher.update(text.as_bytes());
+            hasher.add(path, &text);
             Some(text)
         }
         Err(e) => {
@@ -250,14 +274,70 @@ fn read(path: &Path, problems: &mut Problems, hasher: &mut Sha1) -> Option<Strin
     }
 }
 
-/// Loads and validates the directory.
+/// Loads and validates the directory, from a consistent snapshot of it.
+///
+/// A Kubernetes ConfigMap volume swaps every file at once by pointing its
+/// `..data` symlink at a new directory: when there is one, it is resolved
+/// once and everything is read from that one directory, never half from
+/// the old and half from the new. A plain directory is read until two
+/// looks at its files (names, sizes, modification times) before and after
+/// reading agree.
 ///
 /// # Errors
 ///
 /// Every problem found, with file and line.
 pub fn load(dir: &Path) -> Result<PolicyData, Error> {
+    let configmap = dir.join("..data");
+    if configmap.exists() {
+        let root = std::fs::canonicalize(&configmap).map_err(|e| Error {
+            problems: vec![Problem {
+                path: configmap.clone(),
+                line: None,
+                message: format!("cannot resolve: {e}"),
+            }],
+        })?;
+        return load_snapshot(&root);
+    }
+    const ATTEMPTS: usize = 5;
+    for _ in 1..ATTEMPTS {
+        let before = fingerprint(dir);
+        let loaded = load_snapshot(dir);
+        if fingerprint(dir) == before {
+            return loaded;
+        }
+        tracing::info!(dir = %dir.display(), "policy files changed while being read; reading again");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    load_snapshot(dir)
+}
+
+/// Names, sizes and modification times of the files a load reads.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut paths = vec![
+        dir.join("schema.cedarschema"),
+        dir.join("principals.toml"),
+        dir.join("entities.json"),
+    ];
+    for layer in Layer::ALL {
+        if let Ok(entries) = std::fs::read_dir(dir.join(layer.as_str())) {
+            paths.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
+}
+
+fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
     let mut problems = Problems::default();
-    let mut hasher = Sha1::new();
+    let mut hasher = Version::new(dir);
 
     let schema_path = dir.join("schema.cedarschema");
     let schema = read(&schema_path, &mut problems, &mut hasher).and_then(|text| {
@@ -430,7 +510,7 @@ pub fn load(dir: &Path) -> Result<PolicyData, Error> {
                     }],
                 });
             };
-            let digest = hasher.finalize();
+            let digest = hasher.sha.finalize();
             let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
             let mut principals = principals;
             for principal in principals.values_mut() {
@@ -544,7 +624,7 @@ fn load_principals(
     path: &Path,
     schema: &Schema,
     problems: &mut Problems,
-    hasher: &mut Sha1,
+    hasher: &mut Version,
 ) -> HashMap<CallerId, Principal> {
     let Some(text) = read(path, problems, hasher) else {
         return HashMap::new();
@@ -629,7 +709,7 @@ fn load_instances(
     path: &Path,
     schema: &Schema,
     problems: &mut Problems,
-    hasher: &mut Sha1,
+    hasher: &mut Version,
 ) -> HashMap<String, Instance> {
     let Some(text) = read(path, problems, hasher) else {
         return HashMap::new();
@@ -671,6 +751,9 @@ fn load_instances(
 pub struct Store {
     dir: PathBuf,
     current: ArcSwap<PolicyData>,
+    /// One reload at a time (SIGHUP and the watcher can fire together):
+    /// the later reload reads the later files and swaps last.
+    reloading: std::sync::Mutex<()>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -697,6 +780,7 @@ impl Store {
         Ok(Self {
             dir,
             current: ArcSwap::from_pointee(data),
+            reloading: std::sync::Mutex::new(()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         })
@@ -713,12 +797,14 @@ impl Store {
     }
 
     /// Loads the directory again and swaps it in if it is valid; otherwise
-    /// keeps the data in force.
+    /// keeps the data in force. Blocking (it reads and validates): from
+    /// async code, call it through `spawn_blocking`.
     ///
     /// # Errors
     ///
     /// The new files have problems; nothing changed.
     pub fn reload(&self) -> Result<String, Error> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         match load(&self.dir) {
             Ok(data) => {
                 let version = data.version.clone();
@@ -766,7 +852,9 @@ pub fn watch(store: Arc<Store>) -> Result<notify::RecommendedWatcher, notify::Er
         while rx.recv().await.is_some() {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            let _ = store.reload();
+            let store = store.clone();
+            // Reading and validating is blocking work: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || store.reload()).await;
         }
     });
     Ok(watcher)

@@ -13,9 +13,34 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen,
+    Closed {
+        failures: u32,
+    },
+    /// Opened as `epoch`: only a probe admitted for that epoch decides.
+    Open {
+        until: Instant,
+        epoch: u64,
+    },
+    /// The probe of `epoch` is under way.
+    HalfOpen {
+        epoch: u64,
+    },
+}
+
+/// What [`Breakers::admit`] let through: an ordinary call, or the probe of
+/// an open circuit. Its outcome is recorded with it, so that a call admitted
+/// before the circuit opened can neither close it nor keep it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "record the outcome of an admitted call"]
+pub struct Admission {
+    probe: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    states: HashMap<String, State>,
+    /// Incremented each time a circuit opens.
+    epochs: u64,
 }
 
 /// The breakers of every endpoint.
@@ -23,7 +48,7 @@ enum State {
 pub struct Breakers {
     threshold: u32,
     open_for: Duration,
-    states: Mutex<HashMap<String, State>>,
+    inner: Mutex<Inner>,
 }
 
 impl Breakers {
@@ -32,8 +57,15 @@ impl Breakers {
         Self {
             threshold: threshold.max(1),
             open_for,
-            states: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                states: HashMap::new(),
+                epochs: 0,
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a call to `endpoint` may go now.
@@ -41,70 +73,82 @@ impl Breakers {
     /// # Errors
     ///
     /// The circuit is open: how long until a probe is let through.
-    pub fn admit(&self, endpoint: &str) -> Result<(), Duration> {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn admit(&self, endpoint: &str) -> Result<Admission, Duration> {
+        let mut inner = self.lock();
         // Healthy endpoints have no entry: the map holds failing ones only.
-        let Some(state) = states.get_mut(endpoint) else {
-            return Ok(());
+        let Some(state) = inner.states.get_mut(endpoint) else {
+            return Ok(Admission { probe: None });
         };
         match *state {
-            State::Closed { .. } => Ok(()),
-            State::Open { until } => {
+            State::Closed { .. } => Ok(Admission { probe: None }),
+            State::Open { until, epoch } => {
                 let now = Instant::now();
                 if now < until {
                     Err(until - now)
                 } else {
-                    *state = State::HalfOpen;
-                    Ok(())
+                    *state = State::HalfOpen { epoch };
+                    Ok(Admission { probe: Some(epoch) })
                 }
             }
             // One probe at a time; the others wait for its verdict.
-            State::HalfOpen => Err(self.open_for.min(Duration::from_secs(1))),
+            State::HalfOpen { .. } => Err(self.open_for.min(Duration::from_secs(1))),
         }
     }
 
-    /// Records the outcome of an admitted call.
-    pub fn record(&self, endpoint: &str, success: bool) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+    /// Records the outcome of an admitted call. While the circuit is open or
+    /// half-open only its probe counts: calls admitted before it opened
+    /// neither close it (their success says nothing of the endpoint now) nor
+    /// extend it (their failures are the ones that opened it).
+    pub fn record(&self, endpoint: &str, admission: Admission, success: bool) {
+        let mut inner = self.lock();
+        let current = inner.states.get(endpoint).copied();
+        match (current, admission.probe) {
+            (Some(State::Open { .. }), _) => return,
+            (Some(State::HalfOpen { epoch }), Some(probe)) if probe == epoch => {}
+            (Some(State::HalfOpen { .. }), _) => return,
+            _ => {}
+        }
         if success {
-            states.remove(endpoint);
+            inner.states.remove(endpoint);
             return;
         }
-        let state = states
-            .entry(endpoint.to_owned())
-            .or_insert(State::Closed { failures: 0 });
-        *state = match (*state, success) {
-            (_, true) => State::Closed { failures: 0 },
-            (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
-                failures: failures + 1,
-            },
-            (_, false) => {
-                tracing::warn!(endpoint, open_for = ?self.open_for, "circuit opened");
-                State::Open {
-                    until: Instant::now() + self.open_for,
-                }
+        let failures = match current {
+            Some(State::Closed { failures }) => failures + 1,
+            None => 1,
+            // The probe failed.
+            Some(_) => self.threshold,
+        };
+        let next = if failures < self.threshold {
+            State::Closed { failures }
+        } else {
+            tracing::warn!(endpoint, open_for = ?self.open_for, "circuit opened");
+            inner.epochs += 1;
+            State::Open {
+                until: Instant::now() + self.open_for,
+                epoch: inner.epochs,
             }
         };
+        inner.states.insert(endpoint.to_owned(), next);
     }
-}
 
-impl Breakers {
     /// Ends an admitted call that proved nothing either way (it ran out of
     /// the caller's time): a half-open circuit lets the next call probe.
-    pub fn release(&self, endpoint: &str) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(state) = states.get_mut(endpoint)
-            && *state == State::HalfOpen
+    pub fn release(&self, endpoint: &str, admission: Admission) {
+        let mut inner = self.lock();
+        if let Some(state) = inner.states.get_mut(endpoint)
+            && let State::HalfOpen { epoch } = *state
+            && admission.probe == Some(epoch)
         {
             *state = State::Open {
                 until: Instant::now(),
+                epoch,
             };
         }
     }
 
     /// Endpoints with failures on record.
     pub fn tracked(&self) -> usize {
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().states.len()
     }
 }
 
@@ -117,25 +161,25 @@ mod tests {
         let b = Breakers::new(3, Duration::from_secs(10));
         let e = "https://ecs.cn-hangzhou.aliyuncs.com";
         for _ in 0..2 {
-            assert!(b.admit(e).is_ok());
-            b.record(e, false);
+            let a = b.admit(e).unwrap();
+            b.record(e, a, false);
         }
-        assert!(b.admit(e).is_ok(), "two failures keep it closed");
-        b.record(e, true);
+        let a = b.admit(e).expect("two failures keep it closed");
+        b.record(e, a, true);
         for _ in 0..3 {
-            assert!(b.admit(e).is_ok());
-            b.record(e, false);
+            let a = b.admit(e).unwrap();
+            b.record(e, a, false);
         }
         assert_eq!(b.admit(e), Err(Duration::from_secs(10)), "open");
         assert!(b.admit("https://other").is_ok(), "per endpoint");
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(b.admit(e).is_ok(), "half-open: one probe");
+        let probe = b.admit(e).expect("half-open: one probe");
         assert!(b.admit(e).is_err(), "only one probe");
-        b.record(e, false);
+        b.record(e, probe, false);
         assert!(b.admit(e).is_err(), "a failed probe opens it again");
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(b.admit(e).is_ok());
-        b.record(e, true);
+        let probe = b.admit(e).unwrap();
+        b.record(e, probe, true);
         assert!(
             b.admit(e).is_ok() && b.admit(e).is_ok(),
             "a good probe closes it"
@@ -147,11 +191,58 @@ mod tests {
     async fn an_inconclusive_probe_lets_the_next_call_probe() {
         let b = Breakers::new(1, Duration::from_secs(10));
         let e = "https://ecs.cn-beijing.aliyuncs.com";
-        b.admit(e).unwrap();
-        b.record(e, false);
+        let a = b.admit(e).unwrap();
+        b.record(e, a, false);
         tokio::time::advance(Duration::from_secs(10)).await;
-        b.admit(e).unwrap();
-        b.release(e);
+        let probe = b.admit(e).unwrap();
+        b.release(e, probe);
         assert!(b.admit(e).is_ok(), "not stuck half-open");
+    }
+
+    /// Calls admitted before the circuit opened finish while it is open:
+    /// a success must not close it without a probe, and failures must not
+    /// push the end of the pause further out.
+    #[tokio::test(start_paused = true)]
+    async fn calls_admitted_before_it_opened_decide_nothing() {
+        let b = Breakers::new(2, Duration::from_secs(10));
+        let e = "https://ecs.cn-shanghai.aliyuncs.com";
+        let early: Vec<Admission> = (0..4).map(|_| b.admit(e).unwrap()).collect();
+        b.record(e, early[0], false);
+        b.record(e, early[1], false);
+        assert_eq!(b.admit(e), Err(Duration::from_secs(10)), "open");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        b.record(e, early[2], false);
+        assert_eq!(
+            b.admit(e),
+            Err(Duration::from_secs(6)),
+            "a late failure does not extend the pause"
+        );
+        b.record(e, early[3], true);
+        assert!(b.admit(e).is_err(), "a late success does not close it");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let probe = b.admit(e).unwrap();
+        // Another early call that succeeds while the probe is under way.
+        b.record(e, early[3], true);
+        assert!(b.admit(e).is_err(), "only the probe decides");
+        b.record(e, probe, true);
+        assert!(b.admit(e).is_ok(), "the probe closed it");
+    }
+
+    /// A probe that comes back after its circuit was decided again (its
+    /// epoch is over) decides nothing either.
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_probe_decides_nothing() {
+        let b = Breakers::new(1, Duration::from_secs(10));
+        let e = "https://ecs.cn-qingdao.aliyuncs.com";
+        let a = b.admit(e).unwrap();
+        b.record(e, a, false);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let first = b.admit(e).unwrap();
+        b.release(e, first);
+        let second = b.admit(e).unwrap();
+        b.record(e, second, false);
+        // Open again, epoch 2; the first probe's late success is stale.
+        b.record(e, first, true);
+        assert!(b.admit(e).is_err(), "still open");
     }
 }
