@@ -751,3 +751,60 @@ async fn the_caller_gets_its_client_token_even_when_identity_was_slow() {
         .expect("the gateway's own answer, with details");
     assert_eq!(info.metadata["client_token"].len(), 36, "{info:?}");
 }
+
+/// Behind the sidecar a JWT caller's address is the one the sidecar
+/// forwarded, never the sidecar's own loopback address.
+#[tokio::test]
+async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
+    let keys = keys();
+    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let mut config = jwt_config(JwksSource::File(jwks));
+    config.trust_forwarded_client_cert = true;
+    let running = start(None, config).await;
+    let alice = token(
+        Algorithm::ES256,
+        "ec-test",
+        &keys.ec,
+        &claims("alice@demo.local"),
+    );
+    let call = |xff: Option<&'static str>| {
+        let alice = alice.clone();
+        let addr = running.addr;
+        async move {
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut request = tonic::Request::new(bandwidth(14));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {alice}").parse().unwrap());
+            if let Some(xff) = xff {
+                request
+                    .metadata_mut()
+                    .insert("x-forwarded-for", xff.parse().unwrap());
+            }
+            InstanceNetworkServiceClient::new(channel)
+                .modify_instance_network_spec(request)
+                .await
+        }
+    };
+    // The TCP peer is loopback, which the guardrail trusts: it must not count.
+    let status = call(None).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = call(Some("192.168.1.10")).await.unwrap_err();
+    assert!(
+        status
+            .message()
+            .contains("control.admins-from-management-network"),
+        "{}",
+        status.message()
+    );
+    call(Some("10.9.8.7")).await.unwrap();
+    assert_eq!(running.sim.calls(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
