@@ -216,16 +216,19 @@ where
         let places = self.places.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
+            // The identity layer runs first and puts the caller in; without
+            // one, nothing is admitted (all anonymous calls would otherwise
+            // share one caller's places).
+            let Some(caller) = parts
+                .extensions
+                .get::<Caller>()
+                .map(|c| c.identity.to_string())
+            else {
+                let status: tonic::Status = Error::Identity(crate::identity::Error::Missing).into();
+                return Ok(status.into_http());
+            };
             let admitted = match receive(body, places.limits.receive_timeout).await {
-                Ok(message) => {
-                    // The identity layer runs first; without a caller the
-                    // service refuses the call itself.
-                    let caller = parts
-                        .extensions
-                        .get::<Caller>()
-                        .map_or_else(String::new, |c| c.identity.to_string());
-                    places.admit(caller).map(|permit| (message, permit))
-                }
+                Ok(message) => places.admit(caller).map(|permit| (message, permit)),
                 Err(error) => Err(error),
             };
             match admitted {

@@ -21,9 +21,10 @@ enum State {
         until: Instant,
         epoch: u64,
     },
-    /// The probe of `epoch` is under way.
+    /// The probe of `epoch` is under way, since `since`.
     HalfOpen {
         epoch: u64,
+        since: Instant,
     },
 }
 
@@ -86,9 +87,19 @@ impl Breakers {
                 if now < until {
                     Err(until - now)
                 } else {
-                    *state = State::HalfOpen { epoch };
+                    *state = State::HalfOpen { epoch, since: now };
                     Ok(Admission { probe: Some(epoch) })
                 }
+            }
+            // A probe whose verdict never came (its task died between admit
+            // and record) must not keep the circuit half-open for good: after
+            // another pause, the next call probes instead.
+            State::HalfOpen { epoch, since } if since.elapsed() >= self.open_for => {
+                *state = State::HalfOpen {
+                    epoch,
+                    since: Instant::now(),
+                };
+                Ok(Admission { probe: Some(epoch) })
             }
             // One probe at a time; the others wait for its verdict.
             State::HalfOpen { .. } => Err(self.open_for.min(Duration::from_secs(1))),
@@ -104,7 +115,7 @@ impl Breakers {
         let current = inner.states.get(endpoint).copied();
         match (current, admission.probe) {
             (Some(State::Open { .. }), _) => return,
-            (Some(State::HalfOpen { epoch }), Some(probe)) if probe == epoch => {}
+            (Some(State::HalfOpen { epoch, .. }), Some(probe)) if probe == epoch => {}
             (Some(State::HalfOpen { .. }), _) => return,
             _ => {}
         }
@@ -136,7 +147,7 @@ impl Breakers {
     pub fn release(&self, endpoint: &str, admission: Admission) {
         let mut inner = self.lock();
         if let Some(state) = inner.states.get_mut(endpoint)
-            && let State::HalfOpen { epoch } = *state
+            && let State::HalfOpen { epoch, .. } = *state
             && admission.probe == Some(epoch)
         {
             *state = State::Open {
@@ -226,6 +237,23 @@ mod tests {
         assert!(b.admit(e).is_err(), "only the probe decides");
         b.record(e, probe, true);
         assert!(b.admit(e).is_ok(), "the probe closed it");
+    }
+
+    /// A probe that never reports (its task died) does not leave the
+    /// circuit half-open for good.
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_probe_is_replaced_after_a_pause() {
+        let b = Breakers::new(1, Duration::from_secs(10));
+        let e = "https://ecs.cn-zhangjiakou.aliyuncs.com";
+        let a = b.admit(e).unwrap();
+        b.record(e, a, false);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let _lost = b.admit(e).unwrap();
+        assert!(b.admit(e).is_err(), "the probe is under way");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probe = b.admit(e).expect("a new probe replaces the lost one");
+        b.record(e, probe, true);
+        assert!(b.admit(e).is_ok(), "closed by the new probe");
     }
 
     /// A probe that comes back after its circuit was decided again (its
