@@ -116,23 +116,9 @@ impl From<Error> for Status {
                 let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
                 from_entry(entry, entry.message.to_owned(), meta)
             }
-            Error::Overloaded { limit } => {
-                let entry = catalogue::get("GatewayOverloaded");
-                let meta = HashMap::from([("limit".to_owned(), limit.to_string())]);
-                from_entry(
-                    entry,
-                    format!("{} (limit {limit} calls in flight)", entry.message),
-                    meta,
-                )
-            }
+            Error::Overloaded { limit } => shed("GatewayOverloaded", limit, "calls in flight"),
             Error::CallerOverloaded { limit } => {
-                let entry = catalogue::get("GatewayCallerOverloaded");
-                let meta = HashMap::from([("limit".to_owned(), limit.to_string())]);
-                from_entry(
-                    entry,
-                    format!("{} (limit {limit} calls per caller)", entry.message),
-                    meta,
-                )
+                shed("GatewayCallerOverloaded", limit, "calls per caller")
             }
             Error::ReceiveTimeout { timeout } => {
                 let entry = catalogue::get("GatewayReceiveTimeout");
@@ -180,6 +166,18 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// A call refused for want of a place: the limit in the message and the
+/// metadata.
+fn shed(code: &str, limit: usize, unit: &str) -> Status {
+    let entry = catalogue::get(code);
+    let meta = HashMap::from([("limit".to_owned(), limit.to_string())]);
+    from_entry(
+        entry,
+        format!("{} (limit {limit} {unit})", entry.message),
+        meta,
+    )
 }
 
 /// A denial carries what RAM's diagnostic carries (the `AccessDeniedDetail`

@@ -207,7 +207,7 @@ impl InstanceNetworkService for Gateway {
             let _permit = permit;
             let request = upstream_request;
             let result = upstream
-                .modify_instance_network_spec(&request, Some(deadline))
+                .modify_instance_network_spec(&request, deadline)
                 .await;
             let ecs_client_token = Some(request.client_token.value.as_str());
             let after = match &result {

@@ -251,7 +251,8 @@ impl Client {
     }
 
     /// Signs `request` and sends it to ECS, waiting at most the shorter of
-    /// the configured timeout and `deadline` (the caller's `grpc-timeout`).
+    /// the configured timeout and the budget of `deadline` (the time left of
+    /// the call's own deadline).
     ///
     /// # Errors
     ///
@@ -260,9 +261,9 @@ impl Client {
     pub async fn modify_instance_network_spec(
         &self,
         request: &ModifyRequest,
-        deadline: Option<Duration>,
+        deadline: Duration,
     ) -> Result<Reply, Error> {
-        let timeout = deadline.map_or(self.config.timeout, |d| budget(d).min(self.config.timeout));
+        let timeout = budget(deadline).min(self.config.timeout);
         let endpoint = self.endpoint(&request.region_id);
         let started = std::time::Instant::now();
         let result = self.attempts(request, &endpoint, timeout).await;

@@ -239,6 +239,15 @@ fn token(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Claims<'_>) -> S
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
+/// The keys' JWKS in a file of its own directory (removed by the test).
+fn jwks_file(keys: &Keys) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    (dir, jwks)
+}
+
 fn jwt_config(jwks: JwksSource) -> identity::Config {
     identity::Config {
         jwt: Some(JwtConfig {
@@ -275,10 +284,7 @@ async fn bearer_call(
 #[tokio::test]
 async fn jwt_accepts_valid_tokens_and_refuses_bad_ones() {
     let keys = keys();
-    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jwks = dir.join("jwks.json");
-    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let (dir, jwks) = jwks_file(&keys);
     let running = start(None, jwt_config(JwksSource::File(jwks))).await;
 
     let alice = claims("alice@demo.local");
@@ -575,10 +581,7 @@ async fn a_forwarded_for_entry_that_does_not_parse_denies() {
 #[tokio::test]
 async fn a_jwt_subject_that_reads_like_a_spiffe_id_is_not_that_identity() {
     let keys = keys();
-    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jwks = dir.join("jwks.json");
-    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let (dir, jwks) = jwks_file(&keys);
     let running = start(None, jwt_config(JwksSource::File(jwks))).await;
     let status = bearer_call(
         &running,
@@ -757,10 +760,7 @@ async fn the_caller_gets_its_client_token_even_when_identity_was_slow() {
 #[tokio::test]
 async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
     let keys = keys();
-    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jwks = dir.join("jwks.json");
-    std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+    let (dir, jwks) = jwks_file(&keys);
     let mut config = jwt_config(JwksSource::File(jwks));
     config.trust_forwarded_client_cert = true;
     let running = start(None, config).await;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::store::JwtSubject;
 use super::{Authorizer, DependentRule, Outcome, Store};
 use crate::identity::{Caller, CallerId, Via};
 use crate::{pb, validate};
@@ -92,7 +93,7 @@ pub struct Case {
     /// The caller's SPIFFE ID (as mTLS proves it); or `jwt`.
     pub spiffe_id: Option<String>,
     /// The caller's JWT issuer and subject; or `spiffe_id`.
-    pub jwt: Option<CaseJwt>,
+    pub jwt: Option<JwtSubject>,
     /// The caller's address.
     #[serde(default = "loopback")]
     pub source_ip: IpAddr,
@@ -116,28 +117,12 @@ pub struct Case {
     pub policies: Option<Vec<String>>,
 }
 
-/// A JWT caller of a case.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaseJwt {
-    /// `iss`.
-    pub issuer: String,
-    /// `sub`.
-    pub subject: String,
-}
-
 impl Case {
     /// The caller the case describes.
     fn caller(&self) -> Result<Caller, String> {
         let (identity, via) = match (&self.spiffe_id, &self.jwt) {
             (Some(id), None) => (CallerId::Spiffe(id.clone()), Via::Mtls),
-            (None, Some(jwt)) => (
-                CallerId::Jwt {
-                    issuer: jwt.issuer.clone(),
-                    subject: jwt.subject.clone(),
-                },
-                Via::Jwt,
-            ),
+            (None, Some(jwt)) => (jwt.caller_id(), Via::Jwt),
             _ => return Err("name the caller with spiffe_id or jwt (one of them)".into()),
         };
         Ok(Caller {

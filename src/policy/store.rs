@@ -557,11 +557,25 @@ struct PrincipalEntry {
     groups: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// A JWT identity as policy files write it: `jwt = { issuer, subject }`
+/// (principals.toml and the policy test cases).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JwtSubject {
-    issuer: String,
-    subject: String,
+pub struct JwtSubject {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+}
+
+impl JwtSubject {
+    /// The caller identity it names.
+    pub fn caller_id(&self) -> CallerId {
+        CallerId::Jwt {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+        }
+    }
 }
 
 impl PrincipalEntry {
@@ -575,10 +589,7 @@ impl PrincipalEntry {
                 "spiffe_id {id:?} is not a SPIFFE ID (spiffe://<trust domain>/<path>)"
             )),
             (None, Some(jwt), None) if !jwt.issuer.is_empty() && !jwt.subject.is_empty() => {
-                Ok(CallerId::Jwt {
-                    issuer: jwt.issuer.clone(),
-                    subject: jwt.subject.clone(),
-                })
+                Ok(jwt.caller_id())
             }
             (None, Some(_), None) => Err("jwt needs a non-empty issuer and subject".into()),
             (_, _, Some(old)) => Err(format!(
