@@ -14,9 +14,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::policy::{Decision, Outcome};
-use crate::upstream;
-use crate::validate;
-use crate::{identity, policy};
+use crate::telemetry::chain;
+use crate::{identity, overload, policy, upstream, validate};
 use catalogue::Entry;
 
 /// Every way a call can fail, one variant per stage.
@@ -37,33 +36,9 @@ pub enum Error {
         /// The call's ClientToken: retrying with it is safe.
         client_token: String,
     },
-    /// Too many calls at once: shed.
-    #[error("overloaded: {limit} calls in flight")]
-    Overloaded {
-        /// The concurrency limit.
-        limit: usize,
-    },
-    /// The caller has as many calls in flight as one caller may.
-    #[error("caller overloaded: {limit} calls in flight")]
-    CallerOverloaded {
-        /// The per-caller limit.
-        limit: usize,
-    },
-    /// The request message did not arrive in time.
-    #[error("the request message did not arrive within {timeout:?}")]
-    ReceiveTimeout {
-        /// The receive timeout.
-        timeout: std::time::Duration,
-    },
-    /// The request message is larger than the gateway accepts.
-    #[error("the request message is too large (limit {limit} bytes)")]
-    MessageTooLarge {
-        /// The limit, bytes.
-        limit: usize,
-    },
-    /// The caller went away while its message was arriving.
-    #[error("the caller went away: {0}")]
-    Cancelled(String),
+    /// The call was not admitted (load shedding, message limits).
+    #[error(transparent)]
+    Admission(#[from] overload::Error),
     /// The gateway failed; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -116,30 +91,7 @@ impl From<Error> for Status {
                 let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
                 from_entry(entry, entry.message.to_owned(), meta)
             }
-            Error::Overloaded { limit } => shed("GatewayOverloaded", limit, "calls in flight"),
-            Error::CallerOverloaded { limit } => {
-                shed("GatewayCallerOverloaded", limit, "calls per caller")
-            }
-            Error::ReceiveTimeout { timeout } => {
-                let entry = catalogue::get("GatewayReceiveTimeout");
-                from_entry(
-                    entry,
-                    format!("{} (within {timeout:?})", entry.message),
-                    HashMap::new(),
-                )
-            }
-            Error::MessageTooLarge { limit } => {
-                let entry = catalogue::get("GatewayMessageTooLarge");
-                from_entry(
-                    entry,
-                    format!("{} (limit {limit} bytes)", entry.message),
-                    HashMap::new(),
-                )
-            }
-            Error::Cancelled(_) => {
-                let entry = catalogue::get("GatewayCallCancelled");
-                from_entry(entry, entry.message.to_owned(), HashMap::new())
-            }
+            Error::Admission(error) => admission(&error),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 let entry = catalogue::get("GatewayInternalError");
@@ -164,6 +116,49 @@ impl From<Error> for Status {
                 let meta = HashMap::from([(metadata::CLIENT_TOKEN.to_owned(), client_token)]);
                 upstream(source, meta)
             }
+        }
+    }
+}
+
+/// The HTTP response of a call the identity layer refused.
+pub fn reject_identity(error: identity::Error) -> http::Response<tonic::body::Body> {
+    Status::from(Error::Identity(error)).into_http()
+}
+
+/// The HTTP response of a call the admission layer refused.
+pub fn reject_admission(error: overload::Error) -> http::Response<tonic::body::Body> {
+    Status::from(Error::Admission(error)).into_http()
+}
+
+fn admission(error: &overload::Error) -> Status {
+    let with_detail = |code: &str, detail: String| {
+        let entry = catalogue::get(code);
+        from_entry(
+            entry,
+            format!("{} ({detail})", entry.message),
+            HashMap::new(),
+        )
+    };
+    match *error {
+        overload::Error::NoCaller => {
+            let entry = catalogue::get(identity::Error::Missing.code());
+            from_entry(entry, identity::Error::Missing.to_string(), HashMap::new())
+        }
+        overload::Error::Overloaded { limit } => {
+            shed("GatewayOverloaded", limit, "calls in flight")
+        }
+        overload::Error::CallerOverloaded { limit } => {
+            shed("GatewayCallerOverloaded", limit, "calls per caller")
+        }
+        overload::Error::ReceiveTimeout { timeout } => {
+            with_detail("GatewayReceiveTimeout", format!("within {timeout:?}"))
+        }
+        overload::Error::MessageTooLarge { limit } => {
+            with_detail("GatewayMessageTooLarge", format!("limit {limit} bytes"))
+        }
+        overload::Error::Cancelled(_) => {
+            let entry = catalogue::get("GatewayCallCancelled");
+            from_entry(entry, entry.message.to_owned(), HashMap::new())
         }
     }
 }
@@ -358,18 +353,6 @@ fn ecs_error(ecs: upstream::EcsError, mut meta: HashMap<String, String>) -> Stat
         details.set_retry_info(Some(delay));
     }
     Status::with_error_details(grpc, message, details)
-}
-
-/// The error and its sources, joined with `: `, for the log.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

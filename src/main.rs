@@ -110,7 +110,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn fail(error: &dyn std::error::Error, config: bool) -> ExitCode {
-    eprintln!("ecs-gateway: {}", ecs_gateway::error::chain(error));
+    eprintln!("ecs-gateway: {}", ecs_gateway::telemetry::chain(error));
     ExitCode::from(if config { EXIT_CONFIG } else { 1 })
 }
 

@@ -4,7 +4,7 @@
 //! hold what others need:
 //!
 //! 1. its request message is received within `receive_timeout` and at most
-//!    [`MAX_MESSAGE_SIZE`](crate::server::MAX_MESSAGE_SIZE) bytes, before it
+//!    `max_message_size` bytes, before it
 //!    holds anything: streams that send headers and never a body (or send it
 //!    a byte at a time) take no place, and are answered DEADLINE_EXCEEDED
 //!    when the timeout ends;
@@ -21,6 +21,9 @@
 //! Only the gateway's own service is admitted here: health checks are never
 //! shed (an overloaded pod must not also be killed by its liveness probe),
 //! and reflection is a stream that reaches no upstream.
+//!
+//! The layer knows nothing of gRPC statuses: a refused call is answered by
+//! the [`Reject`] function the server gives it (`error.rs`'s mapping).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,8 +34,45 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::Error;
 use crate::identity::Caller;
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No identity: the identity layer did not run or found none.
+    #[error("no authenticated caller to admit")]
+    NoCaller,
+    /// Every place is taken.
+    #[error("overloaded: {limit} calls in flight")]
+    Overloaded {
+        /// The concurrency limit.
+        limit: usize,
+    },
+    /// The caller holds as many places as one caller may.
+    #[error("caller overloaded: {limit} calls in flight")]
+    CallerOverloaded {
+        /// The per-caller limit.
+        limit: usize,
+    },
+    /// The request message did not arrive in time.
+    #[error("the request message did not arrive within {timeout:?}")]
+    ReceiveTimeout {
+        /// The receive timeout.
+        timeout: Duration,
+    },
+    /// The request message is larger than the gateway accepts.
+    #[error("the request message is too large (limit {limit} bytes)")]
+    MessageTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The caller went away while its message was arriving.
+    #[error("the caller went away: {0}")]
+    Cancelled(String),
+}
+
+/// Turns a refusal into the HTTP response that carries its gRPC status.
+pub type Reject = fn(Error) -> http::Response<tonic::body::Body>;
 
 /// Paths admitted here: the gateway's own service.
 const ADMITTED_PREFIX: &str = "/ecsgateway.v1.";
@@ -49,6 +89,8 @@ pub struct Limits {
     pub max_calls_per_caller: usize,
     /// Longest wait for a call's request message.
     pub receive_timeout: Duration,
+    /// Largest request message, bytes.
+    pub max_message_size: usize,
 }
 
 /// A call's place, in the request's extensions. The handler hands a clone
@@ -129,17 +171,19 @@ impl Places {
 #[derive(Debug, Clone)]
 pub struct OverloadLayer {
     places: Arc<Places>,
+    reject: Reject,
 }
 
 impl OverloadLayer {
-    /// Admits calls within `limits`.
-    pub fn new(limits: Limits) -> Self {
+    /// Admits calls within `limits`; refusals are answered by `reject`.
+    pub fn new(limits: Limits, reject: Reject) -> Self {
         Self {
             places: Arc::new(Places {
                 all: Arc::new(Semaphore::new(limits.max_calls)),
                 shares: Arc::new(Mutex::new(HashMap::new())),
                 limits,
             }),
+            reject,
         }
     }
 }
@@ -151,6 +195,7 @@ impl<S> tower::Layer<S> for OverloadLayer {
         Overload {
             inner,
             places: self.places.clone(),
+            reject: self.reject,
         }
     }
 }
@@ -160,16 +205,15 @@ impl<S> tower::Layer<S> for OverloadLayer {
 pub struct Overload<S> {
     inner: S,
     places: Arc<Places>,
+    reject: Reject,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// Receives the whole request message within the limits.
-async fn receive(
-    body: tonic::body::Body,
-    timeout: Duration,
-) -> Result<tonic::codegen::Bytes, Error> {
-    let limit = crate::server::MAX_MESSAGE_SIZE + FRAME_HEADER;
+async fn receive(body: tonic::body::Body, limits: &Limits) -> Result<tonic::codegen::Bytes, Error> {
+    let timeout = limits.receive_timeout;
+    let limit = limits.max_message_size + FRAME_HEADER;
     let collected =
         tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect())
             .await
@@ -178,7 +222,7 @@ async fn receive(
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(Error::MessageTooLarge {
-                limit: crate::server::MAX_MESSAGE_SIZE,
+                limit: limits.max_message_size,
             })
         }
         // The stream was reset or the connection closed: the caller went
@@ -214,6 +258,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let places = self.places.clone();
+        let reject = self.reject;
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             // The identity layer runs first and puts the caller in; without
@@ -224,10 +269,9 @@ where
                 .get::<Caller>()
                 .map(|c| c.identity.to_string())
             else {
-                let status: tonic::Status = Error::Identity(crate::identity::Error::Missing).into();
-                return Ok(status.into_http());
+                return Ok(reject(Error::NoCaller));
             };
-            let admitted = match receive(body, places.limits.receive_timeout).await {
+            let admitted = match receive(body, &places.limits).await {
                 Ok(message) => places.admit(caller).map(|permit| (message, permit)),
                 Err(error) => Err(error),
             };
@@ -241,8 +285,7 @@ where
                 }
                 Err(error) => {
                     tracing::info!(%error, "call not admitted");
-                    let status: tonic::Status = error.into();
-                    Ok(status.into_http())
+                    Ok(reject(error))
                 }
             }
         })
@@ -259,6 +302,7 @@ mod tests {
                 max_calls,
                 max_calls_per_caller,
                 receive_timeout: Duration::from_secs(1),
+                max_message_size: 1024,
             },
             all: Arc::new(Semaphore::new(max_calls)),
             shares: Arc::new(Mutex::new(HashMap::new())),

@@ -378,13 +378,18 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let server = builder
         .layer(telemetry::trace::TraceLayer::new(metrics.clone()))
-        .layer(identity::IdentityLayer::new(parts.identity))
+        .layer(identity::IdentityLayer::new(
+            parts.identity,
+            crate::error::reject_identity,
+        ))
         .layer(crate::overload::OverloadLayer::new(
             crate::overload::Limits {
                 max_calls: parts.settings.max_concurrent_calls,
                 max_calls_per_caller: parts.settings.max_concurrent_calls_per_caller,
                 receive_timeout: parts.settings.receive_timeout,
+                max_message_size: MAX_MESSAGE_SIZE,
             },
+            crate::error::reject_admission,
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -525,7 +530,8 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         dependent_actions: config.policy.dependent_actions.clone(),
     }
     .build()?;
-    let metrics = Arc::new(Metrics::new(Some(authorizer.store().clone())));
+    let store: Arc<dyn telemetry::metrics::PolicyState> = authorizer.store().clone();
+    let metrics = Arc::new(Metrics::new(Some(store)));
     let upstream = config
         .upstream
         .clone()

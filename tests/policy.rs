@@ -79,7 +79,8 @@ fn a_failing_case_is_reported() {
     let cases = dir.join("tests/wrong.toml");
     std::fs::write(
         &cases,
-        "[[case]]\nname = \"webapp cannot set 50\"\nspiffe_id = \"spiffe://demo.local/sa/webapp\"\n\
+        "account_id = \"1234567890123456\"\nregion_id = \"cn-hangzhou\"\n\
+         [[case]]\nname = \"webapp cannot set 50\"\nspiffe_id = \"spiffe://demo.local/sa/webapp\"\n\
          request = { instance_id = \"i-demo-postpaid\", internet_max_bandwidth_out = 50 }\nexpect = \"Allow\"\n",
     )
     .unwrap();

@@ -1,6 +1,8 @@
 //! Stage 1 of the request flow: who is calling. A tower layer
 //! ([`IdentityLayer`]) resolves the caller before the service runs and puts a
-//! [`Caller`] in the request's extensions, or answers `UNAUTHENTICATED`.
+//! [`Caller`] in the request's extensions, or refuses the call with an
+//! [`Error`], answered by the [`Reject`] function the server gives it (the
+//! layer knows nothing of gRPC statuses).
 //!
 //! Sources, in order, the first present one deciding:
 //! 1. the mTLS client certificate: its SPIFFE ID (URI SAN);
@@ -129,6 +131,9 @@ impl Error {
         }
     }
 }
+
+/// Turns a refusal into the HTTP response that carries its gRPC status.
+pub type Reject = fn(Error) -> http::Response<tonic::body::Body>;
 
 /// Identity settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -345,12 +350,13 @@ fn is_public(path: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct IdentityLayer {
     resolver: Arc<Resolver>,
+    reject: Reject,
 }
 
 impl IdentityLayer {
-    /// A layer using `resolver`.
-    pub fn new(resolver: Arc<Resolver>) -> Self {
-        Self { resolver }
+    /// A layer using `resolver`; refusals are answered by `reject`.
+    pub fn new(resolver: Arc<Resolver>, reject: Reject) -> Self {
+        Self { resolver, reject }
     }
 }
 
@@ -361,6 +367,7 @@ impl<S> tower::Layer<S> for IdentityLayer {
         Identity {
             inner,
             resolver: self.resolver.clone(),
+            reject: self.reject,
         }
     }
 }
@@ -370,6 +377,7 @@ impl<S> tower::Layer<S> for IdentityLayer {
 pub struct Identity<S> {
     inner: S,
     resolver: Arc<Resolver>,
+    reject: Reject,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -399,6 +407,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resolver = self.resolver.clone();
+        let reject = self.reject;
         Box::pin(async move {
             let span = tracing::info_span!(
                 "identity",
@@ -425,8 +434,7 @@ where
                 }
                 Err(error) => {
                     tracing::info!(%error, "unauthenticated call refused");
-                    let status: tonic::Status = crate::error::Error::Identity(error).into();
-                    Ok(status.into_http())
+                    Ok(reject(error))
                 }
             }
         })

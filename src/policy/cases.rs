@@ -3,7 +3,8 @@
 //! the layer, the denied action and the determining policies.
 //!
 //! ```toml
-//! account_id = "1234567890123456"            # default: the demo account
+//! account_id = "1234567890123456"            # the account owning the instances
+//! region_id = "cn-hangzhou"                   # default region of the requests
 //!
 //! [[dependent_actions]]                       # as in the gateway's config
 //! action = "ecs:ModifyInstanceNetworkSpec"
@@ -38,19 +39,18 @@ use crate::{pb, validate};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
-    /// The account owning the instances.
-    #[serde(default = "demo_account")]
+    /// The account owning the instances (required: the cases' ARNs are
+    /// this account's).
     pub account_id: String,
+    /// The region of requests that do not name one.
+    #[serde(default)]
+    pub region_id: Option<String>,
     /// Operator-added dependent actions.
     #[serde(default)]
     pub dependent_actions: Vec<DependentRule>,
     /// The cases.
     #[serde(default)]
     pub case: Vec<Case>,
-}
-
-fn demo_account() -> String {
-    crate::simulator::DEMO_ACCOUNT_ID.to_owned()
 }
 
 /// Expected outcome.
@@ -68,8 +68,8 @@ pub enum Expect {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseRequest {
-    #[serde(default = "demo_region")]
-    region_id: String,
+    #[serde(default)]
+    region_id: Option<String>,
     instance_id: String,
     internet_max_bandwidth_out: Option<i32>,
     internet_max_bandwidth_in: Option<i32>,
@@ -78,10 +78,6 @@ pub struct CaseRequest {
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
     auto_pay: Option<bool>,
-}
-
-fn demo_region() -> String {
-    crate::simulator::DEMO_REGION.to_owned()
 }
 
 /// One case.
@@ -140,7 +136,15 @@ fn loopback() -> IpAddr {
 }
 
 impl CaseRequest {
-    fn to_proto(&self) -> Result<pb::ModifyInstanceNetworkSpecRequest, String> {
+    fn to_proto(
+        &self,
+        default_region: Option<&str>,
+    ) -> Result<pb::ModifyInstanceNetworkSpecRequest, String> {
+        let Some(region_id) = self.region_id.as_deref().or(default_region) else {
+            return Err(
+                "no region_id: give it in the request or at the top of the case file".into(),
+            );
+        };
         let charge = match self.network_charge_type.as_deref() {
             None => pb::NetworkChargeType::Unspecified,
             Some("PayByBandwidth") => pb::NetworkChargeType::PayByBandwidth,
@@ -156,7 +160,7 @@ impl CaseRequest {
             nanos: 0,
         };
         Ok(pb::ModifyInstanceNetworkSpecRequest {
-            region_id: self.region_id.clone(),
+            region_id: region_id.to_owned(),
             instance_id: self.instance_id.clone(),
             internet_max_bandwidth_out: self.internet_max_bandwidth_out,
             internet_max_bandwidth_in: self.internet_max_bandwidth_in,
@@ -203,8 +207,8 @@ pub enum Error {
 }
 
 /// Checks one case against a decision; `Err` says what differed.
-fn check(case: &Case, authorizer: &Authorizer) -> Result<(), String> {
-    let request = validate::modify_request(case.request.to_proto()?)
+fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(), String> {
+    let request = validate::modify_request(case.request.to_proto(region)?)
         .map_err(|r| format!("request is invalid: {r}"))?;
     let caller = case.caller()?;
     let decision = authorizer.decide(&caller, &request, case.time.unwrap_or_else(Utc::now));
@@ -278,7 +282,7 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
             file.dependent_actions.clone(),
         );
         for case in &file.case {
-            match check(case, &authorizer) {
+            match check(case, file.region_id.as_deref(), &authorizer) {
                 Ok(()) => report.passed += 1,
                 Err(message) => {
                     report

@@ -359,7 +359,7 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
                 Some(schema)
             }
             Err(e) => {
-                problems.add(&schema_path, first_line(&text, &e), crate::error::chain(&e));
+                problems.add(&schema_path, first_line(&text, &e), crate::telemetry::chain(&e));
                 None
             }
         }
@@ -694,7 +694,7 @@ fn load_principals(
         };
         // Check the entity against the schema, as a reload must.
         if let Err(e) = Entities::from_entities([entity.clone()], Some(schema)) {
-            problems.add(path, line, crate::error::chain(&e));
+            problems.add(path, line, crate::telemetry::chain(&e));
             continue;
         }
         if principals.contains_key(&identity) {
@@ -728,7 +728,7 @@ fn load_instances(
     let entities = match Entities::from_json_str(&text, Some(schema)) {
         Ok(entities) => entities,
         Err(e) => {
-            problems.add(path, first_line(&text, &e), crate::error::chain(&e));
+            problems.add(path, first_line(&text, &e), crate::telemetry::chain(&e));
             return HashMap::new();
         }
     };
@@ -840,6 +840,20 @@ impl Store {
             self.reloads_ok.load(Ordering::Relaxed),
             self.reloads_failed.load(Ordering::Relaxed),
         )
+    }
+}
+
+impl crate::telemetry::metrics::PolicyState for Store {
+    fn reload_counts(&self) -> (u64, u64) {
+        Store::reload_counts(self)
+    }
+
+    fn version(&self) -> String {
+        self.current.load().version.clone()
+    }
+
+    fn policy_count(&self) -> usize {
+        self.current.load().policy_count()
     }
 }
 

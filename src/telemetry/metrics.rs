@@ -19,7 +19,16 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::policy::Store;
+/// What the policy store reports at scrape time. The store implements it;
+/// metrics know nothing else of policies.
+pub trait PolicyState: fmt::Debug + Send + Sync {
+    /// Reloads so far: (succeeded, failed).
+    fn reload_counts(&self) -> (u64, u64);
+    /// The version of the policy set in force.
+    fn version(&self) -> String;
+    /// How many policies are in force.
+    fn policy_count(&self) -> usize;
+}
 
 /// Labels of gRPC calls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,7 +142,7 @@ impl Default for Metrics {
 
 /// Policy reloads and the version in force, read from the store at scrape time.
 #[derive(Debug)]
-struct PolicyCollector(Arc<Store>);
+struct PolicyCollector(Arc<dyn PolicyState>);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -161,7 +170,6 @@ impl prometheus_client::collector::Collector for PolicyCollector {
             let labels = OutcomeLabel { outcome };
             ConstCounter::new(count).encode(reloads.encode_family(&labels)?)?;
         }
-        let data = self.0.current();
         let mut version = encoder.encode_descriptor(
             "policy_version_info",
             "The policy set in force (1 for its version)",
@@ -171,12 +179,12 @@ impl prometheus_client::collector::Collector for PolicyCollector {
         encode_one(
             &mut version,
             &VersionLabel {
-                version: data.version.clone(),
+                version: self.0.version(),
             },
         )?;
         let count =
             encoder.encode_descriptor("policies", "Policies in force", None, MetricType::Gauge)?;
-        ConstGauge::new(i64::try_from(data.policy_count()).unwrap_or(i64::MAX)).encode(count)?;
+        ConstGauge::new(i64::try_from(self.0.policy_count()).unwrap_or(i64::MAX)).encode(count)?;
         Ok(())
     }
 }
@@ -187,7 +195,7 @@ fn encode_one(encoder: &mut MetricEncoder<'_>, labels: &VersionLabel) -> Result<
 
 impl Metrics {
     /// A registry with every metric, plus the policy store's.
-    pub fn new(store: Option<Arc<Store>>) -> Self {
+    pub fn new(store: Option<Arc<dyn PolicyState>>) -> Self {
         let mut metrics = Self::default();
         if let Some(store) = store {
             metrics

@@ -310,6 +310,19 @@ fn provider(otlp: &Otlp) -> Result<SdkTracerProvider, Error> {
         .build())
 }
 
+/// The error and its sources, joined with `: `, for the log and the CLI's
+/// messages.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// Installs the global subscriber (logs, and traces when configured) and the
 /// W3C propagators. Call once, inside the Tokio runtime. A second call (tests,
 /// a second command) leaves the first subscriber in place.

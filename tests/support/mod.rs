@@ -93,9 +93,8 @@ pub fn parts(
     };
     tune(&mut config);
     let authorizer = authorizer();
-    let metrics = Arc::new(ecs_gateway::telemetry::Metrics::new(Some(
-        authorizer.store().clone(),
-    )));
+    let store: Arc<dyn ecs_gateway::telemetry::metrics::PolicyState> = authorizer.store().clone();
+    let metrics = Arc::new(ecs_gateway::telemetry::Metrics::new(Some(store)));
     let provider = credentials::Config::Static(credentials).build().unwrap();
     let gateway = server::Gateway::new(
         config.build(Arc::new(provider), metrics.clone()).unwrap(),
