@@ -326,26 +326,27 @@ fn ecs_error(ecs: upstream::EcsError, mut meta: HashMap<String, String>) -> Stat
         }
     }
     let entry = catalogue::lookup(&ecs.code, ecs.http_status);
-    let (grpc, retry_after, domain) = match entry {
-        Some(e) => (e.grpc, e.retry_after, e.domain()),
-        None => {
-            let (grpc, retry) = catalogue::by_http_status(ecs.http_status);
-            (grpc, retry, catalogue::ECS_DOMAIN)
+    let domain = entry.map_or(catalogue::ECS_DOMAIN, Entry::domain);
+    let (grpc, retry_after) = catalogue::advice(&ecs.code, ecs.http_status);
+    // Each class is logged for what it is. INTERNAL means the gateway's own
+    // request was refused (key, signature, clock, RAM permission): ECS's
+    // message then quotes the string it signed, which holds the STS token,
+    // so the caller gets the catalogue's message and the log the code and
+    // request id. UNAVAILABLE is ECS failing: its message is safe to show.
+    let message = match grpc {
+        Code::Internal => {
+            tracing::error!(code = %ecs.code, request_id = %ecs.request_id, http_status = ecs.http_status, "ECS refused the gateway's own request: check its credentials, clock and RAM permissions");
+            format!(
+                "{}: {}",
+                ecs.code,
+                entry.map_or("ECS refused the gateway's request", |e| e.message)
+            )
         }
-    };
-    // An INTERNAL code means the gateway's own signing or credentials were
-    // refused. ECS's message then quotes the string it signed, which holds
-    // the STS token: the caller gets the catalogue's message, the log the
-    // code and request id.
-    let message = if grpc == Code::Internal {
-        tracing::error!(code = %ecs.code, request_id = %ecs.request_id, http_status = ecs.http_status, "ECS refused the gateway's request");
-        format!(
-            "{}: {}",
-            ecs.code,
-            entry.map_or("ECS refused the gateway's request", |e| e.message)
-        )
-    } else {
-        format!("{}: {}", ecs.code, ecs.message)
+        Code::Unavailable => {
+            tracing::warn!(code = %ecs.code, request_id = %ecs.request_id, http_status = ecs.http_status, message = %ecs.message, "ECS failed to process the call");
+            format!("{}: {}", ecs.code, ecs.message)
+        }
+        _ => format!("{}: {}", ecs.code, ecs.message),
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(ecs.code, domain, meta);
@@ -412,26 +413,68 @@ mod tests {
     }
 
     #[test]
+    fn transient_ecs_failures_keep_ecs_message_and_a_retry_hint() {
+        for (code, http_status) in [
+            ("IpAllocationError", 400),
+            ("NAT_PUBLIC_IP_BINDING_FAILED", 403),
+            ("Mayi.InternalError", 403),
+        ] {
+            let status = ecs(code, http_status, "the pool for cn-hangzhou-k is empty");
+            assert_eq!(status.code(), Code::Unavailable, "{code}");
+            assert!(
+                status
+                    .message()
+                    .ends_with("the pool for cn-hangzhou-k is empty"),
+                "{code}: {}",
+                status.message()
+            );
+            assert_eq!(
+                status
+                    .get_error_details()
+                    .retry_info()
+                    .and_then(|r| r.retry_delay),
+                Some(std::time::Duration::from_secs(1)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_codes_map_by_http_status() {
+        let status = ecs("Brand.NewStateCode", 403, "the instance is being migrated");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().ends_with("the instance is being migrated"));
         assert_eq!(ecs("Brand.NewCode", 404, "m").code(), Code::NotFound);
         let status = ecs("Brand.NewCode", 503, "m");
         assert_eq!(status.code(), Code::Unavailable);
         assert!(status.get_error_details().retry_info().is_some());
     }
 
+    /// INTERNAL codes show the catalogue's message: ECS's quotes the signed
+    /// string (with the STS token), or, for `Forbidden.RAM` (the gateway's
+    /// own RAM identity lacks the permission: an operator's problem), names
+    /// the gateway's RAM user and account.
     #[test]
     fn internal_codes_hide_ecs_message() {
-        let status = ecs(
-            "SignatureDoesNotMatch",
-            400,
-            "server string to sign is: POST&%2F&SecurityToken%3Dsecret-token",
-        );
-        assert_eq!(status.code(), Code::Internal);
-        assert!(
-            !status.message().contains("secret-token"),
-            "{}",
-            status.message()
-        );
+        for (code, http_status, text, secret) in [
+            (
+                "SignatureDoesNotMatch",
+                400,
+                "server string to sign is: POST&%2F&SecurityToken%3Dsecret-token",
+                "secret-token",
+            ),
+            (
+                "Forbidden.RAM",
+                403,
+                "User acs:ram::1234567890123456:user/gateway-prod not authorized",
+                "gateway-prod",
+            ),
+        ] {
+            let status = ecs(code, http_status, text);
+            assert_eq!(status.code(), Code::Internal, "{code}");
+            assert!(!status.message().contains(secret), "{}", status.message());
+            assert!(status.message().starts_with(&format!("{code}: ")));
+        }
     }
 
     #[test]

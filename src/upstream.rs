@@ -10,7 +10,9 @@
 //!
 //! Resilience: each attempt has its own timeout inside the call's deadline
 //! (the caller's `grpc-timeout`, capped by the settings). Transport errors,
-//! timeouts, 5xx, unreadable answers and ECS's "try again" codes are retried
+//! timeouts, unreadable answers and the ECS codes whose catalogue row says
+//! they clear in seconds (ECS failing, a previous request still running;
+//! not `Throttling`, whose five minutes are the caller's) are retried
 //! with exponential backoff and full jitter, every attempt re-signed (a new
 //! nonce and timestamp) but with the same ClientToken, so ECS applies the
 //! change at most once. A retry budget ([`tower::retry::budget::TpsBudget`])
@@ -90,17 +92,6 @@ impl Default for Config {
     }
 }
 
-/// ECS codes that mean "try again later" (the same ClientToken is safe).
-const TRY_AGAIN: &[&str] = &[
-    "Throttling",
-    "LastRequestProcessing",
-    "LastOrderProcessing",
-    "TaskConflict",
-    "OperationConflict",
-    "SignatureNonceUsed",
-    "ServiceUnavailable",
-];
-
 /// What ECS answered to a successful call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -174,7 +165,10 @@ impl Error {
     fn retryable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
-            Error::Ecs(e) => e.http_status >= 500 || TRY_AGAIN.contains(&e.code.as_str()),
+            // The catalogue's retry hint says which codes clear in seconds
+            // (ECS busy, a previous request still running); `Throttling`
+            // asks for five minutes and is the caller's to wait out.
+            Error::Ecs(e) => crate::error::catalogue::retry_within_call(&e.code, e.http_status),
             Error::CircuitOpen { .. } => false,
         }
     }
@@ -183,7 +177,12 @@ impl Error {
     fn endpoint_failed(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
-            Error::Ecs(e) => e.http_status >= 500,
+            // A 5xx that ECS itself classes as a failure of its own; an
+            // order that failed (`Image.OrderFailed`, 500) says nothing of
+            // the endpoint.
+            Error::Ecs(e) => {
+                e.http_status >= 500 && crate::error::catalogue::ecs_failed(&e.code, e.http_status)
+            }
             Error::CircuitOpen { .. } => false,
         }
     }

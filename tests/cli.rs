@@ -105,11 +105,12 @@ fn demo_then_call_as_the_readme_shows() {
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.starts_with("FailedPrecondition: InvalidInstance.EipNotSupport"),
+        stderr.starts_with("FailedPrecondition: InvalidInstance.InstanceNotSupported"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("reason:    InvalidInstance.EipNotSupport (domain ecs.aliyuncs.com)"),
+        stderr
+            .contains("reason:    InvalidInstance.InstanceNotSupported (domain ecs.aliyuncs.com)"),
         "{stderr}"
     );
     assert!(stderr.contains("request_id: "), "{stderr}");

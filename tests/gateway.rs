@@ -416,7 +416,7 @@ async fn passes_on_every_refusal_of_the_simulator() {
         (
             out("i-demo-eip", 5),
             Code::FailedPrecondition,
-            "InvalidInstance.EipNotSupport",
+            "InvalidInstance.InstanceNotSupported",
         ),
         (
             temporary("i-demo-eip", 5, hour_from_now(1), hour_from_now(5)),
@@ -425,13 +425,13 @@ async fn passes_on_every_refusal_of_the_simulator() {
         ),
         (
             allocate("i-demo-eip"),
-            Code::InvalidArgument,
-            "InvalidParam.AllocatePublicIp",
+            Code::FailedPrecondition,
+            "InvalidInstance.EipNotSupport",
         ),
         (
             out("i-classic", 5),
             Code::FailedPrecondition,
-            "InvalidNetworkType.ValueNotSupported",
+            "InvalidInstanceStatus.NotStopped",
         ),
         (
             out("i-locked", 5),
@@ -500,7 +500,7 @@ async fn passes_on_every_refusal_of_the_simulator() {
         ),
         (
             temporary("i-prepaid-big", 20, hour_from_now(1), hour_from_now(5)),
-            Code::InvalidArgument,
+            Code::FailedPrecondition,
             "InvalidBandwidth.ValueNotSupported",
         ),
         (
@@ -560,12 +560,31 @@ async fn passes_on_account_refusals() {
         )
     );
 
-    // Without automatic payment the order waits, unpaid, and blocks the next change.
+    // The failed payment left an abnormal order, which blocks the instance
+    // until it is cancelled.
+    assert!(
+        h.sim
+            .instance("i-demo-prepaid")
+            .unwrap()
+            .abnormal_order
+            .is_some()
+    );
     let mut unpaid = out("i-demo-prepaid", 10);
+    unpaid.auto_pay = Some(false);
+    let status = h.call(unpaid).await.unwrap_err();
+    assert_eq!(reason(&status), "InvalidInstance.UnPaidOrder");
+
+    // Without automatic payment the order waits, unpaid, and blocks the next change.
+    h.sim.put_instance(Instance::new(
+        "i-prepaid-2",
+        support::DEMO_REGION,
+        ChargeType::PrePaid,
+    ));
+    let mut unpaid = out("i-prepaid-2", 10);
     unpaid.auto_pay = Some(false);
     let response = h.call(unpaid).await.unwrap();
     assert!(!response.order_id.is_empty());
-    let instance = h.sim.instance("i-demo-prepaid").unwrap();
+    let instance = h.sim.instance("i-prepaid-2").unwrap();
     assert_eq!(
         instance.unpaid_order.as_deref(),
         Some(response.order_id.as_str())
@@ -574,7 +593,7 @@ async fn passes_on_account_refusals() {
         instance.bandwidth_out, 0,
         "the change waits for the payment"
     );
-    let status = h.call(out("i-demo-prepaid", 10)).await.unwrap_err();
+    let status = h.call(out("i-prepaid-2", 10)).await.unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
         (Code::FailedPrecondition, "InvalidInstance.UnPaidOrder")
@@ -609,12 +628,21 @@ async fn applies_a_repeated_client_token_once() {
     first.client_token = "123e4567-e89b-12d3-a456-426655440000".into();
     let a = h.call(first.clone()).await.unwrap();
     let b = h.call(first.clone()).await.unwrap();
-    assert_eq!(a, b, "a repeat returns the first answer");
-    // Even with other parameters, the token's first answer stands.
+    // A repeat gets the first result, under a RequestId of its own.
+    assert_eq!(
+        (&a.order_id, &a.client_token),
+        (&b.order_id, &b.client_token)
+    );
+    assert!(!a.order_id.is_empty());
+    assert_ne!(a.request_id, b.request_id);
+    // The same token with other parameters is a mistake ECS refuses.
     let mut changed = first;
     changed.internet_max_bandwidth_out = Some(40);
-    let c = h.call(changed).await.unwrap();
-    assert_eq!(c, a);
+    let status = h.call(changed).await.unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::InvalidArgument, "IdempotentParameterMismatch")
+    );
     assert_eq!(
         h.sim
             .applied(&support::ecs_token("123e4567-e89b-12d3-a456-426655440000")),

@@ -79,9 +79,9 @@ async fn metrics_count_calls_decisions_and_upstream() {
         .await
         .unwrap_err();
     call_as(r.addr, None, 10).await.unwrap_err();
-    // Throttled once, then served on the retry.
+    // A previous request still running, then served on the retry.
     r.h.sim.inject(Fault::Error {
-        code: "Throttling".into(),
+        code: "LastRequestProcessing".into(),
         http_status: 400,
     });
     call_as(r.addr, Some(support::NETOPS), 13).await.unwrap();

@@ -51,7 +51,6 @@ async fn retries_transport_errors_and_5xx_with_the_same_token() {
 #[tokio::test]
 async fn retries_ecs_try_again_codes() {
     for code in [
-        "Throttling",
         "LastRequestProcessing",
         "LastOrderProcessing",
         "TaskConflict",
@@ -75,6 +74,45 @@ async fn retries_ecs_try_again_codes() {
             (2, 1),
             "{code}"
         );
+    }
+}
+
+/// ECS asks a throttled caller to come back in five minutes: retrying
+/// within the call cannot succeed and only adds load, so the caller gets
+/// the 300 s hint at once. A failed order is not retried either.
+#[tokio::test]
+async fn throttling_and_failed_orders_are_answered_at_once() {
+    for (code, http_status, grpc, retry) in [
+        (
+            "Throttling",
+            400,
+            Code::ResourceExhausted,
+            Some(Duration::from_secs(300)),
+        ),
+        (
+            "Throttling",
+            403,
+            Code::ResourceExhausted,
+            Some(Duration::from_secs(300)),
+        ),
+        ("Image.OrderFailed", 500, Code::FailedPrecondition, None),
+    ] {
+        let h = start(|_| {}).await;
+        h.sim.inject(Fault::Error {
+            code: code.into(),
+            http_status,
+        });
+        let status = h.call(out(22, code)).await.unwrap_err();
+        assert_eq!((status.code(), reason(&status).as_str()), (grpc, code));
+        assert_eq!(
+            status
+                .get_error_details()
+                .retry_info()
+                .and_then(|r| r.retry_delay),
+            retry,
+            "{code}"
+        );
+        assert_eq!(h.sim.calls(), 1, "{code} {http_status} was retried");
     }
 }
 

@@ -83,12 +83,30 @@ use Source::{Common, Gateway, Reference};
 /// Every known code. Rows with the same code and another HTTP status are the
 /// reference's own duplicates (ECS answers some codes with 400 or 403).
 ///
-/// How gRPC codes are chosen (google.rpc.Code's guidance): the caller must
-/// change a value: `INVALID_ARGUMENT`; the instance or account is in the wrong
-/// state: `FAILED_PRECONDITION`; a concurrent change is in progress: `ABORTED`
-/// (retry); a rate or quota: `RESOURCE_EXHAUSTED`; beyond the instance's
-/// lifetime: `OUT_OF_RANGE`; ECS failing: `UNAVAILABLE` (retry); the gateway's
-/// own credentials rejected: `INTERNAL` (the caller cannot fix it).
+/// How gRPC codes are chosen (google.rpc.Code's guidance):
+/// - the caller must change a value: `INVALID_ARGUMENT`;
+/// - the instance, its orders or the account are in the wrong state:
+///   `FAILED_PRECONDITION` (no retry hint: the state must change first).
+///   `InvalidBandwidth.ValueNotSupported` ("not allow less then existed")
+///   is one: the same value is fine for an instance with less bandwidth.
+///   `Image.OrderFailed` (HTTP 500) is another: the marketplace image's
+///   order failed, which a retry does not mend;
+/// - a concurrent change is in progress: `ABORTED`, retried in the call;
+/// - a rate or quota: `RESOURCE_EXHAUSTED`; `Throttling` carries ECS's own
+///   five minutes and is answered at once, not retried in the call;
+/// - beyond the instance's lifetime: `OUT_OF_RANGE`;
+/// - ECS failing for a moment: `UNAVAILABLE` with a retry hint, retried in
+///   the call. `InternalError`, and the three failures that say the same
+///   in other words (`IpAllocationError`, `NAT_PUBLIC_IP_BINDING_FAILED`,
+///   `Mayi.InternalError`): their message is ECS's own and safe to show;
+/// - the gateway's own request refused: `INTERNAL`, ECS's message replaced
+///   by the row's (the caller cannot act on it, and ECS's text quotes the
+///   signed string, with the STS token). Only the gateway's AccessKey,
+///   signature, clock, API version and RAM permission (`Forbidden.RAM`:
+///   the gateway's RAM identity lacks `ecs:ModifyInstanceNetworkSpec`,
+///   which an operator must grant) are `INTERNAL`.
+///
+/// Codes not in the catalogue map by HTTP status ([`by_http_status`]).
 #[rustfmt::skip]
 pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidInternetMaxBandwidthIn.ValueNotSupported", InvalidArgument, 0, "The specified InternetMaxBandwidthIn is beyond the permitted range.", Reference),
@@ -106,10 +124,10 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "Throttling", ResourceExhausted, 300_000, "Request was denied due to request throttling, please try again after 5 minutes.", Reference),
     row(400, "InvalidInstanceStatus.NotStopped", FailedPrecondition, 0, "The specified Instance status is not Stopped.", Reference),
     row(400, "InvalidAction", FailedPrecondition, 0, "Specified action is not valid.", Reference),
-    row(400, "IpAllocationError", Internal, 0, "Allocate public ip failed.", Reference),
+    row(400, "IpAllocationError", Unavailable, 1000, "Allocate public ip failed.", Reference),
     row(400, "InvalidParam.AllocatePublicIp", InvalidArgument, 0, "The specified param AllocatePublicIp is invalid.", Reference),
     row(400, "InstanceDowngrade.QuotaExceed", ResourceExhausted, 0, "Quota of instance downgrade is exceed.", Reference),
-    row(400, "InvalidBandwidth.ValueNotSupported", InvalidArgument, 0, "Instance upgrade bandwidth of temporary not allow less then existed.", Reference),
+    row(400, "InvalidBandwidth.ValueNotSupported", FailedPrecondition, 0, "Instance upgrade bandwidth of temporary not allow less then existed.", Reference),
     row(400, "InvalidInstanceStatus", FailedPrecondition, 0, "The specified instance status does not support this action.", Reference),
     row(400, "InvalidInstance.UnPaidOrder", FailedPrecondition, 0, "Unpaid order exists in your account, please complete or cancel the payment in the expense center.", Reference),
     row(400, "LastOrderProcessing", Aborted, 2000, "The previous order is still processing, please try again later.", Reference),
@@ -132,7 +150,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "TaskConflict", Aborted, 1000, "The operation is too frequent, please wait a moment and try again.", Reference),
     row(400, "InvalidOperation.InternetMaxBandwidthOutUnsupported", FailedPrecondition, 0, "The InternetMaxBandwidthOut is not allowed to modify.", Reference),
     row(500, "InternalError", Unavailable, 1000, "The request processing has failed due to some unknown error.", Reference),
-    row(500, "Image.OrderFailed", Unavailable, 1000, "Create marketplace image order failed.", Reference),
+    row(500, "Image.OrderFailed", FailedPrecondition, 0, "Create marketplace image order failed.", Reference),
     row(403, "IncorrectInstanceStatus", FailedPrecondition, 0, "The current status of the instance does not support this operation.", Reference),
     row(403, "InstanceLockedForSecurity", FailedPrecondition, 0, "The specified operation is denied as your instance is locked for security reasons.", Reference),
     row(403, "InstanceExpiredOrInArrears", FailedPrecondition, 0, "The specified operation is denied as your prepay instance is expired (prepay mode) or in arrears (afterpay mode).", Reference),
@@ -145,11 +163,11 @@ pub static CATALOGUE: &[Entry] = &[
     row(403, "InstanceDowngrade.QuotaExceed", ResourceExhausted, 0, "Quota of instance downgrade is exceed.", Reference),
     row(403, "InvalidInstanceStatus", FailedPrecondition, 0, "The current status of the instance does not support this operation.", Reference),
     row(403, "InvalidOperation.StarterPackage", FailedPrecondition, 0, "StarterPackage not support modification.", Reference),
-    row(403, "NAT_PUBLIC_IP_BINDING_FAILED", Internal, 0, "Binding nat public ip failed.", Reference),
+    row(403, "NAT_PUBLIC_IP_BINDING_FAILED", Unavailable, 1000, "Binding nat public ip failed.", Reference),
     row(403, "InvalidInstance.EipNotSupport", FailedPrecondition, 0, "The specified instance with eip is not supported, please unassociate eip first.", Reference),
     row(403, "InvalidInstance.NatPortMapNotSupport", FailedPrecondition, 0, "The special instance with nat port map not support operate, please remove nat port map first.", Reference),
     row(403, "OperationDenied.UnpaidOrder", FailedPrecondition, 0, "The specified instance has unpaid order.", Reference),
-    row(403, "Mayi.InternalError", Internal, 0, "The request processing has failed due to some unknown error.", Reference),
+    row(403, "Mayi.InternalError", Unavailable, 1000, "The request processing has failed due to some unknown error.", Reference),
     row(403, "InvalidNetworkType.ValueNotSupported", FailedPrecondition, 0, "The specified parameter NetworkType is not valid.", Reference),
     row(403, "OperationDenied.ImageNotValid", FailedPrecondition, 0, "The specified image is not authorized.", Reference),
     row(403, "InvalidInstanceChargeType.ValueNotSupported", FailedPrecondition, 0, "The specified parameter ChargeType is not valid.", Reference),
@@ -170,6 +188,9 @@ pub static CATALOGUE: &[Entry] = &[
     // credentials or clock are at fault, which the caller cannot fix.
     row(400, "InvalidParameter", InvalidArgument, 0, "The specified parameter is not valid.", Common),
     row(400, "MissingParameter", InvalidArgument, 0, "The input parameter that is mandatory for processing this request is not supplied.", Common),
+    // ECS's answer to a ClientToken used again with other parameters: the
+    // caller reused a token for a different change and must pick a new one.
+    row(400, "IdempotentParameterMismatch", InvalidArgument, 0, "The specified parameter has changed while using an already used clientToken.", Common),
     row(400, "SignatureDoesNotMatch", Internal, 0, "Specified signature is not matched with our calculation.", Common),
     row(404, "InvalidAccessKeyId.NotFound", Internal, 0, "Specified access key is not found.", Common),
     row(400, "InvalidAccessKeyId.Inactive", Internal, 0, "Specified access key is disabled.", Common),
@@ -181,7 +202,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidSecurityToken.Expired", Internal, 0, "Specified SecurityToken is expired.", Common),
     row(400, "InvalidSecurityToken.Malformed", Internal, 0, "Specified SecurityToken is malformed.", Common),
     row(400, "InvalidVersion", Internal, 0, "Specified parameter Version is not valid.", Common),
-    row(403, "Forbidden.RAM", PermissionDenied, 0, "User not authorized to operate on the specified resource, or this API doesn't support RAM.", Common),
+    row(403, "Forbidden.RAM", Internal, 0, "User not authorized to operate on the specified resource, or this API doesn't support RAM.", Common),
     row(503, "ServiceUnavailable", Unavailable, 1000, "The request has failed due to a temporary failure of the server.", Common),
     // The gateway's own codes. ECS uses the two `Malformed` codes in other APIs.
     row(400, "InvalidRegionId.Malformed", InvalidArgument, 0, "The specified parameter RegionId is not valid.", Gateway),
@@ -218,6 +239,34 @@ pub fn lookup(code: &str, http_status: u16) -> Option<&'static Entry> {
     first
 }
 
+/// The gRPC code and retry advice for an ECS error: the catalogue's row,
+/// or [`by_http_status`] for an unknown code.
+pub fn advice(code: &str, http_status: u16) -> (Code, Option<Duration>) {
+    lookup(code, http_status).map_or_else(
+        || by_http_status(http_status),
+        |entry| (entry.grpc, entry.retry_after),
+    )
+}
+
+/// The longest retry hint the gateway acts on itself, retrying inside the
+/// call (with the same ClientToken): codes that clear in seconds. A longer
+/// hint (`Throttling`'s five minutes) is the caller's to honour: retrying
+/// within the call's few seconds could not succeed and would only add load.
+pub const RETRY_WITHIN_CALL: Duration = Duration::from_secs(5);
+
+/// Whether an ECS error is worth another attempt inside the same call.
+pub fn retry_within_call(code: &str, http_status: u16) -> bool {
+    advice(code, http_status)
+        .1
+        .is_some_and(|delay| delay <= RETRY_WITHIN_CALL)
+}
+
+/// Whether an ECS error says ECS itself failed (rather than the call, the
+/// instance or the account): what a circuit breaker counts.
+pub fn ecs_failed(code: &str, http_status: u16) -> bool {
+    advice(code, http_status).0 == Unavailable
+}
+
 /// The first row for `code`.
 ///
 /// # Panics
@@ -233,11 +282,19 @@ pub fn get(code: &str) -> &'static Entry {
 
 /// The gRPC code and retry advice for a code the catalogue does not know,
 /// from ECS's HTTP status alone.
+///
+/// 403 is `FAILED_PRECONDITION`, not `PERMISSION_DENIED`: the caller was
+/// already authorized by the gateway's policies, and of the 31 codes the
+/// reference documents with 403, 23 are state errors (the instance, its
+/// orders, the account, the region) and one alone (`InvalidIspUID`) is an
+/// account's permission; a caller told PERMISSION_DENIED would look for a
+/// permission the gateway's policies already gave it. Retrying does not
+/// help either way. 401 is the gateway's own credentials.
 pub fn by_http_status(http_status: u16) -> (Code, Option<Duration>) {
     match http_status {
         400 => (InvalidArgument, None),
         401 => (Internal, None),
-        403 => (PermissionDenied, None),
+        403 => (FailedPrecondition, None),
         404 => (NotFound, None),
         409 => (Aborted, Some(Duration::from_secs(1))),
         429 => (ResourceExhausted, Some(Duration::from_secs(2))),
@@ -280,8 +337,86 @@ mod tests {
         assert!(lookup("NoSuchCode", 400).is_none());
     }
 
+    /// INTERNAL hides ECS's message and blames the gateway's set-up: only
+    /// the gateway's own credentials, signature, clock and RAM permission
+    /// may map to it, never a failure ECS documents for the API.
+    #[test]
+    fn internal_is_only_the_gateways_own_request() {
+        for entry in CATALOGUE.iter().filter(|e| e.grpc == Internal) {
+            assert!(
+                entry.source == Common || entry.code == "GatewayInternalError",
+                "{} {} is INTERNAL",
+                entry.code,
+                entry.http_status
+            );
+        }
+        for code in [
+            "IpAllocationError",
+            "NAT_PUBLIC_IP_BINDING_FAILED",
+            "Mayi.InternalError",
+        ] {
+            let entry = get(code);
+            assert_eq!(entry.grpc, Unavailable, "{code}");
+            assert_eq!(
+                entry.retry_after,
+                get("InternalError").retry_after,
+                "{code}"
+            );
+        }
+        assert_eq!(get("Forbidden.RAM").grpc, Internal);
+    }
+
+    #[test]
+    fn state_errors_are_failed_preconditions() {
+        for code in ["InvalidBandwidth.ValueNotSupported", "Image.OrderFailed"] {
+            assert_eq!(get(code).grpc, FailedPrecondition, "{code}");
+            assert_eq!(get(code).retry_after, None, "{code}");
+        }
+    }
+
+    #[test]
+    fn only_codes_that_clear_in_seconds_are_retried_within_the_call() {
+        for (code, status) in [
+            ("Throttling", 400),
+            ("Throttling", 403),
+            ("Image.OrderFailed", 500),
+        ] {
+            assert!(!retry_within_call(code, status), "{code} {status}");
+        }
+        for (code, status) in [
+            ("InternalError", 500),
+            ("ServiceUnavailable", 503),
+            ("LastRequestProcessing", 400),
+            ("LastOrderProcessing", 400),
+            ("TaskConflict", 400),
+            ("OperationConflict", 409),
+            ("SignatureNonceUsed", 400),
+            ("IpAllocationError", 400),
+            ("Brand.NewCode", 502),
+        ] {
+            assert!(retry_within_call(code, status), "{code} {status}");
+        }
+        assert!(!retry_within_call("Brand.NewCode", 400));
+        // The hint a caller gets for Throttling is ECS's five minutes.
+        assert_eq!(
+            get("Throttling").retry_after,
+            Some(Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn ecs_failures_are_what_a_breaker_counts() {
+        assert!(ecs_failed("InternalError", 500));
+        assert!(ecs_failed("Brand.NewCode", 503));
+        assert!(!ecs_failed("Image.OrderFailed", 500));
+        assert!(!ecs_failed("Throttling", 400));
+    }
+
     #[test]
     fn unknown_codes_map_by_http_status() {
+        // An unknown 403 is a state error, as most of the reference's are.
+        assert_eq!(by_http_status(403), (FailedPrecondition, None));
+        assert_eq!(advice("Brand.NewCode", 403).0, FailedPrecondition);
         assert_eq!(by_http_status(404).0, NotFound);
         assert_eq!(by_http_status(503).0, Unavailable);
         assert!(by_http_status(503).1.is_some());

@@ -98,8 +98,11 @@ pub struct Instance {
     pub expired_at: Option<DateTime<Utc>>,
     /// Locked by Alibaba Cloud's security team.
     pub locked_for_security: bool,
-    /// An order waiting for payment.
+    /// A normal order waiting for payment (`AutoPay=false`).
     pub unpaid_order: Option<String>,
+    /// An abnormal order: automatic payment failed for lack of balance; it
+    /// can only be cancelled.
+    pub abnormal_order: Option<String>,
     /// Bandwidth downgrades so far.
     pub downgrades: u32,
     /// A temporary upgrade.
@@ -124,6 +127,7 @@ impl Instance {
                 .then(|| Utc::now() + chrono::TimeDelta::days(365)),
             locked_for_security: false,
             unpaid_order: None,
+            abnormal_order: None,
             downgrades: 0,
             temporary_upgrade: None,
         }
@@ -296,6 +300,15 @@ struct Success {
     order_id: Option<String>,
 }
 
+/// What a ClientToken's first successful call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FirstResult {
+    /// The action's parameters it was sent with.
+    parameters: Vec<(&'static str, Option<String>)>,
+    /// Its order, if any.
+    order_id: Option<String>,
+}
+
 struct TokenBucket {
     tokens: f64,
     last: Instant,
@@ -305,8 +318,8 @@ struct State {
     instances: HashMap<String, Instance>,
     account: Account,
     nonces: HashMap<(String, String), Instant>,
-    /// First successful answer per (AccessKey, ClientToken).
-    replies: HashMap<(String, String), Success>,
+    /// First successful result per (AccessKey, ClientToken).
+    replies: HashMap<(String, String), FirstResult>,
     /// Changes applied per ClientToken.
     applied: HashMap<String, usize>,
     buckets: HashMap<String, TokenBucket>,

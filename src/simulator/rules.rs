@@ -1,7 +1,9 @@
 //! ModifyInstanceNetworkSpec as ECS applies it: the parameter formats, then
 //! the instance's state against the reference's rules, in the order ECS
 //! reports them (one error per call), then the change itself. A ClientToken
-//! seen before returns the first answer and changes nothing.
+//! seen before with the same parameters returns the first result (with a
+//! RequestId of its own) and changes nothing; with other parameters it is
+//! `IdempotentParameterMismatch`.
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
@@ -149,31 +151,40 @@ pub(super) fn call(
     let mut state = sim.state();
 
     let idempotency_key = request.client_token.clone().map(|t| (access_key, t));
-    if let Some(reply) = idempotency_key.as_ref().and_then(|k| state.replies.get(k)) {
-        return Ok(reply.clone());
+    let fingerprint = fingerprint(params);
+    if let Some(first) = idempotency_key.as_ref().and_then(|k| state.replies.get(k)) {
+        if first.parameters != fingerprint {
+            return Err(Failure::new("IdempotentParameterMismatch"));
+        }
+        // The first call's result; this request has its own RequestId.
+        return Ok(Success {
+            request_id: super::request_id(),
+            order_id: first.order_id.clone(),
+        });
     }
 
     let account = state.account.clone();
-    let regional_bandwidth: u32 = state
-        .instances
-        .values()
-        .filter(|i| {
-            (request.region_id.is_empty() || i.region_id == request.region_id)
-                && i.id != request.instance_id
-                && i.charge_type == ChargeType::PostPaid
-                && i.network_charge_type == NetworkChargeType::PayByBandwidth
-        })
-        .map(|i| i.bandwidth_out)
-        .sum();
     let instance = state
         .instances
         .get(&request.instance_id)
         .filter(|i| request.region_id.is_empty() || i.region_id == request.region_id)
         .ok_or_else(|| Failure::new("InvalidInstanceId.NotFound"))?;
+    // The quota is the account's in the instance's region.
+    let regional_bandwidth: u32 = state
+        .instances
+        .values()
+        .filter(|i| {
+            i.region_id == instance.region_id
+                && i.id != instance.id
+                && i.charge_type == ChargeType::PostPaid
+                && i.network_charge_type == NetworkChargeType::PayByBandwidth
+        })
+        .map(|i| i.bandwidth_out)
+        .sum();
 
     let plan = check(instance, &request, &account, regional_bandwidth, now)?;
-    let subscription = instance.charge_type == ChargeType::PrePaid;
-    let order_id = subscription.then(|| {
+    let ordered = plan.ordered;
+    let order_id = ordered.then(|| {
         state.next_order += 1;
         state.next_order.to_string()
     });
@@ -184,12 +195,20 @@ pub(super) fn call(
     let Some(instance) = state.instances.get_mut(&request.instance_id) else {
         return Err(Failure::new("InvalidInstanceId.NotFound"));
     };
-    if let (false, Some(order)) = (request.auto_pay, &order_id) {
-        // Without automatic payment ECS creates a normal unpaid order; the
-        // change waits for the payment in the console.
-        instance.unpaid_order = Some(order.clone());
-    } else {
-        apply(instance, &request, &plan, ip);
+    match (&order_id, request.auto_pay) {
+        (Some(order), true) if plan.upgrade && account.balance_insufficient => {
+            // Automatic payment fails: ECS still creates the order, an
+            // abnormal one that can only be cancelled, and the instance is
+            // blocked by it until then.
+            instance.abnormal_order = Some(order.clone());
+            return Err(Failure::new("InvalidAccountStatus.NotEnoughBalance"));
+        }
+        (Some(order), false) => {
+            // Without automatic payment ECS creates a normal unpaid order;
+            // the change waits for the payment in the console.
+            instance.unpaid_order = Some(order.clone());
+        }
+        _ => apply(instance, &request, &plan, ip),
     }
 
     let success = Success {
@@ -198,9 +217,36 @@ pub(super) fn call(
     };
     if let Some(key) = idempotency_key {
         *state.applied.entry(key.1.clone()).or_default() += 1;
-        state.replies.insert(key, success.clone());
+        state.replies.insert(
+            key,
+            super::FirstResult {
+                parameters: fingerprint,
+                order_id: success.order_id.clone(),
+            },
+        );
     }
     Ok(success)
+}
+
+/// The action's parameters as sent, ClientToken and the common parameters
+/// (signature, nonce, time) left out: what must match when a ClientToken
+/// is used again.
+fn fingerprint(params: &Params) -> Vec<(&'static str, Option<String>)> {
+    [
+        "RegionId",
+        "InstanceId",
+        "InternetMaxBandwidthOut",
+        "InternetMaxBandwidthIn",
+        "ISP",
+        "NetworkChargeType",
+        "AllocatePublicIp",
+        "StartTime",
+        "EndTime",
+        "AutoPay",
+    ]
+    .into_iter()
+    .map(|name| (name, params.get(name).cloned()))
+    .collect()
 }
 
 /// What a call will change, once every rule has passed.
@@ -210,6 +256,11 @@ struct Plan {
     network_charge_type: NetworkChargeType,
     allocate_ip: bool,
     downgrade: bool,
+    /// The outbound bandwidth goes up (permanently or for a while).
+    upgrade: bool,
+    /// A subscription instance's bandwidth configuration changes: ECS
+    /// places an order (and answers its OrderId).
+    ordered: bool,
 }
 
 fn check(
@@ -228,17 +279,14 @@ fn check(
     if !matches!(instance.status, Status::Running | Status::Stopped) {
         return Err(Failure::new("InvalidOperation.InstanceStatusUnsupported"));
     }
-    if instance.network_type == NetworkType::Classic {
-        return Err(Failure::new("InvalidNetworkType.ValueNotSupported"));
-    }
-    if instance.unpaid_order.is_some() {
+    if instance.unpaid_order.is_some() || instance.abnormal_order.is_some() {
         return Err(Failure::with_status("InvalidInstance.UnPaidOrder", 403));
     }
     if account.in_arrears {
         return Err(Failure::new("Account.Arrearage"));
     }
     if let Some(isp) = &request.isp {
-        check_isp(isp, request)?;
+        check_isp(isp, instance, request)?;
     }
 
     let charge = request
@@ -252,16 +300,18 @@ fn check(
     let bandwidth_out = request.bandwidth_out.unwrap_or(instance.bandwidth_out);
 
     if instance.eip.is_some() {
+        // A VPC instance with an EIP reaches the internet through the EIP:
+        // a temporary upgrade is refused as such, a public bandwidth is not
+        // needed (the reference's specific answer), and any other change of
+        // its public network waits until the EIP is unassociated.
         if request.start.is_some() || request.end.is_some() {
             return Err(Failure::new("BandwidthUpgradeDenied.EipBoundInstance"));
         }
         if request.bandwidth_out.is_some() || request.bandwidth_in.is_some() {
-            return Err(Failure::new("InvalidInstance.EipNotSupport"));
+            return Err(Failure::new("InvalidInstance.InstanceNotSupported"));
         }
-        if request.allocate_public_ip == Some(true) {
-            return Err(Failure::new("InvalidParam.AllocatePublicIp").message(
-                "The specified param AllocatePublicIp is invalid: the instance has an EIP.",
-            ));
+        if request.allocate_public_ip == Some(true) || request.network_charge_type.is_some() {
+            return Err(Failure::new("InvalidInstance.EipNotSupport"));
         }
     }
 
@@ -303,6 +353,18 @@ fn check(
         (ChargeType::PostPaid, _) => false,
     };
 
+    // The classic network attaches a public NIC when the outbound bandwidth
+    // leaves 0, which it can only do to a stopped instance.
+    if instance.network_type == NetworkType::Classic
+        && instance.bandwidth_out == 0
+        && bandwidth_out > 0
+        && instance.status != Status::Stopped
+    {
+        return Err(Failure::new("InvalidInstanceStatus.NotStopped").message(
+            "The specified Instance status is not Stopped: a classic network instance must be stopped to raise its outbound bandwidth from 0.",
+        ));
+    }
+
     let downgrade = request.start.is_none() && bandwidth_out < instance.bandwidth_out;
     if downgrade
         && instance.charge_type == ChargeType::PrePaid
@@ -322,23 +384,34 @@ fn check(
         )));
     }
     let upgrade = bandwidth_out > instance.bandwidth_out;
-    if upgrade
-        && request.auto_pay
-        && instance.charge_type == ChargeType::PrePaid
-        && account.balance_insufficient
-    {
-        return Err(Failure::new("InvalidAccountStatus.NotEnoughBalance"));
-    }
+    // OrderId comes back only when a subscription instance's bandwidth
+    // configuration changes: its bandwidth, a temporary upgrade or its
+    // network billing method. An IP alone, or the values it already has,
+    // place no order.
+    let ordered = instance.charge_type == ChargeType::PrePaid
+        && (bandwidth_out != instance.bandwidth_out
+            || bandwidth_in != instance.bandwidth_in
+            || request.start.is_some()
+            || charge != instance.network_charge_type);
     Ok(Plan {
         bandwidth_out,
         bandwidth_in,
         network_charge_type: charge,
         allocate_ip,
         downgrade,
+        upgrade,
+        ordered,
     })
 }
 
-fn check_isp(isp: &str, request: &Request) -> Result<(), Failure> {
+fn check_isp(isp: &str, instance: &Instance, request: &Request) -> Result<(), Failure> {
+    if instance.network_type == NetworkType::Classic {
+        return Err(
+            Failure::new("UnsupportedIspClassicNetwork").message(format!(
+                "ISP {isp:?} is not supported for classic network instances."
+            )),
+        );
+    }
     if request.bandwidth_out.unwrap_or(0) == 0 {
         return Err(Failure::new("InvalidBandwidthOut.LessThanZero"));
     }

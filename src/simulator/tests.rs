@@ -429,3 +429,240 @@ async fn injects_faults_in_order() {
     assert_eq!(code(&sim.call(&params).await), (200, "<success>"));
     assert_eq!(sim.sim.calls(), 3);
 }
+
+/// A world with the instances the reference's special cases need.
+fn world() -> Config {
+    let mut config = Config::demo();
+    let mut add = |id: &str, charge: ChargeType, edit: &dyn Fn(&mut Instance)| {
+        let mut instance = Instance::new(id, DEMO_REGION, charge);
+        edit(&mut instance);
+        config.instances.push(instance);
+    };
+    add("i-classic", ChargeType::PostPaid, &|i| {
+        i.network_type = NetworkType::Classic;
+    });
+    add("i-classic-stopped", ChargeType::PostPaid, &|i| {
+        i.network_type = NetworkType::Classic;
+        i.status = Status::Stopped;
+    });
+    add("i-classic-public", ChargeType::PostPaid, &|i| {
+        i.network_type = NetworkType::Classic;
+        i.bandwidth_out = 5;
+        i.public_ip = Some("42.120.1.1".into());
+    });
+    add("i-prepaid-5", ChargeType::PrePaid, &|i| {
+        i.bandwidth_out = 5;
+        i.network_charge_type = NetworkChargeType::PayByBandwidth;
+    });
+    config
+}
+
+/// The classic network, as the reference describes it: served, but an
+/// instance must be stopped to leave 0 Mbit/s, and ISP is refused.
+#[tokio::test]
+async fn serves_classic_network_instances_by_their_rules() {
+    let sim = start(world()).await;
+    let raise = |id| [("InstanceId", id), ("InternetMaxBandwidthOut", "5")];
+    assert_eq!(
+        code(&sim.call(&raise("i-classic")).await),
+        (400, "InvalidInstanceStatus.NotStopped")
+    );
+    assert_eq!(sim.sim.instance("i-classic").unwrap().bandwidth_out, 0);
+    assert_eq!(
+        code(&sim.call(&raise("i-classic-stopped")).await),
+        (200, "<success>")
+    );
+    assert_eq!(
+        sim.sim.instance("i-classic-stopped").unwrap().bandwidth_out,
+        5
+    );
+    // Running, but its bandwidth is already above 0.
+    assert_eq!(
+        code(
+            &sim.call(&[
+                ("InstanceId", "i-classic-public"),
+                ("InternetMaxBandwidthOut", "20")
+            ])
+            .await
+        ),
+        (200, "<success>")
+    );
+    assert_eq!(
+        code(
+            &sim.call(&[
+                ("InstanceId", "i-classic-public"),
+                ("InternetMaxBandwidthOut", "20"),
+                ("ISP", "BGP_PRO"),
+            ])
+            .await
+        ),
+        (403, "UnsupportedIspClassicNetwork")
+    );
+}
+
+/// An EIP-bound VPC instance: bandwidth is not needed
+/// (`InvalidInstance.InstanceNotSupported`), other changes wait for the EIP
+/// to go (`InvalidInstance.EipNotSupport`), a temporary upgrade is refused
+/// as such.
+#[tokio::test]
+async fn answers_eip_bound_instances_as_the_reference_does() {
+    let sim = start(Config::demo()).await;
+    type Case<'a> = (&'a [(&'a str, &'a str)], (u16, &'a str));
+    let cases: &[Case] = &[
+        (
+            &[
+                ("InstanceId", "i-demo-eip"),
+                ("InternetMaxBandwidthOut", "5"),
+            ],
+            (403, "InvalidInstance.InstanceNotSupported"),
+        ),
+        (
+            &[
+                ("InstanceId", "i-demo-eip"),
+                ("InternetMaxBandwidthIn", "5"),
+            ],
+            (403, "InvalidInstance.InstanceNotSupported"),
+        ),
+        (
+            &[("InstanceId", "i-demo-eip"), ("AllocatePublicIp", "true")],
+            (403, "InvalidInstance.EipNotSupport"),
+        ),
+        (
+            &[
+                ("InstanceId", "i-demo-eip"),
+                ("NetworkChargeType", "PayByBandwidth"),
+            ],
+            (403, "InvalidInstance.EipNotSupport"),
+        ),
+    ];
+    for (params, expected) in cases {
+        assert_eq!(code(&sim.call(params).await), *expected, "{params:?}");
+    }
+}
+
+/// OrderId comes back only when a subscription instance's bandwidth
+/// configuration changes.
+#[tokio::test]
+async fn returns_an_order_only_for_a_subscriptions_bandwidth_change() {
+    let sim = start(world()).await;
+    let order = |answer: &(u16, serde_json::Value)| answer.1.get("OrderId").cloned();
+    let changed = sim
+        .call(&[
+            ("InstanceId", "i-prepaid-5"),
+            ("InternetMaxBandwidthOut", "8"),
+        ])
+        .await;
+    assert_eq!(code(&changed), (200, "<success>"));
+    assert!(order(&changed).is_some(), "{}", changed.1);
+    let same = sim
+        .call(&[
+            ("InstanceId", "i-prepaid-5"),
+            ("InternetMaxBandwidthOut", "8"),
+        ])
+        .await;
+    assert_eq!(code(&same), (200, "<success>"));
+    assert_eq!(order(&same), None, "nothing changed: {}", same.1);
+    let ip_only = sim
+        .call(&[("InstanceId", "i-prepaid-5"), ("AllocatePublicIp", "true")])
+        .await;
+    assert_eq!(code(&ip_only), (200, "<success>"));
+    assert_eq!(order(&ip_only), None, "an IP is no bandwidth change");
+    assert!(sim.sim.instance("i-prepaid-5").unwrap().public_ip.is_some());
+}
+
+/// A ClientToken used again: the first result with a RequestId of its own;
+/// with other parameters, `IdempotentParameterMismatch`.
+#[tokio::test]
+async fn replays_a_client_token_with_a_new_request_id_and_checks_its_parameters() {
+    let sim = start(Config::demo()).await;
+    let params = [
+        ("InstanceId", "i-demo-prepaid"),
+        ("InternetMaxBandwidthOut", "10"),
+        ("ClientToken", "token-1"),
+    ];
+    let first = sim.call(&params).await;
+    let again = sim.call(&params).await;
+    assert_eq!(code(&first), (200, "<success>"));
+    assert_eq!(code(&again), (200, "<success>"));
+    assert_ne!(first.1["RequestId"], again.1["RequestId"]);
+    assert_eq!(first.1["OrderId"], again.1["OrderId"]);
+    assert!(first.1["OrderId"].is_string());
+    assert_eq!(sim.sim.applied("token-1"), 1);
+    let other = sim
+        .call(&[
+            ("InstanceId", "i-demo-prepaid"),
+            ("InternetMaxBandwidthOut", "20"),
+            ("ClientToken", "token-1"),
+        ])
+        .await;
+    assert_eq!(code(&other), (400, "IdempotentParameterMismatch"));
+    assert_eq!(
+        sim.sim.instance("i-demo-prepaid").unwrap().bandwidth_out,
+        10
+    );
+}
+
+/// `AutoPay=true` without the balance: ECS creates an abnormal order that
+/// can only be cancelled, and the instance's later calls see it.
+#[tokio::test]
+async fn failed_automatic_payment_leaves_an_abnormal_order() {
+    let sim = start(Config::demo()).await;
+    sim.sim.update_account(|a| a.balance_insufficient = true);
+    let raise = [
+        ("InstanceId", "i-demo-prepaid"),
+        ("InternetMaxBandwidthOut", "10"),
+    ];
+    assert_eq!(
+        code(&sim.call(&raise).await),
+        (403, "InvalidAccountStatus.NotEnoughBalance")
+    );
+    let instance = sim.sim.instance("i-demo-prepaid").unwrap();
+    assert!(instance.abnormal_order.is_some());
+    assert_eq!(instance.bandwidth_out, 0, "nothing applied");
+    sim.sim.update_account(|a| a.balance_insufficient = false);
+    assert_eq!(
+        code(&sim.call(&raise).await),
+        (403, "InvalidInstance.UnPaidOrder")
+    );
+}
+
+/// The pay-by-bandwidth quota is the account's in the instance's region,
+/// whatever region (if any) the request names.
+#[tokio::test]
+async fn counts_the_bandwidth_quota_in_the_instances_region() {
+    let mut config = Config::demo();
+    config.account.bandwidth_quota = 150;
+    let mut hog = Instance::new("i-shanghai-hog", "cn-shanghai", ChargeType::PostPaid);
+    hog.bandwidth_out = 100;
+    hog.network_charge_type = NetworkChargeType::PayByBandwidth;
+    config.instances.push(hog);
+    let sim = start(config).await;
+    // No RegionId: the endpoint is regional and ECS needs none.
+    let mut params: Vec<(String, String)> = [
+        ("Action", "ModifyInstanceNetworkSpec"),
+        ("InstanceId", "i-demo-postpaid"),
+        ("InternetMaxBandwidthOut", "60"),
+        ("NetworkChargeType", "PayByBandwidth"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    params.extend(common(DEMO_ACCESS_KEY_ID, "quota-1", Utc::now()));
+    let answer = sim.send("POST", DEMO_ACCESS_KEY_SECRET, params).await;
+    assert_eq!(code(&answer), (200, "<success>"), "{}", answer.1);
+    // In its own region the quota still holds.
+    let mut neighbour = Instance::new("i-hangzhou-hog", DEMO_REGION, ChargeType::PostPaid);
+    neighbour.bandwidth_out = 100;
+    neighbour.network_charge_type = NetworkChargeType::PayByBandwidth;
+    sim.sim.put_instance(neighbour);
+    assert_eq!(
+        code(
+            &sim.call(&[
+                ("InstanceId", "i-demo-postpaid"),
+                ("InternetMaxBandwidthOut", "70"),
+            ])
+            .await
+        ),
+        (400, "QuotaExceeded.InternetBandwidth")
+    );
+}
