@@ -124,18 +124,21 @@ async fn exports_the_span_tree_of_every_call() {
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let telemetry = Arc::new(
-        telemetry::init(&telemetry::Config {
-            log_filter: "info".into(),
-            log_format: LogFormat::Json,
-            otlp: Some(Otlp {
-                endpoint: collector,
-                protocol: Protocol::Grpc,
-                service_name: "ecs-gateway-test".into(),
-                resource: vec![("deployment.environment".into(), "test".into())],
-                sampler: SamplerConfig::ParentAlwaysOn,
-                timeout: Duration::from_secs(5),
-            }),
-        })
+        telemetry::init_with_writer(
+            &telemetry::Config {
+                log_filter: "info".into(),
+                log_format: LogFormat::Json,
+                otlp: Some(Otlp {
+                    endpoint: collector,
+                    protocol: Protocol::Grpc,
+                    service_name: "ecs-gateway-test".into(),
+                    resource: vec![("deployment.environment".into(), "test".into())],
+                    sampler: SamplerConfig::ParentAlwaysOn,
+                    timeout: Duration::from_secs(5),
+                }),
+            },
+            support::captured_logs(),
+        )
         .unwrap(),
     );
 

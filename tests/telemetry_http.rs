@@ -44,7 +44,8 @@ async fn exports_over_http_protobuf() {
             .map(|(_, v)| (*v).to_owned())
     })
     .unwrap();
-    let telemetry = Arc::new(telemetry::init(&config).unwrap());
+    let telemetry =
+        Arc::new(telemetry::init_with_writer(&config, support::captured_logs()).unwrap());
 
     let h = support::start().await;
     let mut request = support::request("i-demo-postpaid");

@@ -331,6 +331,20 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 ///
 /// The exporter cannot be built.
 pub fn init(config: &Config) -> Result<Telemetry, Error> {
+    init_with_writer(config, fmt::writer::BoxMakeWriter::new(std::io::stderr))
+}
+
+/// [`init`], with the logs written to `writer` instead of stderr: tests pass
+/// [`fmt::TestWriter`], so that the test harness captures the logs and
+/// shows them only for a failing test.
+///
+/// # Errors
+///
+/// The exporter cannot be built.
+pub fn init_with_writer(
+    config: &Config,
+    writer: fmt::writer::BoxMakeWriter,
+) -> Result<Telemetry, Error> {
     opentelemetry::global::set_text_map_propagator(
         opentelemetry::propagation::TextMapCompositePropagator::new(vec![
             Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
@@ -344,13 +358,10 @@ pub fn init(config: &Config) -> Result<Telemetry, Error> {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter(filter)
             .boxed(),
-        LogFormat::Text => fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
+        LogFormat::Text => fmt::layer().with_writer(writer).with_filter(filter).boxed(),
     };
     let provider = config.otlp.as_ref().map(provider).transpose()?;
     // Only the gateway's own spans are exported, whatever RUST_LOG says

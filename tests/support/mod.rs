@@ -53,6 +53,7 @@ pub fn trusting_resolver() -> Arc<identity::Resolver> {
 }
 
 /// Serves `parts` on a loopback port until the sender is dropped or fires.
+/// The gateway's logs go to the test's captured output.
 pub async fn spawn_gateway(parts: server::Parts) -> (std::net::SocketAddr, oneshot::Sender<()>) {
     let (addr, _, stop) = spawn_gateway_with_admin(parts).await;
     (addr, stop)
@@ -66,6 +67,7 @@ pub async fn spawn_gateway_with_admin(
     std::net::SocketAddr,
     oneshot::Sender<()>,
 ) {
+    capture_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -231,6 +233,25 @@ pub fn with_identity<T>(request: &mut tonic::Request<T>, identity: &str) {
     request
         .metadata_mut()
         .insert("x-forwarded-for", "127.0.0.1".parse().unwrap());
+}
+
+/// A log writer into the test harness's capture: a test's logs are shown
+/// only when it fails.
+pub fn captured_logs() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
+    tracing_subscriber::fmt::writer::BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new())
+}
+
+/// Sends the logs of the gateways a test starts (info and above, or as
+/// `RUST_LOG` says) to the harness's capture, once per test binary; a binary
+/// that installed its own subscriber keeps it.
+pub fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(captured_logs())
+        .try_init();
 }
 
 /// A log writer that keeps every line, for tests that read the logs.
