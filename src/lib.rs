@@ -5,15 +5,19 @@
 //! A call flows through one module per stage, in the order written in
 //! [`server`]:
 //!
-//! 1. [`validate`]: every documented parameter rule, all violations at once;
-//! 2. identity and authorization (Cedar, RAM-like): the next stages to land;
-//! 3. [`sign`]: Alibaba Cloud RPC signature V1 with the gateway's
+//! 1. [`identity`] and [`overload`] (tower layers): who is calling, then
+//!    admission (the message first, then a place per caller and overall);
+//! 2. [`validate`]: every documented parameter rule, all violations at once;
+//! 3. [`policy`]: Cedar policies that decide as RAM does;
+//! 4. [`sign`]: Alibaba Cloud RPC signature V1 with the gateway's
 //!    [`credentials`];
-//! 4. [`upstream`]: the signed call to the regional ECS endpoint.
+//! 5. [`upstream`]: the signed call to the regional ECS endpoint.
 //!
-//! [`error`] is the one place that turns any stage's error into a gRPC status,
-//! with codes fixed by its [`error::catalogue`]. [`simulator`] is a faithful
-//! ECS stand-in for tests and the [`demo`]; [`client`] is the `call` command.
+//! Each stage owns its error type and knows nothing of gRPC; [`error`] is the
+//! one place that turns them into gRPC statuses, with codes fixed by its
+//! [`error::catalogue`]. Imports run one way (`.ci/module-cycles.py` checks
+//! it). [`simulator`] is a faithful ECS stand-in for tests and the [`demo`];
+//! [`client`] is the `call` command.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -419,3 +419,33 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     assert_eq!(store.reload_counts(), (51, 0));
     std::fs::remove_dir_all(base).unwrap();
 }
+
+/// A case file names its account (the ARNs are that account's) and every
+/// case has a region, from the request or the file: nothing is taken from
+/// the demo.
+#[test]
+fn a_case_file_names_its_account_and_region() {
+    let dir = scratch();
+    let store = Arc::new(Store::open(&dir).unwrap());
+    let case = "[[case]]\nname = \"n\"\nspiffe_id = \"spiffe://demo.local/sa/netops\"\n\
+                request = { instance_id = \"i-demo-postpaid\", internet_max_bandwidth_out = 5 }\n\
+                expect = \"Allow\"\n";
+    let no_account = dir.join("tests/no-account.toml");
+    std::fs::write(&no_account, case).unwrap();
+    let error = policy::cases::run(&store, &[no_account]).unwrap_err();
+    assert!(error.to_string().contains("account_id"), "{error}");
+
+    let no_region = dir.join("tests/no-region.toml");
+    std::fs::write(
+        &no_region,
+        format!("account_id = \"1234567890123456\"\n{case}"),
+    )
+    .unwrap();
+    let report = policy::cases::run(&store, &[no_region]).unwrap();
+    assert_eq!(report.passed, 0);
+    assert!(
+        report.failures[0].contains("no region_id"),
+        "{:?}",
+        report.failures
+    );
+}

@@ -2,8 +2,8 @@
 //! (the real cloud is out of reach from development machines and CI).
 //!
 //! It answers `ModifyInstanceNetworkSpec` the way ECS does: it verifies RPC
-//! signature V1 for GET and POST ([`auth`]), keeps per-instance state and
-//! applies the reference's rules with its error codes ([`rules`]), honours
+//! signature V1 for GET and POST (`auth.rs`), keeps per-instance state and
+//! applies the reference's rules with its error codes (`rules.rs`), honours
 //! ClientToken idempotency, throttles above a configured rate, and can inject
 //! faults (latency, 5xx, garbage bodies, any catalogue error) so resilience
 //! can be tested. Errors use ECS's JSON shape: `RequestId`, `HostId`, `Code`,
