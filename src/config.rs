@@ -39,6 +39,90 @@ pub struct Config {
     pub server: ServerSettings,
 }
 
+impl Config {
+    /// The effective settings by their settings-file key, with values as the
+    /// file writes them (durations as `10s`); secrets are never listed, only
+    /// where they come from. `serve --check` prints them.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let u = &self.upstream;
+        let s = &self.server;
+        let mut out = vec![
+            ("listen", self.listen.to_string()),
+            ("admin_listen", self.admin_listen.to_string()),
+            ("upstream.endpoint", u.endpoint.clone()),
+            ("upstream.timeout", d(u.timeout)),
+            ("upstream.connect_timeout", d(u.connect_timeout)),
+            ("upstream.attempt_timeout", d(u.attempt_timeout)),
+            ("upstream.max_attempts", u.max_attempts.to_string()),
+            ("upstream.breaker_failures", u.breaker_failures.to_string()),
+            ("upstream.breaker_open_for", d(u.breaker_open_for)),
+            (
+                "server.max_concurrent_calls",
+                s.max_concurrent_calls.to_string(),
+            ),
+            (
+                "server.max_concurrent_calls_per_caller",
+                s.max_concurrent_calls_per_caller.to_string(),
+            ),
+            ("server.receive_timeout", d(s.receive_timeout)),
+            ("server.request_timeout", d(s.request_timeout)),
+            ("server.shutdown_grace", d(s.shutdown_grace)),
+            ("policy.dir", path(&self.policy.dir)),
+            (
+                "policy.account_id",
+                self.policy.account_id.clone().unwrap_or_default(),
+            ),
+            (
+                "policy.dependent_actions",
+                self.policy.dependent_actions.len().to_string(),
+            ),
+            (
+                "identity.trust_forwarded_client_cert",
+                self.identity.trust_forwarded_client_cert.to_string(),
+            ),
+        ];
+        out.push(match &self.credentials {
+            None => ("credentials", "none".to_owned()),
+            Some(credentials::Config::Static(_)) => ("credentials", "environment".to_owned()),
+            Some(credentials::Config::File { path: p, profile }) => {
+                ("credentials.file", format!("{} [{profile}]", path(p)))
+            }
+        });
+        match &self.tls {
+            None => out.push(("tls", "off".to_owned())),
+            Some(tls) => {
+                out.push(("tls.cert", path(&tls.cert)));
+                out.push(("tls.key", path(&tls.key)));
+                out.push((
+                    "tls.client_ca",
+                    tls.client_ca.as_deref().map(path).unwrap_or_default(),
+                ));
+                out.push((
+                    "tls.require_client_cert",
+                    tls.require_client_cert.to_string(),
+                ));
+            }
+        }
+        match &self.identity.jwt {
+            None => out.push(("identity.jwt", "off".to_owned())),
+            Some(jwt) => {
+                out.push(("identity.jwt.issuer", jwt.issuer.clone()));
+                out.push(("identity.jwt.audience", jwt.audience.clone()));
+                out.push(match &jwt.jwks {
+                    JwksSource::File(p) => ("identity.jwt.jwks_file", path(p)),
+                    JwksSource::Url(url) => ("identity.jwt.jwks_url", url.clone()),
+                });
+                out.push(("identity.jwt.leeway", d(jwt.leeway)));
+                out.push(("identity.jwt.jwks_refresh", d(jwt.jwks_refresh)));
+                out.push(("identity.jwt.jwks_max_age", d(jwt.jwks_max_age)));
+            }
+        }
+        out
+    }
+}
+
 /// Inbound protection and shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {

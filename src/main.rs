@@ -101,6 +101,11 @@ struct ServeArgs {
     /// The Alibaba Cloud account owning the instances, for ARNs.
     #[arg(long)]
     account_id: Option<String>,
+    /// Check the settings and print the effective ones (`key = value`, by
+    /// settings-file key, no secrets), then exit: 0 when they are valid, 64
+    /// when not. Nothing is bound or read besides the settings file.
+    #[arg(long)]
+    check: bool,
 }
 
 const EXIT_CONFIG: u8 = 64;
@@ -155,6 +160,12 @@ async fn run(command: Command) -> ExitCode {
                 Ok(settings) => settings,
                 Err(error) => return fail(&error, true),
             };
+            if args.check {
+                for (key, value) in settings.settings() {
+                    println!("{key} = {value:?}");
+                }
+                return ExitCode::SUCCESS;
+            }
             match server::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error, error.is_config()),

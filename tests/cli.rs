@@ -266,3 +266,48 @@ fn serve_refuses_bad_settings_with_exit_code_64() {
     assert_eq!(file.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&file.stderr).contains("/nonexistent/credentials"));
 }
+
+/// `serve --check` prints the effective settings by file key, never a
+/// secret, and exits 64 on a bad setting, binding nothing.
+#[test]
+fn serve_check_prints_the_effective_settings() {
+    let check = |config: &str| {
+        let path = std::env::temp_dir().join(format!("ecs-gw-check-{}.toml", std::process::id()));
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--check", "--config"])
+            .arg(&path)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tCheck")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "check-secret-value")
+            .output()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        out
+    };
+    let ok =
+        check("[server]\nshutdown_grace = \"40s\"\n[policy]\naccount_id = \"1234567890123456\"\n");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let stdout = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        stdout.contains("server.shutdown_grace = \"40s\"\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("upstream.timeout = \"10s\"\n"), "{stdout}");
+    assert!(
+        stdout.contains("credentials = \"environment\"\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("check-secret-value"), "{stdout}");
+
+    let bad = check("[upstream]\ntimeout = \"soon\"\n");
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("upstream.timeout"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -449,3 +449,44 @@ fn a_case_file_names_its_account_and_region() {
         report.failures
     );
 }
+
+/// A ConfigMap has no subdirectories: `<layer>__<name>.cedar` at the top is
+/// `<layer>/<name>.cedar`, and both forms decide alike. With neither form a
+/// layer is missing and the load fails.
+#[test]
+fn policy_files_may_sit_flat_as_a_configmap_holds_them() {
+    let dir = scratch();
+    for layer in ["control", "identity"] {
+        for entry in std::fs::read_dir(dir.join(layer)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::rename(&path, dir.join(format!("{layer}__{name}"))).unwrap();
+        }
+        std::fs::remove_dir(dir.join(layer)).unwrap();
+    }
+    let flat = Store::open(&dir).unwrap();
+    let nested = Store::open(support::policies_dir()).unwrap();
+    assert_eq!(
+        flat.current().policy_count(),
+        nested.current().policy_count()
+    );
+    let decide = |dir: &Path| {
+        authorizer(dir)
+            .decide(
+                &caller(support::WEBAPP),
+                &bandwidth("i-demo-postpaid", 50),
+                chrono::Utc::now(),
+            )
+            .outcome
+    };
+    assert_eq!(decide(&dir), decide(&support::policies_dir()));
+
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("control__") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("control layer"), "{error}");
+}

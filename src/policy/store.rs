@@ -9,6 +9,10 @@
 //! policies/entities.json        known instances: attributes and tags
 //! ```
 //!
+//! A ConfigMap has no subdirectories, so a policy file may also sit at the
+//! top as `<layer>__<name>.cedar` (`control__guardrails.cedar` is
+//! `control/guardrails.cedar`); the Helm chart mounts its ConfigMap so.
+//!
 //! Every policy carries a unique `@id`, used in decisions and logs. A load
 //! fails with `file:line` messages; a reload that fails keeps the last good
 //! set and is counted.
@@ -319,8 +323,8 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)>
         dir.join("entities.json"),
     ];
     for layer in Layer::ALL {
-        if let Ok(entries) = std::fs::read_dir(dir.join(layer.as_str())) {
-            paths.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        if let Ok(files) = layer_files(dir, layer) {
+            paths.extend(files);
         }
     }
     paths.sort();
@@ -333,6 +337,34 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)>
             (path, len, modified)
         })
         .collect()
+}
+
+/// A layer's policy files: `<layer>/*.cedar` and `<layer>__*.cedar` at the
+/// top (the flat form a ConfigMap can hold).
+///
+/// # Errors
+///
+/// Neither form exists: a missing layer would allow nothing or, worse, be
+/// skipped.
+fn layer_files(dir: &Path, layer: Layer) -> std::io::Result<Vec<PathBuf>> {
+    let is_cedar = |p: &PathBuf| p.extension().is_some_and(|e| e == "cedar");
+    let prefix = format!("{}__", layer.as_str());
+    let flat: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .filter(is_cedar)
+        .collect();
+    match std::fs::read_dir(dir.join(layer.as_str())) {
+        Ok(entries) => Ok(entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(is_cedar)
+            .chain(flat)
+            .collect()),
+        Err(_) if !flat.is_empty() => Ok(flat),
+        Err(e) => Err(e),
+    }
 }
 
 fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
@@ -372,12 +404,8 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
     for layer in Layer::ALL {
         let layer_dir = dir.join(layer.as_str());
         let mut set = PolicySet::new();
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&layer_dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
-                .collect(),
+        let mut files: Vec<PathBuf> = match layer_files(dir, layer) {
+            Ok(files) => files,
             Err(e) => {
                 // A missing layer would allow nothing or, worse, be skipped:
                 // refuse to start instead.

@@ -1,0 +1,55 @@
+# Generates helm/ecs-gateway/values.schema.json (kept in git; regenerate by hand when values change).
+import json
+def obj(props, required=(), extra=False, desc=None):
+    o = {"type": "object", "properties": props, "additionalProperties": extra}
+    if required: o["required"] = list(required)
+    if desc: o["description"] = desc
+    return o
+S = lambda desc=None, **kw: dict({"type": "string"}, **({"description": desc} if desc else {}), **kw)
+I = lambda mn=None, mx=None, desc=None: dict({"type": "integer"}, **({"minimum": mn} if mn is not None else {}), **({"maximum": mx} if mx is not None else {}), **({"description": desc} if desc else {}))
+B = lambda desc=None: dict({"type": "boolean"}, **({"description": desc} if desc else {}))
+N = lambda mn=None, mx=None: dict({"type": "number"}, **({"minimum": mn} if mn is not None else {}), **({"maximum": mx} if mx is not None else {}))
+DUR = {"type": "string", "pattern": r"^([0-9]+(ns|us|ms|s|m|h|d) ?)+$", "description": "a duration: 500ms, 10s, 5m"}
+ANYOBJ = {"type": "object"}
+LIST_OBJ = {"type": "array", "items": {"type": "object"}}
+STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+schema = {
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "ecs-gateway chart values",
+  **obj({
+    "image": obj({"repository": S(minLength=1), "tag": S(), "digest": S(pattern=r"^(sha256:[0-9a-f]{64})?$"), "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository"]),
+    "imagePullSecrets": {"type": "array", "items": obj({"name": S(minLength=1)}, ["name"])},
+    "nameOverride": S(), "fullnameOverride": S(),
+    "replicaCount": I(1),
+    "config": obj({
+      "upstream": obj({"endpoint": S(pattern=r"^https?://"), "timeout": DUR, "connect_timeout": DUR, "attempt_timeout": DUR, "max_attempts": I(1, 10), "breaker_failures": I(1), "breaker_open_for": DUR}),
+      "server": obj({"max_concurrent_calls": I(1), "max_concurrent_calls_per_caller": I(1), "receive_timeout": DUR, "request_timeout": DUR}),
+      "identity": obj({"trust_forwarded_client_cert": B(), "jwt": obj({"issuer": S(minLength=1), "audience": S(minLength=1), "jwks_url": S(pattern="^https://"), "jwks_file": S(minLength=1), "leeway": DUR, "jwks_refresh": DUR, "jwks_max_age": DUR})}),
+      "policy": obj({"account_id": S("the Alibaba Cloud account owning the instances", pattern=r"^[0-9]+$"), "dependent_actions": {"type": "array", "items": obj({"action": S(pattern=r"^ecs:[A-Za-z]+$"), "requires": S(pattern=r"^ecs:[A-Za-z]+$"), "when": {"enum": ["always", "allocates_public_ip"]}}, ["action", "requires"])}}, ["account_id"]),
+    }, ["policy"], desc="the gateway's settings file, in its keys; the chart sets listen, admin_listen, policy.dir, credentials, tls and server.shutdown_grace"),
+    "shutdownGraceSeconds": I(1, 3600), "terminationExtraSeconds": I(1, 600),
+    "ports": obj({"grpc": I(1, 65535), "admin": I(1, 65535)}, ["grpc", "admin"]),
+    "credentials": obj({"existingSecret": S(), "existingSecretKey": S(minLength=1), "accessKeyId": S(), "accessKeySecret": S(), "securityToken": S(), "profile": S(minLength=1, pattern=r"^[A-Za-z0-9_.-]+$")}),
+    "tls": obj({"enabled": B(), "secretName": S(), "clientCa": B(), "requireClientCert": B()}),
+    "policies": obj({"existingConfigMap": S(), "files": STRMAP}),
+    "otel": obj({"endpoint": S(), "protocol": {"enum": ["grpc", "http/protobuf"]}, "serviceName": S(minLength=1), "sampler": {"enum": ["parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio", "always_on", "always_off", "traceidratio"]}, "samplerArg": S(), "resourceAttributes": S()}),
+    "log": obj({"level": S(minLength=1), "format": {"enum": ["json", "text"]}}),
+    "extraEnv": {"type": "array", "items": obj({"name": S(minLength=1), "value": S(), "valueFrom": ANYOBJ}, ["name"])},
+    "extraVolumes": LIST_OBJ, "extraVolumeMounts": LIST_OBJ,
+    "serviceAccount": obj({"create": B(), "name": S(), "annotations": STRMAP, "automountServiceAccountToken": B()}),
+    "podAnnotations": STRMAP, "podLabels": STRMAP,
+    "podSecurityContext": ANYOBJ, "securityContext": ANYOBJ,
+    "resources": obj({"requests": obj({"cpu": {"type": ["string", "number"]}, "memory": S()}), "limits": obj({"cpu": {"type": ["string", "number"]}, "memory": S()})}),
+    "service": obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "annotations": STRMAP}),
+    "autoscaling": obj({"enabled": B(), "minReplicas": I(1), "maxReplicas": I(1), "targetCPUUtilizationPercentage": I(1, 100)}),
+    "podDisruptionBudget": obj({"enabled": B(), "maxUnavailable": {"type": ["integer", "string"]}}),
+    "topologySpread": obj({"enabled": B()}),
+    "topologySpreadConstraints": LIST_OBJ,
+    "nodeSelector": STRMAP, "tolerations": LIST_OBJ, "affinity": ANYOBJ, "priorityClassName": S(),
+    "networkPolicy": obj({"enabled": B(), "grpcFrom": LIST_OBJ, "adminFrom": LIST_OBJ, "extraEgress": LIST_OBJ}),
+    "serviceMonitor": obj({"enabled": B(), "interval": S(), "scrapeTimeout": S(), "labels": STRMAP}),
+    "prometheusRule": obj({"enabled": B(), "labels": STRMAP, "errorRatio": N(0, 1), "p99LatencySeconds": N(0), "shedRatio": N(0, 1), "denialsPerSecond": N(0)}),
+    "dashboard": obj({"enabled": B(), "labels": STRMAP, "annotations": STRMAP}),
+  }, ["image", "config", "ports", "credentials", "policies"]),
+}
+print(json.dumps(schema, indent=2))
