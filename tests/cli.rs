@@ -311,3 +311,59 @@ fn serve_check_prints_the_effective_settings() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// docs/operations.md lists every setting `serve --check` knows, by its
+/// file key.
+#[test]
+fn operations_guide_lists_every_setting() {
+    let path = std::env::temp_dir().join(format!("ecs-gw-all-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"
+[credentials]
+file = "/etc/ecs-gateway/credentials/credentials"
+[tls]
+cert = "/tls/tls.crt"
+key = "/tls/tls.key"
+client_ca = "/tls/ca.crt"
+[identity.jwt]
+issuer = "https://idp.example.com"
+audience = "ecs-gateway"
+jwks_url = "https://idp.example.com/jwks.json"
+[policy]
+account_id = "1234567890123456"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--config"])
+        .arg(&path)
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let keys: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(" = ").next().map(str::to_owned))
+        .collect();
+    assert!(keys.len() > 25, "{keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            // identity.jwt.jwks_url is written `identity.jwt.jwks_file`, `.jwks_url`.
+            let short = key.rsplit('.').next().unwrap_or(key);
+            !guide.contains(&format!("`{key}`"))
+                && !guide.contains(&format!("`.{short}`"))
+                && !guide.contains(&format!("`[[{key}]]`"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "docs/operations.md lacks {missing:?}");
+}
