@@ -1,6 +1,9 @@
 //! `ecs-gateway call`: a command-line client for the gateway, as a service
 //! team would use one generated from `proto/`. It prints the response as JSON
-//! on stdout, or the error with every `google.rpc` detail on stderr.
+//! on stdout, or the error with every `google.rpc` detail on stderr; with
+//! `--output json`, the proto3 JSON mapping of the response or of the status
+//! (as grpcurl prints them) on stdout. The exit code says which class of
+//! answer it was ([`Outcome`]), so scripts can branch without parsing.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -64,6 +67,73 @@ pub struct CallArgs {
     /// Extra gRPC metadata, `key=value`, repeatable.
     #[arg(long = "metadata", value_parser = parse_pair)]
     pub metadata: Vec<(String, String)>,
+    /// `text`: the response as JSON with the proto's field names, an error
+    /// described on stderr. `json`: the proto3 JSON mapping (lowerCamelCase,
+    /// as grpcurl prints it) of the response, or of the error's
+    /// google.rpc.Status with its details, on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `--output` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// For scripts: proto3 JSON.
+    Json,
+}
+
+/// The class of a call's answer, and the command's exit code for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: the change was accepted.
+    Success = 0,
+    /// 1: anything else (the gateway's own failure, an unknown answer).
+    Other = 1,
+    /// 3: the request must change (INVALID_ARGUMENT, OUT_OF_RANGE) or the
+    /// instance is not in a state for it (FAILED_PRECONDITION, NOT_FOUND,
+    /// ALREADY_EXISTS).
+    CallersMistake = 3,
+    /// 4: denied (PERMISSION_DENIED) or not authenticated (UNAUTHENTICATED).
+    Denied = 4,
+    /// 5: retry with the same client_token (UNAVAILABLE, ABORTED,
+    /// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, or the gateway unreachable);
+    /// the error's RetryInfo says when.
+    Retryable = 5,
+}
+
+/// The exit codes, for `call --help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0  success: the change was accepted
+  1  other: the gateway's own failure (INTERNAL, UNKNOWN, ...), a bad --metadata
+  2  bad command line
+  3  the caller's mistake: the request must change (INVALID_ARGUMENT, OUT_OF_RANGE)
+     or the instance is not in a state for it (FAILED_PRECONDITION, NOT_FOUND)
+  4  denied: PERMISSION_DENIED (the policies' diagnostic is in the details) or UNAUTHENTICATED
+  5  retryable: retry with the same --client-token (UNAVAILABLE, ABORTED,
+     RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, or the gateway unreachable), after
+     the RetryInfo delay when there is one";
+
+impl Outcome {
+    /// The class of a gRPC status.
+    pub fn of(code: tonic::Code) -> Self {
+        use tonic::Code;
+        match code {
+            Code::Ok => Self::Success,
+            Code::InvalidArgument
+            | Code::OutOfRange
+            | Code::FailedPrecondition
+            | Code::NotFound
+            | Code::AlreadyExists => Self::CallersMistake,
+            Code::PermissionDenied | Code::Unauthenticated => Self::Denied,
+            Code::Unavailable
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded => Self::Retryable,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// `--network-charge-type` values.
@@ -187,6 +257,86 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
         .map_err(Error::Status)
 }
 
+impl Error {
+    /// The class of this failure.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Connect { .. } => Outcome::Retryable,
+            Self::Metadata(_) => Outcome::Other,
+            Self::Status(status) => Outcome::of(status.code()),
+        }
+    }
+}
+
+/// The response in the proto3 JSON mapping: lowerCamelCase names, fields
+/// with their default value left out (as grpcurl prints it).
+pub fn to_proto_json(response: &pb::ModifyInstanceNetworkSpecResponse) -> String {
+    let mut out = serde_json::Map::new();
+    for (name, value) in [
+        ("orderId", &response.order_id),
+        ("requestId", &response.request_id),
+        ("clientToken", &response.client_token),
+    ] {
+        if !value.is_empty() {
+            out.insert(name.to_owned(), value.clone().into());
+        }
+    }
+    serde_json::to_string_pretty(&out).unwrap_or_default()
+}
+
+/// A google.protobuf.Duration in the proto3 JSON mapping: seconds with up
+/// to nine fractional digits and an `s`.
+fn duration_json(d: Duration) -> String {
+    match d.subsec_nanos() {
+        0 => format!("{}s", d.as_secs()),
+        nanos => {
+            let fraction = format!("{nanos:09}");
+            format!("{}.{}s", d.as_secs(), fraction.trim_end_matches('0'))
+        }
+    }
+}
+
+/// The error as a google.rpc.Status in the proto3 JSON mapping, with its
+/// details (`@type` and their fields), as `grpcurl -format-error` prints it.
+pub fn status_to_proto_json(status: &tonic::Status) -> String {
+    use serde_json::{Value, json};
+    let details = status.get_error_details();
+    let mut out: Vec<Value> = Vec::new();
+    if let Some(info) = details.error_info() {
+        let metadata: std::collections::BTreeMap<_, _> = info.metadata.iter().collect();
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": info.reason,
+            "domain": info.domain,
+            "metadata": metadata,
+        }));
+    }
+    if let Some(bad) = details.bad_request() {
+        let violations: Vec<Value> = bad
+            .field_violations
+            .iter()
+            .map(|v| json!({"field": v.field, "description": v.description, "reason": v.reason}))
+            .collect();
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": violations,
+        }));
+    }
+    if let Some(delay) = details.retry_info().and_then(|r| r.retry_delay) {
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": duration_json(delay),
+        }));
+    }
+    let mut status_json = serde_json::Map::new();
+    status_json.insert("code".into(), (status.code() as i32).into());
+    status_json.insert("message".into(), status.message().into());
+    if !out.is_empty() {
+        status_json.insert("details".into(), out.into());
+    }
+    serde_json::to_string_pretty(&status_json).unwrap_or_default()
+}
+
 /// The response as JSON.
 pub fn to_json(response: &pb::ModifyInstanceNetworkSpecResponse) -> String {
     serde_json::json!({
@@ -231,6 +381,35 @@ pub fn describe(status: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_grpc_code_has_one_class() {
+        use tonic::Code;
+        let classes: Vec<(Code, Outcome)> = (0..=16)
+            .map(|n| (Code::from(n), Outcome::of(Code::from(n))))
+            .collect();
+        for (code, outcome) in &classes {
+            assert!(
+                EXIT_CODES.contains(&format!("\n  {}  ", *outcome as u8)),
+                "{code:?}: exit code {} is not documented",
+                *outcome as u8
+            );
+        }
+        assert_eq!(Outcome::of(Code::PermissionDenied), Outcome::Denied);
+        assert_eq!(Outcome::of(Code::ResourceExhausted), Outcome::Retryable);
+        assert_eq!(
+            Outcome::of(Code::FailedPrecondition),
+            Outcome::CallersMistake
+        );
+        assert_eq!(Outcome::of(Code::Internal), Outcome::Other);
+    }
+
+    #[test]
+    fn durations_print_as_proto3_json() {
+        assert_eq!(duration_json(Duration::from_secs(300)), "300s");
+        assert_eq!(duration_json(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(duration_json(Duration::from_nanos(1)), "0.000000001s");
+    }
 
     #[test]
     fn parses_rfc3339_and_ecs_time_formats() {

@@ -52,6 +52,7 @@ enum Command {
         throttle_per_second: Option<u32>,
     },
     /// Call a gateway and print the answer or the error with its details.
+    #[command(after_help = client::EXIT_CODES)]
     Call(client::CallArgs),
 }
 
@@ -266,15 +267,21 @@ async fn run(command: Command) -> ExitCode {
                 Err(error) => fail(&error, false),
             }
         }
-        Command::Call(args) => match client::call(&args).await {
-            Ok(response) => {
-                println!("{}", client::to_json(&response));
-                ExitCode::SUCCESS
+        Command::Call(args) => {
+            let json = args.output == client::OutputFormat::Json;
+            match client::call(&args).await {
+                Ok(response) if json => println!("{}", client::to_proto_json(&response)),
+                Ok(response) => println!("{}", client::to_json(&response)),
+                Err(client::Error::Status(status)) if json => {
+                    println!("{}", client::status_to_proto_json(&status));
+                    return ExitCode::from(client::Outcome::of(status.code()) as u8);
+                }
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(error.outcome() as u8);
+                }
             }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::from(1)
-            }
-        },
+            ExitCode::SUCCESS
+        }
     }
 }

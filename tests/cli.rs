@@ -102,7 +102,11 @@ fn demo_then_call_as_the_readme_shows() {
         &addr,
         &["--instance-id", "i-demo-eip", "--bandwidth-out", "20"],
     );
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "a state error is the caller's"
+    );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.starts_with("FailedPrecondition: InvalidInstance.InstanceNotSupported"),
@@ -194,6 +198,73 @@ fn demo_then_call_as_the_readme_shows() {
     assert!(
         stderr.starts_with("Unauthenticated: no identity"),
         "{stderr}"
+    );
+    assert_eq!(anonymous.status.code(), Some(4));
+    assert_eq!(webapp_ip.status.code(), Some(4));
+    assert_eq!(invalid.status.code(), Some(3));
+
+    // For scripts: the proto3 JSON mapping on stdout, as grpcurl prints it.
+    let json_call = |identity: &str, args: &[&str]| {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = call_as(Some(identity), &addr, &all);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), json)
+    };
+    let (code, ok) = json_call(
+        NETOPS,
+        &[
+            "--instance-id",
+            "i-demo-postpaid",
+            "--bandwidth-out",
+            "9",
+            "--client-token",
+            "json-1",
+        ],
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(ok["clientToken"], "json-1");
+    assert_eq!(ok["requestId"].as_str().map(str::len), Some(36));
+    assert!(
+        ok.get("orderId").is_none(),
+        "empty fields are left out: {ok}"
+    );
+    let (code, denied) = json_call(
+        WEBAPP,
+        &[
+            "--instance-id",
+            "i-demo-stopped",
+            "--bandwidth-out",
+            "5",
+            "--allocate-public-ip",
+            "true",
+        ],
+    );
+    assert_eq!(code, Some(4));
+    assert_eq!(denied["code"], 7, "{denied}");
+    let info = &denied["details"][0];
+    assert_eq!(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+    assert_eq!(info["reason"], "AccessDenied");
+    assert_eq!(
+        info["metadata"]["DeterminingPolicies"],
+        "control.no-public-ip-for-app-teams"
+    );
+    let (code, invalid) = json_call(
+        NETOPS,
+        &["--instance-id", "i-demo-postpaid", "--bandwidth-out", "500"],
+    );
+    assert_eq!(code, Some(3));
+    assert_eq!(invalid["code"], 3);
+    let bad = invalid["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        .unwrap_or_else(|| panic!("{invalid}"));
+    assert_eq!(
+        bad["fieldViolations"][0]["field"], "internet_max_bandwidth_out",
+        "{invalid}"
     );
 
     // SIGTERM: the demo drains and exits cleanly.
@@ -366,4 +437,22 @@ account_id = "1234567890123456"
         })
         .collect();
     assert!(missing.is_empty(), "docs/operations.md lacks {missing:?}");
+}
+
+/// A gateway that cannot be reached is worth retrying: exit code 5.
+#[test]
+fn an_unreachable_gateway_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let out = call(
+        &addr.to_string(),
+        &["--instance-id", "i-demo-postpaid", "--bandwidth-out", "8"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
