@@ -18,11 +18,11 @@ use crate::pb::instance_network_service_client::InstanceNetworkServiceClient;
 /// The `call` command's arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallArgs {
-    /// The gateway's address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    /// The gateway's address (the demo's by default).
+    #[arg(long, env = "ECS_GATEWAY_ENDPOINT", default_value = default_endpoint())]
     pub endpoint: String,
-    /// Region ID.
-    #[arg(long, default_value = "cn-hangzhou")]
+    /// Region ID (the demo's by default).
+    #[arg(long, default_value = crate::simulator::DEMO_REGION)]
     pub region_id: String,
     /// Instance ID.
     #[arg(long)]
@@ -61,8 +61,9 @@ pub struct CallArgs {
     /// that trust the header, such as the demo).
     #[arg(long = "as", value_name = "SPIFFE_ID")]
     pub as_identity: Option<String>,
-    /// A JWT to send as `authorization: Bearer <JWT>`.
-    #[arg(long, value_parser = |s: &str| Ok::<_, String>(crate::credentials::Secret::new(s)))]
+    /// A JWT to send as `authorization: Bearer <JWT>`; from the environment,
+    /// it stays out of the process list and the shell's history.
+    #[arg(long, env = "ECS_GATEWAY_TOKEN", hide_env_values = true, value_parser = |s: &str| Ok::<_, String>(crate::credentials::Secret::new(s)))]
     pub token: Option<crate::credentials::Secret>,
     /// Extra gRPC metadata, `key=value`, repeatable.
     #[arg(long = "metadata", value_parser = parse_pair)]
@@ -143,6 +144,11 @@ pub enum ChargeArg {
     PayByBandwidth,
     /// PayByTraffic.
     PayByTraffic,
+}
+
+/// The demo's gRPC address.
+fn default_endpoint() -> String {
+    format!("http://{}", crate::demo::DEFAULT_LISTEN)
 }
 
 fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {

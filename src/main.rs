@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{CommandFactory as _, FromArgMatches as _};
 use clap::{Parser, Subcommand};
-use ecs_gateway::{client, config, demo, policy, server, simulator, telemetry};
+use ecs_gateway::{client, config, demo, policy, server, simulator, telemetry, upstream};
 
 /// A gRPC gateway that authorizes, signs and forwards Alibaba Cloud ECS
 /// ModifyInstanceNetworkSpec calls.
@@ -62,51 +63,81 @@ enum PolicyCommand {
     /// file:line errors.
     Validate {
         /// The policy directory.
-        #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+        #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
         policies: PathBuf,
     },
     /// Run declarative policy cases (default: the directory's tests/*.toml).
     Test {
         /// The policy directory.
-        #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+        #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
         policies: PathBuf,
         /// Case files.
         files: Vec<PathBuf>,
     },
 }
 
+/// `serve`'s flags. Each shows its environment variable and its default in
+/// `--help`; but only a value given on the command line is passed on as a
+/// flag: the settings loader reads the environment and applies the defaults
+/// itself, so that a settings file still beats a default, the environment
+/// beats the file, and an error names the source the value came from.
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// TOML settings file (also ECS_GATEWAY_CONFIG).
-    #[arg(long)]
+    /// TOML settings file.
+    #[arg(long, env = "ECS_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
-    /// gRPC listen address [default: 0.0.0.0:50051].
-    #[arg(long)]
+    /// gRPC listen address.
+    #[arg(long, env = "ECS_GATEWAY_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: Option<String>,
-    /// Admin HTTP address: /metrics, /healthz, /readyz [default: 0.0.0.0:9090].
-    #[arg(long)]
+    /// Admin HTTP address: /metrics, /healthz, /readyz.
+    #[arg(long, env = "ECS_GATEWAY_ADMIN_LISTEN", default_value = config::DEFAULT_ADMIN_LISTEN)]
     admin_listen: Option<String>,
-    /// ECS endpoint; `{region}` is replaced by the region ID
-    /// [default: https://ecs.{region}.aliyuncs.com].
-    #[arg(long)]
+    /// ECS endpoint; `{region}` is replaced by the region ID.
+    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_ENDPOINT", default_value = upstream::DEFAULT_ENDPOINT)]
     upstream_endpoint: Option<String>,
-    /// Longest wait for ECS, such as 10s.
-    #[arg(long)]
+    /// Longest wait for ECS, retries included.
+    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = default_upstream_timeout())]
     upstream_timeout: Option<String>,
-    /// Alibaba Cloud credentials file (INI).
-    #[arg(long)]
+    /// Alibaba Cloud credentials file (INI), re-read when it changes.
+    #[arg(long, env = "ALIBABA_CLOUD_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
-    /// The policy directory [default: policies].
-    #[arg(long)]
+    /// The policy directory.
+    #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
     policies: Option<PathBuf>,
     /// The Alibaba Cloud account owning the instances, for ARNs.
-    #[arg(long)]
+    #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
     account_id: Option<String>,
     /// Check the settings and print the effective ones (`key = value`, by
     /// settings-file key, no secrets), then exit: 0 when they are valid, 64
     /// when not. Nothing is bound or read besides the settings file.
     #[arg(long)]
     check: bool,
+}
+
+fn default_upstream_timeout() -> String {
+    humantime::format_duration(upstream::Config::default().timeout).to_string()
+}
+
+impl ServeArgs {
+    /// The flags given on the command line (see [`ServeArgs`]).
+    fn overrides(self, matches: &clap::ArgMatches) -> config::Overrides {
+        fn given<T>(matches: &clap::ArgMatches, id: &str, value: Option<T>) -> Option<T> {
+            (matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+                .then_some(value)
+                .flatten()
+        }
+        config::Overrides {
+            // The loader reads ECS_GATEWAY_CONFIG itself, as the others.
+            config_file: given(matches, "config", self.config),
+            listen: given(matches, "listen", self.listen),
+            admin_listen: given(matches, "admin_listen", self.admin_listen),
+            upstream_endpoint: given(matches, "upstream_endpoint", self.upstream_endpoint),
+            upstream_timeout: given(matches, "upstream_timeout", self.upstream_timeout),
+            credentials_file: given(matches, "credentials_file", self.credentials_file),
+            policy_dir: given(matches, "policies", self.policies),
+            account_id: given(matches, "account_id", self.account_id),
+        }
+    }
 }
 
 const EXIT_CONFIG: u8 = 64;
@@ -122,7 +153,11 @@ fn fail(error: &dyn std::error::Error, config: bool) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     // The client and the policy tools print their own results: only warnings
     // are logged unless RUST_LOG says otherwise.
     let quiet = matches!(cli.command, Command::Call(_) | Command::Policy(_));
@@ -139,29 +174,21 @@ async fn main() -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(error) => return fail(&error, true),
     };
-    let code = run(cli.command).await;
+    let code = run(cli.command, &matches).await;
     telemetry.shutdown();
     code
 }
 
-async fn run(command: Command) -> ExitCode {
+async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
     match command {
         Command::Serve(args) => {
-            let overrides = config::Overrides {
-                config_file: args.config,
-                listen: args.listen,
-                admin_listen: args.admin_listen,
-                upstream_endpoint: args.upstream_endpoint,
-                upstream_timeout: args.upstream_timeout,
-                credentials_file: args.credentials_file,
-                policy_dir: args.policies,
-                account_id: args.account_id,
-            };
+            let check = args.check;
+            let overrides = args.overrides(matches.subcommand_matches("serve").unwrap_or(matches));
             let settings = match config::load(&overrides, env) {
                 Ok(settings) => settings,
                 Err(error) => return fail(&error, true),
             };
-            if args.check {
+            if check {
                 for (key, value) in settings.settings() {
                     println!("{key} = {value:?}");
                 }

@@ -456,3 +456,61 @@ fn an_unreachable_gateway_is_retryable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `serve --help` shows each flag's variable and the code's defaults; and a
+/// default shown there never beats a settings file, while the environment
+/// does and a flag beats both.
+#[test]
+fn serve_flags_show_their_variables_and_keep_the_settings_order() {
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for shown in [
+        "[env: ECS_GATEWAY_CONFIG=]",
+        "[env: ECS_GATEWAY_LISTEN=] [default: 0.0.0.0:50051]",
+        "[env: ECS_GATEWAY_ADMIN_LISTEN=] [default: 0.0.0.0:9090]",
+        "[env: ECS_GATEWAY_UPSTREAM_ENDPOINT=] [default: https://ecs.{region}.aliyuncs.com]",
+        "[env: ECS_GATEWAY_UPSTREAM_TIMEOUT=] [default: 10s]",
+        "[env: ALIBABA_CLOUD_CREDENTIALS_FILE=]",
+        "[env: ECS_GATEWAY_POLICY_DIR=] [default: policies]",
+        "[env: ECS_GATEWAY_ACCOUNT_ID=]",
+    ] {
+        assert!(help.contains(shown), "serve --help lacks {shown}:\n{help}");
+    }
+    let path = std::env::temp_dir().join(format!("ecs-gw-order-{}.toml", std::process::id()));
+    std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n").unwrap();
+    let listen = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.args(["serve", "--check", "--config"]).arg(&path);
+        command.env_remove("ECS_GATEWAY_LISTEN");
+        if let Some(value) = env {
+            command.env("ECS_GATEWAY_LISTEN", value);
+        }
+        if let Some(value) = flag {
+            command.args(["--listen", value]);
+        }
+        let out = command.output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        listen(None, None),
+        "listen = \"127.0.0.1:7000\"",
+        "the file beats the default"
+    );
+    assert_eq!(
+        listen(Some("127.0.0.1:7001"), None),
+        "listen = \"127.0.0.1:7001\""
+    );
+    assert_eq!(
+        listen(Some("127.0.0.1:7001"), Some("127.0.0.1:7002")),
+        "listen = \"127.0.0.1:7002\""
+    );
+    std::fs::remove_file(&path).unwrap();
+}
