@@ -12,6 +12,10 @@ ancestors (`super::`) are not, as a child is part of its parent. Test code (`#[c
 left out: tests may reach anywhere. The crate roots (lib.rs, main.rs) only
 declare modules and are not nodes.
 
+The same check runs again with every file folded into its top-level module
+(`identity::jwt` into `identity`), so that no stage reaches into another's
+submodule to get around it.
+
 Prints the edges, then each cycle found (as the set of modules that reach
 one another); exits 1 when there is one.
 Usage: .ci/module-cycles.py [SRC_DIR]
@@ -22,6 +26,13 @@ import re
 import sys
 
 SRC = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "src")
+
+
+def ident_before(text, i):
+    """Whether an identifier character precedes position i (a `b` prefix of a
+    byte string, as in br"…", does not count)."""
+    j = i - 1 if i and text[i - 1] == "b" else i
+    return j > 0 and (text[j - 1].isalnum() or text[j - 1] == "_")
 
 
 def strip(text):
@@ -35,7 +46,7 @@ def strip(text):
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
             i = n if j < 0 else j + 2
-        elif c == "r" and re.match(r'r#*"', text[i:]) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_")):
+        elif c == "r" and re.match(r'r#*"', text[i:]) and not ident_before(text, i):
             hashes = re.match(r'r(#*)"', text[i:]).group(1)
             j = text.find('"' + hashes, i + len(hashes) + 2)
             i = n if j < 0 else j + 1 + len(hashes)
@@ -104,14 +115,14 @@ def paths(code):
                 part += ch
         parts.append(part)
         for piece in parts:
-            piece = re.sub(r"\s+", "", piece)
+            piece = re.sub(r"\s+", "", re.split(r"\s+as\s+", piece)[0])
             if not piece:
                 continue
             m = re.match(r"^([\w:]*?)::\{(.*)\}$", piece)
             if m:
                 expand(prefix + m.group(1).split("::"), m.group(2))
             else:
-                out.append(prefix + piece.split(" as ")[0].split("as")[0].split("::"))
+                out.append(prefix + piece.split("::"))
 
     for m in re.finditer(r"\b((?:\w+::)+)(\{)?", code):
         segments = m.group(1).rstrip(":").split("::")
@@ -169,13 +180,31 @@ def main():
                 targets.add(target)
         targets.update(m for m in modules if len(m) == len(module) + 1 and m[:-1] == module)
         edges[module] = sorted(targets)
-    name = "::".join
     for a in sorted(edges):
         print(f"{name(a)} -> {', '.join(map(name, edges[a])) or '(nothing)'}")
 
-    # Strongly connected components (Tarjan): each one with more than one
-    # module is a knot of modules that import one another.
-    index, low, stack, on_stack, knots = {}, {}, [], set(), []
+    files = knots(edges)
+    # The same graph with every file folded into its top-level module
+    # (src/identity/jwt.rs is `identity`): a stage must not reach into
+    # another's submodule to get around the file-level check.
+    top = {}
+    for a, targets in edges.items():
+        top.setdefault(a[:1], set()).update(t[:1] for t in targets if t[:1] != a[:1])
+    tops = knots({a: sorted(t) for a, t in top.items()})
+    for level, found in (("files", files), ("top-level modules", tops)):
+        if found:
+            print(f"\n{len(found)} import cycle(s) among {level}, as sets of modules that reach one another:")
+            for knot in found:
+                print(f"  {len(knot)} modules: " + ", ".join(map(name, knot)))
+    if files or tops:
+        return 1
+    print(f"\nno import cycle among the {len(modules)} modules under {SRC}/, nor among the {len(top)} top-level ones")
+    return 0
+
+
+def knots(edges):
+    """The strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
 
     def connect(v):
         index[v] = low[v] = len(index)
@@ -196,19 +225,17 @@ def main():
                 if w == v:
                     break
             if len(component) > 1:
-                knots.append(sorted(component))
+                found.append(sorted(component))
 
     sys.setrecursionlimit(10_000)
     for v in sorted(edges):
         if v not in index:
             connect(v)
-    if knots:
-        print(f"\n{len(knots)} import cycle(s), as sets of modules that reach one another:")
-        for knot in knots:
-            print(f"  {len(knot)} modules: " + ", ".join(map(name, knot)))
-        return 1
-    print(f"\nno import cycle among the {len(modules)} modules under {SRC}/")
-    return 0
+    return found
+
+
+def name(module):
+    return "::".join(module)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,11 @@ fn main() {
             endpoint: sim_url,
             ..upstream::Config::default()
         }
-        .build(Arc::new(provider), metrics.clone())
+        .build(
+            Arc::new(provider),
+            metrics.clone(),
+            ecs_gateway::error::ECS_CODES,
+        )
         .unwrap();
         let parts = server::Parts {
             gateway: server::Gateway::new(client, authorizer, metrics.clone()),

@@ -62,6 +62,13 @@ pub enum Error {
     },
 }
 
+/// What the upstream stage needs of the catalogue, for the server to give it.
+pub const ECS_CODES: upstream::EcsCodes = upstream::EcsCodes {
+    retry_within_call: catalogue::retry_within_call,
+    ecs_failed: catalogue::ecs_failed,
+    known: catalogue::known,
+};
+
 /// ErrorInfo metadata keys.
 pub mod metadata {
     /// ECS's RequestId.
@@ -437,6 +444,52 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    /// The log line of an ECS error, at its level.
+    fn logged(code: &str, http_status: u16) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = ecs(code, http_status, "detail from ECS");
+        });
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Each class is logged for what it is: ECS failing is a warning about
+    /// ECS, the gateway's own request refused an error about the gateway.
+    #[test]
+    fn ecs_errors_are_logged_for_what_they_are() {
+        for (code, status) in [("IpAllocationError", 400), ("Mayi.InternalError", 403)] {
+            let line = logged(code, status);
+            assert!(
+                line.contains("WARN") && line.contains("ECS failed to process the call"),
+                "{code}: {line}"
+            );
+            assert!(!line.contains("gateway's own request"), "{code}: {line}");
+        }
+        let line = logged("Forbidden.RAM", 403);
+        assert!(
+            line.contains("ERROR") && line.contains("ECS refused the gateway's own request"),
+            "{line}"
+        );
+        assert!(!line.contains("detail from ECS"), "{line}");
+        assert_eq!(logged("InvalidInstance.EipNotSupport", 403), "");
     }
 
     #[test]

@@ -532,10 +532,11 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
     .build()?;
     let store: Arc<dyn telemetry::metrics::PolicyState> = authorizer.store().clone();
     let metrics = Arc::new(Metrics::new(Some(store)));
-    let upstream = config
-        .upstream
-        .clone()
-        .build(Arc::new(credentials), metrics.clone())?;
+    let upstream = config.upstream.clone().build(
+        Arc::new(credentials),
+        metrics.clone(),
+        crate::error::ECS_CODES,
+    )?;
     Ok(Parts {
         gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone()),
         identity: Arc::new(config.identity.clone().build()?),

@@ -92,6 +92,27 @@ impl Default for Config {
     }
 }
 
+/// What the upstream stage must know of ECS's error codes, given by the
+/// server from the one error catalogue (`error::ECS_CODES`), so that this
+/// stage imports nothing of the error mapping.
+#[derive(Clone, Copy)]
+pub struct EcsCodes {
+    /// Whether another attempt within the call can succeed (the code clears
+    /// in seconds; the same ClientToken makes it safe).
+    pub retry_within_call: fn(&str, u16) -> bool,
+    /// Whether the answer says ECS itself failed: what a breaker counts.
+    pub ecs_failed: fn(&str, u16) -> bool,
+    /// The code's catalogued spelling, or `None` when unknown: the only
+    /// values a metric label takes.
+    pub known: fn(&str, u16) -> Option<&'static str>,
+}
+
+impl std::fmt::Debug for EcsCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsCodes").finish_non_exhaustive()
+    }
+}
+
 /// What ECS answered to a successful call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -162,27 +183,23 @@ pub enum Error {
 
 impl Error {
     /// Whether another attempt with the same ClientToken can succeed.
-    fn retryable(&self) -> bool {
+    fn retryable(&self, codes: &EcsCodes) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
             // The catalogue's retry hint says which codes clear in seconds
             // (ECS busy, a previous request still running); `Throttling`
             // asks for five minutes and is the caller's to wait out.
-            Error::Ecs(e) => crate::error::catalogue::retry_within_call(&e.code, e.http_status),
+            Error::Ecs(e) => (codes.retry_within_call)(&e.code, e.http_status),
             Error::CircuitOpen { .. } => false,
         }
     }
 
-    /// Whether the endpoint itself failed (ECS's own answers prove it works).
-    fn endpoint_failed(&self) -> bool {
+    /// Whether the endpoint itself failed (ECS's own answers prove it works,
+    /// but for a 5xx that says ECS failed).
+    fn endpoint_failed(&self, codes: &EcsCodes) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
-            // A 5xx that ECS itself classes as a failure of its own; an
-            // order that failed (`Image.OrderFailed`, 500) says nothing of
-            // the endpoint.
-            Error::Ecs(e) => {
-                e.http_status >= 500 && crate::error::catalogue::ecs_failed(&e.code, e.http_status)
-            }
+            Error::Ecs(e) => (codes.ecs_failed)(&e.code, e.http_status),
             Error::CircuitOpen { .. } => false,
         }
     }
@@ -203,6 +220,7 @@ impl Config {
         self,
         credentials: Arc<credentials::Provider>,
         metrics: Arc<crate::telemetry::Metrics>,
+        codes: EcsCodes,
     ) -> Result<Client, BuildError> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
@@ -228,6 +246,7 @@ impl Config {
             config: self,
             credentials,
             metrics,
+            codes,
         })
     }
 }
@@ -241,6 +260,7 @@ pub struct Client {
     metrics: Arc<crate::telemetry::Metrics>,
     breakers: Arc<breaker::Breakers>,
     budget: Arc<tower::retry::budget::TpsBudget>,
+    codes: EcsCodes,
 }
 
 impl Client {
@@ -270,8 +290,7 @@ impl Client {
             Ok(_) => "ok",
             // Only catalogued codes become label values: a label per unknown
             // code would let ECS (or a fake endpoint) grow the metrics.
-            Err(Error::Ecs(e)) => crate::error::catalogue::lookup(&e.code, e.http_status)
-                .map_or("other", |entry| entry.code),
+            Err(Error::Ecs(e)) => (self.codes.known)(&e.code, e.http_status).unwrap_or("other"),
             Err(Error::Timeout(_)) => "timeout",
             Err(Error::Transport { .. }) => "transport",
             Err(Error::InvalidResponse { .. }) => "invalid_response",
@@ -350,7 +369,7 @@ impl Client {
                 }
                 _ => self
                     .breakers
-                    .record(endpoint, admission, !error.endpoint_failed()),
+                    .record(endpoint, admission, !error.endpoint_failed(&self.codes)),
             }
             attempt += 1;
             // Full jitter: anywhere up to the exponential bound, so callers
@@ -362,7 +381,7 @@ impl Client {
                 .min(self.config.max_backoff);
             let backoff = bound.mul_f64(fastrand::f64());
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !error.retryable()
+            if !error.retryable(&self.codes)
                 || attempt >= self.config.max_attempts
                 || remaining <= backoff + FLOOR
                 || !self.budget.withdraw()

@@ -434,6 +434,10 @@ fn a_case_file_names_its_account_and_region() {
     std::fs::write(&no_account, case).unwrap();
     let error = policy::cases::run(&store, &[no_account]).unwrap_err();
     assert!(error.to_string().contains("account_id"), "{error}");
+    let empty_account = dir.join("tests/empty-account.toml");
+    std::fs::write(&empty_account, format!("account_id = \"\"\n{case}")).unwrap();
+    let error = policy::cases::run(&store, &[empty_account]).unwrap_err();
+    assert!(error.to_string().contains("account_id \"\""), "{error}");
 
     let no_region = dir.join("tests/no-region.toml");
     std::fs::write(

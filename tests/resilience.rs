@@ -117,7 +117,7 @@ async fn throttling_and_failed_orders_are_answered_at_once() {
 }
 
 #[tokio::test]
-async fn never_retries_other_4xx() {
+async fn never_retries_final_answers() {
     let h = start(|_| {}).await;
     h.sim.inject(Fault::Error {
         code: "IncorrectInstanceStatus".into(),

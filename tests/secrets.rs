@@ -97,7 +97,11 @@ async fn secrets_never_leave_the_signer() {
         ecs_gateway::credentials::Config::Static(credentials())
     ));
     let client = ecs_gateway::upstream::Config::default()
-        .build(Arc::new(provider), support::metrics())
+        .build(
+            Arc::new(provider),
+            support::metrics(),
+            ecs_gateway::error::ECS_CODES,
+        )
         .unwrap();
     shown.push(format!("{client:?}"));
 

@@ -102,9 +102,12 @@ use Source::{Common, Gateway, Reference};
 /// - the gateway's own request refused: `INTERNAL`, ECS's message replaced
 ///   by the row's (the caller cannot act on it, and ECS's text quotes the
 ///   signed string, with the STS token). Only the gateway's AccessKey,
-///   signature, clock, API version and RAM permission (`Forbidden.RAM`:
-///   the gateway's RAM identity lacks `ecs:ModifyInstanceNetworkSpec`,
-///   which an operator must grant) are `INTERNAL`.
+///   signature, clock, API version and RAM permissions are `INTERNAL`:
+///   `Forbidden.RAM` (the gateway's RAM identity lacks
+///   `ecs:ModifyInstanceNetworkSpec`) and `NoPermission.Refund` (it lacks
+///   the refund permission a downgrade needs), which an operator must grant.
+///   `NoPermission.Price` stays `PERMISSION_DENIED` with ECS's message: the
+///   caller can avoid it by setting `auto_pay`, as the message says.
 ///
 /// Codes not in the catalogue map by HTTP status ([`by_http_status`]).
 #[rustfmt::skip]
@@ -141,7 +144,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidParameter.CloudboxNotSupported", FailedPrecondition, 0, "The operation is not supported for Cloudbox instances.", Reference),
     row(400, "InvalidParameter.Bandwidth", InvalidArgument, 0, "The specified bandwidth value is invalid.", Reference),
     row(400, "NoPermission.Price", PermissionDenied, 0, "The operation requires price permission. Please either apply for permission from your main account, or set the parameter AutoPay as true.", Reference),
-    row(400, "NoPermission.Refund", PermissionDenied, 0, "The operation requires refund permission. Please apply for permission from your main account.", Reference),
+    row(400, "NoPermission.Refund", Internal, 0, "The operation requires refund permission. Please apply for permission from your main account.", Reference),
     row(400, "InvalidParameter.DedicatedRegionNotSupported", FailedPrecondition, 0, "The specified action is rejected because the specified ECS instance in the dedicated region does not support public IP.", Reference),
     row(400, "InvalidOperation.InstanceStatusUnsupported", FailedPrecondition, 0, "The specified instance status is not supported for this operation, expect status is Running or Stopped.", Reference),
     row(400, "QuotaExceeded.InternetBandwidth", ResourceExhausted, 0, "The public bandwidth of pay-as-you-go instances charged by fixed bandwidth exceeds the total bandwidth quota of the account in this region.", Reference),
@@ -239,13 +242,33 @@ pub fn lookup(code: &str, http_status: u16) -> Option<&'static Entry> {
     first
 }
 
-/// The gRPC code and retry advice for an ECS error: the catalogue's row,
-/// or [`by_http_status`] for an unknown code.
+/// Families of ECS codes that refuse the gateway's own request: its
+/// AccessKey, STS token, signature, clock or RAM permissions. A code of
+/// these families that the catalogue does not know is still `INTERNAL`, and
+/// its message (which can name the gateway's RAM identity or quote the
+/// signed string) is not shown.
+const GATEWAYS_OWN: &[&str] = &[
+    "Forbidden",
+    "NoPermission",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "InvalidTimeStamp",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+];
+
+/// The gRPC code and retry advice for an ECS error: the catalogue's row;
+/// for an unknown code, `INTERNAL` when its family refuses the gateway's
+/// own request ([`GATEWAYS_OWN`]), else [`by_http_status`].
 pub fn advice(code: &str, http_status: u16) -> (Code, Option<Duration>) {
-    lookup(code, http_status).map_or_else(
-        || by_http_status(http_status),
-        |entry| (entry.grpc, entry.retry_after),
-    )
+    if let Some(entry) = lookup(code, http_status) {
+        return (entry.grpc, entry.retry_after);
+    }
+    let family = code.split('.').next().unwrap_or(code);
+    if GATEWAYS_OWN.contains(&family) {
+        return (Internal, None);
+    }
+    by_http_status(http_status)
 }
 
 /// The longest retry hint the gateway acts on itself, retrying inside the
@@ -262,9 +285,17 @@ pub fn retry_within_call(code: &str, http_status: u16) -> bool {
 }
 
 /// Whether an ECS error says ECS itself failed (rather than the call, the
-/// instance or the account): what a circuit breaker counts.
+/// instance or the account): a 5xx that ECS asks to retry. What a circuit
+/// breaker counts; `Image.OrderFailed` (500, an order that failed) is not.
 pub fn ecs_failed(code: &str, http_status: u16) -> bool {
-    advice(code, http_status).0 == Unavailable
+    http_status >= 500 && advice(code, http_status).1.is_some()
+}
+
+/// The catalogue's own spelling of a code ECS answered with, or `None` for
+/// a code it does not know: metric labels take only these, so that ECS (or
+/// a fake endpoint) cannot grow the label set.
+pub fn known(code: &str, http_status: u16) -> Option<&'static str> {
+    lookup(code, http_status).map(|entry| entry.code)
 }
 
 /// The first row for `code`.
@@ -297,7 +328,9 @@ pub fn by_http_status(http_status: u16) -> (Code, Option<Duration>) {
         403 => (FailedPrecondition, None),
         404 => (NotFound, None),
         409 => (Aborted, Some(Duration::from_secs(1))),
-        429 => (ResourceExhausted, Some(Duration::from_secs(2))),
+        // A rate limit of unknown length: the caller's to back off from, not
+        // something to retry within the call.
+        429 => (ResourceExhausted, None),
         500..=599 => (Unavailable, Some(Duration::from_secs(1))),
         _ => (Code::Unknown, None),
     }
@@ -344,7 +377,8 @@ mod tests {
     fn internal_is_only_the_gateways_own_request() {
         for entry in CATALOGUE.iter().filter(|e| e.grpc == Internal) {
             assert!(
-                entry.source == Common || entry.code == "GatewayInternalError",
+                entry.source == Common
+                    || ["GatewayInternalError", "NoPermission.Refund"].contains(&entry.code),
                 "{} {} is INTERNAL",
                 entry.code,
                 entry.http_status
@@ -397,6 +431,9 @@ mod tests {
             assert!(retry_within_call(code, status), "{code} {status}");
         }
         assert!(!retry_within_call("Brand.NewCode", 400));
+        // An unknown rate limit is the caller's to back off from.
+        assert!(!retry_within_call("Throttling.User", 429));
+        assert_eq!(advice("Throttling.User", 429), (ResourceExhausted, None));
         // The hint a caller gets for Throttling is ECS's five minutes.
         assert_eq!(
             get("Throttling").retry_after,
@@ -418,6 +455,15 @@ mod tests {
         assert_eq!(by_http_status(403), (FailedPrecondition, None));
         assert_eq!(advice("Brand.NewCode", 403).0, FailedPrecondition);
         assert_eq!(by_http_status(404).0, NotFound);
+        // Unknown codes of the families that refuse the gateway's own
+        // request stay INTERNAL, whatever their HTTP status.
+        for code in [
+            "Forbidden.AccessKeyDisabled",
+            "NoPermission",
+            "InvalidSecurityToken.Revoked",
+        ] {
+            assert_eq!(advice(code, 403), (Internal, None), "{code}");
+        }
         assert_eq!(by_http_status(503).0, Unavailable);
         assert!(by_http_status(503).1.is_some());
         assert!(by_http_status(400).1.is_none());

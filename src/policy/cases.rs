@@ -272,6 +272,15 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
     let mut report = Report::default();
     for path in files {
         let file = read(path)?;
+        if file.account_id.is_empty() || !file.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Parse {
+                path: path.clone(),
+                message: format!(
+                    "account_id {:?}: expected an Alibaba Cloud account ID (digits)",
+                    file.account_id
+                ),
+            });
+        }
         super::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
             path: path.clone(),
             message: e.to_string(),

@@ -876,12 +876,9 @@ impl crate::telemetry::metrics::PolicyState for Store {
         Store::reload_counts(self)
     }
 
-    fn version(&self) -> String {
-        self.current.load().version.clone()
-    }
-
-    fn policy_count(&self) -> usize {
-        self.current.load().policy_count()
+    fn in_force(&self) -> (String, usize) {
+        let data = self.current.load();
+        (data.version.clone(), data.policy_count())
     }
 }
 

@@ -303,8 +303,8 @@ struct Success {
 /// What a ClientToken's first successful call did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FirstResult {
-    /// The action's parameters it was sent with.
-    parameters: Vec<(&'static str, Option<String>)>,
+    /// The request it was sent with, ClientToken left out.
+    parameters: rules::Request,
     /// Its order, if any.
     order_id: Option<String>,
 }
@@ -401,6 +401,15 @@ impl Simulator {
     /// Adds or replaces an instance.
     pub fn put_instance(&self, instance: Instance) {
         self.state().instances.insert(instance.id.clone(), instance);
+    }
+
+    /// Cancels the instance's orders, unpaid or abnormal, as the expense
+    /// center does; the changes they held are not applied.
+    pub fn cancel_orders(&self, id: &str) {
+        if let Some(instance) = self.state().instances.get_mut(id) {
+            instance.unpaid_order = None;
+            instance.abnormal_order = None;
+        }
     }
 
     /// Changes the account's state.

@@ -17,7 +17,8 @@ use crate::validate::{
 };
 
 /// The request's parameters, parsed.
-struct Request {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Request {
     region_id: String,
     instance_id: String,
     bandwidth_out: Option<u32>,
@@ -151,7 +152,7 @@ pub(super) fn call(
     let mut state = sim.state();
 
     let idempotency_key = request.client_token.clone().map(|t| (access_key, t));
-    let fingerprint = fingerprint(params);
+    let fingerprint = fingerprint(&request);
     if let Some(first) = idempotency_key.as_ref().and_then(|k| state.replies.get(k)) {
         if first.parameters != fingerprint {
             return Err(Failure::new("IdempotentParameterMismatch"));
@@ -228,25 +229,14 @@ pub(super) fn call(
     Ok(success)
 }
 
-/// The action's parameters as sent, ClientToken and the common parameters
-/// (signature, nonce, time) left out: what must match when a ClientToken
-/// is used again.
-fn fingerprint(params: &Params) -> Vec<(&'static str, Option<String>)> {
-    [
-        "RegionId",
-        "InstanceId",
-        "InternetMaxBandwidthOut",
-        "InternetMaxBandwidthIn",
-        "ISP",
-        "NetworkChargeType",
-        "AllocatePublicIp",
-        "StartTime",
-        "EndTime",
-        "AutoPay",
-    ]
-    .into_iter()
-    .map(|name| (name, params.get(name).cloned()))
-    .collect()
+/// The request's parameters as ECS reads them (parsed, defaults applied),
+/// without its ClientToken: what must match when a ClientToken is used
+/// again. `AutoPay` left out and `AutoPay=true` are the same request.
+fn fingerprint(request: &Request) -> Request {
+    Request {
+        client_token: None,
+        ..request.clone()
+    }
 }
 
 /// What a call will change, once every rule has passed.
@@ -353,8 +343,9 @@ fn check(
         (ChargeType::PostPaid, _) => false,
     };
 
-    // The classic network attaches a public NIC when the outbound bandwidth
-    // leaves 0, which it can only do to a stopped instance.
+    // A classic-network instance leaves 0 Mbit/s outbound only while it is
+    // stopped (earlier editions of this API's reference; the current one
+    // keeps the error code).
     if instance.network_type == NetworkType::Classic
         && instance.bandwidth_out == 0
         && bandwidth_out > 0

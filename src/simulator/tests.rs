@@ -587,6 +587,12 @@ async fn replays_a_client_token_with_a_new_request_id_and_checks_its_parameters(
     assert_ne!(first.1["RequestId"], again.1["RequestId"]);
     assert_eq!(first.1["OrderId"], again.1["OrderId"]);
     assert!(first.1["OrderId"].is_string());
+    // ECS compares what it reads: AutoPay left out is AutoPay=true.
+    let mut explicit = params.to_vec();
+    explicit.push(("AutoPay", "true"));
+    let same = sim.call(&explicit).await;
+    assert_eq!(code(&same), (200, "<success>"), "{}", same.1);
+    assert_eq!(same.1["OrderId"], first.1["OrderId"]);
     assert_eq!(sim.sim.applied("token-1"), 1);
     let other = sim
         .call(&[
@@ -623,6 +629,13 @@ async fn failed_automatic_payment_leaves_an_abnormal_order() {
     assert_eq!(
         code(&sim.call(&raise).await),
         (403, "InvalidInstance.UnPaidOrder")
+    );
+    // Cancelled, the order no longer blocks the instance.
+    sim.sim.cancel_orders("i-demo-prepaid");
+    assert_eq!(code(&sim.call(&raise).await), (200, "<success>"));
+    assert_eq!(
+        sim.sim.instance("i-demo-prepaid").unwrap().bandwidth_out,
+        10
     );
 }
 

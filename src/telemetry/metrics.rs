@@ -24,10 +24,9 @@ use prometheus_client::registry::Registry;
 pub trait PolicyState: fmt::Debug + Send + Sync {
     /// Reloads so far: (succeeded, failed).
     fn reload_counts(&self) -> (u64, u64);
-    /// The version of the policy set in force.
-    fn version(&self) -> String;
-    /// How many policies are in force.
-    fn policy_count(&self) -> usize;
+    /// The version of the policy set in force and how many policies it has,
+    /// read from one snapshot.
+    fn in_force(&self) -> (String, usize);
 }
 
 /// Labels of gRPC calls.
@@ -160,6 +159,7 @@ impl prometheus_client::collector::Collector for PolicyCollector {
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), fmt::Error> {
         let (ok, failed) = self.0.reload_counts();
+        let (version_in_force, policies) = self.0.in_force();
         let mut reloads = encoder.encode_descriptor(
             "policy_reloads",
             "Policy reloads by outcome",
@@ -179,12 +179,12 @@ impl prometheus_client::collector::Collector for PolicyCollector {
         encode_one(
             &mut version,
             &VersionLabel {
-                version: self.0.version(),
+                version: version_in_force,
             },
         )?;
         let count =
             encoder.encode_descriptor("policies", "Policies in force", None, MetricType::Gauge)?;
-        ConstGauge::new(i64::try_from(self.0.policy_count()).unwrap_or(i64::MAX)).encode(count)?;
+        ConstGauge::new(i64::try_from(policies).unwrap_or(i64::MAX)).encode(count)?;
         Ok(())
     }
 }

@@ -99,7 +99,13 @@ pub fn parts(
     let metrics = Arc::new(ecs_gateway::telemetry::Metrics::new(Some(store)));
     let provider = credentials::Config::Static(credentials).build().unwrap();
     let gateway = server::Gateway::new(
-        config.build(Arc::new(provider), metrics.clone()).unwrap(),
+        config
+            .build(
+                Arc::new(provider),
+                metrics.clone(),
+                ecs_gateway::error::ECS_CODES,
+            )
+            .unwrap(),
         authorizer,
         metrics.clone(),
     );
