@@ -247,7 +247,9 @@ impl InstanceNetworkService for Gateway {
             source,
             client_token: token.clone(),
         })?;
-        tracing::info!(request_id = %reply.request_id, "ECS applied the change");
+        // The decision log's line already carries the RequestId: one line
+        // per call is the audit record, this one is for debugging.
+        tracing::debug!(request_id = %reply.request_id, "ECS applied the change");
         Ok(Response::new(pb::ModifyInstanceNetworkSpecResponse {
             order_id: reply.order_id.unwrap_or_default(),
             request_id: reply.request_id,

@@ -19,6 +19,11 @@ impl Drop for Demo {
 
 /// Starts the demo on a free port and returns it with its address.
 fn start_demo() -> (Demo, String) {
+    start_demo_logging("warn", Stdio::null())
+}
+
+/// The demo with its logs at `level` going to `stderr`.
+fn start_demo_logging(level: &str, stderr: Stdio) -> (Demo, String) {
     let mut child = Command::new(BIN)
         .args([
             "demo",
@@ -29,10 +34,10 @@ fn start_demo() -> (Demo, String) {
             "--policies",
             concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -267,7 +272,11 @@ fn demo_then_call_as_the_readme_shows() {
         "{invalid}"
     );
 
-    // SIGTERM: the demo drains and exits cleanly.
+    stop(&mut demo);
+}
+
+/// SIGTERM: the process drains and exits cleanly.
+fn stop(demo: &mut Demo) {
     let pid = demo.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -513,4 +522,40 @@ fn serve_flags_show_their_variables_and_keep_the_settings_order() {
         "listen = \"127.0.0.1:7002\""
     );
     std::fs::remove_file(&path).unwrap();
+}
+
+/// Log lines are written by a thread of their own; none is lost: the
+/// decision line of the last call is on stderr once the process has exited.
+#[test]
+fn no_log_line_is_lost_at_shutdown() {
+    let path = std::env::temp_dir().join(format!("ecs-gw-logs-{}.jsonl", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let (mut demo, addr) = start_demo_logging("info", Stdio::from(file));
+    for n in 0..50 {
+        let out = call(
+            &addr,
+            &[
+                "--instance-id",
+                "i-demo-postpaid",
+                "--bandwidth-out",
+                "8",
+                "--client-token",
+                &format!("flush-{n}"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop(&mut demo);
+    let logs = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let decisions = logs
+        .lines()
+        .filter(|l| l.contains("\"target\":\"decision\""))
+        .count();
+    assert_eq!(decisions, 50, "{logs}");
+    assert!(logs.contains("\"client_token\":\"flush-49\""), "{logs}");
 }

@@ -11,9 +11,11 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 async fn logs_one_line_per_decision() {
     let logs = support::Captured::default();
     let writer = logs.clone();
+    // DEBUG: the call's other lines ("ECS applied the change") are debug.
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
+        .with_max_level(tracing::Level::DEBUG)
         .with_writer(move || writer.clone())
         .init();
 
@@ -88,6 +90,13 @@ async fn logs_one_line_per_decision() {
         "a denied call never reaches ECS"
     );
     assert!(!text.contains(support::DEMO_ACCESS_KEY_SECRET));
+
+    // At info, one line per call: the decision's.
+    let info_lines = text
+        .lines()
+        .filter(|l| l.contains(TRACE) && l.contains("\"level\":\"INFO\""))
+        .count();
+    assert_eq!(info_lines, 1, "{text}");
 
     // Every log line of the call carries its trace id.
     let applied = text

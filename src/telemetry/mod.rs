@@ -257,6 +257,8 @@ pub fn config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> 
 #[derive(Debug, Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// The log writer's worker: dropping it writes out what is queued.
+    log_writer: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>>,
 }
 
 impl Telemetry {
@@ -269,12 +271,18 @@ impl Telemetry {
         }
     }
 
-    /// Flushes and stops the exporter.
+    /// Flushes and stops the exporter, then writes out the queued log lines.
     pub fn shutdown(&self) {
         if let Some(provider) = &self.provider {
             self.flush();
             let _ = provider.shutdown();
         }
+        drop(
+            self.log_writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -330,9 +338,29 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 /// # Errors
 ///
 /// The exporter cannot be built.
+///
+/// Log lines are written to stderr by a thread of their own, through a
+/// bounded queue (64 Ki lines): a call formats its lines but never waits
+/// for the terminal or the container runtime's pipe. The queue never drops a
+/// line (the decision log is an audit record): when it is full, the logging
+/// thread applies back-pressure until there is room. [`Telemetry::shutdown`]
+/// writes out what is queued.
 pub fn init(config: &Config) -> Result<Telemetry, Error> {
-    init_with_writer(config, fmt::writer::BoxMakeWriter::new(std::io::stderr))
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("ecs-gateway-log")
+        .finish(std::io::stderr());
+    let telemetry = init_with_writer(config, fmt::writer::BoxMakeWriter::new(writer))?;
+    *telemetry
+        .log_writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guard);
+    Ok(telemetry)
 }
+
+/// Log lines queued for the writing thread before callers wait.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// [`init`], with the logs written to `writer` instead of stderr: tests pass
 /// [`fmt::TestWriter`], so that the test harness captures the logs and
@@ -375,7 +403,10 @@ pub fn init_with_writer(
         .with(logs)
         .with(traces)
         .try_init();
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        log_writer: std::sync::Mutex::new(None),
+    })
 }
 
 #[cfg(test)]

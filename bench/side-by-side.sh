@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Measures the gateway against the ceilings of its own shape, side by side in
+# one run (docs/benchmarks.md): a bare tonic echo server of the same proto, a
+# bare forwarder (tonic + one pooled reqwest POST), and `ecs-gateway serve`
+# with the shipped policies and the decision log on, as shipped.
+#
+# The server under test is pinned to core 0; the load generator, the
+# fixed-answer upstream and the log reader share core 1. For each server:
+# closed-loop throughput (64 calls in flight), open-loop latency at a series
+# of fixed rates (latency from each call's scheduled start), and resident
+# memory per call in flight (calls held by an upstream that answers after 2 s).
+# Prints a table with the ratios; writes the raw results and a plot of
+# latency against offered load to OUT (default bench/results).
+#
+# Usage: bench/side-by-side.sh [SECONDS] [OUT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+out="${2:-bench/results}"
+rates="${RATES:-500 1000 2000 4000 8000}"
+mkdir -p "$out"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+cargo build --release --quiet --bin ecs-gateway --example loadtest
+bin="$CARGO_TARGET_DIR/release"
+loadtest="$bin/examples/loadtest"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; wait 2> /dev/null || true; }
+trap cleanup EXIT
+
+# Starts a role in the background, pinned to CORE; prints its address.
+start() {
+    local core="$1"; shift
+    local addr_file
+    addr_file="$(mktemp)"
+    taskset -c "$core" "$@" > "$addr_file" 2> /dev/null &
+    pids+=("$!")
+    for _ in $(seq 100); do [ -s "$addr_file" ] && break; sleep 0.05; done
+    head -1 "$addr_file"
+}
+
+# The gateway, pinned to core 0, its JSON logs read through a pipe on core 1
+# (as a container runtime reads them).
+start_gateway() {
+    local upstream="$1" extra="${2:-}"
+    local port admin
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    admin="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    env ECS_GATEWAY_LISTEN="127.0.0.1:$port" ECS_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin" \
+        ECS_GATEWAY_UPSTREAM_ENDPOINT="$upstream" ECS_GATEWAY_ACCOUNT_ID=1234567890123456 \
+        ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=bench-secret \
+        ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT=true ECS_GATEWAY_POLICY_DIR=policies \
+        ECS_GATEWAY_MAX_CONCURRENT_CALLS=2048 ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER=2048 \
+        RUST_LOG=info $extra \
+        taskset -c 0 "$bin/ecs-gateway" serve 2>&1 | taskset -c 1 cat > /dev/null &
+    pids+=("$!")
+    for _ in $(seq 200); do
+        curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
+        sleep 0.05
+    done
+    gateway_pid="$(pgrep -n -f "$bin/ecs-gateway serve")"
+    echo "127.0.0.1:$port"
+}
+
+load() { taskset -c 1 "$loadtest" load --threads 1 --seconds "$seconds" "$@"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+upstream="http://$(start 1 "$loadtest" upstream --threads 1)/"
+slow_upstream="http://$(start 1 "$loadtest" upstream --threads 1 --delay-ms 2000)/"
+
+declare -A addr pid
+addr[echo]="$(start 0 "$loadtest" echo --threads 1)"; pid[echo]="${pids[-1]}"
+addr[forwarder]="$(start 0 "$loadtest" forwarder --threads 1 --upstream "$upstream")"; pid[forwarder]="${pids[-1]}"
+addr[gateway]="$(start_gateway "$upstream")"; pid[gateway]="$gateway_pid"
+
+results="$out/results.jsonl"
+: > "$results"
+for server in echo forwarder gateway; do
+    echo "== $server on core 0: closed loop, 64 in flight, ${seconds}s" >&2
+    line="$(load --target "http://${addr[$server]}" --concurrency 64)"
+    echo "{\"server\":\"$server\",\"run\":$line}" >> "$results"
+    for rate in $rates; do
+        echo "== $server: open loop at $rate calls/s" >&2
+        line="$(load --target "http://${addr[$server]}" --rate "$rate")"
+        echo "{\"server\":\"$server\",\"run\":$line}" >> "$results"
+    done
+done
+
+# Memory per call in flight: N calls held for 2 s by the slow upstream.
+for server in forwarder gateway; do
+    if [ "$server" = forwarder ]; then
+        a="$(start 0 "$loadtest" forwarder --threads 1 --upstream "$slow_upstream")"; p="${pids[-1]}"
+    else
+        a="$(start_gateway "$slow_upstream")"; p="$gateway_pid"
+    fi
+    load --target "http://$a" --concurrency 10 --seconds 3 --warmup 0 > /dev/null
+    idle="$(rss_kib "$p")"
+    taskset -c 1 "$loadtest" load --threads 1 --target "http://$a" --concurrency 1000 --seconds 4 --warmup 0 > /dev/null &
+    loader=$!
+    sleep 3
+    busy="$(rss_kib "$p")"
+    wait "$loader"
+    echo "{\"server\":\"$server\",\"memory\":{\"in_flight\":1000,\"idle_kib\":$idle,\"busy_kib\":$busy}}" >> "$results"
+done
+
+python3 bench/report.py "$results" "$out"
