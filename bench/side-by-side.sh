@@ -27,50 +27,54 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; wait 2> /dev/null || true; }
 trap cleanup EXIT
 
-# Starts a role in the background, pinned to CORE; prints its address.
+# Starts a role in the background, pinned to CORE; sets ADDR and PID.
 start() {
     local core="$1"; shift
     local addr_file
     addr_file="$(mktemp)"
     taskset -c "$core" "$@" > "$addr_file" 2> /dev/null &
-    pids+=("$!")
+    PID=$!
+    pids+=("$PID")
     for _ in $(seq 100); do [ -s "$addr_file" ] && break; sleep 0.05; done
-    head -1 "$addr_file"
+    ADDR="$(head -1 "$addr_file")"
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # The gateway, pinned to core 0, its JSON logs read through a pipe on core 1
-# (as a container runtime reads them).
+# (as a container runtime reads them); sets ADDR and PID.
 start_gateway() {
-    local upstream="$1" extra="${2:-}"
+    local upstream="$1"
     local port admin
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    admin="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    port="$(free_port)"
+    admin="$(free_port)"
     env ECS_GATEWAY_LISTEN="127.0.0.1:$port" ECS_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin" \
         ECS_GATEWAY_UPSTREAM_ENDPOINT="$upstream" ECS_GATEWAY_ACCOUNT_ID=1234567890123456 \
         ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=bench-secret \
         ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT=true ECS_GATEWAY_POLICY_DIR=policies \
         ECS_GATEWAY_MAX_CONCURRENT_CALLS=2048 ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER=2048 \
-        RUST_LOG=info $extra \
+        RUST_LOG="${GATEWAY_LOG:-info}" ${GATEWAY_ENV:-} \
         taskset -c 0 "$bin/ecs-gateway" serve 2>&1 | taskset -c 1 cat > /dev/null &
     pids+=("$!")
     for _ in $(seq 200); do
         curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
         sleep 0.05
     done
-    gateway_pid="$(pgrep -n -f "$bin/ecs-gateway serve")"
-    echo "127.0.0.1:$port"
+    PID="$(pgrep -n -f "$bin/ecs-gateway serve")"
+    pids+=("$PID")
+    ADDR="127.0.0.1:$port"
 }
 
 load() { taskset -c 1 "$loadtest" load --threads 1 --seconds "$seconds" "$@"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-upstream="http://$(start 1 "$loadtest" upstream --threads 1)/"
-slow_upstream="http://$(start 1 "$loadtest" upstream --threads 1 --delay-ms 2000)/"
+start 1 "$loadtest" upstream --threads 1; upstream="http://$ADDR/"
+start 1 "$loadtest" upstream --threads 1 --delay-ms 2000; slow_upstream="http://$ADDR/"
 
-declare -A addr pid
-addr[echo]="$(start 0 "$loadtest" echo --threads 1)"; pid[echo]="${pids[-1]}"
-addr[forwarder]="$(start 0 "$loadtest" forwarder --threads 1 --upstream "$upstream")"; pid[forwarder]="${pids[-1]}"
-addr[gateway]="$(start_gateway "$upstream")"; pid[gateway]="$gateway_pid"
+declare -A addr
+start 0 "$loadtest" echo --threads 1; addr[echo]="$ADDR"
+start 0 "$loadtest" forwarder --threads 1 --upstream "$upstream"; addr[forwarder]="$ADDR"
+start_gateway "$upstream"; addr[gateway]="$ADDR"
 
 results="$out/results.jsonl"
 : > "$results"
@@ -88,10 +92,11 @@ done
 # Memory per call in flight: N calls held for 2 s by the slow upstream.
 for server in forwarder gateway; do
     if [ "$server" = forwarder ]; then
-        a="$(start 0 "$loadtest" forwarder --threads 1 --upstream "$slow_upstream")"; p="${pids[-1]}"
+        start 0 "$loadtest" forwarder --threads 1 --upstream "$slow_upstream"
     else
-        a="$(start_gateway "$slow_upstream")"; p="$gateway_pid"
+        start_gateway "$slow_upstream"
     fi
+    a="$ADDR" p="$PID"
     load --target "http://$a" --concurrency 10 --seconds 3 --warmup 0 > /dev/null
     idle="$(rss_kib "$p")"
     taskset -c 1 "$loadtest" load --threads 1 --target "http://$a" --concurrency 1000 --seconds 4 --warmup 0 > /dev/null &

@@ -131,8 +131,7 @@ impl InstanceNetworkService for Gateway {
 
         // 2. validate
         let request = {
-            let stage =
-                tracing::info_span!("validate", otel.status_code = Empty, error.type = Empty);
+            let stage = tracing::info_span!(target: crate::telemetry::trace::STAGE, "validate", otel.status_code = Empty, error.type = Empty);
             let _entered = stage.enter();
             validate::modify_request(request.into_inner()).map_err(|rejection| {
                 telemetry::trace::fail(&stage, rejection.code());
@@ -145,6 +144,7 @@ impl InstanceNetworkService for Gateway {
         // 3. authorize
         let decision = {
             let stage = tracing::info_span!(
+                target: crate::telemetry::trace::STAGE,
                 "authorize",
                 authz.decision = Empty,
                 authz.principal = Empty,

@@ -336,6 +336,7 @@ impl Client {
             };
             let attempt_timeout = remaining.min(self.config.attempt_timeout);
             let span = tracing::info_span!(
+                target: crate::telemetry::trace::STAGE,
                 "POST",
                 otel.kind = "client",
                 otel.status_code = Empty,
@@ -410,6 +411,7 @@ impl Client {
             // The span says that signing happened and with what, never the
             // secret or the signature.
             let _sign = tracing::info_span!(
+                target: crate::telemetry::trace::STAGE,
                 "sign",
                 signature.method = sign::SIGNATURE_METHOD,
                 signature.version = sign::SIGNATURE_VERSION

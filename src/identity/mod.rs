@@ -410,6 +410,7 @@ where
         let reject = self.reject;
         Box::pin(async move {
             let span = tracing::info_span!(
+                target: crate::telemetry::trace::STAGE,
                 "identity",
                 enduser.id = tracing::field::Empty,
                 identity.via = tracing::field::Empty,

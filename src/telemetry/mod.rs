@@ -379,7 +379,10 @@ pub fn init_with_writer(
             Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
         ]),
     );
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Stage spans are for the traces, not the log lines (trace::STAGE).
+    let stages_off = format!("{}=off", trace::STAGE);
+    let filter = EnvFilter::try_new(format!("{},{stages_off}", config.log_filter))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{stages_off}")));
     let logs = match config.log_format {
         LogFormat::Json => fmt::layer()
             .json()

@@ -7,6 +7,12 @@
 //! The stages open child spans inside it. [`inject`] puts the current trace
 //! context (never the caller's baggage) into the upstream request's headers.
 
+/// The target of the stage spans inside a call (identity, validate,
+/// authorize, sign, the ECS attempts). They go to the traces; the log lines
+/// carry only the call's server span: the JSON log layer re-renders a span's
+/// fields on every `record`, and a call records a dozen stage fields.
+pub const STAGE: &str = "ecs_gateway::stage";
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
