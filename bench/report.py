@@ -13,6 +13,7 @@ import sys
 results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 out = pathlib.Path(sys.argv[2])
 servers = ["echo", "forwarder", "gateway"]
+traced = ["gateway, traces 1.0", "gateway, traces 0.1"]
 closed = {r["server"]: r["run"] for r in results if "run" in r and r["run"]["mode"] == "closed"}
 opened = {}
 for r in results:
@@ -37,6 +38,13 @@ for s in servers:
     at1000 = f"{o['p50_us']} / {o['p99_us']}" if o else "–"
     errs = {**errors(c), **(errors(o) if o else {})}
     lines.append(f"| {s} | {c['calls_per_second']:,.0f} | {ratio:.0%} | {at1000} | {errs or 'none'} |")
+for s in traced:
+    c, o = closed.get(s), opened.get(s, {}).get(1000)
+    if c:
+        ratio = c["calls_per_second"] / closed["forwarder"]["calls_per_second"]
+        at1000 = f"{o['p50_us']} / {o['p99_us']}" if o else "–"
+        errs = {**errors(c), **(errors(o) if o else {})}
+        lines.append(f"| {s} | {c['calls_per_second']:,.0f} | {ratio:.0%} | {at1000} | {errs or 'none'} |")
 lines.append("")
 if 1000 in opened.get("gateway", {}) and 1000 in opened.get("forwarder", {}):
     g, f = opened["gateway"][1000], opened["forwarder"][1000]

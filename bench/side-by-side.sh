@@ -89,6 +89,20 @@ for server in echo forwarder gateway; do
     done
 done
 
+# Tracing on: the gateway exporting every span (and a tenth of the traces)
+# to a real OTLP/gRPC receiver on core 1.
+start 1 "$loadtest" otlp --threads 1; otlp="http://$ADDR"
+for ratio in 1.0 0.1; do
+    GATEWAY_ENV="OTEL_EXPORTER_OTLP_ENDPOINT=$otlp OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio" \
+        start_gateway "$upstream"
+    echo "== gateway, traces sampled at $ratio: closed loop and 1,000 calls/s" >&2
+    line="$(load --target "http://$ADDR" --concurrency 64)"
+    echo "{\"server\":\"gateway, traces $ratio\",\"run\":$line}" >> "$results"
+    line="$(load --target "http://$ADDR" --rate 1000)"
+    echo "{\"server\":\"gateway, traces $ratio\",\"run\":$line}" >> "$results"
+    kill "$PID" 2> /dev/null || true
+done
+
 # Memory per call in flight: N calls held for 2 s by the slow upstream.
 for server in forwarder gateway; do
     if [ "$server" = forwarder ]; then

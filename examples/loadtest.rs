@@ -10,6 +10,8 @@
 //! - `forwarder`: a bare tonic server whose handler sends one pooled reqwest
 //!   form POST to the upstream and parses the JSON: the ceiling of any
 //!   gateway of this shape;
+//! - `otlp`: an OTLP/gRPC trace receiver that counts the spans it gets
+//!   (printed on stderr every 5 s), for the cost of tracing on;
 //! - `load`: the load generator. `--rate N` is open loop: a thread paces one
 //!   call every 1/N s and latency counts from each call's scheduled start,
 //!   so a slow server cannot hide its queueing (coordinated omission);
@@ -34,6 +36,12 @@ use ecs_gateway::pb::instance_network_service_server::{
     InstanceNetworkService, InstanceNetworkServiceServer,
 };
 use hdrhistogram::Histogram;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
     let args: Vec<String> = std::env::args().collect();
@@ -64,9 +72,10 @@ fn main() {
         "echo" => rt.block_on(echo()),
         "forwarder" => rt.block_on(forwarder()),
         "load" => rt.block_on(load()),
+        "otlp" => rt.block_on(otlp()),
         _ => {
             eprintln!(
-                "usage: loadtest upstream|echo|forwarder|load [--listen ADDR] [--upstream URL] \
+                "usage: loadtest upstream|echo|forwarder|otlp|load [--listen ADDR] [--upstream URL] \
                  [--target URL] [--rate N | --concurrency N] [--seconds S] [--connections C]"
             );
             std::process::exit(2);
@@ -196,6 +205,47 @@ async fn forwarder() {
         .build()
         .expect("client");
     serve(Forwarder { http, url }).await;
+}
+
+/// Counts the spans exported to it.
+#[derive(Clone, Default)]
+struct Sink(Arc<AtomicU64>);
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize = request
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(spans as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+async fn otlp() {
+    let sink = Sink::default();
+    let count = sink.0.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            eprintln!("otlp: {} spans received", count.load(Ordering::Relaxed));
+        }
+    });
+    let listener = bind().await;
+    tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(sink))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+        .expect("serve");
 }
 
 /// What the load generator saw.
