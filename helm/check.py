@@ -224,6 +224,21 @@ def main():
                     print(f"  effective settings equal the gateway's defaults ({len(defaults) - len(CHART_OWNED & defaults.keys())} compared)")
 
         base = cases["default-values.yaml"]
+        print("NetworkPolicy and mesh checks:")
+        with quiet_helm():
+            closed = chart.render({**base, "networkPolicy": {"grpcFrom": [], "adminFrom": []}}, name="gw", namespace="ecs")
+        rules = find(closed, "NetworkPolicy")["spec"].get("ingress") or []
+        if rules:
+            fail("empty grpcFrom", f"an empty peer list must admit no one, got {rules}")
+        else:
+            print("  empty grpcFrom/adminFrom: no ingress rule (admits no one)")
+        with quiet_helm():
+            mesh = chart.render(values_of("existing-secret-values.yaml"), name="gw", namespace="ecs")
+        env = {e["name"]: e for e in find(mesh, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        if env.get("ECS_GATEWAY_LISTEN", {}).get("value") != "$(POD_IP):50051":
+            fail("mesh", f"behind a mesh the gateway must listen on the pod IP only: {env.get('ECS_GATEWAY_LISTEN')}")
+        else:
+            print("  mesh: listens on $(POD_IP) only")
         broken = {
             "a wrong type": {**base, "replicaCount": "two"},
             "an unknown key": {**base, "replicas": 3},
@@ -231,6 +246,15 @@ def main():
             "no account": {**base, "config": {"policy": {"account_id": ""}}},
             "no credentials": {k: v for k, v in base.items() if k != "credentials"},
             "TLS without its secret": {**base, "tls": {"enabled": True}},
+            "TLS and a trusted forwarded certificate": {
+                **base,
+                "config": {"policy": {"account_id": ACCOUNT}, "identity": {"trust_forwarded_client_cert": True}},
+                "tls": {"enabled": True, "secretName": "tls"},
+            },
+            "a credential in extraEnv": {**base, "extraEnv": [{"name": "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "value": "x"}]},
+            "no policies of one's own": {**base, "policies": {}},
+            "alert rules without the scrape they select": {**base, "prometheusRule": {"enabled": True}},
+            "a malformed Secret key": {**base, "credentials": {**base["credentials"], "existingSecretKey": "a b: c"}},
         }
         print("values that must fail:")
         for what, values in broken.items():

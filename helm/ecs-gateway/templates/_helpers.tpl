@@ -67,6 +67,8 @@ bundle under files/policies/.
 {{- $files := dict }}
 {{- if .Values.policies.files }}
 {{- $files = .Values.policies.files }}
+{{- else if not .Values.policies.sample }}
+{{- fail "policies: give your policies (policies.files or policies.existingConfigMap); policies.sample=true installs the demo's sample bundle, whose principals are the demo's" }}
 {{- else }}
 {{- range $path, $_ := .Files.Glob "files/policies/**" }}
 {{- $_ := set $files (trimPrefix "files/policies/" $path) ($.Files.Get $path) }}
