@@ -27,7 +27,7 @@ schema = {
       "identity": obj({"trust_forwarded_client_cert": B(), "jwt": obj({"issuer": S(minLength=1), "audience": S(minLength=1), "jwks_url": S(pattern="^https://"), "jwks_file": S(minLength=1), "leeway": DUR, "jwks_refresh": DUR, "jwks_max_age": DUR})}),
       "policy": obj({"account_id": S("the Alibaba Cloud account owning the instances", pattern=r"^[0-9]+$"), "dependent_actions": {"type": "array", "items": obj({"action": S(pattern=r"^ecs:[A-Za-z]+$"), "requires": S(pattern=r"^ecs:[A-Za-z]+$"), "when": {"enum": ["always", "allocates_public_ip"]}}, ["action", "requires"])}}, ["account_id"]),
     }, ["policy"], desc="the gateway's settings file, in its keys; the chart sets listen, admin_listen, policy.dir, credentials, tls and server.shutdown_grace"),
-    "shutdownGraceSeconds": I(1, 3600), "terminationExtraSeconds": I(1, 600),
+    "shutdownGraceSeconds": I(1, 3600), "terminationExtraSeconds": I(1, 600), "preStopSleepSeconds": I(0, 120),
     "ports": obj({"grpc": I(1, 65535), "admin": I(1, 65535)}, ["grpc", "admin"]),
     "credentials": obj({"existingSecret": S(), "existingSecretKey": S(pattern=r"^[-._a-zA-Z0-9]+$"), "accessKeyId": S(), "accessKeySecret": S(), "securityToken": S(), "profile": S(minLength=1, pattern=r"^[A-Za-z0-9_.-]+$")}),
     "tls": obj({"enabled": B(), "secretName": S(), "clientCa": B(), "requireClientCert": B()}),

@@ -494,3 +494,17 @@ fn policy_files_may_sit_flat_as_a_configmap_holds_them() {
     let error = Store::open(&dir).unwrap_err().to_string();
     assert!(error.contains("control layer"), "{error}");
 }
+
+/// A policy file outside the layers would silently not be in force (a
+/// misnamed ConfigMap key, say): the load refuses it.
+#[test]
+fn a_policy_file_outside_the_layers_is_refused() {
+    let dir = scratch();
+    std::fs::write(
+        dir.join("guardrails.cedar"),
+        "@id(\"control.stray\")\nforbid (principal, action, resource);\n",
+    )
+    .unwrap();
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("outside the layers"), "{error}");
+}

@@ -397,6 +397,25 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
         }
     });
 
+    // A policy file outside the two layers would be ignored: a guardrail
+    // meant to forbid would silently not be in force. Refuse it.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let in_a_layer = Layer::ALL
+                .iter()
+                .any(|layer| name.starts_with(&format!("{}__", layer.as_str())));
+            if path.extension().is_some_and(|e| e == "cedar") && !in_a_layer {
+                problems.add(
+                    &path,
+                    None,
+                    "a policy file outside the layers would be ignored: put it in control/ or identity/ (or name it control__… or identity__…)".to_owned(),
+                );
+            }
+        }
+    }
+
     let mut sources = HashMap::new();
     let mut ids: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
     let mut texts: HashMap<PathBuf, String> = HashMap::new();
