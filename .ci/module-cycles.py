@@ -66,21 +66,13 @@ def strip(text):
     return "".join(out)
 
 
-def without_test_modules(text):
-    """Drops `#[cfg(test)] mod name { ... }` blocks by brace matching."""
-    out, i = [], 0
-    pattern = re.compile(r"#\[cfg\(test\)\]\s*(?:pub\s+)?mod\s+\w+\s*\{")
-    while True:
-        m = pattern.search(text, i)
-        if not m:
-            out.append(text[i:])
-            return "".join(out)
-        out.append(text[i : m.start()])
-        depth, j = 1, m.end()
-        while depth and j < len(text):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        i = j
+def matching_brace(text, j):
+    """The index just past the `}` that closes the `{` ending at j."""
+    depth = 1
+    while depth and j < len(text):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        j += 1
+    return j
 
 
 def without_test_modules(text):
@@ -93,11 +85,7 @@ def without_test_modules(text):
             out.append(text[i:])
             return "".join(out)
         out.append(text[i : m.start()])
-        depth, j = 1, m.end()
-        while depth and j < len(text):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        i = j
+        i = matching_brace(text, m.end())
 
 
 def paths(code):
@@ -127,10 +115,7 @@ def paths(code):
     for m in re.finditer(r"\b((?:\w+::)+)(\{)?", code):
         segments = m.group(1).rstrip(":").split("::")
         if m.group(2):
-            depth, j = 1, m.end()
-            while depth and j < len(code):
-                depth += {"{": 1, "}": -1}.get(code[j], 0)
-                j += 1
+            j = matching_brace(code, m.end())
             expand(segments, code[m.end() : j - 1])
         else:
             rest = re.match(r"\w+", code[m.end() :])

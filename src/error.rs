@@ -466,6 +466,9 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
+            // Other test threads, without a subscriber, may have cached this
+            // callsite's interest as "never" meanwhile: ask again.
+            tracing::callsite::rebuild_interest_cache();
             let _ = ecs(code, http_status, "detail from ECS");
         });
         String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()

@@ -55,6 +55,15 @@ fn start_demo_logging(level: &str, stderr: Stdio) -> (Demo, String) {
 }
 
 const NETOPS: &str = "spiffe://demo.local/sa/netops";
+/// The README's call that app teams are denied: a public IP for a stopped instance.
+const PUBLIC_IP_CALL: &[&str] = &[
+    "--instance-id",
+    "i-demo-stopped",
+    "--bandwidth-out",
+    "5",
+    "--allocate-public-ip",
+    "true",
+];
 const WEBAPP: &str = "spiffe://demo.local/sa/webapp";
 
 fn call_as(identity: Option<&str>, addr: &str, args: &[&str]) -> Output {
@@ -158,18 +167,7 @@ fn demo_then_call_as_the_readme_shows() {
         "{}",
         String::from_utf8_lossy(&webapp_ok.stderr)
     );
-    let webapp_ip = call_as(
-        Some(WEBAPP),
-        &addr,
-        &[
-            "--instance-id",
-            "i-demo-stopped",
-            "--bandwidth-out",
-            "5",
-            "--allocate-public-ip",
-            "true",
-        ],
-    );
+    let webapp_ip = call_as(Some(WEBAPP), &addr, PUBLIC_IP_CALL);
     let stderr = String::from_utf8_lossy(&webapp_ip.stderr);
     assert!(stderr.starts_with("PermissionDenied: acs:ram::1234567890123456:role/webapp denied ecs:ModifyInstanceNetworkSpec"), "{stderr}");
     assert!(
@@ -235,17 +233,7 @@ fn demo_then_call_as_the_readme_shows() {
         ok.get("orderId").is_none(),
         "empty fields are left out: {ok}"
     );
-    let (code, denied) = json_call(
-        WEBAPP,
-        &[
-            "--instance-id",
-            "i-demo-stopped",
-            "--bandwidth-out",
-            "5",
-            "--allocate-public-ip",
-            "true",
-        ],
-    );
+    let (code, denied) = json_call(WEBAPP, PUBLIC_IP_CALL);
     assert_eq!(code, Some(4));
     assert_eq!(denied["code"], 7, "{denied}");
     let info = &denied["details"][0];
