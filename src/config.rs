@@ -524,6 +524,14 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
 
     let tls = tls_config(file.tls, &env)?;
     let identity = identity_config(file.identity, &env)?;
+    // A TLS client without a certificate would fall through to the
+    // forwarded header and name itself.
+    if tls.is_some() && identity.trust_forwarded_client_cert {
+        return Err(invalid(
+            "identity.trust_forwarded_client_cert",
+            "cannot be used with TLS on the gRPC port: a TLS client without a certificate could name itself in x-forwarded-client-cert; trust the header only behind a sidecar that terminates TLS",
+        ));
+    }
 
     let dir = pick([
         ("policy.dir", file.policy.dir),
@@ -928,6 +936,25 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:3".parse().unwrap());
         assert_eq!(c.upstream.timeout, Duration::from_secs(3));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_and_a_trusted_forwarded_header_exclude_each_other() {
+        let error = load_with(
+            &Overrides::default(),
+            &[
+                ("ECS_GATEWAY_TLS_CERT", "/tls/tls.crt"),
+                ("ECS_GATEWAY_TLS_KEY", "/tls/tls.key"),
+                ("ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT", "true"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("identity.trust_forwarded_client_cert"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -382,11 +382,16 @@ mod tests {
         .into()
     }
 
-    /// Every row of the catalogue, answered by ECS with its HTTP status,
+    /// Every row of ECS's codes, answered by ECS with its HTTP status,
     /// reaches the caller with the row's gRPC code, ErrorInfo and RetryInfo.
+    /// (The gateway's own rows are never what ECS answers: an ECS answer
+    /// named like one is ECS's, `catalogue::tests::unknown_codes_map_by_http_status`.)
     #[test]
     fn maps_every_catalogue_row() {
-        for entry in catalogue::CATALOGUE {
+        for entry in catalogue::CATALOGUE
+            .iter()
+            .filter(|e| e.source != catalogue::Source::Gateway)
+        {
             let status = ecs(entry.code, entry.http_status, "detail from ECS");
             assert_eq!(status.code(), entry.grpc, "{}", entry.code);
             let details = status.get_error_details();

@@ -508,3 +508,24 @@ fn a_policy_file_outside_the_layers_is_refused() {
     let error = Store::open(&dir).unwrap_err().to_string();
     assert!(error.contains("outside the layers"), "{error}");
 }
+
+/// A layer that exists but cannot be read as a directory (here a file named
+/// `control`, as a ConfigMap key could make) fails the load; it does not give
+/// way to the flat `control__` files and drop its forbids.
+#[test]
+fn an_unreadable_layer_does_not_give_way_to_flat_files() {
+    let dir = scratch();
+    std::fs::remove_dir_all(dir.join("control")).unwrap();
+    std::fs::write(
+        dir.join("control__baseline.cedar"),
+        "@id(\"control.baseline\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("control"),
+        "@id(\"control.forbid-all\")\nforbid (principal, action, resource);\n",
+    )
+    .unwrap();
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("control layer"), "{error}");
+}

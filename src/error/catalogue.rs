@@ -231,9 +231,15 @@ pub static CATALOGUE: &[Entry] = &[
 
 /// The row for `code` as ECS answered it with `http_status`: the exact pair
 /// when the catalogue has it, else the code's first row.
+///
+/// Only ECS's own rows (the reference's and the common ones): an answer from
+/// ECS is never one of the gateway's codes, whatever it is called.
 pub fn lookup(code: &str, http_status: u16) -> Option<&'static Entry> {
     let mut first = None;
-    for entry in CATALOGUE.iter().filter(|e| e.code == code) {
+    for entry in CATALOGUE
+        .iter()
+        .filter(|e| e.code == code && e.source != Gateway)
+    {
         if entry.http_status == http_status {
             return Some(entry);
         }
@@ -248,6 +254,7 @@ pub fn lookup(code: &str, http_status: u16) -> Option<&'static Entry> {
 /// its message (which can name the gateway's RAM identity or quote the
 /// signed string) is not shown.
 const GATEWAYS_OWN: &[&str] = &[
+    "AccessDenied",
     "Forbidden",
     "NoPermission",
     "InvalidAccessKeyId",
@@ -457,7 +464,12 @@ mod tests {
         assert_eq!(by_http_status(404).0, NotFound);
         // Unknown codes of the families that refuse the gateway's own
         // request stay INTERNAL, whatever their HTTP status.
+        // ECS answering with a name the gateway uses for its own codes is
+        // still ECS: never the gateway's row, and a RAM denial stays hidden.
+        assert_eq!(lookup("AccessDenied", 403), None);
+        assert_eq!(advice("Unauthenticated.InvalidToken", 401).0, Internal);
         for code in [
+            "AccessDenied",
             "Forbidden.AccessKeyDisabled",
             "NoPermission",
             "InvalidSecurityToken.Revoked",

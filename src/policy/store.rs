@@ -362,7 +362,9 @@ fn layer_files(dir: &Path, layer: Layer) -> std::io::Result<Vec<PathBuf>> {
             .filter(is_cedar)
             .chain(flat)
             .collect()),
-        Err(_) if !flat.is_empty() => Ok(flat),
+        // Only a layer directory that does not exist gives way to the flat
+        // files: one that cannot be read (or a file named like it) fails.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !flat.is_empty() => Ok(flat),
         Err(e) => Err(e),
     }
 }
