@@ -305,28 +305,50 @@ fn malformed_policies_are_refused_with_file_and_line() {
 }
 
 #[test]
-fn each_principal_evaluates_only_the_policies_that_can_concern_it() {
+fn each_call_evaluates_only_the_policies_that_can_concern_it() {
+    use policy::index::Probe;
     let data = policy::store::load(&support::policies_dir()).unwrap();
     let ids = |set: &cedar_policy::PolicySet| -> Vec<String> {
         let mut ids: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
         ids.sort();
         ids
     };
-    let netops = &data.principals[&CallerId::Spiffe(support::NETOPS.into())];
-    assert_eq!(ids(&netops.identity), ["identity.network-admins"]);
-    let webapp = &data.principals[&CallerId::Spiffe(support::WEBAPP.into())];
+    let probe = |identity: &str, action: usize| {
+        let principal = &data.principals[&CallerId::Spiffe(identity.into())];
+        let in_layer = |layer| {
+            ids(&data.layer_index(layer).policies_for(&Probe {
+                member_of: &principal.member_of,
+                action,
+                instance_id: "i-demo-postpaid",
+                arn: "acs:ecs:cn-hangzhou:1234567890123456:instance/i-demo-postpaid",
+                region: "cn-hangzhou",
+                request_region: "cn-hangzhou",
+            }))
+        };
+        (
+            in_layer(policy::Layer::Control),
+            in_layer(policy::Layer::Identity),
+        )
+    };
+    let (netops_control, netops_identity) = probe(support::NETOPS, 0);
+    assert_eq!(netops_identity, ["identity.network-admins"]);
+    let (webapp_control, webapp_identity) = probe(support::WEBAPP, 0);
     assert_eq!(
-        ids(&webapp.identity),
+        webapp_identity,
         [
             "identity.app-teams-bandwidth",
             "identity.app-teams-no-temporary-upgrades"
         ]
     );
     // Control policies scoped to everyone, or to the principal's groups.
-    assert!(ids(&netops.control).contains(&"control.admins-from-management-network".to_owned()));
-    assert!(!ids(&netops.control).contains(&"control.no-public-ip-for-app-teams".to_owned()));
-    assert!(ids(&webapp.control).contains(&"control.no-public-ip-for-app-teams".to_owned()));
-    assert!(ids(&webapp.control).contains(&"control.cap-bandwidth-non-admins".to_owned()));
+    assert!(netops_control.contains(&"control.admins-from-management-network".to_owned()));
+    assert!(!netops_control.contains(&"control.no-public-ip-for-app-teams".to_owned()));
+    assert!(webapp_control.contains(&"control.no-public-ip-for-app-teams".to_owned()));
+    assert!(webapp_control.contains(&"control.cap-bandwidth-non-admins".to_owned()));
+    // By action: the bandwidth cap names ModifyInstanceNetworkSpec only.
+    let (allocate_control, _) = probe(support::WEBAPP, 1);
+    assert!(!allocate_control.contains(&"control.cap-bandwidth-non-admins".to_owned()));
+    assert!(allocate_control.contains(&"control.no-public-ip-for-app-teams".to_owned()));
 }
 
 /// A Kubernetes ConfigMap volume swaps its `..data` symlink to a new

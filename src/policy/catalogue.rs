@@ -84,6 +84,12 @@ pub fn get(name: &str) -> Option<&'static Action> {
     ACTIONS.iter().find(|a| a.name == name)
 }
 
+/// The Cedar uid of an action, `Action::"<name>"`.
+pub fn action_uid(name: &str) -> cedar_policy::EntityUid {
+    std::str::FromStr::from_str(&format!("Action::{name:?}"))
+        .unwrap_or_else(|_| unreachable!("quoted action names parse"))
+}
+
 /// The instance ARN for a region, account and instance.
 pub fn instance_arn(region_id: &str, account_id: &str, instance_id: &str) -> String {
     format!("acs:ecs:{region_id}:{account_id}:instance/{instance_id}")

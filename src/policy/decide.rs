@@ -9,14 +9,16 @@
 //! erroring policy is reported as what denied. An identity with no principal
 //! mapping, or a request the model cannot express, denies too.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
-use cedar_policy::{Context, Entity, EntityUid, Request, RestrictedExpression};
+use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
 use chrono::{DateTime, Utc};
 
 use super::catalogue::{self, Action};
+use super::index::Probe;
 use super::store::{Instance, Layer, PolicyData, Store};
 use super::{DependentRule, When};
 use crate::identity::Caller;
@@ -100,7 +102,31 @@ pub struct Authorizer {
     account_id: String,
     rules: Vec<DependentRule>,
     action_uids: HashMap<&'static str, EntityUid>,
+    instance_type: cedar_policy::EntityTypeName,
     cedar: cedar_policy::Authorizer,
+    evaluation: Evaluation,
+    entities: Mutex<EntityCache>,
+}
+
+/// Request entities by principal, resource and region, for one policy
+/// version.
+#[derive(Default)]
+struct EntityCache {
+    version: String,
+    map: HashMap<(String, EntityUid, String), Arc<Entities>>,
+}
+
+/// Entity sets kept before the cache is emptied.
+const ENTITY_SETS_KEPT: usize = 4096;
+
+/// Which policies a decision evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Those the layer's index finds can apply (the default).
+    Indexed,
+    /// Every policy of each layer: the reference the index is tested
+    /// against.
+    Full,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -111,11 +137,6 @@ impl std::fmt::Debug for Authorizer {
             .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
-}
-
-fn action_uid(name: &str) -> EntityUid {
-    EntityUid::from_str(&format!("Action::{name:?}"))
-        .unwrap_or_else(|_| unreachable!("quoted action names parse"))
 }
 
 /// `ecs:AssociatePublicIpAddress`: the call allocates a public IP when it
@@ -138,6 +159,59 @@ fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
 
 fn long(v: u32) -> RestrictedExpression {
     RestrictedExpression::new_long(i64::from(v))
+}
+
+/// Distinct source addresses kept per thread before the cache is emptied.
+const SOURCE_IPS_KEPT: usize = 1024;
+
+thread_local! {
+    /// `acs:CurrentTime` for the current second.
+    static CURRENT_TIME: RefCell<Option<(i64, RestrictedExpression)>> = const { RefCell::new(None) };
+    /// `acs:SourceIp` by address.
+    static SOURCE_IPS: RefCell<HashMap<IpAddr, RestrictedExpression>> = RefCell::new(HashMap::new());
+}
+
+/// The same extension value, with its function's name already resolved.
+/// `RestrictedExpression::new_ip` and `new_datetime` parse the function's
+/// name on every call, which cost more than the rest of the decision; an
+/// evaluated value turned back into an expression carries the parsed name,
+/// so only its argument is parsed again.
+fn resolved(expr: RestrictedExpression) -> RestrictedExpression {
+    match Context::from_pairs([("v".to_owned(), expr.clone())]) {
+        Ok(context) => context.into_iter().next().map_or(expr, |(_, v)| v),
+        Err(_) => expr,
+    }
+}
+
+/// `acs:CurrentTime`, to the second as RAM gives it (ISO 8601 without
+/// fractions), prepared once per second and thread.
+fn current_time(now: DateTime<Utc>) -> RestrictedExpression {
+    let second = now.timestamp();
+    CURRENT_TIME.with_borrow_mut(|cached| match cached {
+        Some((at, expr)) if *at == second => expr.clone(),
+        _ => {
+            let expr = resolved(RestrictedExpression::new_datetime(
+                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ));
+            *cached = Some((second, expr.clone()));
+            expr
+        }
+    })
+}
+
+/// `acs:SourceIp`, prepared once per address and thread.
+fn source_ip(ip: IpAddr) -> RestrictedExpression {
+    SOURCE_IPS.with_borrow_mut(|cached| {
+        if let Some(expr) = cached.get(&ip) {
+            return expr.clone();
+        }
+        if cached.len() >= SOURCE_IPS_KEPT {
+            cached.clear();
+        }
+        let expr = resolved(RestrictedExpression::new_ip(ip.to_string()));
+        cached.insert(ip, expr.clone());
+        expr
+    })
 }
 
 /// The context: RAM's condition keys, the action's key and the request.
@@ -202,9 +276,9 @@ pub(crate) fn context(
     Context::from_pairs([
         (
             "acs:SourceIp".to_owned(),
-            RestrictedExpression::new_ip(peer.ip().to_canonical().to_string()),
+            source_ip(peer.ip().to_canonical()),
         ),
-        ("acs:CurrentTime".to_owned(), datetime(now)),
+        ("acs:CurrentTime".to_owned(), current_time(now)),
         (
             "acs:SecureTransport".to_owned(),
             RestrictedExpression::new_bool(caller.secure_transport),
@@ -231,10 +305,22 @@ impl Authorizer {
             rules,
             action_uids: catalogue::ACTIONS
                 .iter()
-                .map(|a| (a.name, action_uid(a.name)))
+                .map(|a| (a.name, catalogue::action_uid(a.name)))
                 .collect(),
+            instance_type: "Ecs::Instance"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a fixed type name parses")),
             cedar: cedar_policy::Authorizer::new(),
+            evaluation: Evaluation::Indexed,
+            entities: Mutex::new(EntityCache::default()),
         }
+    }
+
+    /// The same authorizer, evaluating `evaluation`'s policies.
+    #[must_use]
+    pub fn with_evaluation(mut self, evaluation: Evaluation) -> Self {
+        self.evaluation = evaluation;
+        self
     }
 
     /// The policy store.
@@ -332,6 +418,66 @@ impl Authorizer {
         }
     }
 
+    /// The request's entities: the action hierarchy, the principal and the
+    /// resource (entities.json's, or one made from the request). Kept per
+    /// principal and resource for the policy version in force: building
+    /// them and their transitive closure was a fifth of a decision.
+    fn entities(
+        &self,
+        data: &PolicyData,
+        principal: &super::store::Principal,
+        instance: Option<&Instance>,
+        uid: &EntityUid,
+        arn: &str,
+        region: &str,
+    ) -> Result<Arc<Entities>, String> {
+        let key = (principal.arn.clone(), uid.clone(), region.to_owned());
+        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version != data.version {
+            cache.version.clone_from(&data.version);
+            cache.map.clear();
+        }
+        if let Some(entities) = cache.map.get(&key) {
+            return Ok(Arc::clone(entities));
+        }
+        drop(cache);
+        let resource = match instance {
+            Some(instance) => instance.entity.clone(),
+            None => Entity::new(
+                uid.clone(),
+                HashMap::from([
+                    (
+                        "arn".to_owned(),
+                        RestrictedExpression::new_string(arn.to_owned()),
+                    ),
+                    (
+                        "region".to_owned(),
+                        RestrictedExpression::new_string(region.to_owned()),
+                    ),
+                    (
+                        "account".to_owned(),
+                        RestrictedExpression::new_string(self.account_id.clone()),
+                    ),
+                ]),
+                Default::default(),
+            )
+            .map_err(|e| e.to_string())?,
+        };
+        let entities = Arc::new(
+            principal
+                .entities
+                .clone()
+                .add_entities([resource], None)
+                .map_err(|e| e.to_string())?,
+        );
+        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.map.len() >= ENTITY_SETS_KEPT {
+            cache.map.clear();
+        }
+        cache.map.insert(key, Arc::clone(&entities));
+        Ok(entities)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
@@ -344,41 +490,18 @@ impl Authorizer {
         actions: &[&'static str],
         now: DateTime<Utc>,
     ) -> Result<Outcome, String> {
-        let resource = match instance {
-            Some(instance) => instance.entity.clone(),
-            None => Entity::new(
-                EntityUid::from_type_name_and_id(
-                    "Ecs::Instance".parse().map_err(|_| "type name")?,
-                    cedar_policy::EntityId::new(&request.instance_id),
-                ),
-                HashMap::from([
-                    (
-                        "arn".to_owned(),
-                        RestrictedExpression::new_string(catalogue::instance_arn(
-                            &request.region_id,
-                            &self.account_id,
-                            &request.instance_id,
-                        )),
-                    ),
-                    (
-                        "region".to_owned(),
-                        RestrictedExpression::new_string(request.region_id.clone()),
-                    ),
-                    (
-                        "account".to_owned(),
-                        RestrictedExpression::new_string(self.account_id.clone()),
-                    ),
-                ]),
-                Default::default(),
-            )
-            .map_err(|e| e.to_string())?,
+        let (arn, region) = match instance {
+            Some(instance) => (instance.arn.clone(), instance.region.as_str()),
+            None => (
+                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
+                request.region_id.as_str(),
+            ),
         };
-        let resource_uid = resource.uid();
-        let entities = data
-            .actions
-            .clone()
-            .add_entities([principal.entity.clone(), resource], None)
-            .map_err(|e| e.to_string())?;
+        let resource_uid = EntityUid::from_type_name_and_id(
+            self.instance_type.clone(),
+            cedar_policy::EntityId::new(&request.instance_id),
+        );
+        let entities = self.entities(data, principal, instance, &resource_uid, &arn, region)?;
         let context = context(caller, request, associate, now)?;
 
         let mut allowed_by = Vec::new();
@@ -387,7 +510,7 @@ impl Authorizer {
                 .action_uids
                 .get(action)
                 .cloned()
-                .unwrap_or_else(|| action_uid(action));
+                .unwrap_or_else(|| catalogue::action_uid(action));
             let cedar_request = Request::new(
                 principal.uid.clone(),
                 uid,
@@ -396,19 +519,43 @@ impl Authorizer {
                 None,
             )
             .map_err(|e| e.to_string())?;
+            let probe = Probe {
+                member_of: &principal.member_of,
+                action: catalogue::ACTIONS
+                    .iter()
+                    .position(|a| a.name == action)
+                    .ok_or_else(|| format!("{action} is not in the action catalogue"))?,
+                instance_id: &request.instance_id,
+                arn: &arn,
+                region,
+                request_region: &request.region_id,
+            };
             for layer in Layer::ALL {
-                let response =
-                    self.cedar
-                        .is_authorized(&cedar_request, principal.layer(layer), &entities);
+                let policies = match self.evaluation {
+                    Evaluation::Indexed => data.layer_index(layer).policies_for(&probe),
+                    Evaluation::Full => Arc::new(match layer {
+                        Layer::Control => data.control.clone(),
+                        Layer::Identity => data.identity.clone(),
+                    }),
+                };
+                let response = self
+                    .cedar
+                    .is_authorized(&cedar_request, &policies, &entities);
                 let diagnostics = response.diagnostics();
-                let mut errored: Vec<String> = Vec::new();
-                let mut errors: Vec<String> = Vec::new();
-                for error in diagnostics.errors() {
-                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-                    errored.push(e.policy_id().to_string());
-                    errors.push(error.to_string());
-                }
-                let reasons: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+                // Sorted: Cedar reports in no particular order, and a
+                // decision (and its log line) must not depend on it.
+                let mut failed: Vec<(String, String)> = diagnostics
+                    .errors()
+                    .map(|error| {
+                        let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                        (e.policy_id().to_string(), error.to_string())
+                    })
+                    .collect();
+                failed.sort();
+                let (errored, errors): (Vec<String>, Vec<String>) = failed.into_iter().unzip();
+                let mut reasons: Vec<String> =
+                    diagnostics.reason().map(ToString::to_string).collect();
+                reasons.sort();
                 if !errors.is_empty() {
                     return Ok(Outcome::Deny(Denial {
                         action,

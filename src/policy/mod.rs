@@ -5,6 +5,8 @@
 //!   condition keys and dependent actions;
 //! - [`store`]: the policy directory, validated against the schema and
 //!   swapped atomically on reload;
+//! - [`index`]: which policies can apply to a call, found without
+//!   evaluating them;
 //! - [`decide`]: the decision as RAM makes it: the control layer must allow,
 //!   then the identity layer must allow, for the action and each dependent
 //!   action; an explicit forbid wins; nothing permitted is an implicit deny;
@@ -15,6 +17,7 @@
 pub mod cases;
 pub mod catalogue;
 pub mod decide;
+pub mod index;
 pub mod log;
 pub mod store;
 

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use sha1::{Digest as _, Sha1};
 
 use super::catalogue;
+use super::index::LayerIndex;
 use crate::identity::CallerId;
 
 /// One problem in the policy directory.
@@ -114,48 +115,12 @@ pub struct Principal {
     pub entity: Entity,
     /// Group names.
     pub groups: Vec<String>,
-    /// The control policies whose scope can match this principal.
-    pub control: PolicySet,
-    /// The identity policies whose scope can match this principal.
-    pub identity: PolicySet,
-}
-
-impl Principal {
-    /// The slice of a layer that can apply to this principal. Policies
-    /// scoped to other principals or groups cannot match, and Cedar never
-    /// evaluates their conditions for this principal (so they cannot error
-    /// either): leaving them out changes no decision and makes the cost
-    /// follow the policies that concern the caller, not the whole set.
-    pub fn layer(&self, layer: Layer) -> &PolicySet {
-        match layer {
-            Layer::Control => &self.control,
-            Layer::Identity => &self.identity,
-        }
-    }
-
-    /// The principal's ancestors are exactly its groups: the schema lets
-    /// groups have no parents, so `principal in G` holds only for G itself
-    /// or one of its groups.
-    fn slice(&mut self, control: &PolicySet, identity: &PolicySet) {
-        let mut member_of: HashSet<EntityUid> =
-            self.groups.iter().map(|g| uid("Ram::Group", g)).collect();
-        member_of.insert(self.uid.clone());
-        let applies = |policy: &&cedar_policy::Policy| match policy.principal_constraint() {
-            cedar_policy::PrincipalConstraint::Any | cedar_policy::PrincipalConstraint::Is(_) => {
-                true
-            }
-            cedar_policy::PrincipalConstraint::Eq(uid) => uid == self.uid,
-            cedar_policy::PrincipalConstraint::In(uid)
-            | cedar_policy::PrincipalConstraint::IsIn(_, uid) => member_of.contains(&uid),
-        };
-        let slice = |set: &PolicySet| {
-            PolicySet::from_policies(set.policies().filter(applies).cloned())
-                .unwrap_or_else(|_| unreachable!("a subset of a valid policy set is valid"))
-        };
-        let (control, identity) = (slice(control), slice(identity));
-        self.control = control;
-        self.identity = identity;
-    }
+    /// Its uid and its groups' uids: the schema lets groups have no parents,
+    /// so `principal in G` holds exactly for these.
+    pub member_of: Vec<EntityUid>,
+    /// The action hierarchy and this principal, ready for a request's
+    /// resource to be added.
+    pub entities: Entities,
 }
 
 /// What entities.json says about an instance.
@@ -163,6 +128,8 @@ impl Principal {
 pub struct Instance {
     /// The entity, with its tags.
     pub entity: Entity,
+    /// Its `arn` attribute.
+    pub arn: String,
     /// Its region.
     pub region: String,
     /// `PrePaid` or `PostPaid`, where known.
@@ -179,6 +146,8 @@ pub struct PolicyData {
     pub control: PolicySet,
     /// Identity policies.
     pub identity: PolicySet,
+    /// Each layer's policies, indexed for decisions.
+    pub indexes: [LayerIndex; 2],
     /// Identity → principal.
     pub principals: HashMap<CallerId, Principal>,
     /// Instance id → instance.
@@ -204,6 +173,11 @@ impl fmt::Debug for PolicyData {
 }
 
 impl PolicyData {
+    /// A layer's index.
+    pub fn layer_index(&self, layer: Layer) -> &LayerIndex {
+        &self.indexes[layer as usize]
+    }
+
     /// Number of policies.
     pub fn policy_count(&self) -> usize {
         self.sources.len()
@@ -217,6 +191,21 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// The line of each `@id("…")` in a policy file, in one pass (a search per
+/// policy would make loading quadratic in a file's size).
+fn id_lines(text: &str) -> HashMap<&str, usize> {
+    let (mut lines, mut counted) = (HashMap::new(), (0, 1));
+    for (offset, marker) in text.match_indices("@id(\"") {
+        let line = counted.1 + text[counted.0..offset].matches('\n').count();
+        counted = (offset, line);
+        let rest = &text[offset + marker.len()..];
+        if let Some(end) = rest.find("\")") {
+            lines.entry(&rest[..end]).or_insert(line);
+        }
+    }
+    lines
 }
 
 fn first_line(text: &str, diagnostic: &dyn Diagnostic) -> Option<usize> {
@@ -443,6 +432,7 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
             let Some(text) = read(&path, &mut problems, &mut hasher) else {
                 continue;
             };
+            let id_lines = id_lines(&text);
             match PolicySet::from_str(&text) {
                 Err(errors) => {
                     for error in errors.iter() {
@@ -467,9 +457,7 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
                             );
                             continue;
                         };
-                        let line = text
-                            .find(&format!("@id(\"{id}\")"))
-                            .map(|o| line_of(&text, o));
+                        let line = id_lines.get(id).copied();
                         if let Some((other, other_line)) = ids.get(id) {
                             problems.add(
                                 &path,
@@ -563,12 +551,26 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
             let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
             let mut principals = principals;
             for principal in principals.values_mut() {
-                principal.slice(&control, &identity);
+                principal.entities = actions
+                    .clone()
+                    .add_entities([principal.entity.clone()], None)
+                    .map_err(|e| Error {
+                        problems: vec![Problem {
+                            path: dir.join("principals.toml"),
+                            line: None,
+                            message: e.to_string(),
+                        }],
+                    })?;
             }
+            let indexes = [
+                LayerIndex::new(&control, &actions),
+                LayerIndex::new(&identity, &actions),
+            ];
             Ok(PolicyData {
                 schema,
                 control,
                 identity,
+                indexes,
                 principals,
                 instances,
                 actions,
@@ -734,7 +736,7 @@ fn load_principals(
                 RestrictedExpression::new_string(account.to_owned()),
             ),
         ]);
-        let entity = match Entity::new(uid.clone(), attrs, parents) {
+        let entity = match Entity::new(uid.clone(), attrs, parents.clone()) {
             Ok(entity) => entity,
             Err(e) => {
                 problems.add(path, line, e.to_string());
@@ -754,11 +756,11 @@ fn load_principals(
             identity,
             Principal {
                 arn: entry.arn,
-                uid,
+                uid: uid.clone(),
                 entity,
+                member_of: std::iter::once(uid.clone()).chain(parents).collect(),
                 groups: entry.groups,
-                control: PolicySet::new(),
-                identity: PolicySet::new(),
+                entities: Entities::empty(),
             },
         );
     }
@@ -797,6 +799,7 @@ fn load_instances(
         instances.insert(
             entity.uid().id().unescaped().to_owned(),
             Instance {
+                arn: string(entity, "arn").unwrap_or_default(),
                 region: string(entity, "region").unwrap_or_default(),
                 charge_type: string(entity, "chargeType"),
                 has_public_ip,
