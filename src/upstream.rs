@@ -23,6 +23,7 @@
 pub mod breaker;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,14 +248,20 @@ impl Config {
             credentials,
             metrics,
             codes,
+            urls: Arc::default(),
         })
     }
 }
+
+/// Regions whose endpoint URL is kept parsed before the cache is emptied.
+const URLS_KEPT: usize = 64;
 
 /// A pooled client that signs and forwards calls.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Parsed endpoint URLs by region (parsing one was 2 % of a call).
+    urls: Arc<std::sync::RwLock<HashMap<String, Option<reqwest::Url>>>>,
     config: Config,
     credentials: Arc<credentials::Provider>,
     metrics: Arc<crate::telemetry::Metrics>,
@@ -267,6 +274,22 @@ impl Client {
     /// The endpoint URL for `region`.
     pub fn endpoint(&self, region: &str) -> String {
         self.config.endpoint.replace("{region}", region)
+    }
+
+    /// The parsed endpoint URL for `region` (`None`: it does not parse).
+    fn url(&self, region: &str, endpoint: &str) -> Option<reqwest::Url> {
+        let read = self.urls.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = read.get(region) {
+            return url.clone();
+        }
+        drop(read);
+        let url = reqwest::Url::parse(endpoint).ok();
+        let mut urls = self.urls.write().unwrap_or_else(|e| e.into_inner());
+        if urls.len() >= URLS_KEPT {
+            urls.clear();
+        }
+        urls.insert(region.to_owned(), url.clone());
+        url
     }
 
     /// Signs `request` and sends it to ECS, waiting at most the shorter of
@@ -317,7 +340,7 @@ impl Client {
         const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
         let credentials = self.credentials.current();
-        let url = reqwest::Url::parse(endpoint).ok();
+        let url = self.url(&request.region_id, endpoint);
         self.budget.deposit();
         let mut attempt = 0u32;
         loop {
@@ -350,7 +373,13 @@ impl Client {
                 error.type = Empty,
             );
             let result = self
-                .call(request, &credentials, endpoint, attempt_timeout)
+                .call(
+                    request,
+                    &credentials,
+                    endpoint,
+                    url.as_ref(),
+                    attempt_timeout,
+                )
                 .instrument(span.clone())
                 .await;
             let error = match result {
@@ -405,6 +434,7 @@ impl Client {
         request: &ModifyRequest,
         credentials: &Credentials,
         endpoint: &str,
+        url: Option<&reqwest::Url>,
         timeout: Duration,
     ) -> Result<Reply, Error> {
         let body = {
@@ -431,14 +461,14 @@ impl Client {
         );
         crate::telemetry::trace::inject(&mut headers);
         let span = tracing::Span::current();
+        // The URL parsed once per call (reqwest would parse a string per
+        // attempt); an endpoint that does not parse fails in reqwest.
+        let post = match url {
+            Some(url) => self.http.post(url.clone()),
+            None => self.http.post(endpoint),
+        };
         let call = async {
-            let response = self
-                .http
-                .post(endpoint)
-                .headers(headers)
-                .body(body)
-                .send()
-                .await?;
+            let response = post.headers(headers).body(body).send().await?;
             let status = response.status().as_u16();
             span.record("http.response.status_code", status);
             let body = response.bytes().await?;

@@ -10,6 +10,7 @@
 //!   ([`trace::TraceLayer`]) and injected into the upstream request.
 //! - Metrics: [`metrics`], for Prometheus on the admin port.
 
+pub mod json_fields;
 pub mod metrics;
 pub mod trace;
 
@@ -389,6 +390,7 @@ pub fn init_with_writer(
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .fmt_fields(json_fields::AppendJsonFields)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
