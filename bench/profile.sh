@@ -15,7 +15,8 @@ bin="$CARGO_TARGET_DIR/release"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; wait 2> /dev/null || true; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 addr_file="$(mktemp)"
 taskset -c 1 "$bin/examples/loadtest" upstream --threads 1 > "$addr_file" 2> /dev/null &
@@ -23,23 +24,10 @@ pids+=("$!")
 for _ in $(seq 100); do [ -s "$addr_file" ] && break; sleep 0.05; done
 upstream="http://$(head -1 "$addr_file")/"
 
-port="$(free_port)" admin="$(free_port)"
-env ECS_GATEWAY_LISTEN="127.0.0.1:$port" ECS_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin" \
-    ECS_GATEWAY_UPSTREAM_ENDPOINT="$upstream" ECS_GATEWAY_ACCOUNT_ID=1234567890123456 \
-    ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=bench-secret \
-    ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT=true ECS_GATEWAY_POLICY_DIR=policies \
-    ECS_GATEWAY_MAX_CONCURRENT_CALLS=2048 ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER=2048 \
-    RUST_LOG="${GATEWAY_LOG:-info}" \
-    taskset -c 0 "$bin/ecs-gateway" serve 2>&1 | taskset -c 1 cat > /dev/null &
-pids+=("$!")
-for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
-    sleep 0.05
-done
-gateway="$(pgrep -n -f "$bin/ecs-gateway serve")"
-pids+=("$gateway")
+start_gateway "$upstream"
+gateway="$PID"
 
-taskset -c 1 "$bin/examples/loadtest" load --threads 1 --target "http://127.0.0.1:$port" \
+taskset -c 1 "$bin/examples/loadtest" load --threads 1 --target "http://$ADDR" \
     --concurrency 64 --seconds $((seconds + 2)) > /dev/null &
 pids+=("$!")
 sleep 1

@@ -39,31 +39,8 @@ start() {
     ADDR="$(head -1 "$addr_file")"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# The gateway, pinned to core 0, its JSON logs read through a pipe on core 1
-# (as a container runtime reads them); sets ADDR and PID.
-start_gateway() {
-    local upstream="$1"
-    local port admin
-    port="$(free_port)"
-    admin="$(free_port)"
-    env ECS_GATEWAY_LISTEN="127.0.0.1:$port" ECS_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin" \
-        ECS_GATEWAY_UPSTREAM_ENDPOINT="$upstream" ECS_GATEWAY_ACCOUNT_ID=1234567890123456 \
-        ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=bench-secret \
-        ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT=true ECS_GATEWAY_POLICY_DIR=policies \
-        ECS_GATEWAY_MAX_CONCURRENT_CALLS=2048 ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER=2048 \
-        RUST_LOG="${GATEWAY_LOG:-info}" ${GATEWAY_ENV:-} \
-        taskset -c 0 "$bin/ecs-gateway" serve 2>&1 | taskset -c 1 cat > /dev/null &
-    pids+=("$!")
-    for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
-        sleep 0.05
-    done
-    PID="$(pgrep -n -f "$bin/ecs-gateway serve")"
-    pids+=("$PID")
-    ADDR="127.0.0.1:$port"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 load() { taskset -c 1 "$loadtest" load --threads 1 --seconds "$seconds" "$@"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -453,18 +453,7 @@ mod tests {
 
     /// The log line of an ECS error, at its level.
     fn logged(code: &str, http_status: u16) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
+        let buffer = crate::telemetry::CapturedLog::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
@@ -476,7 +465,7 @@ mod tests {
             tracing::callsite::rebuild_interest_cache();
             let _ = ecs(code, http_status, "detail from ECS");
         });
-        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+        buffer.text()
     }
 
     /// Each class is logged for what it is: ECS failing is a warning about

@@ -103,19 +103,7 @@ mod tests {
     /// steps carries all of them, as JSON.
     #[test]
     fn log_lines_carry_every_recorded_span_field() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
+        let buffer = crate::telemetry::CapturedLog::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -137,7 +125,7 @@ mod tests {
             span.record("a", 3);
             span.in_scope(|| tracing::info!(x = 1, "inside"));
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = buffer.text();
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         let span = &line["spans"][0];
         assert_eq!(span["a"], 3, "{text}");
