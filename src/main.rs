@@ -74,6 +74,37 @@ enum PolicyCommand {
         /// Case files.
         files: Vec<PathBuf>,
     },
+    /// Print a RAM policy document as Cedar policies that decide as RAM
+    /// decides it, attached to a group or a principal; exit 1 naming the
+    /// statement and the construct when it cannot be imported exactly.
+    ImportRam {
+        /// The RAM policy document (JSON).
+        file: PathBuf,
+        /// Attach to this group (`principal in Ram::Group::"NAME"`).
+        #[arg(
+            long,
+            conflicts_with = "principal",
+            required_unless_present = "principal"
+        )]
+        group: Option<String>,
+        /// Attach to this RAM user or role ARN.
+        #[arg(long)]
+        principal: Option<String>,
+        /// The layer the policies are meant for (sets the default id prefix).
+        #[arg(long, value_enum, default_value = "identity")]
+        layer: ImportLayer,
+        /// `@id` prefix: policies are `PREFIX.<statement number>`
+        /// (default: `<layer>.ram`).
+        #[arg(long)]
+        id_prefix: Option<String>,
+    },
+}
+
+/// The layer of imported policies.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ImportLayer {
+    Identity,
+    Control,
 }
 
 /// `serve`'s flags. Each shows its environment variable and its default in
@@ -292,6 +323,40 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                     }
                 }
                 Err(error) => fail(&error, false),
+            }
+        }
+        Command::Policy(PolicyCommand::ImportRam {
+            file,
+            group,
+            principal,
+            layer,
+            id_prefix,
+        }) => {
+            let document = match std::fs::read_to_string(&file) {
+                Ok(document) => document,
+                Err(e) => {
+                    eprintln!("cannot read {}: {e}", file.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let target = match (group, principal) {
+                (Some(group), _) => policy::ram::Target::Group(group),
+                (None, Some(arn)) => policy::ram::Target::Principal(arn),
+                (None, None) => unreachable!("clap requires --group or --principal"),
+            };
+            let prefix = id_prefix.unwrap_or_else(|| match layer {
+                ImportLayer::Identity => "identity.ram".to_owned(),
+                ImportLayer::Control => "control.ram".to_owned(),
+            });
+            match policy::ram::import(&document, &target, &prefix) {
+                Ok(cedar) => {
+                    print!("{cedar}");
+                    ExitCode::SUCCESS
+                }
+                Err(refusal) => {
+                    eprintln!("{}: {refusal}", file.display());
+                    ExitCode::from(1)
+                }
             }
         }
         Command::Call(args) => {

@@ -547,3 +547,136 @@ fn no_log_line_is_lost_at_shutdown() {
     assert_eq!(decisions, 50, "{logs}");
     assert!(logs.contains("\"client_token\":\"flush-49\""), "{logs}");
 }
+
+/// The README's import: a RAM document printed as Cedar, put in a copy of
+/// the shipped policies in place of a team's own permissions, validated, and
+/// deciding through the ordinary authorizer (`policy test`) as RAM would.
+#[test]
+fn import_ram_prints_policies_that_validate_and_decide_as_ram() {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let copy = Command::new("cp")
+        .args([
+            "-r",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::remove_file(dir.join("identity/capacity-planners.cedar")).unwrap();
+    let document = dir.join("capacity.json");
+    std::fs::write(
+        &document,
+        r#"{"Version": "1", "Statement": [
+            {"Sid": "Bandwidth", "Effect": "Allow", "Action": "ecs:Modify*",
+             "Resource": "acs:ecs:cn-hangzhou:*:instance/*",
+             "Condition": {"IpAddress": {"acs:SourceIp": ["10.0.0.0/8", "127.0.0.1"]}}},
+            {"Sid": "NotProduction", "Effect": "Deny", "Action": "ecs:*", "Resource": "*",
+             "Condition": {"StringEquals": {"acs:ResourceTag/env": "production"}}}
+        ]}"#,
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "policy",
+            "import-ram",
+            document.to_str().unwrap(),
+            "--group",
+            "CapacityPlanners",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(dir.join("identity/capacity-ram.cedar"), &output.stdout).unwrap();
+    let validate = Command::new(BIN)
+        .args(["policy", "validate", "--policies", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let cases = dir.join("tests/imported.toml");
+    std::fs::write(
+        &cases,
+        r#"account_id = "1234567890123456"
+region_id = "cn-hangzhou"
+
+[[case]]
+name = "allowed from the management network"
+spiffe_id = "spiffe://demo.local/sa/capacity"
+source_ip = "10.1.2.3"
+request = { instance_id = "i-demo-postpaid", internet_max_bandwidth_out = 20 }
+expect = "Allow"
+policies = ["control.baseline", "identity.ram.1"]
+
+[[case]]
+name = "implicitly denied from elsewhere"
+spiffe_id = "spiffe://demo.local/sa/capacity"
+source_ip = "192.168.1.1"
+request = { instance_id = "i-demo-postpaid", internet_max_bandwidth_out = 20 }
+expect = "ImplicitDeny"
+layer = "identity"
+
+[[case]]
+name = "explicitly denied on a production instance"
+spiffe_id = "spiffe://demo.local/sa/capacity"
+source_ip = "10.1.2.3"
+request = { instance_id = "i-demo-prepaid", internet_max_bandwidth_out = 20 }
+expect = "ExplicitDeny"
+layer = "identity"
+policies = ["identity.ram.2"]
+"#,
+    )
+    .unwrap();
+    let test = Command::new(BIN)
+        .args([
+            "policy",
+            "test",
+            "--policies",
+            dir.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        test.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+
+    std::fs::write(
+        &document,
+        r#"{"Version": "1", "Statement": [{"Sid": "Odd", "Effect": "Allow", "Action": "ecs:*",
+            "Resource": "*", "Condition": {"StringEquals": {"acs:UserAgent": "curl"}}}]}"#,
+    )
+    .unwrap();
+    let refused = Command::new(BIN)
+        .args([
+            "policy",
+            "import-ram",
+            document.to_str().unwrap(),
+            "--group",
+            "G",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    assert!(
+        stderr.contains("statement 1 (Sid \"Odd\")") && stderr.contains("acs:UserAgent"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

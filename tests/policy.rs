@@ -285,6 +285,12 @@ fn malformed_policies_are_refused_with_file_and_line() {
             "to have attribute",
             "entities.json",
         ),
+        (
+            "entities.json",
+            "[\n{\"uid\": {\"type\": \"Ecs::Instance\", \"id\": \"i-x\"},\n \"attrs\": {\"arn\": \"acs:ecs:cn-hangzhou:1:instance/i-y\", \"region\": \"cn-hangzhou\", \"account\": \"1\"}, \"parents\": []}]",
+            "expected \"acs:ecs:cn-hangzhou:1:instance/i-x\"",
+            "entities.json:2",
+        ),
     ];
     for (file, content, message, location) in cases {
         let dir = scratch();

@@ -22,7 +22,8 @@ const PRINCIPALS: [(&str, &str, &[&str]); 4] = [
     ("spiffe://t/d", "user/d", &["G2", "G3"]),
 ];
 /// Known instances: id, region, and the `arn` attribute entities.json gives
-/// (the last one's differs from the ARN the gateway would build).
+/// (the last one's account differs from the one the gateway is configured
+/// with).
 const INSTANCES: [(&str, &str, &str); 3] = [
     (
         "i-team1-a",
@@ -37,7 +38,7 @@ const INSTANCES: [(&str, &str, &str); 3] = [
     (
         "i-team3-c",
         "cn-beijing",
-        "acs:ecs:cn-beijing:999:instance/i-other",
+        "acs:ecs:cn-beijing:999:instance/i-team3-c",
     ),
 ];
 const UNKNOWN_INSTANCES: [&str; 2] = ["i-team1-z", "i-team4-q"];
@@ -162,7 +163,7 @@ fn write_dir(dir: &Path, policies: &[(bool, String)]) {
         .map(|(id, region, arn)| {
             serde_json::json!({
                 "uid": {"type": "Ecs::Instance", "id": id},
-                "attrs": {"arn": arn, "region": region, "account": ACCOUNT},
+                "attrs": {"arn": arn, "region": region, "account": arn.split(':').nth(3).unwrap()},
                 "parents": [],
                 "tags": if id.ends_with('a') { serde_json::json!({"env": "production"}) } else { serde_json::json!({}) },
             })

@@ -12,13 +12,15 @@
 //!   action; an explicit forbid wins; nothing permitted is an implicit deny;
 //!   any evaluation error denies;
 //! - [`log`]: one structured line per decision;
-//! - [`cases`]: declarative policy tests (`ecs-gateway policy test`).
+//! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
+//! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
 
 pub mod cases;
 pub mod catalogue;
 pub mod decide;
 pub mod index;
 pub mod log;
+pub mod ram;
 pub mod store;
 
 use std::path::PathBuf;

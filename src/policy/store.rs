@@ -660,7 +660,8 @@ impl PrincipalEntry {
 }
 
 /// `acs:ram::{account}:role/{name}` or `acs:ram::{account}:user/{name}`.
-fn principal_type(arn: &str) -> Option<(&'static str, &str)> {
+/// The Cedar type of a RAM user or role ARN, and its account.
+pub fn principal_type(arn: &str) -> Option<(&'static str, &str)> {
     let rest = arn.strip_prefix("acs:ram::")?;
     let (account, resource) = rest.split_once(':')?;
     if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
@@ -790,6 +791,24 @@ fn load_instances(
     let mut instances = BTreeMap::new();
     for entity in entities.iter() {
         if entity.uid().type_name().to_string() != "Ecs::Instance" {
+            continue;
+        }
+        // Rules match the ARN attribute; it must be the ARN RAM would
+        // check, built from the instance's own region, account and id.
+        let id = entity.uid().id().unescaped().to_owned();
+        let (region, account, arn) = (
+            string(entity, "region").unwrap_or_default(),
+            string(entity, "account").unwrap_or_default(),
+            string(entity, "arn").unwrap_or_default(),
+        );
+        let expected = catalogue::instance_arn(&region, &account, &id);
+        if arn != expected {
+            let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
+            problems.add(
+                path,
+                line,
+                format!("instance {id}: arn is {arn:?}, expected {expected:?} (from its region, account and id)"),
+            );
             continue;
         }
         let has_public_ip = match entity.attr("hasPublicIp") {
