@@ -15,12 +15,10 @@ use tonic_types::StatusExt;
 use crate::pb;
 use crate::pb::instance_network_service_client::InstanceNetworkServiceClient;
 
-/// The `call` command's arguments.
+/// The flags of a `ModifyInstanceNetworkSpec` request, shared by `call` and
+/// `policy explain`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CallArgs {
-    /// The gateway's address (the demo's by default).
-    #[arg(long, env = "ECS_GATEWAY_ENDPOINT", default_value = default_endpoint())]
-    pub endpoint: String,
+pub struct RequestArgs {
     /// Region ID (the demo's by default).
     #[arg(long, default_value = crate::simulator::DEMO_REGION)]
     pub region_id: String,
@@ -54,6 +52,17 @@ pub struct CallArgs {
     /// Idempotency token; the gateway makes one when empty.
     #[arg(long, default_value = "")]
     pub client_token: String,
+}
+
+/// The `call` command's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallArgs {
+    /// The gateway's address (the demo's by default).
+    #[arg(long, env = "ECS_GATEWAY_ENDPOINT", default_value = default_endpoint())]
+    pub endpoint: String,
+    /// The request.
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Deadline of the call, such as 5s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub timeout: Duration,
@@ -180,7 +189,7 @@ fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-impl CallArgs {
+impl RequestArgs {
     /// The request message.
     pub fn request(&self) -> pb::ModifyInstanceNetworkSpecRequest {
         pb::ModifyInstanceNetworkSpecRequest {
@@ -235,7 +244,7 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
             endpoint: args.endpoint.clone(),
             source,
         })?;
-    let mut request = tonic::Request::new(args.request());
+    let mut request = tonic::Request::new(args.request.request());
     request.set_timeout(args.timeout);
     // As the demo's stand-in sidecar would: the caller's certificate and
     // the address it came from (loopback); `--metadata` may override both.

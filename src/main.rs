@@ -74,6 +74,12 @@ enum PolicyCommand {
         /// Case files.
         files: Vec<PathBuf>,
     },
+    /// Explain the decision on a request without forwarding anything: every
+    /// action (the call's and its dependent ones) in every layer, with the
+    /// determining policies and any evaluation errors. Exit 0 when allowed,
+    /// 2 when denied, 1 when it cannot be explained (bad flags, policies or
+    /// request).
+    Explain(Box<ExplainArgs>),
     /// Print a RAM policy document as Cedar policies that decide as RAM
     /// decides it, attached to a group or a principal; exit 1 naming the
     /// statement and the construct when it cannot be imported exactly.
@@ -98,6 +104,41 @@ enum PolicyCommand {
         #[arg(long)]
         id_prefix: Option<String>,
     },
+}
+
+/// `policy explain`'s flags.
+#[derive(Debug, clap::Args)]
+struct ExplainArgs {
+    /// The policy directory.
+    #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
+    policies: PathBuf,
+    /// The Alibaba Cloud account owning the instances, for ARNs.
+    #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
+    account_id: String,
+    /// The caller's SPIFFE ID.
+    #[arg(long, conflicts_with_all = ["jwt_issuer", "jwt_subject"], required_unless_present = "jwt_subject")]
+    identity: Option<String>,
+    /// The caller's JWT issuer (with --jwt-subject).
+    #[arg(long, requires = "jwt_subject")]
+    jwt_issuer: Option<String>,
+    /// The caller's JWT subject (with --jwt-issuer).
+    #[arg(long, requires = "jwt_issuer")]
+    jwt_subject: Option<String>,
+    /// The caller's address (acs:SourceIp).
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: std::net::IpAddr,
+    /// The time of the call (acs:CurrentTime), RFC 3339; now by default.
+    #[arg(long)]
+    time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The caller presented MFA (acs:MFAPresent).
+    #[arg(long)]
+    mfa: bool,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = client::OutputFormat::Text)]
+    output: client::OutputFormat,
+    /// The request.
+    #[command(flatten)]
+    request: client::RequestArgs,
 }
 
 /// The layer of imported policies.
@@ -325,6 +366,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 Err(error) => fail(&error, false),
             }
         }
+        Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
         Command::Policy(PolicyCommand::ImportRam {
             file,
             group,
@@ -375,5 +417,116 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// `policy explain`.
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let authorizer = match (policy::Config {
+        dir: args.policies.clone(),
+        account_id: args.account_id.clone(),
+        dependent_actions: Vec::new(),
+    })
+    .build()
+    {
+        Ok(authorizer) => authorizer,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    let request = match ecs_gateway::validate::modify_request(args.request.request()) {
+        Ok(request) => request,
+        Err(rejection) => {
+            eprintln!("{rejection}");
+            return ExitCode::from(1);
+        }
+    };
+    let identity = match (&args.identity, &args.jwt_issuer, &args.jwt_subject) {
+        (Some(spiffe), _, _) => ecs_gateway::identity::CallerId::Spiffe(spiffe.clone()),
+        (None, Some(issuer), Some(subject)) => ecs_gateway::identity::CallerId::Jwt {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        },
+        _ => unreachable!("clap requires --identity or --jwt-issuer with --jwt-subject"),
+    };
+    let caller = ecs_gateway::identity::Caller {
+        identity,
+        via: ecs_gateway::identity::Via::Mtls,
+        mfa: args.mfa,
+        secure_transport: true,
+        peer: Some(std::net::SocketAddr::new(args.source_ip, 0)),
+    };
+    let now = args.time.unwrap_or_else(chrono::Utc::now);
+    let (decision, results) = authorizer.explain(&caller, &request, now);
+    let verdict =
+        |denied: Option<policy::DenyKind>| denied.map_or("Allow", policy::DenyKind::as_str);
+    if args.output == client::OutputFormat::Json {
+        let json = serde_json::json!({
+            "decision": match &decision.outcome {
+                policy::Outcome::Allow { .. } => "Allow",
+                policy::Outcome::Deny(d) => d.kind.as_str(),
+            },
+            "denied": match &decision.outcome {
+                policy::Outcome::Allow { .. } => serde_json::Value::Null,
+                policy::Outcome::Deny(d) => serde_json::json!({
+                    "action": d.action, "layer": d.layer.as_str(),
+                    "policies": d.policies, "errors": d.errors,
+                }),
+            },
+            "principal": decision.principal,
+            "resource": decision.resource,
+            "associatePublicIpAddress": decision.allocates_public_ip,
+            "policyVersion": decision.policy_version,
+            "results": results.iter().map(|r| serde_json::json!({
+                "action": r.action, "layer": r.layer.as_str(), "result": verdict(r.denied),
+                "policies": r.policies, "errors": r.errors,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{json:#}");
+    } else {
+        match &decision.outcome {
+            policy::Outcome::Allow { policies } => {
+                println!("decision: Allow ({})", policies.join(", "));
+            }
+            policy::Outcome::Deny(d) => println!(
+                "decision: {} of {} by the {} layer ({}){}",
+                d.kind.as_str(),
+                d.action,
+                d.layer.as_str(),
+                d.policies.join(", "),
+                if d.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.errors.join("; "))
+                }
+            ),
+        }
+        println!("principal: {}", decision.principal);
+        println!("resource: {}", decision.resource);
+        println!(
+            "ecs:AssociatePublicIpAddress: {}",
+            decision.allocates_public_ip
+        );
+        println!("policy version: {}", decision.policy_version);
+        for r in &results {
+            println!(
+                "  {:<32} {:<9} {:<13} {}{}",
+                r.action,
+                r.layer.as_str(),
+                verdict(r.denied),
+                r.policies.join(", "),
+                if r.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" errors: {}", r.errors.join("; "))
+                }
+            );
+        }
+    }
+    if decision.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }

@@ -680,3 +680,95 @@ policies = ["identity.ram.2"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `policy explain` offline: every action in every layer, past the first
+/// denial, without a gateway or ECS; exit 0 allowed, 2 denied, 1 bad input.
+#[test]
+fn policy_explain_shows_every_layer_and_the_determining_policies() {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let explain = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["policy", "explain", "--policies", policies])
+            .args(["--account-id", "1234567890123456"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let denied = explain(&[
+        "--identity",
+        "spiffe://demo.local/sa/webapp",
+        "--source-ip",
+        "10.0.0.7",
+        "--instance-id",
+        "i-demo-stopped",
+        "--bandwidth-out",
+        "5",
+        "--allocate-public-ip",
+        "true",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        denied.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&denied.stdout).unwrap();
+    assert_eq!(json["decision"], "ExplicitDeny");
+    assert_eq!(json["denied"]["layer"], "control");
+    assert_eq!(
+        json["denied"]["policies"][0],
+        "control.no-public-ip-for-app-teams"
+    );
+    // The identity layer is shown too, although the control layer denied.
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{json:#}");
+    assert_eq!(results[1]["layer"], "identity");
+    assert_eq!(results[1]["result"], "Allow");
+    assert_eq!(results[1]["policies"][0], "identity.app-teams-bandwidth");
+
+    let netops_raises = [
+        "--identity",
+        "spiffe://demo.local/sa/netops",
+        "--instance-id",
+        "i-demo-postpaid",
+        "--bandwidth-out",
+        "50",
+    ];
+    let allowed = explain(&netops_raises);
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert_eq!(allowed.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("decision: Allow (control.baseline, identity.network-admins)"),
+        "{text}"
+    );
+
+    let from_elsewhere = explain(
+        &[
+            &netops_raises[..],
+            &[
+                "--source-ip",
+                "192.168.1.10",
+                "--time",
+                "2026-06-01T10:00:00Z",
+            ],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&from_elsewhere.stdout);
+    assert_eq!(from_elsewhere.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("control.admins-from-management-network"),
+        "{text}"
+    );
+
+    let bad = explain(&[
+        "--identity",
+        "spiffe://demo.local/sa/netops",
+        "--instance-id",
+        "x",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("instance_id"));
+}

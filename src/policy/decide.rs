@@ -70,6 +70,22 @@ pub enum Outcome {
     Deny(Denial),
 }
 
+/// One action in one layer, as an explanation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerResult {
+    /// The action.
+    pub action: &'static str,
+    /// The layer.
+    pub layer: Layer,
+    /// `None` when the layer allows; otherwise how it denies.
+    pub denied: Option<DenyKind>,
+    /// The determining policies: the permits that allow, the forbids that
+    /// deny, or the policies that failed to evaluate.
+    pub policies: Vec<String>,
+    /// Evaluation errors.
+    pub errors: Vec<String>,
+}
+
 /// One authorization decision, for the decision log and the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -354,6 +370,29 @@ impl Authorizer {
 
     /// Decides a ModifyInstanceNetworkSpec call.
     pub fn decide(&self, caller: &Caller, request: &ModifyRequest, now: DateTime<Utc>) -> Decision {
+        self.decide_or_explain(caller, request, now, false).0
+    }
+
+    /// The decision, with the result of every action (the call's and its
+    /// dependent actions) in every layer, evaluated on past the first
+    /// denial: what a policy author needs to see. Nothing is forwarded.
+    pub fn explain(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+    ) -> (Decision, Vec<LayerResult>) {
+        self.decide_or_explain(caller, request, now, true)
+    }
+
+    fn decide_or_explain(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+        explain: bool,
+    ) -> (Decision, Vec<LayerResult>) {
+        let mut results = Vec::new();
         let data = self.store.current();
         let instance = data
             .instances
@@ -394,9 +433,12 @@ impl Authorizer {
             }),
             (Some(principal), None) => {
                 match self.evaluate(
-                    &data, caller, principal, request, instance, associate, &actions, now,
+                    &data, caller, principal, request, instance, associate, &actions, now, explain,
                 ) {
-                    Ok(outcome) => outcome,
+                    Ok((outcome, evaluated)) => {
+                        results = evaluated;
+                        outcome
+                    }
                     Err(error) => Outcome::Deny(Denial {
                         action: actions[0],
                         layer: Layer::Control,
@@ -407,7 +449,7 @@ impl Authorizer {
                 }
             }
         };
-        Decision {
+        let decision = Decision {
             identity: caller.identity.to_string(),
             principal: principal.map_or_else(|| caller.identity.to_string(), |p| p.arn.clone()),
             resource,
@@ -415,7 +457,8 @@ impl Authorizer {
             allocates_public_ip: associate,
             policy_version: data.version.clone(),
             outcome,
-        }
+        };
+        (decision, results)
     }
 
     /// The request's entities: the action hierarchy, the principal and the
@@ -489,7 +532,8 @@ impl Authorizer {
         associate: bool,
         actions: &[&'static str],
         now: DateTime<Utc>,
-    ) -> Result<Outcome, String> {
+        explain: bool,
+    ) -> Result<(Outcome, Vec<LayerResult>), String> {
         let (arn, region) = match instance {
             Some(instance) => (instance.arn.clone(), instance.region.as_str()),
             None => (
@@ -504,8 +548,8 @@ impl Authorizer {
         let entities = self.entities(data, principal, instance, &resource_uid, &arn, region)?;
         let context = context(caller, request, associate, now)?;
 
-        let mut allowed_by = Vec::new();
-        for &action in actions {
+        let mut results = Vec::new();
+        'actions: for &action in actions {
             let uid = self
                 .action_uids
                 .get(action)
@@ -556,37 +600,47 @@ impl Authorizer {
                 let mut reasons: Vec<String> =
                     diagnostics.reason().map(ToString::to_string).collect();
                 reasons.sort();
-                if !errors.is_empty() {
-                    return Ok(Outcome::Deny(Denial {
-                        action,
-                        layer,
-                        kind: DenyKind::ExplicitDeny,
-                        policies: errored,
-                        errors,
-                    }));
-                }
-                match response.decision() {
-                    cedar_policy::Decision::Allow => allowed_by.extend(reasons),
-                    cedar_policy::Decision::Deny => {
-                        return Ok(Outcome::Deny(Denial {
-                            action,
-                            layer,
-                            kind: if reasons.is_empty() {
-                                DenyKind::ImplicitDeny
-                            } else {
-                                DenyKind::ExplicitDeny
-                            },
-                            policies: reasons,
-                            errors: Vec::new(),
-                        }));
-                    }
+                let result = LayerResult {
+                    action,
+                    layer,
+                    denied: if !errors.is_empty() {
+                        Some(DenyKind::ExplicitDeny)
+                    } else if response.decision() == cedar_policy::Decision::Allow {
+                        None
+                    } else if reasons.is_empty() {
+                        Some(DenyKind::ImplicitDeny)
+                    } else {
+                        Some(DenyKind::ExplicitDeny)
+                    },
+                    policies: if errors.is_empty() { reasons } else { errored },
+                    errors,
+                };
+                let denied = result.denied.is_some();
+                results.push(result);
+                // A decision stops at the first denial; an explanation goes on.
+                if denied && !explain {
+                    break 'actions;
                 }
             }
         }
-        allowed_by.sort();
-        allowed_by.dedup();
-        Ok(Outcome::Allow {
-            policies: allowed_by,
-        })
+        let outcome = match results.iter().find(|r| r.denied.is_some()) {
+            Some(first) => Outcome::Deny(Denial {
+                action: first.action,
+                layer: first.layer,
+                kind: first.denied.unwrap_or(DenyKind::ImplicitDeny),
+                policies: first.policies.clone(),
+                errors: first.errors.clone(),
+            }),
+            None => {
+                let mut allowed_by: Vec<String> =
+                    results.iter().flat_map(|r| r.policies.clone()).collect();
+                allowed_by.sort();
+                allowed_by.dedup();
+                Outcome::Allow {
+                    policies: allowed_by,
+                }
+            }
+        };
+        Ok((outcome, results))
     }
 }
