@@ -291,6 +291,12 @@ fn malformed_policies_are_refused_with_file_and_line() {
             "expected \"acs:ecs:cn-hangzhou:1:instance/i-x\"",
             "entities.json:2",
         ),
+        (
+            "entities.json",
+            "[{\"uid\": {\"type\": \"Ecs::Instance\", \"id\": \"i-x\"}, \"attrs\": {\"arn\": \"acs:ecs:cn-hangzhou:1:instance/i-x\", \"region\": \"cn-hangzhou\", \"account\": \"1\", \"known\": false}, \"parents\": []}]",
+            "known attribute is set by the gateway",
+            "entities.json",
+        ),
     ];
     for (file, content, message, location) in cases {
         let dir = scratch();

@@ -501,6 +501,7 @@ impl Authorizer {
                         "account".to_owned(),
                         RestrictedExpression::new_string(self.account_id.clone()),
                     ),
+                    ("known".to_owned(), RestrictedExpression::new_bool(false)),
                 ]),
                 Default::default(),
             )

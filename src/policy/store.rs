@@ -777,10 +777,41 @@ fn load_instances(
     let Some(text) = read(path, problems, hasher) else {
         return HashMap::new();
     };
-    let entities = match Entities::from_json_str(&text, Some(schema)) {
+    // `known` is the gateway's to say: true for every instance described
+    // here (a file may not claim otherwise).
+    let mut json: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(e) => {
+            problems.add(path, Some(e.line()), e.to_string());
+            return HashMap::new();
+        }
+    };
+    if let Some(items) = json.as_array_mut() {
+        for item in items {
+            let is_instance = item
+                .pointer("/uid/type")
+                .and_then(serde_json::Value::as_str)
+                == Some("Ecs::Instance");
+            if let Some(attrs) = item
+                .get_mut("attrs")
+                .and_then(serde_json::Value::as_object_mut)
+                .filter(|_| is_instance)
+            {
+                if attrs
+                    .get("known")
+                    .is_some_and(|k| k != &serde_json::Value::Bool(true))
+                {
+                    problems.add(path, None, "an instance's known attribute is set by the gateway (true for every instance described here): remove it");
+                    return HashMap::new();
+                }
+                attrs.insert("known".into(), serde_json::Value::Bool(true));
+            }
+        }
+    }
+    let entities = match Entities::from_json_value(json, Some(schema)) {
         Ok(entities) => entities,
         Err(e) => {
-            problems.add(path, first_line(&text, &e), crate::telemetry::chain(&e));
+            problems.add(path, None, crate::telemetry::chain(&e));
             return HashMap::new();
         }
     };
