@@ -422,6 +422,13 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
 
 /// `policy explain`.
 fn explain(args: &ExplainArgs) -> ExitCode {
+    if args.account_id.is_empty() || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        eprintln!(
+            "--account-id: {:?} is not an Alibaba Cloud account ID (digits)",
+            args.account_id
+        );
+        return ExitCode::from(1);
+    }
     let authorizer = match (policy::Config {
         dir: args.policies.clone(),
         account_id: args.account_id.clone(),

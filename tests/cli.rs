@@ -771,4 +771,18 @@ fn policy_explain_shows_every_layer_and_the_determining_policies() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("instance_id"));
+    let bad_account = Command::new(BIN)
+        .args([
+            "policy",
+            "explain",
+            "--policies",
+            policies,
+            "--account-id",
+            "12x",
+        ])
+        .args(netops_raises)
+        .output()
+        .unwrap();
+    assert_eq!(bad_account.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_account.stderr).contains("account ID"));
 }

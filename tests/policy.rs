@@ -563,3 +563,90 @@ fn an_unreadable_layer_does_not_give_way_to_flat_files() {
     let error = Store::open(&dir).unwrap_err().to_string();
     assert!(error.contains("control layer"), "{error}");
 }
+
+/// An authorizer over `dir`, and a request raising i-demo-postpaid's
+/// bandwidth.
+fn authorizer_and_raise(dir: PathBuf) -> (policy::Authorizer, validate::ModifyRequest) {
+    let authorizer = policy::Config {
+        dir,
+        account_id: "1234567890123456".into(),
+        dependent_actions: vec![],
+    }
+    .build()
+    .unwrap();
+    let request = validate::modify_request(pb::ModifyInstanceNetworkSpecRequest {
+        internet_max_bandwidth_out: Some(20),
+        ..support::request("i-demo-postpaid")
+    })
+    .unwrap();
+    (authorizer, request)
+}
+
+/// Two identities mapped to one ARN with different groups: each is decided
+/// with its own groups, whichever calls first (the request entities are kept
+/// per identity, not per ARN).
+#[test]
+fn identities_sharing_an_arn_keep_their_own_groups() {
+    let dir = scratch();
+    std::fs::write(
+        dir.join("principals.toml"),
+        r#"[[principal]]
+spiffe_id = "spiffe://t/contractor"
+arn = "acs:ram::1234567890123456:role/shared"
+groups = ["Contractors"]
+
+[[principal]]
+spiffe_id = "spiffe://t/employee"
+arn = "acs:ram::1234567890123456:role/shared"
+groups = []
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("control/contractors.cedar"),
+        "@id(\"control.no-contractors\")\nforbid (principal in Ram::Group::\"Contractors\", action, resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("identity/everyone.cedar"),
+        "@id(\"identity.everyone\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let (authorizer, request) = authorizer_and_raise(dir);
+    let now = chrono::Utc::now();
+    let employee = authorizer.decide(&caller("spiffe://t/employee"), &request, now);
+    assert!(employee.allowed(), "{employee:?}");
+    let contractor = authorizer.decide(&caller("spiffe://t/contractor"), &request, now);
+    match contractor.outcome {
+        Outcome::Deny(denial) => assert_eq!(denial.policies, ["control.no-contractors"]),
+        other => panic!("the contractor decided with the employee's groups: {other:?}"),
+    }
+}
+
+/// An instance entities.json gives to another account is not this
+/// account's: rules on this account's ARNs would miss it, so it is denied.
+#[test]
+fn an_instance_of_another_account_is_denied() {
+    let dir = scratch();
+    let entities = std::fs::read_to_string(dir.join("entities.json"))
+        .unwrap()
+        .replace(
+            "acs:ecs:cn-hangzhou:1234567890123456:instance/i-demo-postpaid",
+            "acs:ecs:cn-hangzhou:999:instance/i-demo-postpaid",
+        );
+    let mut json: serde_json::Value = serde_json::from_str(&entities).unwrap();
+    for item in json.as_array_mut().unwrap() {
+        if item["uid"]["id"] == "i-demo-postpaid" {
+            item["attrs"]["account"] = "999".into();
+        }
+    }
+    std::fs::write(dir.join("entities.json"), json.to_string()).unwrap();
+    let (authorizer, request) = authorizer_and_raise(dir);
+    let decision = authorizer.decide(&caller(support::NETOPS), &request, chrono::Utc::now());
+    match decision.outcome {
+        Outcome::Deny(denial) => {
+            assert!(denial.errors[0].contains(":999:instance/"), "{denial:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -15,8 +15,10 @@ use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestR
 
 const ACCOUNT: &str = "1234567890123456";
 const REGIONS: [&str; 3] = ["cn-hangzhou", "cn-shanghai", "cn-beijing"];
-const PRINCIPALS: [(&str, &str, &[&str]); 4] = [
+const PRINCIPALS: [(&str, &str, &[&str]); 5] = [
     ("spiffe://t/a", "role/a", &["G0"]),
+    // The same ARN as the first, other groups.
+    ("spiffe://t/a2", "role/a", &["G2"]),
     ("spiffe://t/b", "role/b", &["G1", "G2"]),
     ("spiffe://t/c", "user/c", &[]),
     ("spiffe://t/d", "user/d", &["G2", "G3"]),
@@ -237,7 +239,12 @@ fn decide_both(dir: &Path, calls: &[Call], seen: &Seen) -> Result<(), TestCaseEr
     let config = policy::Config {
         dir: dir.to_owned(),
         account_id: ACCOUNT.into(),
-        dependent_actions: vec![],
+        // As the demo configures it, so that the dependent action is decided.
+        dependent_actions: vec![policy::DependentRule {
+            action: "ecs:ModifyInstanceNetworkSpec".into(),
+            requires: "ecs:AllocatePublicIpAddress".into(),
+            when: policy::When::AllocatesPublicIp,
+        }],
     };
     let indexed = config
         .clone()

@@ -659,6 +659,42 @@ fn refuses_what_it_cannot_import_exactly_naming_the_statement() {
             json!({"Effect": "Allow", "Action": [], "Resource": "*"}),
             "Action: an empty list",
         ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": ""}),
+            "empty Resource pattern",
+        ),
+        (
+            json!({"Effect": "Deny", "Action": "ecs:*", "NotResource": ""}),
+            "empty Resource pattern",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "", "Resource": "*"}),
+            "Action: an empty pattern",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:ModifyInstanceNetwor\u{212A}Spec", "Resource": "*"}),
+            "non-ASCII characters in an action pattern",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*", "Condition": {"StringEqualsIgnoreCase": {"acs:ResourceTag/env": "stra\u{df}e"}}}),
+            "non-ASCII letters",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*", "Condition": {"DateLessThan": {"acs:CurrentTime": "2026-12-01T00:00:00.500Z"}}}),
+            "fractions of a second",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*", "Condition": {"DateLessThan": {"acs:CurrentTime": "2026-12-01T08:00:00"}}}),
+            "with an offset",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*", "Condition": {"IpAddress": {"acs:SourceIp": "10.0.0.0/08"}}}),
+            "not an IP address or CIDR block",
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*", "Condition": {"IpAddress": {"acs:SourceIp": "::ffff:10.0.0.0/104"}}}),
+            "not an IP address or CIDR block",
+        ),
     ] {
         let error = import(base(statement.clone())).unwrap_err();
         assert!(error.contains(expected), "{statement}: {error}");
@@ -676,6 +712,13 @@ fn refuses_what_it_cannot_import_exactly_naming_the_statement() {
     ] {
         assert!(import(doc.clone()).unwrap_err().contains(expected), "{doc}");
     }
+    // A repeated key: a reader sees the first, serde_json would keep the last.
+    let twice = r#"{"Version": "1", "Statement": [{"Effect": "Deny", "Effect": "Allow", "Action": "ecs:*", "Resource": "*"}]}"#;
+    let error = ram::import(twice, &Target::Group("G".into()), "p").unwrap_err();
+    assert!(
+        error.to_string().contains("\"Effect\" appears twice"),
+        "{error}"
+    );
     assert!(
         ram::import("{", &Target::Group("G".into()), "p")
             .unwrap_err()
@@ -707,7 +750,7 @@ fn writes_one_policy_per_statement_with_its_id_and_the_statement_quoted() {
         "control.imported",
     )
     .unwrap();
-    assert!(text.contains("@id(\"control.imported.1\")\npermit (\n  principal == Ram::Role::\"acs:ram::1234567890123456:role/netops\",\n  action in [Action::\"ecs:ModifyInstanceNetworkSpec\"],"), "{text}");
+    assert!(text.contains("@id(\"control.imported.1\")\npermit (\n  principal == Ram::Role::\"acs:ram::1234567890123456:role/netops\",\n  action in [Action::\"ecs:Modify*\"],"), "{text}");
     assert!(
         text.contains("// RAM statement 1 (Sid \"Allow\"): {"),
         "{text}"

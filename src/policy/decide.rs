@@ -21,7 +21,7 @@ use super::catalogue::{self, Action};
 use super::index::Probe;
 use super::store::{Instance, Layer, PolicyData, Store};
 use super::{DependentRule, When};
-use crate::identity::Caller;
+use crate::identity::{Caller, CallerId};
 use crate::validate::ModifyRequest;
 
 /// How a call was denied, in RAM's terms.
@@ -129,7 +129,7 @@ pub struct Authorizer {
 #[derive(Default)]
 struct EntityCache {
     version: String,
-    map: HashMap<(String, EntityUid, String), Arc<Entities>>,
+    map: HashMap<(CallerId, EntityUid, String), Arc<Entities>>,
 }
 
 /// Entity sets kept before the cache is emptied.
@@ -397,7 +397,7 @@ impl Authorizer {
         let instance = data
             .instances
             .get(&request.instance_id)
-            .filter(|i| i.region == request.region_id);
+            .filter(|i| i.region == request.region_id && i.account == self.account_id);
         let associate = allocates_public_ip(request, instance);
         let actions = self.actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, associate);
         let resource =
@@ -406,10 +406,12 @@ impl Authorizer {
         // An instance entities.json knows in another region: its tags would
         // not apply, so a tag-based forbid could be sidestepped by naming
         // another region. Instance IDs are unique across regions: deny.
+        // Likewise an instance entities.json gives to another account: rules
+        // on this account's ARNs would miss it.
         let misplaced = data
             .instances
             .get(&request.instance_id)
-            .filter(|i| i.region != request.region_id);
+            .filter(|i| i.region != request.region_id || i.account != self.account_id);
         let outcome = match (principal, misplaced) {
             (_, Some(known)) => Outcome::Deny(Denial {
                 action: actions[0],
@@ -417,8 +419,14 @@ impl Authorizer {
                 kind: DenyKind::ImplicitDeny,
                 policies: Vec::new(),
                 errors: vec![format!(
-                    "instance {} is in {}, not {}",
-                    request.instance_id, known.region, request.region_id
+                    "instance {} is {} (entities.json), not {}",
+                    request.instance_id,
+                    known.arn,
+                    catalogue::instance_arn(
+                        &request.region_id,
+                        &self.account_id,
+                        &request.instance_id
+                    )
                 )],
             }),
             (None, None) => Outcome::Deny(Denial {
@@ -465,16 +473,20 @@ impl Authorizer {
     /// resource (entities.json's, or one made from the request). Kept per
     /// principal and resource for the policy version in force: building
     /// them and their transitive closure was a fifth of a decision.
+    #[allow(clippy::too_many_arguments)]
     fn entities(
         &self,
         data: &PolicyData,
+        identity: &CallerId,
         principal: &super::store::Principal,
         instance: Option<&Instance>,
         uid: &EntityUid,
         arn: &str,
         region: &str,
     ) -> Result<Arc<Entities>, String> {
-        let key = (principal.arn.clone(), uid.clone(), region.to_owned());
+        // By identity, not ARN: two identities may map to one ARN with
+        // different groups, and the entity carries the groups.
+        let key = (identity.clone(), uid.clone(), region.to_owned());
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != data.version {
             cache.version.clone_from(&data.version);
@@ -515,6 +527,11 @@ impl Authorizer {
                 .map_err(|e| e.to_string())?,
         );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        // A reload may have swapped the data in while this was built: keep
+        // only what belongs to the version in the cache.
+        if cache.version != data.version {
+            return Ok(entities);
+        }
         if cache.map.len() >= ENTITY_SETS_KEPT {
             cache.map.clear();
         }
@@ -546,7 +563,15 @@ impl Authorizer {
             self.instance_type.clone(),
             cedar_policy::EntityId::new(&request.instance_id),
         );
-        let entities = self.entities(data, principal, instance, &resource_uid, &arn, region)?;
+        let entities = self.entities(
+            data,
+            &caller.identity,
+            principal,
+            instance,
+            &resource_uid,
+            &arn,
+            region,
+        )?;
         let context = context(caller, request, associate, now)?;
 
         let mut results = Vec::new();

@@ -37,6 +37,69 @@ use serde_json::Value;
 
 use super::catalogue;
 
+/// A JSON value whose objects may not repeat a key: serde_json would keep
+/// the last one silently, while a reader of the document sees the first.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strict, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Strict(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Strict(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Strict, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some((key, Strict(value))) = map.next_entry::<String, Strict>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the key {key:?} appears twice in one object"
+                        )));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(Strict(Value::Object(object)))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Whom the imported policies are attached to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -99,10 +162,28 @@ pub fn wildcard_match(pattern: &[char], text: &[char]) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// Whether RAM's action pattern matches `action` (case-insensitively).
+/// Whether RAM's action pattern matches `action` (case-insensitively; the
+/// importer refuses non-ASCII patterns, whose case folding RAM does not
+/// document).
 pub fn action_matches(pattern: &str, action: &str) -> bool {
-    let lower = |s: &str| s.to_lowercase().chars().collect::<Vec<char>>();
+    let lower = |s: &str| s.to_ascii_lowercase().chars().collect::<Vec<char>>();
     wildcard_match(&lower(pattern), &lower(action))
+}
+
+fn check_action_patterns(patterns: &[String], element: &str) -> Result<(), String> {
+    for pattern in patterns {
+        if pattern.is_empty() {
+            return Err(format!(
+                "{element}: an empty pattern matches nothing in RAM: remove it"
+            ));
+        }
+        if !pattern.is_ascii() {
+            return Err(format!(
+                "{element} {pattern:?}: non-ASCII characters in an action pattern are not supported (RAM's case folding for them is not documented)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One string or an array of strings (or of scalars, for conditions).
@@ -122,6 +203,9 @@ fn strings(value: &Value, what: &str) -> Result<Vec<String>, String> {
 
 /// `resource.arn like …` for one RAM resource pattern.
 fn resource_pattern(pattern: &str) -> Result<Option<String>, String> {
+    if pattern.is_empty() {
+        return Err("an empty Resource pattern matches nothing in RAM: remove it".into());
+    }
     if pattern.chars().all(|c| c == '*') {
         return Ok(None);
     }
@@ -166,12 +250,17 @@ fn any_of(parts: Vec<String>) -> String {
     balanced(&parts)
 }
 
-/// The case variants of `value` (ASCII and simple one-to-one case mappings).
+/// The case variants of `value` (ASCII letters; other letters are refused).
 fn case_variants(value: &str) -> Result<Vec<String>, String> {
-    let letters = value
+    if value
         .chars()
-        .filter(|c| c.to_lowercase().ne(c.to_uppercase()))
-        .count();
+        .any(|c| !c.is_ascii() && c.to_lowercase().ne(c.to_uppercase()))
+    {
+        return Err(format!(
+            "{value:?}: StringEqualsIgnoreCase on non-ASCII letters is not supported (their case folding has no exact list of spellings)"
+        ));
+    }
+    let letters = value.chars().filter(char::is_ascii_alphabetic).count();
     if letters > MAX_CASE_LETTERS as usize {
         return Err(format!(
             "{value:?}: StringEqualsIgnoreCase on a value with more than {MAX_CASE_LETTERS} letters is not supported (Cedar compares case-sensitively; each letter doubles the exact variants)"
@@ -179,12 +268,13 @@ fn case_variants(value: &str) -> Result<Vec<String>, String> {
     }
     let mut variants = vec![String::new()];
     for c in value.chars() {
-        let (lower, upper): (String, String) =
-            (c.to_lowercase().collect(), c.to_uppercase().collect());
-        let options: Vec<String> = if lower == upper {
-            vec![c.to_string()]
+        let options: Vec<String> = if c.is_ascii_alphabetic() {
+            vec![
+                c.to_ascii_lowercase().to_string(),
+                c.to_ascii_uppercase().to_string(),
+            ]
         } else {
-            vec![lower, upper]
+            vec![c.to_string()]
         };
         variants = variants
             .iter()
@@ -196,24 +286,25 @@ fn case_variants(value: &str) -> Result<Vec<String>, String> {
     Ok(variants)
 }
 
-/// A RAM `acs:CurrentTime` value as a Cedar datetime literal, in UTC.
+/// A RAM `acs:CurrentTime` value as a Cedar datetime literal, in UTC. Only
+/// whole seconds with an explicit offset (`Z` or `+08:00`): the context's
+/// time is to the second, and a value without an offset has no single
+/// meaning.
 fn cedar_datetime(value: &str) -> Result<String, String> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(value)
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")
-                .map(|t| t.and_utc().fixed_offset())
-        })
-        .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().fixed_offset())
-        })
-        .map_err(|_| {
-            format!("{value:?} is not an ISO 8601 time such as 2026-12-01T08:00:00+08:00")
-        })?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
+        format!(
+            "{value:?} is not an ISO 8601 time with an offset, such as 2026-12-01T08:00:00+08:00"
+        )
+    })?;
+    if parsed.timestamp_subsec_nanos() != 0 {
+        return Err(format!(
+            "{value:?}: fractions of a second are not supported (acs:CurrentTime is to the second)"
+        ));
+    }
     let utc = parsed.with_timezone(&chrono::Utc);
     Ok(format!(
         "datetime({})",
-        cedar_string(&utc.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        cedar_string(&utc.format("%Y-%m-%dT%H:%M:%SZ").to_string())
     ))
 }
 
@@ -225,8 +316,12 @@ fn ip_literal(value: &str) -> Result<String, String> {
                 Ok(std::net::IpAddr::V6(_)) => 128,
                 Err(_) => return false,
             };
-            prefix.parse::<u8>().is_ok_and(|p| p <= max) && !prefix.starts_with('+')
+            prefix.parse::<u8>().is_ok_and(|p| p <= max)
+                && prefix.bytes().all(|b| b.is_ascii_digit())
+                && (prefix == "0" || !prefix.starts_with('0'))
         });
+    // Cedar's ip() refuses an IPv4 address written inside an IPv6 one.
+    let ok = ok && !(value.contains(':') && value.contains('.'));
     if ok {
         Ok(format!("ip({})", cedar_string(value)))
     } else {
@@ -381,6 +476,15 @@ fn condition(operator: &str, key: &str, values: &[String]) -> Result<String, Str
     }
 }
 
+/// `action in [Action::"…", …]`.
+fn action_in(names: &[&str]) -> String {
+    let names: Vec<String> = names
+        .iter()
+        .map(|name| format!("Action::{}", cedar_string(name)))
+        .collect();
+    format!("action in [{}]", names.join(", "))
+}
+
 /// One statement as Cedar, or `None` when it matches no catalogue action.
 fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), String> {
     let Value::Object(fields) = value else {
@@ -401,9 +505,31 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
         Some("Deny") => false,
         _ => return Err("Effect must be \"Allow\" or \"Deny\"".into()),
     };
+    // Patterns that are "*" or exactly one of the schema's action groups
+    // stay groups, so that a future action of the catalogue in that group is
+    // covered as RAM would cover it; other patterns are resolved against the
+    // catalogue as it is now.
+    let mut scope: Option<String> = None;
     let actions: Vec<&'static str> = match (fields.get("Action"), fields.get("NotAction")) {
         (Some(patterns), None) => {
             let patterns = strings(patterns, "Action")?;
+            check_action_patterns(&patterns, "Action")?;
+            let groups: Vec<&'static str> = catalogue::ACTIONS
+                .iter()
+                .flat_map(|a| a.wildcards.iter().copied())
+                .collect();
+            if patterns.iter().any(|p| p == "*") {
+                scope = Some("action".to_owned());
+            } else if let Some(named) = patterns
+                .iter()
+                .map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
+                .collect::<Option<Vec<&str>>>()
+            {
+                let mut named = named;
+                named.sort_unstable();
+                named.dedup();
+                scope = Some(action_in(&named));
+            }
             catalogue::ACTIONS
                 .iter()
                 .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
@@ -412,6 +538,7 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
         }
         (None, Some(patterns)) => {
             let patterns = strings(patterns, "NotAction")?;
+            check_action_patterns(&patterns, "NotAction")?;
             catalogue::ACTIONS
                 .iter()
                 .filter(|a| !patterns.iter().any(|p| action_matches(p, a.name)))
@@ -465,14 +592,7 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
     if actions.is_empty() {
         return Ok((allow, None));
     }
-    let action = format!(
-        "action in [{}]",
-        actions
-            .iter()
-            .map(|a| format!("Action::{}", cedar_string(a)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let action = scope.unwrap_or_else(|| action_in(&actions));
     let mut text = format!(
         "{} (\n  {principal},\n  {action},\n  resource\n)",
         if allow { "permit" } else { "forbid" }
@@ -492,8 +612,9 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
 /// that cannot be imported exactly.
 pub fn import(document: &str, target: &Target, id_prefix: &str) -> Result<String, Refusal> {
     let refuse = |message: String| Refusal(message);
-    let doc: Value =
-        serde_json::from_str(document).map_err(|e| refuse(format!("not a JSON document: {e}")))?;
+    let doc: Value = serde_json::from_str::<Strict>(document)
+        .map_err(|e| refuse(format!("not a JSON document: {e}")))?
+        .0;
     let Value::Object(top) = &doc else {
         return Err(refuse("a policy document must be a JSON object".into()));
     };
@@ -602,12 +723,37 @@ mod tests {
     fn times_become_utc_datetimes() {
         assert_eq!(
             cedar_datetime("2026-12-01T08:00:00+08:00").unwrap(),
-            "datetime(\"2026-12-01T00:00:00.000Z\")"
+            "datetime(\"2026-12-01T00:00:00Z\")"
         );
-        assert_eq!(
-            cedar_datetime("2026-12-01").unwrap(),
-            "datetime(\"2026-12-01T00:00:00.000Z\")"
-        );
-        assert!(cedar_datetime("yesterday").is_err());
+        for refused in [
+            "yesterday",
+            "2026-12-01",
+            "2026-12-01T08:00:00",
+            "2026-12-01T08:00:00.5Z",
+        ] {
+            assert!(cedar_datetime(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn ip_values_are_those_cedar_accepts() {
+        for ok in [
+            "10.0.0.0/8",
+            "10.0.0.1",
+            "::1",
+            "2001:db8::/32",
+            "0.0.0.0/0",
+        ] {
+            assert!(ip_literal(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "10.0.0.0/08",
+            "10.0.0.0/33",
+            "::ffff:10.0.0.0/104",
+            "10.0.0.0/+8",
+            "x",
+        ] {
+            assert!(ip_literal(refused).is_err(), "{refused}");
+        }
     }
 }

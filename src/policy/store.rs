@@ -132,6 +132,8 @@ pub struct Instance {
     pub arn: String,
     /// Its region.
     pub region: String,
+    /// Its account.
+    pub account: String,
     /// `PrePaid` or `PostPaid`, where known.
     pub charge_type: Option<String>,
     /// Whether it has a public IP, where known.
@@ -832,6 +834,17 @@ fn load_instances(
             string(entity, "account").unwrap_or_default(),
             string(entity, "arn").unwrap_or_default(),
         );
+        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+            let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
+            problems.add(
+                path,
+                line,
+                format!(
+                    "instance {id}: account {account:?} is not an Alibaba Cloud account ID (digits)"
+                ),
+            );
+            continue;
+        }
         let expected = catalogue::instance_arn(&region, &account, &id);
         if arn != expected {
             let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
@@ -849,8 +862,9 @@ fn load_instances(
         instances.insert(
             entity.uid().id().unescaped().to_owned(),
             Instance {
-                arn: string(entity, "arn").unwrap_or_default(),
-                region: string(entity, "region").unwrap_or_default(),
+                arn,
+                region,
+                account,
                 charge_type: string(entity, "chargeType"),
                 has_public_ip,
                 entity: entity.clone(),
