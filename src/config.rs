@@ -79,6 +79,14 @@ impl Config {
                 self.policy.dependent_actions.len().to_string(),
             ),
             (
+                "policy.shadow_dir",
+                self.policy
+                    .shadow_dir
+                    .as_deref()
+                    .map(path)
+                    .unwrap_or_default(),
+            ),
+            (
                 "identity.trust_forwarded_client_cert",
                 self.identity.trust_forwarded_client_cert.to_string(),
             ),
@@ -175,6 +183,8 @@ pub struct PolicySettings {
     pub account_id: Option<String>,
     /// Dependent actions beyond the catalogue's.
     pub dependent_actions: Vec<DependentRule>,
+    /// Candidate policies decided beside those in force (shadow mode).
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// Default policy directory.
@@ -289,6 +299,7 @@ struct FileJwt {
 struct FilePolicy {
     dir: Option<String>,
     account_id: Option<String>,
+    shadow_dir: Option<String>,
     #[serde(default)]
     dependent_actions: Vec<DependentRule>,
 }
@@ -332,7 +343,7 @@ fn invalid(setting: &str, problem: impl Into<String>) -> Error {
 
 /// Picks the last source that sets a value and remembers its name, so an
 /// error can say which flag, variable or key held the bad value.
-fn pick(sources: [(&str, Option<String>); 3]) -> Option<(String, String)> {
+fn pick<const N: usize>(sources: [(&str, Option<String>); N]) -> Option<(String, String)> {
     sources
         .into_iter()
         .rev()
@@ -688,6 +699,14 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             dir,
             account_id,
             dependent_actions: file.policy.dependent_actions,
+            shadow_dir: pick([
+                ("policy.shadow_dir", file.policy.shadow_dir),
+                (
+                    "ECS_GATEWAY_POLICY_SHADOW_DIR",
+                    env("ECS_GATEWAY_POLICY_SHADOW_DIR"),
+                ),
+            ])
+            .map(|(_, d)| PathBuf::from(d)),
         },
     })
 }

@@ -94,6 +94,10 @@ pub async fn run(
     }
     let parts = server::build(&settings)?;
     let _watcher = server::reload_policies(parts.gateway.authorizer().store());
+    let _shadow_watcher = parts
+        .gateway
+        .shadow()
+        .and_then(|s| server::reload_policies(s.store()));
     let listener = server::bind(listen).await?;
     let admin = server::bind(admin_listen).await?;
     // With port 0 the system picks the port: show the one bound.

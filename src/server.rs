@@ -35,6 +35,8 @@ use tracing::field::Empty;
 pub struct Gateway {
     upstream: Arc<upstream::Client>,
     authorizer: Arc<policy::Authorizer>,
+    /// Candidate policies decided beside those in force, never enforced.
+    shadow: Option<Arc<policy::Authorizer>>,
     metrics: Arc<Metrics>,
     /// Set when the shutdown grace period is over: calls still waiting for
     /// ECS are answered UNAVAILABLE (their ClientToken makes a retry safe).
@@ -55,6 +57,7 @@ impl Gateway {
         Self {
             upstream: Arc::new(upstream),
             authorizer,
+            shadow: None,
             metrics,
             cutoff: Arc::new(tokio::sync::watch::channel(false).0),
             request_timeout: crate::config::ServerSettings::default().request_timeout,
@@ -65,6 +68,18 @@ impl Gateway {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+
+    /// The same gateway, also deciding every call with `shadow`'s (candidate)
+    /// policies: a disagreement is logged and counted, never enforced.
+    pub fn with_shadow(mut self, shadow: Option<Arc<policy::Authorizer>>) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// The shadow authorizer, for reloads.
+    pub fn shadow(&self) -> Option<&Arc<policy::Authorizer>> {
+        self.shadow.as_ref()
     }
 
     /// Answers every call still in flight: the grace period is over.
@@ -157,9 +172,16 @@ impl InstanceNetworkService for Gateway {
                 error.type = Empty,
             );
             let _entered = stage.enter();
-            let decision = self
-                .authorizer
-                .decide(&caller, &request, chrono::Utc::now());
+            let now = chrono::Utc::now();
+            let decision = self.authorizer.decide(&caller, &request, now);
+            if let Some(shadow) = &self.shadow {
+                let candidate = shadow.decide(&caller, &request, now);
+                let agree = candidate.outcome == decision.outcome;
+                self.metrics.record_shadow(agree);
+                if !agree {
+                    policy::log::shadow(&decision, &candidate, &trace_id);
+                }
+            }
             stage.record("authz.principal", decision.principal.as_str());
             stage.record("authz.actions", decision.actions.join(",").as_str());
             stage.record("authz.policy_version", decision.policy_version.as_str());
@@ -532,6 +554,17 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         dependent_actions: config.policy.dependent_actions.clone(),
     }
     .build()?;
+    let shadow = match &config.policy.shadow_dir {
+        Some(dir) => Some(Arc::new(
+            policy::Config {
+                dir: dir.clone(),
+                account_id: authorizer.account_id().to_owned(),
+                dependent_actions: config.policy.dependent_actions.clone(),
+            }
+            .build()?,
+        )),
+        None => None,
+    };
     let store: Arc<dyn telemetry::metrics::PolicyState> = authorizer.store().clone();
     let metrics = Arc::new(Metrics::new(Some(store)));
     let upstream = config.upstream.clone().build(
@@ -540,7 +573,7 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         crate::error::ECS_CODES,
     )?;
     Ok(Parts {
-        gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone()),
+        gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone()).with_shadow(shadow),
         identity: Arc::new(config.identity.clone().build()?),
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,
@@ -598,6 +631,10 @@ pub fn reload_policies(store: &Arc<policy::Store>) -> Option<notify::Recommended
 pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
     let parts = build(&config)?;
     let _watcher = reload_policies(parts.gateway.authorizer().store());
+    let _shadow_watcher = parts
+        .gateway
+        .shadow()
+        .and_then(|s| reload_policies(s.store()));
     let listener = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
     tracing::info!(

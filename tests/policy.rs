@@ -13,23 +13,10 @@ use ecs_gateway::identity::{Caller, CallerId, Via};
 use ecs_gateway::policy::{self, DenyKind, Layer, Outcome, Store};
 use ecs_gateway::{pb, validate};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A private copy of the shipped policies.
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecs-gw-policies-{}", uuid::Uuid::new_v4()));
-    copy_dir(&support::policies_dir(), &dir);
+    support::copy_dir(&support::policies_dir(), &dir);
     dir
 }
 
@@ -375,8 +362,8 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
-    copy_dir(&support::policies_dir(), &base.join("..v1"));
-    copy_dir(&support::policies_dir(), &base.join("..v2"));
+    support::copy_dir(&support::policies_dir(), &base.join("..v1"));
+    support::copy_dir(&support::policies_dir(), &base.join("..v2"));
     let schema = base.join("..v2/schema.cedarschema");
     let text = std::fs::read_to_string(&schema).unwrap();
     std::fs::write(

@@ -59,3 +59,40 @@ pub fn record(decision: &Decision, trace_id: &str, client_token: &str, after: Af
         ),
     }
 }
+
+/// `Allow (policies)` or `<kind> by <layer> on <action> (policies)`.
+fn summary(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Allow { policies } => format!("Allow ({})", policies.join(",")),
+        Outcome::Deny(denial) => format!(
+            "{} by {} on {} ({}){}",
+            denial.kind.as_str(),
+            denial.layer.as_str(),
+            denial.action,
+            denial.policies.join(","),
+            if denial.errors.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", denial.errors.join("; "))
+            }
+        ),
+    }
+}
+
+/// Writes the line of a shadow disagreement: the candidate policies decided
+/// a call differently from those in force (target `shadow`; never
+/// enforced).
+pub fn shadow(active: &Decision, candidate: &Decision, trace_id: &str) {
+    tracing::warn!(
+        target: "shadow",
+        trace_id,
+        identity = %active.identity,
+        resource = %active.resource,
+        actions = %active.actions.join(","),
+        active = %summary(&active.outcome),
+        active_version = %active.policy_version,
+        candidate = %summary(&candidate.outcome),
+        candidate_version = %candidate.policy_version,
+        "shadow policies decide differently"
+    );
+}

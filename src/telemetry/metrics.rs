@@ -47,6 +47,14 @@ pub struct DecisionLabels {
     pub layer: String,
 }
 
+/// Labels of shadow decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// `agree` or `disagree`: whether the candidate policies decided as the
+    /// policies in force.
+    pub result: String,
+}
+
 /// Labels of upstream calls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -65,6 +73,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Authorization decisions.
     pub decisions: Family<DecisionLabels, Counter>,
+    /// Decisions of the shadow (candidate) policies against those in force.
+    pub shadow_decisions: Family<ShadowLabels, Counter>,
     /// Upstream call latency by outcome, seconds.
     pub upstream_duration: Family<UpstreamLabels, Histogram>,
     /// Upstream retries.
@@ -92,6 +102,7 @@ impl Default for Metrics {
         );
         let in_flight = Gauge::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
+        let shadow_decisions = Family::<ShadowLabels, Counter>::default();
         let upstream_duration = Family::<UpstreamLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -117,6 +128,11 @@ impl Default for Metrics {
             decisions.clone(),
         );
         registry.register(
+            "shadow_decisions",
+            "Candidate (shadow) policies' decisions, agreeing or not with those in force",
+            shadow_decisions.clone(),
+        );
+        registry.register(
             "upstream_duration_seconds",
             "ECS call latency by outcome (ok or the error)",
             upstream_duration.clone(),
@@ -132,6 +148,7 @@ impl Default for Metrics {
             call_duration,
             in_flight,
             decisions,
+            shadow_decisions,
             upstream_duration,
             upstream_retries,
             ready: AtomicBool::new(false),
@@ -224,6 +241,15 @@ impl Metrics {
             layer: denied_by.unwrap_or("all").to_owned(),
         };
         self.decisions.get_or_create(&labels).inc();
+    }
+
+    /// Counts a shadow decision.
+    pub fn record_shadow(&self, agree: bool) {
+        self.shadow_decisions
+            .get_or_create(&ShadowLabels {
+                result: if agree { "agree" } else { "disagree" }.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts an upstream call.

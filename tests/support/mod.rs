@@ -190,6 +190,20 @@ pub async fn start_gateway(
     }
 }
 
+/// Copies a directory tree (a private copy of the shipped policies).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A valid request for `instance_id` in the demo region.
 pub fn request(instance_id: &str) -> pb::ModifyInstanceNetworkSpecRequest {
     pb::ModifyInstanceNetworkSpecRequest {
