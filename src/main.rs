@@ -115,6 +115,9 @@ struct ExplainArgs {
     /// The Alibaba Cloud account owning the instances, for ARNs.
     #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
     account_id: String,
+    /// The gateway's settings file, for its `[[policy.dependent_actions]]`.
+    #[arg(long, env = "ECS_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
     /// The caller's SPIFFE ID.
     #[arg(long, conflicts_with_all = ["jwt_issuer", "jwt_subject"], required_unless_present = "jwt_subject")]
     identity: Option<String>,
@@ -429,10 +432,27 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // The operator's dependent actions, as `serve` reads them.
+    let dependent_actions = match &args.config {
+        None => Vec::new(),
+        Some(file) => {
+            let overrides = config::Overrides {
+                config_file: Some(file.clone()),
+                ..config::Overrides::default()
+            };
+            match config::load(&overrides, |name| std::env::var(name).ok()) {
+                Ok(settings) => settings.policy.dependent_actions,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     let authorizer = match (policy::Config {
         dir: args.policies.clone(),
         account_id: args.account_id.clone(),
-        dependent_actions: Vec::new(),
+        dependent_actions,
     })
     .build()
     {

@@ -763,6 +763,42 @@ fn policy_explain_shows_every_layer_and_the_determining_policies() {
         "{text}"
     );
 
+    // With the demo's settings file, the dependent action is decided too:
+    // allocating a public IP also needs ecs:AllocatePublicIpAddress.
+    let settings = std::env::temp_dir().join(format!("ecs-gw-explain-{}.toml", std::process::id()));
+    std::fs::write(
+        &settings,
+        "[[policy.dependent_actions]]\naction = \"ecs:ModifyInstanceNetworkSpec\"\nrequires = \"ecs:AllocatePublicIpAddress\"\nwhen = \"allocates_public_ip\"\n",
+    )
+    .unwrap();
+    let capacity = explain(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "--identity",
+        "spiffe://demo.local/sa/capacity",
+        "--instance-id",
+        "i-demo-stopped",
+        "--bandwidth-out",
+        "5",
+        "--allocate-public-ip",
+        "true",
+        "--output",
+        "json",
+    ]);
+    let _ = std::fs::remove_file(&settings);
+    assert_eq!(
+        capacity.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&capacity.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&capacity.stdout).unwrap();
+    assert_eq!(
+        json["denied"]["action"], "ecs:AllocatePublicIpAddress",
+        "{json:#}"
+    );
+    assert_eq!(json["results"].as_array().unwrap().len(), 4, "{json:#}");
+
     let bad = explain(&[
         "--identity",
         "spiffe://demo.local/sa/netops",
