@@ -239,6 +239,19 @@ def main():
             fail("mesh", f"behind a mesh the gateway must listen on the pod IP only: {env.get('ECS_GATEWAY_LISTEN')}")
         else:
             print("  mesh: listens on $(POD_IP) only")
+        with quiet_helm():
+            shadowed = chart.render({**base, "policies": {**base.get("policies", {}), "shadowConfigMap": "candidate"}},
+                                    name="gw", namespace="ecs")
+        code, settings, stderr = serve_check(find(shadowed, "ConfigMap", "ecs-gateway")["data"]["config.toml"])
+        pod = find(shadowed, "Deployment")["spec"]["template"]["spec"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}
+        if code != 0 or volumes.get("shadow-policies") != "candidate" or \
+                settings.get("policy.shadow_dir", "").strip('"') != mounts.get("shadow-policies"):
+            fail("shadow", f"policy.shadow_dir {settings.get('policy.shadow_dir')} must be the mounted ConfigMap "
+                           f"{mounts.get('shadow-policies')} ({volumes.get('shadow-policies')}): {stderr}")
+        else:
+            print(f"  shadow mode: ConfigMap candidate mounted at {mounts['shadow-policies']} and read as policy.shadow_dir")
         broken = {
             "a wrong type": {**base, "replicaCount": "two"},
             "an unknown key": {**base, "replicas": 3},

@@ -31,7 +31,7 @@ schema = {
     "ports": obj({"grpc": I(1, 65535), "admin": I(1, 65535)}, ["grpc", "admin"]),
     "credentials": obj({"existingSecret": S(), "existingSecretKey": S(pattern=r"^[-._a-zA-Z0-9]+$"), "accessKeyId": S(), "accessKeySecret": S(), "securityToken": S(), "profile": S(minLength=1, pattern=r"^[A-Za-z0-9_.-]+$")}),
     "tls": obj({"enabled": B(), "secretName": S(), "clientCa": B(), "requireClientCert": B()}),
-    "policies": obj({"existingConfigMap": S(), "files": STRMAP, "sample": B("install the demo's sample bundle")}),
+    "policies": obj({"existingConfigMap": S(), "files": STRMAP, "sample": B("install the demo's sample bundle"), "shadowConfigMap": S("a ConfigMap of candidate policies decided beside those in force, never enforced (shadow mode)")}),
     "otel": obj({"endpoint": S(), "protocol": {"enum": ["grpc", "http/protobuf"]}, "serviceName": S(minLength=1), "sampler": {"enum": ["parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio", "always_on", "always_off", "traceidratio"]}, "samplerArg": S(), "resourceAttributes": S()}),
     "log": obj({"level": S(minLength=1), "format": {"enum": ["json", "text"]}}),
     "extraEnv": {"type": "array", "items": obj({"name": S(minLength=1), "value": S(), "valueFrom": ANYOBJ}, ["name"])},

@@ -102,6 +102,9 @@ bundle under files/policies/.
 {{- $_ := set $server "shutdown_grace" (printf "%ds" (int .Values.shutdownGraceSeconds)) }}
 {{- $policy := get $config "policy" }}
 {{- $_ := set $policy "dir" (printf "%s/policies" $dir) }}
+{{- if .Values.policies.shadowConfigMap }}
+{{- $_ := set $policy "shadow_dir" (printf "%s/shadow-policies" $dir) }}
+{{- end }}
 {{- $_ := set $config "credentials" (dict "file" (printf "%s/credentials/credentials" $dir) "profile" .Values.credentials.profile) }}
 {{- if .Values.tls.enabled }}
 {{- $tls := dict "cert" (printf "%s/tls/tls.crt" $dir) "key" (printf "%s/tls/tls.key" $dir) "require_client_cert" .Values.tls.requireClientCert }}
