@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("ecsgateway_descriptor.bin"))
         .compile_with_config(
             config,
-            &[PathBuf::from("proto/ecsgateway/v1/instance_network.proto")],
+            &[
+                PathBuf::from("proto/ecsgateway/v1/instance_network.proto"),
+                PathBuf::from("proto/ecsgateway/v1/authorization.proto"),
+            ],
             &[PathBuf::from("proto"), well_known],
         )?;
     println!("cargo:rerun-if-changed=proto");

@@ -241,7 +241,7 @@ fn invalid(rejection: &validate::Rejection) -> Status {
     let code = rejection.code();
     let mut meta = HashMap::new();
     if let Some(first) = rejection.violations.first() {
-        meta.insert(metadata::FIELD.to_owned(), first.field.to_owned());
+        meta.insert(metadata::FIELD.to_owned(), first.field.to_string());
     }
     let mut details = ErrorDetails::new();
     details.set_error_info(code, catalogue::get(code).domain(), meta);
@@ -250,7 +250,7 @@ fn invalid(rejection: &validate::Rejection) -> Status {
             .violations
             .iter()
             .map(|v| FieldViolation {
-                field: v.field.to_owned(),
+                field: v.field.to_string(),
                 description: v.description.clone(),
                 reason: v.code.to_owned(),
                 localized_message: None,
@@ -532,12 +532,12 @@ mod tests {
         let status: Status = Error::Invalid(validate::Rejection {
             violations: vec![
                 validate::Violation {
-                    field: "instance_id",
+                    field: "instance_id".into(),
                     code: "MissingParameter",
                     description: "required".into(),
                 },
                 validate::Violation {
-                    field: "client_token",
+                    field: "client_token".into(),
                     code: "InvalidClientToken.ValueNotSupported",
                     description: "ASCII only".into(),
                 },

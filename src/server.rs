@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::identity::{self, Caller};
 use crate::pb;
+use crate::pb::authorization_service_server::AuthorizationServiceServer;
 use crate::pb::instance_network_service_server::{
     InstanceNetworkService, InstanceNetworkServiceServer,
 };
@@ -29,6 +30,9 @@ use crate::telemetry::{self, Metrics};
 use crate::{upstream, validate};
 use tracing::Instrument as _;
 use tracing::field::Empty;
+
+mod explain;
+pub use explain::response as explain_response;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -91,6 +95,55 @@ impl Gateway {
     pub fn authorizer(&self) -> &Arc<policy::Authorizer> {
         &self.authorizer
     }
+
+    /// Stage 3, in its span: `decide`'s decision, recorded on the span and
+    /// counted.
+    fn authorize(&self, decide: impl FnOnce() -> policy::Decision) -> policy::Decision {
+        let stage = tracing::info_span!(
+            target: crate::telemetry::trace::STAGE,
+            "authorize",
+            authz.decision = Empty,
+            authz.principal = Empty,
+            authz.actions = Empty,
+            authz.layer = Empty,
+            authz.deny_type = Empty,
+            authz.policies = Empty,
+            authz.policy_version = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let _entered = stage.enter();
+        let decision = decide();
+        stage.record("authz.principal", decision.principal.as_str());
+        stage.record("authz.actions", decision.actions.join(",").as_str());
+        stage.record("authz.policy_version", decision.policy_version.as_str());
+        match &decision.outcome {
+            policy::Outcome::Allow { policies } => {
+                stage.record("authz.decision", "Allow");
+                stage.record("authz.policies", policies.join(",").as_str());
+                self.metrics.record_decision(None);
+            }
+            policy::Outcome::Deny(denial) => {
+                stage.record("authz.decision", "Deny");
+                stage.record("authz.layer", denial.layer.as_str());
+                stage.record("authz.deny_type", denial.kind.as_str());
+                stage.record("authz.policies", denial.policies.join(",").as_str());
+                telemetry::trace::fail(&stage, "AccessDenied");
+                self.metrics.record_decision(Some(denial.layer.as_str()));
+            }
+        }
+        decision
+    }
+}
+
+/// Stage 1's result: the caller the identity layer resolved. Its absence
+/// means the layer did not run, which must never let a call through.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Error> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or(Error::Identity(identity::Error::Missing))
 }
 
 /// The trace id of the call: the recorded OpenTelemetry trace's, else the
@@ -117,13 +170,8 @@ impl InstanceNetworkService for Gateway {
     ) -> Result<Response<pb::ModifyInstanceNetworkSpecResponse>, Status> {
         // The server span, opened by telemetry::trace::TraceLayer.
         let span = tracing::Span::current();
-        // 1. identity: resolved by the layer; its absence means the layer did
-        //    not run, which must never let a call through.
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .ok_or(Error::Identity(identity::Error::Missing))?;
+        // 1. identity: resolved by the layer.
+        let caller = caller(&request)?;
         // The call's deadline: the caller's, or the server's own (when the
         // server cancels the call), whichever is sooner, counted from the
         // call's arrival, as the caller's timer counts: time spent
@@ -157,21 +205,7 @@ impl InstanceNetworkService for Gateway {
         span.record("cloud.region", request.region_id.as_str());
 
         // 3. authorize
-        let decision = {
-            let stage = tracing::info_span!(
-                target: crate::telemetry::trace::STAGE,
-                "authorize",
-                authz.decision = Empty,
-                authz.principal = Empty,
-                authz.actions = Empty,
-                authz.layer = Empty,
-                authz.deny_type = Empty,
-                authz.policies = Empty,
-                authz.policy_version = Empty,
-                otel.status_code = Empty,
-                error.type = Empty,
-            );
-            let _entered = stage.enter();
+        let decision = self.authorize(|| {
             let now = chrono::Utc::now();
             let decision = self.authorizer.decide(&caller, &request, now);
             if let Some(shadow) = &self.shadow {
@@ -182,26 +216,8 @@ impl InstanceNetworkService for Gateway {
                     policy::log::shadow(&decision, &candidate, &trace_id);
                 }
             }
-            stage.record("authz.principal", decision.principal.as_str());
-            stage.record("authz.actions", decision.actions.join(",").as_str());
-            stage.record("authz.policy_version", decision.policy_version.as_str());
-            match &decision.outcome {
-                policy::Outcome::Allow { policies } => {
-                    stage.record("authz.decision", "Allow");
-                    stage.record("authz.policies", policies.join(",").as_str());
-                    self.metrics.record_decision(None);
-                }
-                policy::Outcome::Deny(denial) => {
-                    stage.record("authz.decision", "Deny");
-                    stage.record("authz.layer", denial.layer.as_str());
-                    stage.record("authz.deny_type", denial.kind.as_str());
-                    stage.record("authz.policies", denial.policies.join(",").as_str());
-                    telemetry::trace::fail(&stage, "AccessDenied");
-                    self.metrics.record_decision(Some(denial.layer.as_str()));
-                }
-            }
             decision
-        };
+        });
         if !decision.allowed() {
             policy::log::record(
                 &decision,
@@ -374,6 +390,9 @@ pub async fn serve(
         .set_serving::<InstanceNetworkServiceServer<Gateway>>()
         .await;
     health
+        .set_serving::<AuthorizationServiceServer<Gateway>>()
+        .await;
+    health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     metrics.set_ready(true);
@@ -389,6 +408,9 @@ pub async fn serve(
                 .set_not_serving::<InstanceNetworkServiceServer<Gateway>>()
                 .await;
             health
+                .set_not_serving::<AuthorizationServiceServer<Gateway>>()
+                .await;
+            health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
             started.notify_one();
@@ -398,6 +420,9 @@ pub async fn serve(
         .gateway
         .with_request_timeout(parts.settings.request_timeout);
     let service = InstanceNetworkServiceServer::new(gateway.clone())
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let authorization = AuthorizationServiceServer::new(gateway.clone())
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let server = builder
@@ -419,6 +444,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(authorization)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             draining,

@@ -11,11 +11,15 @@
 //! bandwidth, expiry) are ECS's to check; the gateway checks what the request
 //! alone decides. The rules follow `ModifyInstanceNetworkSpec.txt`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::pb;
+
+pub mod explain;
+pub use explain::{ExplainRequest, explain_request};
 
 /// Largest outbound bandwidth ECS accepts for any instance (pay-by-bandwidth
 /// subscription), in Mbit/s.
@@ -124,8 +128,9 @@ pub fn max_bandwidth_in(bandwidth_out: u32) -> u32 {
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The proto field name, as in `BadRequest.FieldViolation.field`.
-    pub field: &'static str,
+    /// The proto field's path, as in `BadRequest.FieldViolation.field`
+    /// (`region_id`; `request.region_id` inside an Explain).
+    pub field: Cow<'static, str>,
     /// The ECS error code (ErrorInfo reason), from the catalogue.
     pub code: &'static str,
     /// What was expected.
@@ -167,7 +172,7 @@ struct Violations(Vec<Violation>);
 impl Violations {
     fn add(&mut self, field: &'static str, code: &'static str, description: impl Into<String>) {
         self.0.push(Violation {
-            field,
+            field: Cow::Borrowed(field),
             code,
             description: description.into(),
         });

@@ -318,16 +318,8 @@ async fn reports_every_violation_at_once() {
         })
         .await
         .unwrap_err();
-    let fields: Vec<String> = status
-        .get_error_details()
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect();
     assert_eq!(
-        fields,
+        support::violated_fields(&status),
         [
             "region_id",
             "instance_id",

@@ -2,8 +2,6 @@
 //! on every call; a disagreement is logged (both decisions, their determining
 //! policies and versions) and counted, never enforced.
 
-use std::time::Duration;
-
 use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
 use ecs_gateway::{pb, policy, simulator};
 
@@ -11,13 +9,7 @@ mod support;
 
 #[tokio::test]
 async fn shadow_policies_are_compared_logged_and_never_enforced() {
-    let logs = support::Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = support::capture_json_logs();
 
     // The candidate: the app teams' permissions removed.
     let candidate = std::env::temp_dir().join(format!("ecs-gw-shadow-{}", std::process::id()));
@@ -40,13 +32,7 @@ async fn shadow_policies_are_compared_logged_and_never_enforced() {
     parts.gateway = parts.gateway.with_shadow(Some(std::sync::Arc::new(shadow)));
     let metrics = parts.metrics.clone();
     let (addr, _stop) = support::spawn_gateway(parts).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
-    let mut client = InstanceNetworkServiceClient::new(channel);
+    let mut client = InstanceNetworkServiceClient::new(support::channel(addr).await);
 
     let call = |identity: &'static str| {
         let mut request = tonic::Request::new(pb::ModifyInstanceNetworkSpecRequest {

@@ -1,7 +1,8 @@
 """Checks the Python client against a running `ecs-gateway demo` (CI runs it
 through clients/run.sh): a success, an INVALID_ARGUMENT with its BadRequest
 field violations, a PERMISSION_DENIED with its ErrorInfo metadata, a call
-retried with the same client_token, and server reflection.
+retried with the same client_token, AuthorizationService/Explain, and server
+reflection.
 
 Usage: python check_demo.py HOST:PORT   (the stubs' directory on PYTHONPATH)
 """
@@ -13,6 +14,8 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ecs_gateway_client import Gateway, GatewayError
+from ecsgateway.v1 import authorization_pb2 as authz
+from ecsgateway.v1 import authorization_pb2_grpc as authz_grpc
 from ecsgateway.v1 import instance_network_pb2 as pb
 
 
@@ -73,13 +76,29 @@ def main(address):
     assert mismatch.reason == "IdempotentParameterMismatch", mismatch
     print("the same client_token with other parameters: IdempotentParameterMismatch")
 
+    # Why was webapp denied? Capacity planners may simulate app teams.
+    explainer = authz_grpc.AuthorizationServiceStub(channel)
+    explained = explainer.Explain(authz.ExplainRequest(
+        request=pb.ModifyInstanceNetworkSpecRequest(
+            region_id="cn-hangzhou", instance_id="i-demo-stopped", internet_max_bandwidth_out=5,
+            allocate_public_ip=True),
+        identity=authz.SimulatedIdentity(spiffe_id="spiffe://demo.local/sa/webapp")),
+        metadata=as_caller("spiffe://demo.local/sa/capacity"), timeout=10)
+    assert explained.verdict == authz.VERDICT_EXPLICIT_DENY, explained
+    assert explained.denied.layer == authz.POLICY_LAYER_CONTROL, explained
+    assert list(explained.denied.policies) == ["control.no-public-ip-for-app-teams"], explained
+    assert len(explained.results) == 4, explained
+    print(f"Explain: {authz.Verdict.Name(explained.verdict)} by {list(explained.denied.policies)}, "
+          f"{len(explained.results)} results (every action and layer)")
+
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     answers = list(reflection.ServerReflectionInfo(iter([
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="ecsgateway.v1.InstanceNetworkService"),
     ])))
     services = {s.name for s in answers[0].list_services_response.service}
-    assert {"ecsgateway.v1.InstanceNetworkService", "grpc.health.v1.Health"} <= services, services
+    assert {"ecsgateway.v1.InstanceNetworkService", "ecsgateway.v1.AuthorizationService",
+            "grpc.health.v1.Health"} <= services, services
     files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
              for raw in answers[1].file_descriptor_response.file_descriptor_proto]
     gateway = next(f for f in files if f.package == "ecsgateway.v1")

@@ -8,4 +8,4 @@ mkdir -p "$out"
 python -m grpc_tools.protoc \
     -I "$here/../../proto" \
     --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
-    ecsgateway/v1/instance_network.proto
+    ecsgateway/v1/instance_network.proto ecsgateway/v1/authorization.proto

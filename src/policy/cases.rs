@@ -21,6 +21,14 @@
 //! layer = "control"
 //! action = "ecs:ModifyInstanceNetworkSpec"
 //! policies = ["control.no-public-ip-for-app-teams"]
+//!
+//! [[case]]                                    # may the caller ask AuthorizationService/Explain?
+//! name = "capacity planners may explain an app team's call"
+//! spiffe_id = "spiffe://demo.local/sa/capacity"
+//! explain = true                              # decides ecsgateway:Explain, not the call
+//! simulate_spiffe_id = "spiffe://demo.local/sa/webapp"  # or simulate_jwt: adds ecsgateway:SimulatePrincipal
+//! request = { instance_id = "i-demo-postpaid", internet_max_bandwidth_out = 5 }
+//! expect = "Allow"
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -101,6 +109,15 @@ pub struct Case {
     /// The call came over TLS.
     #[serde(default)]
     pub secure_transport: bool,
+    /// Decide the caller's permission to explain the request
+    /// (`ecsgateway:Explain`), not the request itself.
+    #[serde(default)]
+    pub explain: bool,
+    /// With `explain`: the SPIFFE ID to explain it for
+    /// (`ecsgateway:SimulatePrincipal` too).
+    pub simulate_spiffe_id: Option<String>,
+    /// With `explain`: the JWT identity to explain it for.
+    pub simulate_jwt: Option<JwtSubject>,
     /// The request.
     pub request: CaseRequest,
     /// The expected outcome.
@@ -211,7 +228,20 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
     let request = validate::modify_request(case.request.to_proto(region)?)
         .map_err(|r| format!("request is invalid: {r}"))?;
     let caller = case.caller()?;
-    let decision = authorizer.decide(&caller, &request, case.time.unwrap_or_else(Utc::now));
+    let now = case.time.unwrap_or_else(Utc::now);
+    let simulated = match (&case.simulate_spiffe_id, &case.simulate_jwt) {
+        (None, None) => None,
+        (Some(id), None) => Some(CallerId::Spiffe(id.clone())),
+        (None, Some(jwt)) => Some(jwt.caller_id()),
+        (Some(_), Some(_)) => {
+            return Err("simulate one identity: simulate_spiffe_id or simulate_jwt".into());
+        }
+    };
+    let decision = match (case.explain, &simulated) {
+        (false, None) => authorizer.decide(&caller, &request, now),
+        (false, Some(_)) => return Err("simulate_* needs explain = true".into()),
+        (true, simulated) => authorizer.decide_explain(&caller, &request, simulated.as_ref(), now),
+    };
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v

@@ -47,6 +47,8 @@ pub struct Action {
     pub dependent_actions: &'static [&'static str],
     /// Wildcard groups it belongs to, narrowest first (`ecs:Modify*`, `ecs:*`).
     pub wildcards: &'static [&'static str],
+    /// The schema's context type of the action.
+    pub context: &'static str,
 }
 
 /// The instance ARN template of the reference's RAM table.
@@ -62,6 +64,7 @@ pub const MODIFY_INSTANCE_NETWORK_SPEC: Action = Action {
     condition_keys: &["ecs:AssociatePublicIpAddress"],
     dependent_actions: &[],
     wildcards: &["ecs:Modify*", "ecs:*"],
+    context: "RequestContext",
 };
 
 /// `ecs:AllocatePublicIpAddress`: RAM's action for giving an instance a
@@ -74,10 +77,50 @@ pub const ALLOCATE_PUBLIC_IP_ADDRESS: Action = Action {
     condition_keys: &[],
     dependent_actions: &[],
     wildcards: &["ecs:Allocate*", "ecs:*"],
+    context: "RequestContext",
+};
+
+/// `ecsgateway:Explain`: the gateway's own action for
+/// `AuthorizationService/Explain`, asking how a ModifyInstanceNetworkSpec
+/// call on an instance would be decided, without forwarding it. Authorized
+/// for the real caller on the explained call's instance, with that call's
+/// context, so the same guardrails (regions, source networks) apply to it.
+pub const EXPLAIN: Action = Action {
+    name: "ecsgateway:Explain",
+    access_level: AccessLevel::Get,
+    resource_arn: INSTANCE_ARN,
+    condition_keys: &[],
+    dependent_actions: &[],
+    wildcards: &["ecsgateway:*"],
+    context: "RequestContext",
+};
+
+/// `ecsgateway:SimulatePrincipal`: explaining the decision for another
+/// identity than the caller's (as IAM's `iam:SimulatePrincipalPolicy`).
+/// Required with [`EXPLAIN`] whenever an Explain names an identity; its
+/// context adds the simulated principal's ARN and groups
+/// (`ecsgateway:SimulatedPrincipal`, `ecsgateway:SimulatedGroups`), so a
+/// policy can say whom a team may simulate.
+pub const SIMULATE_PRINCIPAL: Action = Action {
+    name: "ecsgateway:SimulatePrincipal",
+    access_level: AccessLevel::Get,
+    resource_arn: INSTANCE_ARN,
+    condition_keys: &[
+        "ecsgateway:SimulatedPrincipal",
+        "ecsgateway:SimulatedGroups",
+    ],
+    dependent_actions: &[],
+    wildcards: &["ecsgateway:*"],
+    context: "SimulationContext",
 };
 
 /// Every action.
-pub const ACTIONS: &[Action] = &[MODIFY_INSTANCE_NETWORK_SPEC, ALLOCATE_PUBLIC_IP_ADDRESS];
+pub const ACTIONS: &[Action] = &[
+    MODIFY_INSTANCE_NETWORK_SPEC,
+    ALLOCATE_PUBLIC_IP_ADDRESS,
+    EXPLAIN,
+    SIMULATE_PRINCIPAL,
+];
 
 /// The catalogue row of `name`.
 pub fn get(name: &str) -> Option<&'static Action> {
@@ -140,9 +183,10 @@ pub fn schema_actions() -> String {
         let mut parents = vec![action.access_level.as_str()];
         parents.extend(action.wildcards.first());
         out.push_str(&format!(
-            "action \"{}\" in [{}] appliesTo {{\n  principal: [Ram::User, Ram::Role],\n  resource: [Ecs::Instance],\n  context: RequestContext,\n}};\n",
+            "action \"{}\" in [{}] appliesTo {{\n  principal: [Ram::User, Ram::Role],\n  resource: [Ecs::Instance],\n  context: {},\n}};\n",
             action.name,
-            quote(&parents)
+            quote(&parents),
+            action.context
         ));
     }
     out.push_str(SCHEMA_END);

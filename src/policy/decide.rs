@@ -145,6 +145,48 @@ pub enum Evaluation {
     Full,
 }
 
+/// What is asked of the policies.
+#[derive(Clone, Copy)]
+enum Question<'a> {
+    /// May this call go ahead? Stops at the first denial.
+    Decide,
+    /// The same, every action and layer evaluated.
+    Explain,
+    /// May the caller explain it (for `simulated`, when set)?
+    MayExplain { simulated: Option<&'a CallerId> },
+}
+
+/// `ecsgateway:SimulatePrincipal`'s own context keys: the simulated
+/// identity's principal ARN (its identity when principals.toml has no entry
+/// for it) and its groups.
+pub(crate) fn simulation_context(
+    data: &PolicyData,
+    identity: &CallerId,
+) -> [(String, RestrictedExpression); 2] {
+    let (arn, groups) = match data.principals.get(identity) {
+        Some(p) => (p.arn.clone(), p.groups.clone()),
+        None => (identity.to_string(), Vec::new()),
+    };
+    let groups = groups.into_iter().map(|g| {
+        RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(
+            "Ram::Group"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a fixed type name parses")),
+            cedar_policy::EntityId::new(g),
+        ))
+    });
+    [
+        (
+            "ecsgateway:SimulatedPrincipal".to_owned(),
+            RestrictedExpression::new_string(arn),
+        ),
+        (
+            "ecsgateway:SimulatedGroups".to_owned(),
+            RestrictedExpression::new_set(groups),
+        ),
+    ]
+}
+
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authorizer")
@@ -370,7 +412,7 @@ impl Authorizer {
 
     /// Decides a ModifyInstanceNetworkSpec call.
     pub fn decide(&self, caller: &Caller, request: &ModifyRequest, now: DateTime<Utc>) -> Decision {
-        self.decide_or_explain(caller, request, now, false).0
+        self.run(caller, request, now, Question::Decide).0
     }
 
     /// The decision, with the result of every action (the call's and its
@@ -382,15 +424,31 @@ impl Authorizer {
         request: &ModifyRequest,
         now: DateTime<Utc>,
     ) -> (Decision, Vec<LayerResult>) {
-        self.decide_or_explain(caller, request, now, true)
+        self.run(caller, request, now, Question::Explain)
     }
 
-    fn decide_or_explain(
+    /// May `caller` ask how `request` would be decided
+    /// (`ecsgateway:Explain`), and for another identity
+    /// (`ecsgateway:SimulatePrincipal` too, when `simulated` is set and not
+    /// the caller)? Decided like a call: same layers, resource and context.
+    pub fn decide_explain(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        simulated: Option<&CallerId>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let simulated = simulated.filter(|s| **s != caller.identity);
+        self.run(caller, request, now, Question::MayExplain { simulated })
+            .0
+    }
+
+    fn run(
         &self,
         caller: &Caller,
         request: &ModifyRequest,
         now: DateTime<Utc>,
-        explain: bool,
+        question: Question<'_>,
     ) -> (Decision, Vec<LayerResult>) {
         let mut results = Vec::new();
         let data = self.store.current();
@@ -399,7 +457,18 @@ impl Authorizer {
             .get(&request.instance_id)
             .filter(|i| i.region == request.region_id && i.account == self.account_id);
         let associate = allocates_public_ip(request, instance);
-        let actions = self.actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, associate);
+        let (actions, simulated) = match question {
+            Question::Decide | Question::Explain => (
+                self.actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, associate),
+                None,
+            ),
+            Question::MayExplain { simulated } => {
+                let mut actions = vec![catalogue::EXPLAIN.name];
+                actions.extend(simulated.map(|_| catalogue::SIMULATE_PRINCIPAL.name));
+                (actions, simulated)
+            }
+        };
+        let explain = matches!(question, Question::Explain);
         let resource =
             catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id);
         let principal = data.principals.get(&caller.identity);
@@ -440,8 +509,10 @@ impl Authorizer {
                 )],
             }),
             (Some(principal), None) => {
+                let simulation = simulated.map(|identity| simulation_context(&data, identity));
                 match self.evaluate(
                     &data, caller, principal, request, instance, associate, &actions, now, explain,
+                    simulation,
                 ) {
                     Ok((outcome, evaluated)) => {
                         results = evaluated;
@@ -551,6 +622,7 @@ impl Authorizer {
         actions: &[&'static str],
         now: DateTime<Utc>,
         explain: bool,
+        simulation: Option<[(String, RestrictedExpression); 2]>,
     ) -> Result<(Outcome, Vec<LayerResult>), String> {
         let (arn, region) = match instance {
             Some(instance) => (instance.arn.clone(), instance.region.as_str()),
@@ -573,6 +645,10 @@ impl Authorizer {
             region,
         )?;
         let context = context(caller, request, associate, now)?;
+        // ecsgateway:SimulatePrincipal's context adds the simulated identity.
+        let simulation_context = simulation
+            .map(|extra| context.clone().merge(extra).map_err(|e| e.to_string()))
+            .transpose()?;
 
         let mut results = Vec::new();
         'actions: for &action in actions {
@@ -581,11 +657,17 @@ impl Authorizer {
                 .get(action)
                 .cloned()
                 .unwrap_or_else(|| catalogue::action_uid(action));
+            let context = match &simulation_context {
+                Some(simulation) if action == catalogue::SIMULATE_PRINCIPAL.name => {
+                    simulation.clone()
+                }
+                _ => context.clone(),
+            };
             let cedar_request = Request::new(
                 principal.uid.clone(),
                 uid,
                 resource_uid.clone(),
-                context.clone(),
+                context,
                 None,
             )
             .map_err(|e| e.to_string())?;

@@ -96,3 +96,21 @@ pub fn shadow(active: &Decision, candidate: &Decision, trace_id: &str) {
         "shadow policies decide differently"
     );
 }
+
+/// Writes the line of an explanation given (target `explain`): who asked,
+/// for whom, and what the policies would decide. Nothing was enforced or
+/// forwarded; the permission to ask has its own line (target `decision`).
+pub fn explained(asker: &str, explained: &Decision, trace_id: &str) {
+    tracing::info!(
+        target: "explain",
+        trace_id,
+        asker,
+        identity = %explained.identity,
+        principal = %explained.principal,
+        resource = %explained.resource,
+        actions = %explained.actions.join(","),
+        outcome = %summary(&explained.outcome),
+        policy_version = %explained.policy_version,
+        "decision explained"
+    );
+}

@@ -16,7 +16,7 @@ fn schema_holds_the_catalogues_actions() {
 /// The context the gateway builds conforms to the schema's `RequestContext`
 /// for every action, with every optional parameter present and absent.
 #[test]
-fn context_matches_the_schema() {
+fn context_matches_the_schema_for_every_action() {
     use crate::identity::{Caller, Via};
     use crate::pb;
     use cedar_policy::{EntityUid, Request};
@@ -66,14 +66,33 @@ fn context_matches_the_schema() {
         let context = super::decide::context(&caller, request, true, chrono::Utc::now()).unwrap();
         for action in catalogue::ACTIONS {
             let uid = EntityUid::from_str(&format!("Action::{:?}", action.name)).unwrap();
-            Request::new(
-                principal.clone(),
-                uid,
-                resource.clone(),
-                context.clone(),
-                Some(&data.schema),
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", action.name));
+            // SimulatePrincipal's context adds the simulated identity: one
+            // in groups, and one principals.toml does not know (no groups).
+            let simulated = ["spiffe://demo.local/sa/netops", "spiffe://x/unknown"]
+                .map(|id| crate::identity::CallerId::Spiffe(id.into()));
+            let contexts: Vec<cedar_policy::Context> = match action.context {
+                "RequestContext" => vec![context.clone()],
+                "SimulationContext" => simulated
+                    .iter()
+                    .map(|s| {
+                        context
+                            .clone()
+                            .merge(super::decide::simulation_context(&data, s))
+                            .unwrap()
+                    })
+                    .collect(),
+                other => panic!("{other}: a context type this test does not know"),
+            };
+            for context in contexts {
+                Request::new(
+                    principal.clone(),
+                    uid.clone(),
+                    resource.clone(),
+                    context,
+                    Some(&data.schema),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", action.name));
+            }
         }
     }
 }

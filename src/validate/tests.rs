@@ -26,7 +26,10 @@ fn violations(request: pb::ModifyInstanceNetworkSpecRequest) -> Vec<(&'static st
         Err(rejection) => rejection
             .violations
             .iter()
-            .map(|v| (v.field, v.code))
+            .map(|v| match v.field {
+                std::borrow::Cow::Borrowed(field) => (field, v.code),
+                std::borrow::Cow::Owned(_) => unreachable!("a call's fields are named statically"),
+            })
             .collect(),
     }
 }

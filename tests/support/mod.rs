@@ -175,12 +175,7 @@ pub async fn start_gateway(
     tune: impl FnOnce(&mut upstream::Config),
 ) -> Harness {
     let (gateway_addr, stop) = spawn_gateway(parts(endpoint, credentials, tune)).await;
-    let channel = Channel::from_shared(format!("http://{gateway_addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
+    let channel = channel(gateway_addr).await;
     Harness {
         sim: Simulator::new(simulator::Config::demo()),
         sim_url: endpoint.to_owned(),
@@ -293,6 +288,39 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+}
+
+/// Installs a JSON subscriber (events flattened, INFO and above) writing
+/// into the returned capture, for a test binary that reads its logs.
+pub fn capture_json_logs() -> Captured {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .init();
+    logs
+}
+
+/// The fields of a status's BadRequest violations, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A channel to the gateway at `addr`.
+pub async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// ErrorInfo's reason, or "" when the status has none.

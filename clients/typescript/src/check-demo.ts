@@ -1,13 +1,15 @@
 // Checks the TypeScript client against a running `ecs-gateway demo` (CI runs
 // it through clients/run.sh): a success, an INVALID_ARGUMENT with its
 // BadRequest field violations, a PERMISSION_DENIED with its ErrorInfo
-// metadata, and a call retried with the same client_token.
+// metadata, a call retried with the same client_token, and
+// AuthorizationService/Explain.
 //
 // Usage: node dist/check-demo.js http://HOST:PORT
 
 import assert from "node:assert/strict";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AuthorizationService, PolicyLayer, Verdict } from "./gen/ecsgateway/v1/authorization_pb.js";
 import { Gateway, GatewayError } from "./client.js";
 
 /** The demo trusts a sidecar's x-forwarded-client-cert, as a gateway behind a mesh does. */
@@ -94,6 +96,21 @@ async function main(baseUrl: string): Promise<void> {
   );
   assert.equal(mismatch.reason, "IdempotentParameterMismatch");
   console.log("the same clientToken with other parameters: IdempotentParameterMismatch");
+
+  // Why was webapp denied? Capacity planners may simulate app teams.
+  const explainer = createClient(AuthorizationService, transport);
+  const explained = await explainer.explain(
+    {
+      request: { regionId: "cn-hangzhou", instanceId: "i-demo-stopped", internetMaxBandwidthOut: 5, allocatePublicIp: true },
+      identity: { kind: { case: "spiffeId", value: "spiffe://demo.local/sa/webapp" } },
+    },
+    { headers: asCaller("spiffe://demo.local/sa/capacity"), timeoutMs: 10_000 },
+  );
+  assert.equal(explained.verdict, Verdict.EXPLICIT_DENY);
+  assert.equal(explained.denied?.layer, PolicyLayer.CONTROL);
+  assert.deepEqual(explained.denied?.policies, ["control.no-public-ip-for-app-teams"]);
+  assert.equal(explained.results.length, 4);
+  console.log(`Explain: ${Verdict[explained.verdict]} by ${explained.denied?.policies.join(",")}, ${explained.results.length} results`);
   console.log("typescript client: all checks passed");
 }
 

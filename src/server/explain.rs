@@ -1,0 +1,135 @@
+//! `AuthorizationService/Explain`: the policy simulator.
+//!
+//! ```text
+//! gRPC call ──► identity ──► validate ──► authorize the Explain ──► explain ──► response
+//! ```
+//!
+//! The Explain itself is decided like a call, for the real caller on the
+//! explained call's instance (`ecsgateway:Explain`, and
+//! `ecsgateway:SimulatePrincipal` for another identity); its decision is
+//! logged and counted as every decision is. Then the explained call is
+//! decided with every action and layer evaluated, and nothing is forwarded.
+
+use tonic::{Request, Response, Status};
+use tracing::field::Empty;
+
+use super::{Gateway, caller, trace_id};
+use crate::error::Error;
+use crate::identity::Caller;
+use crate::pb;
+use crate::pb::authorization_service_server::AuthorizationService;
+use crate::policy::{self, DenyKind, Layer, LayerResult, log::After};
+use crate::validate;
+
+#[tonic::async_trait]
+impl AuthorizationService for Gateway {
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let span = tracing::Span::current();
+        // 1. identity
+        let caller = caller(&request)?;
+        let trace_id = trace_id(request.metadata());
+        span.record("trace_id", trace_id.as_str());
+        span.record("enduser.id", tracing::field::display(&caller.identity));
+
+        // 2. validate
+        let explain = {
+            let stage = tracing::info_span!(target: crate::telemetry::trace::STAGE, "validate", otel.status_code = Empty, error.type = Empty);
+            let _entered = stage.enter();
+            validate::explain_request(request.into_inner()).map_err(|rejection| {
+                crate::telemetry::trace::fail(&stage, rejection.code());
+                Error::from(rejection)
+            })?
+        };
+        span.record("ecs.instance_id", explain.request.instance_id.as_str());
+        span.record("cloud.region", explain.request.region_id.as_str());
+
+        // 3. may the caller ask?
+        let now = chrono::Utc::now();
+        let permission = self.authorize(|| {
+            self.authorizer().decide_explain(
+                &caller,
+                &explain.request,
+                explain.identity.as_ref(),
+                now,
+            )
+        });
+        policy::log::record(
+            &permission,
+            &trace_id,
+            &explain.request.client_token.value,
+            After::default(),
+        );
+        if !permission.allowed() {
+            return Err(Error::Denied(Box::new(permission)).into());
+        }
+
+        // 4. explain, as the simulated caller where one is named.
+        let subject = Caller {
+            identity: explain.identity.unwrap_or_else(|| caller.identity.clone()),
+            via: caller.via,
+            mfa: explain.mfa_present.unwrap_or(caller.mfa),
+            secure_transport: explain.secure_transport.unwrap_or(caller.secure_transport),
+            peer: explain
+                .source_ip
+                .map(|ip| std::net::SocketAddr::new(ip, 0))
+                .or(caller.peer),
+        };
+        let (decision, results) =
+            self.authorizer()
+                .explain(&subject, &explain.request, explain.time.unwrap_or(now));
+        policy::log::explained(&caller.identity.to_string(), &decision, &trace_id);
+        Ok(Response::new(response(&decision, &results)))
+    }
+}
+
+fn verdict(denied: Option<DenyKind>) -> pb::Verdict {
+    match denied {
+        None => pb::Verdict::Allow,
+        Some(DenyKind::ExplicitDeny) => pb::Verdict::ExplicitDeny,
+        Some(DenyKind::ImplicitDeny) => pb::Verdict::ImplicitDeny,
+    }
+}
+
+fn layer(layer: Layer) -> pb::PolicyLayer {
+    match layer {
+        Layer::Control => pb::PolicyLayer::Control,
+        Layer::Identity => pb::PolicyLayer::Identity,
+    }
+}
+
+/// The wire form of an explanation.
+pub fn response(decision: &policy::Decision, results: &[LayerResult]) -> pb::ExplainResponse {
+    let result = |r: &LayerResult| pb::ActionResult {
+        action: r.action.to_owned(),
+        layer: layer(r.layer).into(),
+        verdict: verdict(r.denied).into(),
+        policies: r.policies.clone(),
+        errors: r.errors.clone(),
+    };
+    let (overall, denied) = match &decision.outcome {
+        policy::Outcome::Allow { .. } => (pb::Verdict::Allow, None),
+        policy::Outcome::Deny(d) => (
+            verdict(Some(d.kind)),
+            Some(result(&LayerResult {
+                action: d.action,
+                layer: d.layer,
+                denied: Some(d.kind),
+                policies: d.policies.clone(),
+                errors: d.errors.clone(),
+            })),
+        ),
+    };
+    pb::ExplainResponse {
+        verdict: overall.into(),
+        identity: decision.identity.clone(),
+        principal: decision.principal.clone(),
+        resource: decision.resource.clone(),
+        associate_public_ip_address: decision.allocates_public_ip,
+        policy_version: decision.policy_version.clone(),
+        denied,
+        results: results.iter().map(result).collect(),
+    }
+}
