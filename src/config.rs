@@ -91,6 +91,16 @@ impl Config {
                 self.identity.trust_forwarded_client_cert.to_string(),
             ),
         ];
+        match &self.policy.instance_lookup {
+            None => out.push(("policy.instance_lookup", "off".to_owned())),
+            Some(lookup) => {
+                out.push(("policy.instance_lookup.ttl", d(lookup.ttl)));
+                out.push((
+                    "policy.instance_lookup.max_instances",
+                    lookup.max_instances.to_string(),
+                ));
+            }
+        }
         out.push(match &self.credentials {
             None => ("credentials", "none".to_owned()),
             Some(credentials::Config::Static(_)) => ("credentials", "environment".to_owned()),
@@ -185,6 +195,9 @@ pub struct PolicySettings {
     pub dependent_actions: Vec<DependentRule>,
     /// Candidate policies decided beside those in force (shadow mode).
     pub shadow_dir: Option<PathBuf>,
+    /// Instances' attributes from ECS (`DescribeInstances`); `None`: from
+    /// `entities.json` only.
+    pub instance_lookup: Option<crate::lookup::Config>,
 }
 
 /// Default policy directory.
@@ -302,6 +315,16 @@ struct FilePolicy {
     shadow_dir: Option<String>,
     #[serde(default)]
     dependent_actions: Vec<DependentRule>,
+    #[serde(default)]
+    instance_lookup: FileLookup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLookup {
+    enabled: Option<bool>,
+    ttl: Option<String>,
+    max_instances: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -678,6 +701,33 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         ));
     }
 
+    let lookup_defaults = crate::lookup::Config::default();
+    let lookup_on = match var(
+        "policy.instance_lookup.enabled",
+        file.policy.instance_lookup.enabled.map(|b| b.to_string()),
+        "ECS_GATEWAY_INSTANCE_LOOKUP",
+    ) {
+        Some((setting, value)) => boolean(&setting, &value)?,
+        None => false,
+    };
+    let instance_lookup = crate::lookup::Config {
+        ttl: dur(
+            "policy.instance_lookup.ttl",
+            file.policy.instance_lookup.ttl,
+            "ECS_GATEWAY_INSTANCE_LOOKUP_TTL",
+            lookup_defaults.ttl,
+        )?,
+        max_instances: count(
+            "policy.instance_lookup.max_instances",
+            file.policy
+                .instance_lookup
+                .max_instances
+                .map(|n| n.to_string()),
+            "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_INSTANCES",
+            usize::try_from(lookup_defaults.max_instances).unwrap_or(usize::MAX),
+        )? as u64,
+    };
+
     Ok(Config {
         listen,
         admin_listen,
@@ -707,6 +757,7 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
                 ),
             ])
             .map(|(_, d)| PathBuf::from(d)),
+            instance_lookup: lookup_on.then_some(instance_lookup),
         },
     })
 }

@@ -29,6 +29,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod lookup;
 pub mod overload;
 pub mod policy;
 pub mod server;

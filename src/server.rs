@@ -27,7 +27,7 @@ use crate::pb::instance_network_service_server::{
 };
 use crate::policy::{self, log::After};
 use crate::telemetry::{self, Metrics};
-use crate::{upstream, validate};
+use crate::{lookup, upstream, validate};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -41,6 +41,8 @@ pub struct Gateway {
     authorizer: Arc<policy::Authorizer>,
     /// Candidate policies decided beside those in force, never enforced.
     shadow: Option<Arc<policy::Authorizer>>,
+    /// Instances' attributes from ECS; `None`: from entities.json.
+    lookup: Option<Arc<lookup::Lookup>>,
     metrics: Arc<Metrics>,
     /// Set when the shutdown grace period is over: calls still waiting for
     /// ECS are answered UNAVAILABLE (their ClientToken makes a retry safe).
@@ -62,6 +64,7 @@ impl Gateway {
             upstream: Arc::new(upstream),
             authorizer,
             shadow: None,
+            lookup: None,
             metrics,
             cutoff: Arc::new(tokio::sync::watch::channel(false).0),
             request_timeout: crate::config::ServerSettings::default().request_timeout,
@@ -81,6 +84,20 @@ impl Gateway {
         self
     }
 
+    /// The same gateway, reading instances' attributes from ECS
+    /// (`DescribeInstances`) when `config` is set.
+    pub fn with_lookup(mut self, config: Option<&lookup::Config>) -> Self {
+        self.lookup = config.map(|config| {
+            Arc::new(lookup::Lookup::new(
+                config,
+                self.upstream.clone(),
+                self.authorizer.account_id().to_owned(),
+                self.metrics.clone(),
+            ))
+        });
+        self
+    }
+
     /// The shadow authorizer, for reloads.
     pub fn shadow(&self) -> Option<&Arc<policy::Authorizer>> {
         self.shadow.as_ref()
@@ -94,6 +111,30 @@ impl Gateway {
     /// The authorizer, for reloads.
     pub fn authorizer(&self) -> &Arc<policy::Authorizer> {
         &self.authorizer
+    }
+
+    /// The instance's attributes from ECS, when the lookup is on, within
+    /// `deadline`.
+    async fn look_up(
+        &self,
+        request: &validate::ModifyRequest,
+        deadline: Duration,
+    ) -> Option<Result<Arc<lookup::Answer>, String>> {
+        let lookup = self.lookup.as_ref()?;
+        let stage = tracing::info_span!(
+            target: crate::telemetry::trace::STAGE,
+            "lookup",
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let answer = lookup
+            .get(&request.region_id, &request.instance_id, deadline)
+            .instrument(stage.clone())
+            .await;
+        if answer.is_err() {
+            telemetry::trace::fail(&stage, "InstanceLookupFailed");
+        }
+        Some(answer)
     }
 
     /// Stage 3, in its span: `decide`'s decision, recorded on the span and
@@ -182,7 +223,6 @@ impl InstanceNetworkService for Gateway {
             .map_or_else(std::time::Instant::now, |s| s.0);
         let limit = grpc_timeout(request.metadata())
             .map_or(self.request_timeout, |d| d.min(self.request_timeout));
-        let deadline = limit.saturating_sub(arrived.elapsed());
         let permit = request
             .extensions()
             .get::<crate::overload::Permit>()
@@ -204,12 +244,17 @@ impl InstanceNetworkService for Gateway {
         span.record("ecs.instance_id", request.instance_id.as_str());
         span.record("cloud.region", request.region_id.as_str());
 
-        // 3. authorize
+        // 3. authorize, with the instance's attributes from ECS when the
+        //    lookup is on.
+        let answer = self
+            .look_up(&request, limit.saturating_sub(arrived.elapsed()))
+            .await;
+        let source = lookup::source(answer.as_ref());
         let decision = self.authorize(|| {
             let now = chrono::Utc::now();
-            let decision = self.authorizer.decide(&caller, &request, now);
+            let decision = self.authorizer.decide_with(&caller, &request, now, source);
             if let Some(shadow) = &self.shadow {
-                let candidate = shadow.decide(&caller, &request, now);
+                let candidate = shadow.decide_with(&caller, &request, now, source);
                 let agree = candidate.outcome == decision.outcome;
                 self.metrics.record_shadow(agree);
                 if !agree {
@@ -228,6 +273,8 @@ impl InstanceNetworkService for Gateway {
             return Err(Error::Denied(Box::new(decision)).into());
         }
 
+        // What is left of the call's time (the lookup took some).
+        let deadline = limit.saturating_sub(arrived.elapsed());
         // 4. sign and 5. upstream (their spans are opened by the client).
         // ECS sees a token derived from the caller's identity and its token
         // (see upstream::ecs_client_token); the caller gets its own back.
@@ -599,7 +646,9 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         crate::error::ECS_CODES,
     )?;
     Ok(Parts {
-        gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone()).with_shadow(shadow),
+        gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone())
+            .with_shadow(shadow)
+            .with_lookup(config.policy.instance_lookup.as_ref()),
         identity: Arc::new(config.identity.clone().build()?),
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,

@@ -21,6 +21,7 @@
 //! the endpoint is down.
 
 pub mod breaker;
+pub mod describe;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -111,6 +112,21 @@ pub struct EcsCodes {
 impl std::fmt::Debug for EcsCodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsCodes").finish_non_exhaustive()
+    }
+}
+
+/// Reads an answer: ECS's HTTP status and body into the action's result.
+pub type Parse<'a, T> = dyn Fn(u16, &[u8]) -> Result<T, Error> + Sync + 'a;
+
+/// A successful answer of any action: it carries ECS's RequestId.
+pub trait Answer {
+    /// ECS's RequestId.
+    fn request_id(&self) -> &str;
+}
+
+impl Answer for Reply {
+    fn request_id(&self) -> &str {
+        &self.request_id
     }
 }
 
@@ -308,7 +324,16 @@ impl Client {
         let timeout = budget(deadline).min(self.config.timeout);
         let endpoint = self.endpoint(&request.region_id);
         let started = std::time::Instant::now();
-        let result = self.attempts(request, &endpoint, timeout).await;
+        let params = parameters(request);
+        let result = self
+            .attempts(
+                &request.region_id,
+                &params,
+                &endpoint,
+                timeout,
+                &parse_response,
+            )
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             // Only catalogued codes become label values: a label per unknown
@@ -328,19 +353,21 @@ impl Client {
     /// span, signed anew with one snapshot of the credentials (so that a
     /// rotation between attempts cannot change the AccessKey a ClientToken
     /// is bound to).
-    async fn attempts(
+    async fn attempts<T: Answer>(
         &self,
-        request: &ModifyRequest,
+        region: &str,
+        params: &[(&'static str, Cow<'_, str>)],
         endpoint: &str,
         timeout: Duration,
-    ) -> Result<Reply, Error> {
+        parse: &Parse<'_, T>,
+    ) -> Result<T, Error> {
         use tower::retry::budget::Budget as _;
         // An attempt with less time than this cannot succeed; it would only
         // count against the endpoint.
         const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
         let credentials = self.credentials.current();
-        let url = self.url(&request.region_id, endpoint);
+        let url = self.url(region, endpoint);
         self.budget.deposit();
         let mut attempt = 0u32;
         loop {
@@ -374,17 +401,18 @@ impl Client {
             );
             let result = self
                 .call(
-                    request,
+                    params,
                     &credentials,
                     endpoint,
                     url.as_ref(),
                     attempt_timeout,
+                    parse,
                 )
                 .instrument(span.clone())
                 .await;
             let error = match result {
                 Ok(reply) => {
-                    span.record("ecs.request_id", reply.request_id.as_str());
+                    span.record("ecs.request_id", reply.request_id());
                     self.breakers.record(endpoint, admission, true);
                     return Ok(reply);
                 }
@@ -429,14 +457,15 @@ impl Client {
     }
 
     /// One attempt, inside the upstream span.
-    async fn call(
+    async fn call<T>(
         &self,
-        request: &ModifyRequest,
+        params: &[(&'static str, Cow<'_, str>)],
         credentials: &Credentials,
         endpoint: &str,
         url: Option<&reqwest::Url>,
         timeout: Duration,
-    ) -> Result<Reply, Error> {
+        parse: &Parse<'_, T>,
+    ) -> Result<T, Error> {
         let body = {
             // The span says that signing happened and with what, never the
             // secret or the signature.
@@ -447,8 +476,8 @@ impl Client {
                 signature.version = sign::SIGNATURE_VERSION
             )
             .entered();
-            signed_body(
-                request,
+            sign_parameters(
+                params.to_vec(),
                 credentials,
                 &uuid::Uuid::new_v4().to_string(),
                 chrono::Utc::now(),
@@ -484,7 +513,7 @@ impl Client {
                 endpoint: endpoint.to_owned(),
                 source,
             }),
-            Ok(Ok((status, body))) => parse_response(status, &body),
+            Ok(Ok((status, body))) => parse(status, &body),
         }
     }
 }
@@ -584,7 +613,17 @@ pub fn signed_body(
     nonce: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    let mut params = parameters(request);
+    sign_parameters(parameters(request), credentials, nonce, now)
+}
+
+/// The signed form body of any action's parameters: them, the common
+/// parameters and `Signature`.
+pub fn sign_parameters<'a>(
+    mut params: Vec<(&'static str, Cow<'a, str>)>,
+    credentials: &'a Credentials,
+    nonce: &'a str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let timestamp = now.format(sign::TIMESTAMP_FORMAT).to_string();
     params.extend([
         ("Format", Cow::Borrowed("JSON")),
@@ -617,17 +656,32 @@ struct Success {
 /// [`Error::Ecs`] for ECS's error bodies, [`Error::InvalidResponse`] for
 /// anything else.
 pub fn parse_response(http_status: u16, body: &[u8]) -> Result<Reply, Error> {
+    let ok: Success = parse_answer(http_status, body, "JSON with RequestId")?;
+    Ok(Reply {
+        request_id: ok.request_id,
+        order_id: ok.order_id.filter(|o| !o.is_empty()),
+    })
+}
+
+/// Reads any action's answer: a 2xx body as `T` (described by `expected`
+/// in errors), or ECS's error body.
+///
+/// # Errors
+///
+/// [`Error::Ecs`] for ECS's error bodies, [`Error::InvalidResponse`] for
+/// anything else.
+pub fn parse_answer<T: serde::de::DeserializeOwned>(
+    http_status: u16,
+    body: &[u8],
+    expected: &str,
+) -> Result<T, Error> {
     let invalid = |detail: String| Error::InvalidResponse {
         http_status,
         detail,
     };
     if (200..300).contains(&http_status) {
-        let ok: Success = serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("expected JSON with RequestId: {e}")))?;
-        return Ok(Reply {
-            request_id: ok.request_id,
-            order_id: ok.order_id.filter(|o| !o.is_empty()),
-        });
+        return serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("expected {expected}: {e}")));
     }
     match serde_json::from_slice::<EcsError>(body) {
         Ok(mut error) if !error.code.is_empty() => {

@@ -400,6 +400,8 @@ audience = "ecs-gateway"
 jwks_url = "https://idp.example.com/jwks.json"
 [policy]
 account_id = "1234567890123456"
+[policy.instance_lookup]
+enabled = true
 "#,
     )
     .unwrap();

@@ -240,7 +240,13 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
     let decision = match (case.explain, &simulated) {
         (false, None) => authorizer.decide(&caller, &request, now),
         (false, Some(_)) => return Err("simulate_* needs explain = true".into()),
-        (true, simulated) => authorizer.decide_explain(&caller, &request, simulated.as_ref(), now),
+        (true, simulated) => authorizer.decide_explain(
+            &caller,
+            &request,
+            simulated.as_ref(),
+            now,
+            super::Source::Entities,
+        ),
     };
     let sorted = |mut v: Vec<String>| {
         v.sort();

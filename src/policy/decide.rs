@@ -129,7 +129,7 @@ pub struct Authorizer {
 #[derive(Default)]
 struct EntityCache {
     version: String,
-    map: HashMap<(CallerId, EntityUid, String), Arc<Entities>>,
+    map: HashMap<(CallerId, EntityUid, String, u64), Arc<Entities>>,
 }
 
 /// Entity sets kept before the cache is emptied.
@@ -143,6 +143,24 @@ pub enum Evaluation {
     /// Every policy of each layer: the reference the index is tested
     /// against.
     Full,
+}
+
+/// Where the resource's attributes come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// `entities.json`: the instance lookup is off.
+    Entities,
+    /// ECS's answer (`DescribeInstances`): the instance, or `None` when the
+    /// region holds no such instance (unknown to the policies).
+    /// `generation` tells answers apart.
+    Described {
+        /// The instance.
+        instance: Option<&'a Instance>,
+        /// The answer's number.
+        generation: u64,
+    },
+    /// The lookup failed: the decision denies, saying why.
+    Failed(&'a str),
 }
 
 /// What is asked of the policies.
@@ -412,7 +430,18 @@ impl Authorizer {
 
     /// Decides a ModifyInstanceNetworkSpec call.
     pub fn decide(&self, caller: &Caller, request: &ModifyRequest, now: DateTime<Utc>) -> Decision {
-        self.run(caller, request, now, Question::Decide).0
+        self.decide_with(caller, request, now, Source::Entities)
+    }
+
+    /// Decides a call with the instance's attributes from `source`.
+    pub fn decide_with(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+        source: Source<'_>,
+    ) -> Decision {
+        self.run(caller, request, now, source, Question::Decide).0
     }
 
     /// The decision, with the result of every action (the call's and its
@@ -423,8 +452,9 @@ impl Authorizer {
         caller: &Caller,
         request: &ModifyRequest,
         now: DateTime<Utc>,
+        source: Source<'_>,
     ) -> (Decision, Vec<LayerResult>) {
-        self.run(caller, request, now, Question::Explain)
+        self.run(caller, request, now, source, Question::Explain)
     }
 
     /// May `caller` ask how `request` would be decided
@@ -437,10 +467,17 @@ impl Authorizer {
         request: &ModifyRequest,
         simulated: Option<&CallerId>,
         now: DateTime<Utc>,
+        source: Source<'_>,
     ) -> Decision {
         let simulated = simulated.filter(|s| **s != caller.identity);
-        self.run(caller, request, now, Question::MayExplain { simulated })
-            .0
+        self.run(
+            caller,
+            request,
+            now,
+            source,
+            Question::MayExplain { simulated },
+        )
+        .0
     }
 
     fn run(
@@ -448,14 +485,37 @@ impl Authorizer {
         caller: &Caller,
         request: &ModifyRequest,
         now: DateTime<Utc>,
+        source: Source<'_>,
         question: Question<'_>,
     ) -> (Decision, Vec<LayerResult>) {
         let mut results = Vec::new();
         let data = self.store.current();
-        let instance = data
-            .instances
-            .get(&request.instance_id)
-            .filter(|i| i.region == request.region_id && i.account == self.account_id);
+        let listed = data.instances.get(&request.instance_id);
+        let placed = |i: &&Instance| i.region == request.region_id && i.account == self.account_id;
+        // The instance, and one entities.json gives another region or
+        // account (see below).
+        let (instance, misplaced, generation, failed) = match source {
+            Source::Entities => (
+                listed.filter(placed),
+                listed.filter(|i| !placed(i)),
+                0,
+                None,
+            ),
+            Source::Described {
+                instance,
+                generation,
+            } => (
+                instance,
+                None,
+                if instance.is_some() {
+                    generation
+                } else {
+                    u64::MAX
+                },
+                None,
+            ),
+            Source::Failed(reason) => (None, None, 0, Some(reason)),
+        };
         let associate = allocates_public_ip(request, instance);
         let (actions, simulated) = match question {
             Question::Decide | Question::Explain => (
@@ -477,11 +537,20 @@ impl Authorizer {
         // another region. Instance IDs are unique across regions: deny.
         // Likewise an instance entities.json gives to another account: rules
         // on this account's ARNs would miss it.
-        let misplaced = data
-            .instances
-            .get(&request.instance_id)
-            .filter(|i| i.region != request.region_id || i.account != self.account_id);
         let outcome = match (principal, misplaced) {
+            // The instance's attributes are unknown: rules on them cannot
+            // be decided.
+            _ if failed.is_some() => Outcome::Deny(Denial {
+                action: actions[0],
+                layer: Layer::Control,
+                kind: DenyKind::ImplicitDeny,
+                policies: Vec::new(),
+                errors: vec![format!(
+                    "the attributes of instance {} could not be read from ECS (DescribeInstances): {}",
+                    request.instance_id,
+                    failed.unwrap_or_default()
+                )],
+            }),
             (_, Some(known)) => Outcome::Deny(Denial {
                 action: actions[0],
                 layer: Layer::Control,
@@ -512,7 +581,7 @@ impl Authorizer {
                 let simulation = simulated.map(|identity| simulation_context(&data, identity));
                 match self.evaluate(
                     &data, caller, principal, request, instance, associate, &actions, now, explain,
-                    simulation,
+                    simulation, generation,
                 ) {
                     Ok((outcome, evaluated)) => {
                         results = evaluated;
@@ -550,14 +619,15 @@ impl Authorizer {
         data: &PolicyData,
         identity: &CallerId,
         principal: &super::store::Principal,
-        instance: Option<&Instance>,
+        (instance, generation): (Option<&Instance>, u64),
         uid: &EntityUid,
         arn: &str,
         region: &str,
     ) -> Result<Arc<Entities>, String> {
         // By identity, not ARN: two identities may map to one ARN with
-        // different groups, and the entity carries the groups.
-        let key = (identity.clone(), uid.clone(), region.to_owned());
+        // different groups, and the entity carries the groups. By the
+        // answer's generation too: looked-up attributes change.
+        let key = (identity.clone(), uid.clone(), region.to_owned(), generation);
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != data.version {
             cache.version.clone_from(&data.version);
@@ -623,6 +693,7 @@ impl Authorizer {
         now: DateTime<Utc>,
         explain: bool,
         simulation: Option<[(String, RestrictedExpression); 2]>,
+        generation: u64,
     ) -> Result<(Outcome, Vec<LayerResult>), String> {
         let (arn, region) = match instance {
             Some(instance) => (instance.arn.clone(), instance.region.as_str()),
@@ -639,7 +710,7 @@ impl Authorizer {
             data,
             &caller.identity,
             principal,
-            instance,
+            (instance, generation),
             &resource_uid,
             &arn,
             region,

@@ -25,7 +25,7 @@ pub mod store;
 
 use std::path::PathBuf;
 
-pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome};
+pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome, Source};
 pub use store::{Layer, Store};
 
 /// When an operator-added dependent action applies.

@@ -510,6 +510,7 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
     // covered as RAM would cover it; other patterns are resolved against the
     // catalogue as it is now.
     let mut scope: Option<String> = None;
+    let mut conditions = Vec::new();
     let actions: Vec<&'static str> = match (fields.get("Action"), fields.get("NotAction")) {
         (Some(patterns), None) => {
             let patterns = strings(patterns, "Action")?;
@@ -539,6 +540,32 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
         (None, Some(patterns)) => {
             let patterns = strings(patterns, "NotAction")?;
             check_action_patterns(&patterns, "NotAction")?;
+            // Every action but those the patterns name, as a condition on
+            // any action: an action added to the catalogue later that the
+            // patterns do not name is covered, as RAM would cover it (a
+            // list of today's other actions would leave it out, and a Deny
+            // would fail open for it). Patterns naming a group exclude the
+            // group, future members included.
+            let groups: Vec<&'static str> = catalogue::ACTIONS
+                .iter()
+                .flat_map(|a| a.wildcards.iter().copied())
+                .collect();
+            let mut excluded: Vec<&str> = patterns
+                .iter()
+                .filter_map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
+                .chain(
+                    catalogue::ACTIONS
+                        .iter()
+                        .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
+                        .map(|a| a.name),
+                )
+                .collect();
+            excluded.sort_unstable();
+            excluded.dedup();
+            scope = Some("action".to_owned());
+            if !excluded.is_empty() {
+                conditions.push(format!("!({})", action_in(&excluded)));
+            }
             catalogue::ACTIONS
                 .iter()
                 .filter(|a| !patterns.iter().any(|p| action_matches(p, a.name)))
@@ -547,7 +574,6 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
         }
         _ => return Err("exactly one of Action and NotAction is required".into()),
     };
-    let mut conditions = Vec::new();
     match (fields.get("Resource"), fields.get("NotResource")) {
         (Some(patterns), None) => {
             let parts: Option<Vec<String>> = strings(patterns, "Resource")?

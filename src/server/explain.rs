@@ -46,7 +46,10 @@ impl AuthorizationService for Gateway {
         span.record("ecs.instance_id", explain.request.instance_id.as_str());
         span.record("cloud.region", explain.request.region_id.as_str());
 
-        // 3. may the caller ask?
+        // 3. may the caller ask? (With the instance's attributes from ECS
+        //    when the lookup is on.)
+        let answer = self.look_up(&explain.request, self.request_timeout).await;
+        let source = crate::lookup::source(answer.as_ref());
         let now = chrono::Utc::now();
         let permission = self.authorize(|| {
             self.authorizer().decide_explain(
@@ -54,6 +57,7 @@ impl AuthorizationService for Gateway {
                 &explain.request,
                 explain.identity.as_ref(),
                 now,
+                source,
             )
         });
         policy::log::record(
@@ -77,9 +81,12 @@ impl AuthorizationService for Gateway {
                 .map(|ip| std::net::SocketAddr::new(ip, 0))
                 .or(caller.peer),
         };
-        let (decision, results) =
-            self.authorizer()
-                .explain(&subject, &explain.request, explain.time.unwrap_or(now));
+        let (decision, results) = self.authorizer().explain(
+            &subject,
+            &explain.request,
+            explain.time.unwrap_or(now),
+            source,
+        );
         policy::log::explained(&caller.identity.to_string(), &decision, &trace_id);
         Ok(Response::new(response(&decision, &results)))
     }

@@ -25,7 +25,7 @@ const REQUIRED: &[&str] = &[
     "Version",
 ];
 
-fn missing(name: &str) -> Failure {
+pub(super) fn missing(name: &str) -> Failure {
     Failure::new("MissingParameter").message(format!(
         "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
     ))

@@ -1,7 +1,9 @@
 //! A faithful stand-in for the ECS OpenAPI endpoint, for tests and the demo
 //! (the real cloud is out of reach from development machines and CI).
 //!
-//! It answers `ModifyInstanceNetworkSpec` the way ECS does: it verifies RPC
+//! It answers `ModifyInstanceNetworkSpec` the way ECS does, and
+//! `DescribeInstances` for the instances it holds (`describe.rs`, what the
+//! gateway's instance lookup reads): it verifies RPC
 //! signature V1 for GET and POST (`auth.rs`), keeps per-instance state and
 //! applies the reference's rules with its error codes (`rules.rs`), honours
 //! ClientToken idempotency, throttles above a configured rate, and can inject
@@ -10,6 +12,7 @@
 //! `Message`, `Recommend`.
 
 mod auth;
+mod describe;
 mod rules;
 
 use std::collections::{HashMap, VecDeque};
@@ -107,6 +110,8 @@ pub struct Instance {
     pub downgrades: u32,
     /// A temporary upgrade.
     pub temporary_upgrade: Option<TemporaryUpgrade>,
+    /// Its tags, as DescribeInstances lists them.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Instance {
@@ -130,6 +135,7 @@ impl Instance {
             abnormal_order: None,
             downgrades: 0,
             temporary_upgrade: None,
+            tags: Vec::new(),
         }
     }
 }
@@ -200,6 +206,13 @@ impl Config {
         eip.eip = Some("47.98.1.1".into());
         let mut stopped = Instance::new("i-demo-stopped", DEMO_REGION, ChargeType::PostPaid);
         stopped.status = Status::Stopped;
+        // The tags policies/entities.json gives them.
+        let tags =
+            |env: &str, team: &str| vec![("env".into(), env.into()), ("team".into(), team.into())];
+        prepaid.tags = tags("production", "platform");
+        postpaid.tags = tags("staging", "web");
+        eip.tags = tags("staging", "web");
+        stopped.tags = tags("dev", "web");
         Self {
             access_keys: vec![AccessKey {
                 id: DEMO_ACCESS_KEY_ID.into(),
@@ -327,6 +340,7 @@ struct State {
     next_order: u64,
     next_ip: u32,
     calls: u64,
+    described: u64,
     traceparents: Vec<String>,
     baggage: Vec<String>,
     chaos: Chaos,
@@ -369,6 +383,7 @@ impl Simulator {
             next_order: 212_345_678_900,
             next_ip: 1,
             calls: 0,
+            described: 0,
             traceparents: Vec::new(),
             baggage: Vec::new(),
             chaos: Chaos::default(),
@@ -470,6 +485,11 @@ impl Simulator {
     /// Calls received, valid or not.
     pub fn calls(&self) -> u64 {
         self.state().calls
+    }
+
+    /// DescribeInstances calls answered (authenticated ones).
+    pub fn describe_calls(&self) -> u64 {
+        self.state().described
     }
 
     /// The HTTP routes: ECS's RPC endpoint is `/`, GET or POST.
@@ -611,6 +631,12 @@ async fn handle(
         "ecs.{}.aliyuncs.com",
         params.get("RegionId").map_or("", String::as_str)
     );
+    if params.get("Action").map(String::as_str) == Some(crate::upstream::describe::ACTION) {
+        return match describe::answer(&sim, &params) {
+            Ok(body) => json(200, &body),
+            Err(failure) => error_response(&failure, &host),
+        };
+    }
     let answer = rules::call(&sim, &params, Utc::now());
     if chaos.drop_after > 0.0 && fastrand::f64() < chaos.drop_after {
         return dropped();

@@ -47,11 +47,12 @@ pub struct DecisionLabels {
     pub layer: String,
 }
 
-/// Labels of shadow decisions.
+/// Labels of counters by result alone: shadow decisions (`agree`,
+/// `disagree`: whether the candidate policies decided as the policies in
+/// force) and instance lookups (`hit`, `miss`, `error`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShadowLabels {
-    /// `agree` or `disagree`: whether the candidate policies decided as the
-    /// policies in force.
+pub struct ResultLabels {
+    /// The result.
     pub result: String,
 }
 
@@ -74,7 +75,9 @@ pub struct Metrics {
     /// Authorization decisions.
     pub decisions: Family<DecisionLabels, Counter>,
     /// Decisions of the shadow (candidate) policies against those in force.
-    pub shadow_decisions: Family<ShadowLabels, Counter>,
+    pub shadow_decisions: Family<ResultLabels, Counter>,
+    /// Instance lookups (DescribeInstances) by result.
+    pub instance_lookups: Family<ResultLabels, Counter>,
     /// Upstream call latency by outcome, seconds.
     pub upstream_duration: Family<UpstreamLabels, Histogram>,
     /// Upstream retries.
@@ -102,7 +105,8 @@ impl Default for Metrics {
         );
         let in_flight = Gauge::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
-        let shadow_decisions = Family::<ShadowLabels, Counter>::default();
+        let shadow_decisions = Family::<ResultLabels, Counter>::default();
+        let instance_lookups = Family::<ResultLabels, Counter>::default();
         let upstream_duration = Family::<UpstreamLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -133,6 +137,11 @@ impl Default for Metrics {
             shadow_decisions.clone(),
         );
         registry.register(
+            "instance_lookups",
+            "Instance attribute lookups: hit (cached), miss (asked ECS with DescribeInstances) or error (the decision denied)",
+            instance_lookups.clone(),
+        );
+        registry.register(
             "upstream_duration_seconds",
             "ECS call latency by outcome (ok or the error)",
             upstream_duration.clone(),
@@ -149,6 +158,7 @@ impl Default for Metrics {
             in_flight,
             decisions,
             shadow_decisions,
+            instance_lookups,
             upstream_duration,
             upstream_retries,
             ready: AtomicBool::new(false),
@@ -246,8 +256,17 @@ impl Metrics {
     /// Counts a shadow decision.
     pub fn record_shadow(&self, agree: bool) {
         self.shadow_decisions
-            .get_or_create(&ShadowLabels {
+            .get_or_create(&ResultLabels {
                 result: if agree { "agree" } else { "disagree" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an instance lookup: `hit`, `miss` or `error`.
+    pub fn record_lookup(&self, result: &'static str) {
+        self.instance_lookups
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -1,0 +1,286 @@
+//! Instances' real attributes from ECS (`policy.instance_lookup`): a signed
+//! `DescribeInstances` through the upstream client, kept for a TTL, misses
+//! coalesced, failures denied and never kept. The simulator answers
+//! `DescribeInstances` from the instances it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecs_gateway::pb;
+use ecs_gateway::pb::authorization_service_client::AuthorizationServiceClient;
+use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
+use ecs_gateway::simulator::{self, ChargeType, Fault, Instance, Simulator};
+use tonic::transport::Channel;
+
+mod support;
+
+struct World {
+    sim: Simulator,
+    calls: InstanceNetworkServiceClient<Channel>,
+    explain: AuthorizationServiceClient<Channel>,
+    metrics: Arc<ecs_gateway::telemetry::Metrics>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The demo world plus instances entities.json does not list: a production
+/// and a dev pay-as-you-go instance, and a subscription instance that
+/// already has a public IP.
+async fn world(ttl: Duration) -> World {
+    world_signing_with(ttl, support::demo_credentials()).await
+}
+
+async fn world_signing_with(
+    ttl: Duration,
+    credentials: ecs_gateway::credentials::Credentials,
+) -> World {
+    let mut config = simulator::Config::demo();
+    for (id, env, charge, ip) in [
+        (
+            "i-new-prod",
+            "production",
+            ChargeType::PostPaid,
+            Some("47.1.1.1"),
+        ),
+        ("i-new-dev", "dev", ChargeType::PostPaid, Some("47.1.1.2")),
+        ("i-new-sub", "dev", ChargeType::PrePaid, Some("47.1.1.3")),
+        ("i-new-bare", "dev", ChargeType::PrePaid, None),
+    ] {
+        let mut instance = Instance::new(id, support::DEMO_REGION, charge);
+        instance.tags = vec![("env".into(), env.into())];
+        instance.public_ip = ip.map(str::to_owned);
+        instance.bandwidth_out = u32::from(ip.is_some());
+        config.instances.push(instance);
+    }
+    let sim = Simulator::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(listener, std::future::pending()));
+    let mut parts = support::parts(&sim_url, credentials, |u| {
+        u.max_attempts = 1;
+    });
+    parts.gateway = parts
+        .gateway
+        .with_lookup(Some(&ecs_gateway::lookup::Config {
+            ttl,
+            max_instances: 100,
+        }));
+    let metrics = parts.metrics.clone();
+    let (addr, stop) = support::spawn_gateway(parts).await;
+    let channel = support::channel(addr).await;
+    World {
+        sim,
+        calls: InstanceNetworkServiceClient::new(channel.clone()),
+        explain: AuthorizationServiceClient::new(channel),
+        metrics,
+        _stop: stop,
+    }
+}
+
+impl World {
+    async fn call(
+        &self,
+        identity: &str,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        let mut request = tonic::Request::new(request);
+        support::with_identity(&mut request, identity);
+        self.calls
+            .clone()
+            .modify_instance_network_spec(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn explain(
+        &self,
+        identity: &str,
+        call: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> pb::ExplainResponse {
+        let mut request = tonic::Request::new(pb::ExplainRequest {
+            request: Some(call),
+            ..Default::default()
+        });
+        support::with_identity(&mut request, identity);
+        self.explain
+            .clone()
+            .explain(request)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    fn lookups(&self, result: &str) -> u64 {
+        let text = self.metrics.encode();
+        let needle = format!("ecs_gateway_instance_lookups_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+}
+
+fn billing_change(instance: &str) -> pb::ModifyInstanceNetworkSpecRequest {
+    pb::ModifyInstanceNetworkSpecRequest {
+        network_charge_type: pb::NetworkChargeType::PayByBandwidth as i32,
+        ..support::request(instance)
+    }
+}
+
+fn bandwidth(instance: &str, out: i32) -> pb::ModifyInstanceNetworkSpecRequest {
+    pb::ModifyInstanceNetworkSpecRequest {
+        internet_max_bandwidth_out: Some(out),
+        ..support::request(instance)
+    }
+}
+
+#[tokio::test]
+async fn tag_and_billing_rules_apply_to_every_instance_ecs_describes() {
+    let world = world(Duration::from_secs(60)).await;
+    // Not in entities.json: with the lookup off the billing guardrail denies
+    // it as unknown; ECS says it is a dev instance, so it passes.
+    world
+        .call(support::NETOPS, billing_change("i-new-dev"))
+        .await
+        .expect("a dev instance's billing may change");
+    // ECS says production: the guardrail denies by the tag.
+    let denied = world
+        .call(support::NETOPS, billing_change("i-new-prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let explained = world
+        .explain(support::NETOPS, billing_change("i-new-prod"))
+        .await;
+    assert_eq!(
+        explained.denied.unwrap().policies,
+        ["control.no-billing-change-on-production"]
+    );
+    // A subscription instance ECS says has a public IP: raising its
+    // bandwidth allocates none, so ecs:AssociatePublicIpAddress is false and
+    // the app team's bandwidth permit applies; one without a public IP
+    // would get one from ECS, which app teams may not do.
+    let with_ip = world
+        .explain(support::WEBAPP, bandwidth("i-new-sub", 5))
+        .await;
+    assert!(!with_ip.associate_public_ip_address);
+    assert_eq!(with_ip.verdict(), pb::Verdict::Allow, "{with_ip:?}");
+    let bare = world
+        .explain(support::WEBAPP, bandwidth("i-new-bare", 5))
+        .await;
+    assert!(bare.associate_public_ip_address);
+    assert_eq!(
+        bare.denied.unwrap().policies,
+        ["control.no-public-ip-for-app-teams"]
+    );
+    // An instance ECS does not know is unknown to the policies.
+    let missing = world
+        .explain(support::NETOPS, billing_change("i-nowhere"))
+        .await;
+    assert_eq!(
+        missing.denied.unwrap().policies,
+        ["control.no-billing-change-on-production"]
+    );
+}
+
+#[tokio::test]
+async fn answers_are_kept_for_the_ttl_then_asked_again() {
+    let world = world(Duration::from_millis(400)).await;
+    world
+        .explain(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await;
+    assert_eq!((world.sim.describe_calls(), world.lookups("miss")), (1, 1));
+    world
+        .explain(support::NETOPS, bandwidth("i-new-dev", 6))
+        .await;
+    assert_eq!(
+        (world.sim.describe_calls(), world.lookups("hit")),
+        (1, 1),
+        "a hit asks ECS nothing"
+    );
+    // Another instance is another entry.
+    world
+        .explain(support::NETOPS, bandwidth("i-new-sub", 5))
+        .await;
+    assert_eq!(world.sim.describe_calls(), 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    world
+        .explain(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await;
+    assert_eq!(
+        (world.sim.describe_calls(), world.lookups("miss")),
+        (3, 3),
+        "expired: asked again"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_share_one_describe_call() {
+    let world = world(Duration::from_secs(60)).await;
+    // The first call ECS gets is slow, so every other decision arrives
+    // while it is in flight.
+    world.sim.inject(Fault::Latency(Duration::from_millis(400)));
+    let asks = (0..8).map(|i| world.explain(support::NETOPS, bandwidth("i-new-dev", 5 + i)));
+    let answers = futures_util::future::join_all(asks).await;
+    assert!(answers.iter().all(|a| a.verdict() == pb::Verdict::Allow));
+    assert_eq!(
+        world.sim.describe_calls(),
+        1,
+        "one DescribeInstances for 8 misses"
+    );
+    assert_eq!(world.lookups("error"), 0);
+}
+
+#[tokio::test]
+async fn a_failed_lookup_denies_and_is_not_kept() {
+    let world = world(Duration::from_secs(60)).await;
+    // The gateway's RAM identity may not call DescribeInstances.
+    world.sim.inject(Fault::Error {
+        code: "Forbidden.RAM".into(),
+        http_status: 403,
+    });
+    let denied = world
+        .call(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(support::reason(&denied), "AccessDenied");
+    assert!(
+        denied.message().contains(
+            "could not be read from ECS (DescribeInstances): ECS answered HTTP 403 Forbidden.RAM"
+        ),
+        "the denial says the lookup failed: {denied:?}"
+    );
+    assert_eq!(world.lookups("error"), 1);
+    // Nothing was forwarded; the next call asks ECS again and goes through.
+    assert_eq!(world.sim.instance("i-new-dev").unwrap().bandwidth_out, 1);
+    world
+        .call(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await
+        .expect("the failure was not kept");
+    assert_eq!(world.sim.instance("i-new-dev").unwrap().bandwidth_out, 5);
+    assert_eq!(world.lookups("miss"), 1);
+}
+
+#[tokio::test]
+async fn a_failed_lookup_never_quotes_ecs_message_which_can_hold_the_sts_token() {
+    // A wrong secret: ECS answers SignatureDoesNotMatch, quoting the string
+    // it signed, SecurityToken included.
+    const TOKEN: &str = "sts-token-that-must-never-leave";
+    let credentials = ecs_gateway::credentials::Credentials {
+        access_key_secret: ecs_gateway::credentials::Secret::new("not-the-secret"),
+        security_token: Some(ecs_gateway::credentials::Secret::new(TOKEN)),
+        ..support::demo_credentials()
+    };
+    let world = world_signing_with(Duration::from_secs(60), credentials).await;
+    let denied = world
+        .call(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await
+        .unwrap_err();
+    assert!(
+        denied.message().contains("SignatureDoesNotMatch"),
+        "{denied:?}"
+    );
+    assert!(
+        !format!("{denied:?}").contains(TOKEN) && !format!("{denied:?}").contains("string to sign"),
+        "ECS's message is not passed on: {denied:?}"
+    );
+}
