@@ -269,15 +269,20 @@ async fn explains_every_layer_for_the_caller_or_a_simulated_identity_and_forward
         && l["denied_action"] == "ecsgateway:SimulatePrincipal"));
     let explained: Vec<&serde_json::Value> =
         lines.iter().filter(|l| l["target"] == "explain").collect();
-    assert_eq!(explained.len(), 4, "{}", logs.text());
+    assert_eq!(explained.len(), 6, "{}", logs.text());
     assert!(explained.iter().any(|l| {
         l["asker"] == CAPACITY
             && l["identity"] == support::WEBAPP
+            && l["overrides"] == "source_ip=10.9.8.7 time=2026-05-28T20:26:40+00:00"
             && l["outcome"]
                 .as_str()
                 .unwrap()
                 .starts_with("Allow (control.baseline")
     }));
+    // A refused simulation names whom it tried to simulate.
+    assert!(explained.iter().any(|l| l["asker"] == support::WEBAPP
+        && l["identity"] == support::NETOPS
+        && l["outcome"] == "refused"));
 }
 
 #[tokio::test]

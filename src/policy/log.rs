@@ -97,20 +97,34 @@ pub fn shadow(active: &Decision, candidate: &Decision, trace_id: &str) {
     );
 }
 
-/// Writes the line of an explanation given (target `explain`): who asked,
-/// for whom, and what the policies would decide. Nothing was enforced or
-/// forwarded; the permission to ask has its own line (target `decision`).
-pub fn explained(asker: &str, explained: &Decision, trace_id: &str) {
+/// What an Explain asked, for its `explain` line.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// Who asked (the authenticated caller).
+    pub asker: &'a str,
+    /// The identity the explanation is for (the asker's own, or simulated).
+    pub identity: &'a str,
+    /// The context the caller set instead of its own, as `key=value`s
+    /// (`source_ip`, `time`, `mfa_present`, `secure_transport`), or "".
+    pub overrides: &'a str,
+}
+
+/// Writes the line of an Explain (target `explain`): who asked, for whom,
+/// with which context overrides, and what the policies would decide, or
+/// `refused` when the asker may not ask (its permission's decision line,
+/// target `decision`, says why). Nothing was enforced or forwarded.
+pub fn explained(asked: Asked<'_>, explained: Option<&Decision>, trace_id: &str) {
     tracing::info!(
         target: "explain",
         trace_id,
-        asker,
-        identity = %explained.identity,
-        principal = %explained.principal,
-        resource = %explained.resource,
-        actions = %explained.actions.join(","),
-        outcome = %summary(&explained.outcome),
-        policy_version = %explained.policy_version,
+        asker = asked.asker,
+        identity = asked.identity,
+        overrides = asked.overrides,
+        principal = explained.map_or("", |d| d.principal.as_str()),
+        resource = explained.map_or("", |d| d.resource.as_str()),
+        actions = %explained.map(|d| d.actions.join(",")).unwrap_or_default(),
+        outcome = %explained.map_or_else(|| "refused".to_owned(), |d| summary(&d.outcome)),
+        policy_version = explained.map_or("", |d| d.policy_version.as_str()),
         "decision explained"
     );
 }

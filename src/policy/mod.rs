@@ -88,6 +88,22 @@ pub enum BuildError {
 /// [`BuildError::Dependent`] for the first unknown action.
 pub fn check_dependent_actions(rules: &[DependentRule]) -> Result<(), BuildError> {
     for rule in rules {
+        // Only a forwarded call's action has dependent actions: a rule on
+        // another (say `ecsgateway:Explain`) would be accepted and never
+        // applied.
+        if catalogue::get(&rule.action).is_some()
+            && rule.action != catalogue::MODIFY_INSTANCE_NETWORK_SPEC.name
+        {
+            return Err(BuildError::Dependent {
+                action: rule.action.clone(),
+                requires: rule.requires.clone(),
+                problem: format!(
+                    "{} is not an action the gateway forwards (only {} is)",
+                    rule.action,
+                    catalogue::MODIFY_INSTANCE_NETWORK_SPEC.name
+                ),
+            });
+        }
         for name in [&rule.action, &rule.requires] {
             if catalogue::get(name).is_none() {
                 return Err(BuildError::Dependent {

@@ -96,3 +96,46 @@ fn context_matches_the_schema_for_every_action() {
         }
     }
 }
+
+#[test]
+fn dependent_actions_apply_to_the_forwarded_action_only() {
+    let rule = |action: &str, requires: &str| super::DependentRule {
+        action: action.into(),
+        requires: requires.into(),
+        when: super::When::Always,
+    };
+    assert!(
+        super::check_dependent_actions(&[rule(
+            "ecs:ModifyInstanceNetworkSpec",
+            "ecs:AllocatePublicIpAddress"
+        )])
+        .is_ok()
+    );
+    for (action, requires, problem) in [
+        (
+            "ecsgateway:Explain",
+            "ecs:AllocatePublicIpAddress",
+            "not an action the gateway forwards",
+        ),
+        (
+            "ecs:AllocatePublicIpAddress",
+            "ecs:ModifyInstanceNetworkSpec",
+            "not an action the gateway forwards",
+        ),
+        (
+            "ecs:ModifyInstanceNetworkSpec",
+            "ecs:Nope",
+            "not in the action catalogue",
+        ),
+        (
+            "ecs:Nope",
+            "ecs:AllocatePublicIpAddress",
+            "not in the action catalogue",
+        ),
+    ] {
+        let error = super::check_dependent_actions(&[rule(action, requires)])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(problem), "{action} → {requires}: {error}");
+    }
+}

@@ -66,7 +66,20 @@ impl AuthorizationService for Gateway {
             &explain.request.client_token.value,
             After::default(),
         );
+        let asker = caller.identity.to_string();
+        let identity = explain
+            .identity
+            .as_ref()
+            .unwrap_or(&caller.identity)
+            .to_string();
+        let overrides = overrides(&explain);
+        let asked = policy::log::Asked {
+            asker: &asker,
+            identity: &identity,
+            overrides: &overrides,
+        };
         if !permission.allowed() {
+            policy::log::explained(asked, None, &trace_id);
             return Err(Error::Denied(Box::new(permission)).into());
         }
 
@@ -87,9 +100,27 @@ impl AuthorizationService for Gateway {
             explain.time.unwrap_or(now),
             source,
         );
-        policy::log::explained(&caller.identity.to_string(), &decision, &trace_id);
+        policy::log::explained(asked, Some(&decision), &trace_id);
         Ok(Response::new(response(&decision, &results)))
     }
+}
+
+/// The context an Explain sets instead of the caller's, for its log line.
+fn overrides(explain: &validate::ExplainRequest) -> String {
+    let mut out = Vec::new();
+    if let Some(ip) = explain.source_ip {
+        out.push(format!("source_ip={ip}"));
+    }
+    if let Some(time) = explain.time {
+        out.push(format!("time={}", time.to_rfc3339()));
+    }
+    if let Some(mfa) = explain.mfa_present {
+        out.push(format!("mfa_present={mfa}"));
+    }
+    if let Some(tls) = explain.secure_transport {
+        out.push(format!("secure_transport={tls}"));
+    }
+    out.join(" ")
 }
 
 fn verdict(denied: Option<DenyKind>) -> pb::Verdict {

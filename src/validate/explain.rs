@@ -191,11 +191,17 @@ fn claim_problem(value: &str) -> Option<&'static str> {
         Some("required")
     } else if value.len() > MAX_JWT_CLAIM_LEN {
         Some("longer than 1024 bytes")
-    } else if value.chars().any(char::is_control) {
-        Some("must not contain control characters")
+    } else if value.chars().any(|c| c.is_control() || is_invisible(c)) {
+        Some("must not contain control, line-separator, bidirectional or zero-width characters")
     } else {
         None
     }
+}
+
+/// Characters that change how a log line reads without showing: line and
+/// paragraph separators, zero-width characters, bidirectional controls.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 #[cfg(test)]
@@ -283,6 +289,13 @@ mod tests {
                 subject: sub.into(),
             }))
         };
+        for sneaky in ["a\u{2028}b", "a\u{202E}b", "a\u{200B}"] {
+            assert_eq!(
+                fields(message(jwt("https://idp", sneaky), "")),
+                ["identity.jwt.subject InvalidParameter"],
+                "{sneaky:?}"
+            );
+        }
         assert_eq!(
             fields(message(jwt("", "a\u{7}"), "")),
             [
