@@ -15,6 +15,28 @@ pub fn validate(data: &[u8]) {
     }
 }
 
+/// The Explain request validator (the call's rules, the simulated
+/// identity's grammar, the source address), from arbitrary protobuf bytes:
+/// what it accepts is a valid call and a SPIFFE ID or JWT claims without
+/// control or invisible characters.
+pub fn explain(data: &[u8]) {
+    if let Ok(request) = <pb::ExplainRequest as prost::Message>::decode(data)
+        && let Ok(explain) = validation::explain_request(request)
+    {
+        match &explain.identity {
+            Some(crate::identity::CallerId::Spiffe(id)) => {
+                assert!(validation::explain::spiffe_id_problem(id).is_none());
+                assert!(id.is_ascii() && !id.contains(['?', '#', '%']), "{id:?}");
+            }
+            Some(crate::identity::CallerId::Jwt { issuer, subject }) => {
+                assert!(!issuer.is_empty() && !subject.is_empty());
+                assert!(!issuer.chars().chain(subject.chars()).any(char::is_control));
+            }
+            None => {}
+        }
+    }
+}
+
 /// Canonicalization: any parameters sign and verify, and encoding keeps to
 /// RFC 3986's unreserved set.
 pub fn canonical_query(data: &[u8]) {
@@ -42,6 +64,7 @@ pub fn simulator_auth(data: &[u8]) {
 pub fn error_body(data: &[u8]) {
     for status in [200, 400, 403, 404, 500, 503] {
         let _ = upstream::parse_response(status, data);
+        let _ = upstream::describe::parse(status, data, "cn-hangzhou", "i-abc");
     }
 }
 

@@ -680,6 +680,52 @@ impl Authorizer {
         Ok(entities)
     }
 
+    /// The principal, resource, context and entities a call is decided
+    /// with (entities.json's instances), for tests that evaluate other
+    /// policies on exactly what the gateway builds.
+    #[cfg(test)]
+    pub(crate) fn concrete(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+    ) -> Option<(EntityUid, EntityUid, Context, Arc<Entities>)> {
+        let data = self.store.current();
+        let principal = data.principals.get(&caller.identity)?;
+        let listed = data.instances.get(&request.instance_id);
+        let instance =
+            listed.filter(|i| i.region == request.region_id && i.account == self.account_id);
+        // One entities.json places elsewhere is denied before any policy.
+        if listed.is_some() && instance.is_none() {
+            return None;
+        }
+        let (arn, region) = match instance {
+            Some(i) => (i.arn.clone(), i.region.clone()),
+            None => (
+                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
+                request.region_id.clone(),
+            ),
+        };
+        let uid = EntityUid::from_type_name_and_id(
+            self.instance_type.clone(),
+            cedar_policy::EntityId::new(&request.instance_id),
+        );
+        let entities = self
+            .entities(
+                &data,
+                &caller.identity,
+                principal,
+                (instance, 0),
+                &uid,
+                &arn,
+                &region,
+            )
+            .ok()?;
+        let associate = allocates_public_ip(request, instance);
+        let context = context(caller, request, associate, now).ok()?;
+        Some((principal.uid.clone(), uid, context, entities))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,

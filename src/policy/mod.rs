@@ -12,12 +12,15 @@
 //!   action; an explicit forbid wins; nothing permitted is an implicit deny;
 //!   any evaluation error denies;
 //! - [`log`]: one structured line per decision;
+//! - [`enforced`]: the decision the gateway enforces, as one Cedar policy
+//!   (what `policy diff` compares);
 //! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
 //! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
 
 pub mod cases;
 pub mod catalogue;
 pub mod decide;
+pub mod enforced;
 pub mod index;
 pub mod log;
 pub mod ram;

@@ -1,0 +1,633 @@
+//! The decision the gateway enforces, as one Cedar policy: what `policy
+//! diff` compares, since comparing the layers' policy sets one by one would
+//! miss how they combine.
+//!
+//! For a call of action `A` the gateway allows when, for `A` and each of its
+//! dependent actions `D` (the catalogue's, and the operator's
+//! `[[policy.dependent_actions]]`, some only when the call allocates a
+//! public IP), the control layer allows and then the identity layer allows,
+//! and no policy that applies fails to evaluate (an error denies; Cedar
+//! alone would skip the policy). That is one boolean of the request, written
+//! here as the condition of a single `permit`, which Cedar allows exactly
+//! when the gateway would:
+//!
+//! ```text
+//! permit (principal, action == A, resource) when {
+//!   W                                   // what every real call satisfies
+//!   && (P1 || true) && (P2 || true) …   // no applicable policy errors
+//!   && (permits of control for A) && !(forbids of control for A)
+//!   && (permits of identity for A) && !(forbids of identity for A)
+//!   && (if GUARD then … the same for D … else true) …
+//! };
+//! ```
+//!
+//! where each `Pi` is a policy's principal and resource scope and its
+//! `when`/`unless` clauses, in Cedar's order (its action scope is decided
+//! here, through the action hierarchy). `Pi || true` errors exactly when
+//! `Pi` does; after them, no `Pi` can error, so the rest is Cedar's own
+//! decision of each layer. `W` states what the gateway guarantees of every
+//! request (the instance's region is the request's, its account the
+//! gateway's, `ecs:AssociatePublicIpAddress` follows from the request and the
+//! instance, validated bandwidths, …), so that a counterexample is a call
+//! that can happen. What Cedar cannot state (the ARN is built from region,
+//! account and ID) is left free: a proof over more requests than can happen
+//! still holds for those that can.
+
+use serde_json::{Value, json};
+
+use super::catalogue::{self, Action};
+use super::store::PolicyData;
+use super::{DependentRule, When};
+use crate::validate::{MAX_BANDWIDTH_OUT, SMALL_BANDWIDTH_OUT};
+
+/// Why the enforced decision cannot be written as one policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+fn unsupported(message: impl Into<String>) -> Unsupported {
+    Unsupported(message.into())
+}
+
+fn var(name: &str) -> Value {
+    json!({ "Var": name })
+}
+
+fn boolean(value: bool) -> Value {
+    json!({ "Value": value })
+}
+
+fn string(value: &str) -> Value {
+    json!({ "Value": value })
+}
+
+fn long(value: i64) -> Value {
+    json!({ "Value": value })
+}
+
+fn binary(op: &str, left: Value, right: Value) -> Value {
+    json!({ op: { "left": left, "right": right } })
+}
+
+fn not(arg: Value) -> Value {
+    json!({ "!": { "arg": arg } })
+}
+
+fn ite(cond: Value, then: Value, otherwise: Value) -> Value {
+    json!({ "if-then-else": { "if": cond, "then": then, "else": otherwise } })
+}
+
+fn attr(left: Value, name: &str) -> Value {
+    json!({ ".": { "left": left, "attr": name } })
+}
+
+fn has(left: Value, name: &str) -> Value {
+    json!({ "has": { "left": left, "attr": name } })
+}
+
+/// `a && b && …`, `true` when empty.
+fn all(terms: Vec<Value>) -> Value {
+    balanced("&&", terms).unwrap_or_else(|| boolean(true))
+}
+
+/// `a || b || …`, `false` when empty.
+fn any(terms: Vec<Value>) -> Value {
+    balanced("||", terms).unwrap_or_else(|| boolean(false))
+}
+
+/// The terms joined by `op` as a balanced tree, keeping their order (which
+/// Cedar's short-circuit evaluation follows): a chain of hundreds of
+/// policies would be as deep as it is long, and Cedar's recursive parser
+/// and evaluator would run out of stack.
+fn balanced(op: &str, mut terms: Vec<Value>) -> Option<Value> {
+    match terms.len() {
+        0 => None,
+        1 => terms.pop(),
+        n => {
+            let right = terms.split_off(n / 2);
+            Some(binary(op, balanced(op, terms)?, balanced(op, right)?))
+        }
+    }
+}
+
+fn entity(uid: &Value) -> Value {
+    json!({ "Value": { "__entity": uid } })
+}
+
+/// A principal or resource scope constraint as an expression on `var`.
+fn scope(var_name: &str, constraint: &Value, policy: &str) -> Result<Value, Unsupported> {
+    let op = constraint.get("op").and_then(Value::as_str).unwrap_or("");
+    let target = || {
+        constraint
+            .get("entity")
+            .map(entity)
+            .ok_or_else(|| unsupported(format!("policy {policy}: a template slot in its scope")))
+    };
+    Ok(match op {
+        "All" | "all" => boolean(true),
+        "==" => binary("==", var(var_name), target()?),
+        "in" => binary("in", var(var_name), target()?),
+        "is" => {
+            let mut is = json!({ "left": var(var_name), "entity_type": constraint["entity_type"] });
+            if let Some(inside) = constraint.get("in") {
+                let uid = inside.get("entity").ok_or_else(|| {
+                    unsupported(format!("policy {policy}: a template slot in its scope"))
+                })?;
+                is["in"] = entity(uid);
+            }
+            json!({ "is": is })
+        }
+        other => {
+            return Err(unsupported(format!(
+                "policy {policy}: scope constraint {other:?}"
+            )));
+        }
+    })
+}
+
+/// The uids an action is in: itself, its wildcard groups and its access
+/// level, as the schema's generated block declares them.
+fn ancestors(action: &Action) -> Vec<&'static str> {
+    let mut names = vec![action.name, action.access_level.as_str()];
+    names.extend(action.wildcards.iter().copied());
+    names
+}
+
+/// Whether a policy's action scope takes in `action`.
+fn action_applies(constraint: &Value, action: &Action, policy: &str) -> Result<bool, Unsupported> {
+    let names = ancestors(action);
+    let named = |uid: &Value| {
+        uid.get("type").and_then(Value::as_str) == Some("Action")
+            && uid
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| names.contains(&id))
+    };
+    match constraint.get("op").and_then(Value::as_str).unwrap_or("") {
+        "All" | "all" => Ok(true),
+        "==" => Ok(constraint.get("entity").is_some_and(|uid| {
+            uid.get("id").and_then(Value::as_str) == Some(action.name)
+                && uid.get("type").and_then(Value::as_str) == Some("Action")
+        })),
+        "in" => match (constraint.get("entity"), constraint.get("entities")) {
+            (Some(uid), _) => Ok(named(uid)),
+            (None, Some(Value::Array(uids))) => Ok(uids.iter().any(named)),
+            _ => Err(unsupported(format!(
+                "policy {policy}: an action scope this model does not read"
+            ))),
+        },
+        other => Err(unsupported(format!(
+            "policy {policy}: action scope constraint {other:?}"
+        ))),
+    }
+}
+
+/// Whether an expression reads the `action` variable.
+fn reads_action(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.get("Var").and_then(Value::as_str) == Some("action")
+                || map.values().any(reads_action)
+        }
+        Value::Array(items) => items.iter().any(reads_action),
+        _ => false,
+    }
+}
+
+/// One policy, as the model reads it.
+struct Rule {
+    id: String,
+    permit: bool,
+    /// The action scope constraint.
+    action: Value,
+    /// Principal and resource scope, then the clauses, in Cedar's order.
+    condition: Value,
+}
+
+fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
+    let id = policy
+        .annotation("id")
+        .map_or_else(|| policy.id().to_string(), str::to_owned);
+    let est = policy
+        .to_json()
+        .map_err(|e| unsupported(format!("policy {id}: {e}")))?;
+    let permit = match est.get("effect").and_then(Value::as_str) {
+        Some("permit") => true,
+        Some("forbid") => false,
+        _ => return Err(unsupported(format!("policy {id}: no effect"))),
+    };
+    let mut terms = vec![
+        scope("principal", &est["principal"], &id)?,
+        scope("resource", &est["resource"], &id)?,
+    ];
+    for clause in est
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let body = clause["body"].clone();
+        terms.push(match clause.get("kind").and_then(Value::as_str) {
+            Some("when") => body,
+            Some("unless") => not(body),
+            _ => {
+                return Err(unsupported(format!(
+                    "policy {id}: a clause of unknown kind"
+                )));
+            }
+        });
+    }
+    // Scope terms that are `true` are left out: they change nothing.
+    terms.retain(|t| *t != boolean(true));
+    Ok(Rule {
+        id,
+        permit,
+        action: est["action"].clone(),
+        condition: all(terms),
+    })
+}
+
+/// The request's facts every real call satisfies (what the validator and
+/// the gateway guarantee), as a Cedar condition.
+fn well_formed(account_id: &str) -> Value {
+    let request = || attr(var("context"), "request");
+    let field = |name: &str| attr(request(), name);
+    let has_field = |name: &str| has(request(), name);
+    let resource = || var("resource");
+    let known = || attr(resource(), "known");
+    let out = || field("internet_max_bandwidth_out");
+    let bandwidth_in = || field("internet_max_bandwidth_in");
+    let effective = || field("effective_bandwidth_in");
+    let small = long(i64::from(SMALL_BANDWIDTH_OUT));
+    // ECS's inbound default: 10 up to 10 Mbit/s out, else the outbound value.
+    let default_in = ite(binary(">", out(), small.clone()), out(), small);
+    // ecs:AssociatePublicIpAddress, as decide::allocates_public_ip computes it.
+    let asks = binary(
+        "&&",
+        has_field("allocate_public_ip"),
+        field("allocate_public_ip"),
+    );
+    let raises = all(vec![
+        has_field("internet_max_bandwidth_out"),
+        binary(">", out(), long(0)),
+        any(vec![
+            not(known()),
+            binary(
+                "&&",
+                not(binary(
+                    "&&",
+                    has(resource(), "chargeType"),
+                    binary("==", attr(resource(), "chargeType"), string("PostPaid")),
+                )),
+                not(binary(
+                    "&&",
+                    has(resource(), "hasPublicIp"),
+                    attr(resource(), "hasPublicIp"),
+                )),
+            ),
+        ]),
+    ]);
+    // `if a then b else true`: the strict validator follows `has` into the
+    // `then` branch (not through `!a || b`).
+    let implies = |a: Value, b: Value| ite(a, b, boolean(true));
+    all(vec![
+        binary("==", attr(resource(), "region"), field("region_id")),
+        binary("==", attr(resource(), "account"), string(account_id)),
+        // An instance the gateway does not know has none of these.
+        implies(
+            not(known()),
+            all(vec![
+                not(has(resource(), "chargeType")),
+                not(has(resource(), "hasPublicIp")),
+                not(has(resource(), "internetChargeType")),
+                not(has(resource(), "internetMaxBandwidthOut")),
+                not(has(resource(), "internetMaxBandwidthIn")),
+            ]),
+        ),
+        binary(
+            "==",
+            attr(var("context"), "ecs:AssociatePublicIpAddress"),
+            any(vec![asks, raises]),
+        ),
+        implies(
+            has_field("internet_max_bandwidth_out"),
+            binary(
+                "&&",
+                binary(">=", out(), long(0)),
+                binary("<=", out(), long(i64::from(MAX_BANDWIDTH_OUT))),
+            ),
+        ),
+        implies(
+            has_field("internet_max_bandwidth_in"),
+            binary(
+                "&&",
+                binary(">=", bandwidth_in(), long(1)),
+                binary("<=", bandwidth_in(), long(i64::from(MAX_BANDWIDTH_OUT))),
+            ),
+        ),
+        // effective_bandwidth_in: the caller's inbound value, else the
+        // default for the outbound one, else absent.
+        ite(
+            has_field("internet_max_bandwidth_in"),
+            binary(
+                "&&",
+                has_field("effective_bandwidth_in"),
+                binary("==", effective(), bandwidth_in()),
+            ),
+            ite(
+                has_field("internet_max_bandwidth_out"),
+                binary(
+                    "&&",
+                    has_field("effective_bandwidth_in"),
+                    binary("==", effective(), default_in),
+                ),
+                not(has_field("effective_bandwidth_in")),
+            ),
+        ),
+        implies(
+            has_field("network_charge_type"),
+            any(vec![
+                binary("==", field("network_charge_type"), string("PayByBandwidth")),
+                binary("==", field("network_charge_type"), string("PayByTraffic")),
+            ]),
+        ),
+        // A temporary upgrade has both times, and only then.
+        binary("==", field("temporary_upgrade"), has_field("start_time")),
+        binary("==", has_field("start_time"), has_field("end_time")),
+    ])
+}
+
+/// The policy that allows exactly the calls of `action` the gateway would
+/// allow with `data`'s policies, `rules` and `account_id`'s instances.
+///
+/// # Errors
+///
+/// A construct the model cannot write exactly (a template slot, a
+/// condition that reads `action` while a dependent action is decided).
+pub fn policy(
+    data: &PolicyData,
+    rules: &[DependentRule],
+    action: &'static Action,
+    account_id: &str,
+) -> Result<cedar_policy::Policy, Unsupported> {
+    let guard = attr(var("context"), "ecs:AssociatePublicIpAddress");
+    // The call's action, then each dependent action with its guard.
+    let mut decided: Vec<(&'static Action, Option<Value>)> = vec![(action, None)];
+    let dependents = action
+        .dependent_actions
+        .iter()
+        .map(|name| (*name, When::Always))
+        .chain(
+            rules
+                .iter()
+                .filter(|r| r.action == action.name)
+                .map(|r| (r.requires.as_str(), r.when)),
+        );
+    for (name, when) in dependents {
+        let dependent = catalogue::get(name)
+            .ok_or_else(|| unsupported(format!("{name} is not in the action catalogue")))?;
+        decided.push((
+            dependent,
+            match when {
+                When::Always => None,
+                When::AllocatesPublicIp => Some(guard.clone()),
+            },
+        ));
+    }
+    let layers = [&data.control, &data.identity]
+        .map(|set| set.policies().map(rule).collect::<Result<Vec<_>, _>>());
+    let [control, identity] = layers;
+    let (control, identity) = (control?, identity?);
+    let mut no_errors = Vec::new();
+    let mut decisions = Vec::new();
+    for (decided_action, guard) in decided {
+        let mut checks = Vec::new();
+        let mut allows = Vec::new();
+        for layer in [&control, &identity] {
+            let mut permits = Vec::new();
+            let mut forbids = Vec::new();
+            for rule in layer.iter() {
+                if !action_applies(&rule.action, decided_action, &rule.id)? {
+                    continue;
+                }
+                if decided_action.name != action.name && reads_action(&rule.condition) {
+                    return Err(unsupported(format!(
+                        "policy {} reads `action` in a condition, and applies to the dependent action {}: \
+                         the model decides dependent actions under the call's action",
+                        rule.id, decided_action.name
+                    )));
+                }
+                checks.push(binary("||", rule.condition.clone(), boolean(true)));
+                if rule.permit {
+                    permits.push(rule.condition.clone());
+                } else {
+                    forbids.push(rule.condition.clone());
+                }
+            }
+            allows.push(binary("&&", any(permits), not(any(forbids))));
+        }
+        let (checks, allows) = (all(checks), all(allows));
+        match guard {
+            None => {
+                no_errors.push(checks);
+                decisions.push(allows);
+            }
+            Some(guard) => {
+                no_errors.push(ite(guard.clone(), checks, boolean(true)));
+                decisions.push(ite(guard, allows, boolean(true)));
+            }
+        }
+    }
+    let mut body = vec![well_formed(account_id)];
+    body.extend(no_errors);
+    body.extend(decisions);
+    let est = json!({
+        "effect": "permit",
+        "principal": { "op": "All" },
+        "action": { "op": "==", "entity": { "type": "Action", "id": action.name } },
+        "resource": { "op": "All" },
+        "conditions": [ { "kind": "when", "body": all(body) } ],
+        "annotations": { "id": format!("enforced.{}", action.name) },
+    });
+    cedar_policy::Policy::from_json(
+        Some(cedar_policy::PolicyId::new(format!(
+            "enforced.{}",
+            action.name
+        ))),
+        est,
+    )
+    .map_err(|e| unsupported(format!("the enforced decision of {}: {e}", action.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    use super::*;
+    use crate::identity::{Caller, CallerId, Via};
+    use crate::pb;
+
+    fn shipped() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    }
+
+    /// The demo's dependent action: allocating a public IP also needs
+    /// ecs:AllocatePublicIpAddress.
+    fn demo_rule() -> DependentRule {
+        DependentRule {
+            action: "ecs:ModifyInstanceNetworkSpec".into(),
+            requires: "ecs:AllocatePublicIpAddress".into(),
+            when: When::AllocatesPublicIp,
+        }
+    }
+
+    /// Calls of every shape: the demo's identities (and one without a
+    /// principal), known and unknown instances in two regions, every
+    /// parameter present or absent, several sources and times.
+    fn call() -> impl Strategy<Value = (Caller, pb::ModifyInstanceNetworkSpecRequest, i64)> {
+        let identity = prop::sample::select(vec![
+            "spiffe://demo.local/sa/netops",
+            "spiffe://demo.local/sa/webapp",
+            "spiffe://demo.local/sa/capacity",
+        ]);
+        let source = prop::sample::select(vec![[10, 1, 2, 3], [127, 0, 0, 1], [192, 168, 1, 1]]);
+        let instance = prop::sample::select(vec![
+            "i-demo-prepaid",
+            "i-demo-postpaid",
+            "i-demo-stopped",
+            "i-unknown",
+        ]);
+        let region = prop::sample::select(vec!["cn-hangzhou", "cn-hangzhou", "cn-shanghai"]);
+        let bandwidth = prop::option::of(prop::sample::select(vec![0, 5, 10, 11, 50, 150]));
+        (
+            identity,
+            source,
+            prop::bool::ANY,
+            instance,
+            region,
+            bandwidth.clone(),
+            bandwidth,
+            0..3i32,
+            prop::option::of(prop::bool::ANY),
+            prop::bool::ANY,
+            prop::sample::select(vec![2u32, 9 * 24]),
+        )
+            .prop_map(
+                |(
+                    identity,
+                    ip,
+                    mfa,
+                    instance,
+                    region,
+                    out,
+                    inbound,
+                    charge,
+                    allocate,
+                    temporary,
+                    hours,
+                )| {
+                    let now = 1_780_000_000i64 - 1_780_000_000 % 3600;
+                    let caller = Caller {
+                        identity: CallerId::Spiffe(identity.into()),
+                        via: Via::Mtls,
+                        mfa,
+                        secure_transport: true,
+                        peer: Some(std::net::SocketAddr::from((ip, 1000))),
+                    };
+                    let ts = |s: i64| prost_types::Timestamp {
+                        seconds: s,
+                        nanos: 0,
+                    };
+                    let request = pb::ModifyInstanceNetworkSpecRequest {
+                        region_id: region.into(),
+                        instance_id: instance.into(),
+                        internet_max_bandwidth_out: out,
+                        internet_max_bandwidth_in: inbound.filter(|i| *i > 0),
+                        network_charge_type: charge,
+                        allocate_public_ip: allocate,
+                        start_time: temporary.then(|| ts(now + 3600)),
+                        end_time: temporary.then(|| ts(now + 3600 + i64::from(hours) * 3600)),
+                        ..Default::default()
+                    };
+                    (caller, request, now)
+                },
+            )
+    }
+
+    /// The enforced policy allows exactly the calls the gateway allows, on
+    /// the shipped policies with the demo's dependent action.
+    #[test]
+    fn the_enforced_policy_decides_every_call_as_the_gateway_does() {
+        let authorizer = super::super::Config {
+            dir: shipped(),
+            account_id: "1234567890123456".into(),
+            dependent_actions: vec![demo_rule()],
+        }
+        .build()
+        .unwrap();
+        let data = authorizer.store().current();
+        let policy = policy(
+            &data,
+            &[demo_rule()],
+            &catalogue::MODIFY_INSTANCE_NETWORK_SPEC,
+            "1234567890123456",
+        )
+        .unwrap();
+        let set = cedar_policy::PolicySet::from_policies([policy]).unwrap();
+        let validation = cedar_policy::Validator::new(data.schema.clone())
+            .validate(&set, cedar_policy::ValidationMode::Strict);
+        assert!(validation.validation_passed(), "{validation:?}");
+        let action =
+            cedar_policy::EntityUid::from_str("Action::\"ecs:ModifyInstanceNetworkSpec\"").unwrap();
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: 1500,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let (allowed, denied) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        runner
+            .run(&call(), |(caller, request, now)| {
+                let Ok(request) = crate::validate::modify_request(request) else {
+                    return Ok(());
+                };
+                let now = chrono::DateTime::from_timestamp(now, 0).unwrap();
+                let gateway = authorizer.decide(&caller, &request, now).allowed();
+                let Some((principal, resource, context, entities)) =
+                    authorizer.concrete(&caller, &request, now)
+                else {
+                    return Ok(());
+                };
+                let cedar_request = cedar_policy::Request::new(
+                    principal,
+                    action.clone(),
+                    resource,
+                    context,
+                    Some(&data.schema),
+                )
+                .unwrap();
+                let answer =
+                    cedar_policy::Authorizer::new().is_authorized(&cedar_request, &set, &entities);
+                prop_assert_eq!(
+                    answer.decision() == cedar_policy::Decision::Allow,
+                    gateway,
+                    "{:?}",
+                    request
+                );
+                prop_assert_eq!(answer.diagnostics().errors().count(), 0);
+                let counter = if gateway { &allowed } else { &denied };
+                counter.set(counter.get() + 1);
+                Ok(())
+            })
+            .unwrap();
+        let (allowed, denied) = (allowed.get(), denied.get());
+        assert!(
+            allowed > 50 && denied > 50,
+            "allowed {allowed}, denied {denied}"
+        );
+    }
+}
