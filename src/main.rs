@@ -80,6 +80,13 @@ enum PolicyCommand {
     /// 2 when denied, 1 when it cannot be explained (bad flags, policies or
     /// request).
     Explain(Box<ExplainArgs>),
+    /// Prove what a policy change does to the decision the gateway enforces
+    /// (both layers, dependent actions, errors that deny), over every
+    /// request the schema allows, with the cvc5 solver: equivalent, narrows,
+    /// widens, or both, with a counterexample per difference, replayed
+    /// through the authorizer. Exit 0 when it does not widen, 1 when it
+    /// widens, 2 when it cannot decide (the reason is printed).
+    Diff(Box<DiffArgs>),
     /// Print a RAM policy document as Cedar policies that decide as RAM
     /// decides it, attached to a group or a principal; exit 1 naming the
     /// statement and the construct when it cannot be imported exactly.
@@ -104,6 +111,32 @@ enum PolicyCommand {
         #[arg(long)]
         id_prefix: Option<String>,
     },
+}
+
+/// `policy diff`'s flags.
+#[derive(Debug, clap::Args)]
+struct DiffArgs {
+    /// The policy directory in force.
+    #[arg(long)]
+    active: PathBuf,
+    /// The changed policy directory.
+    #[arg(long)]
+    candidate: PathBuf,
+    /// The gateway's settings file, for its `[[policy.dependent_actions]]`
+    /// and `policy.account_id`.
+    #[arg(long, env = "ECS_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The Alibaba Cloud account owning the instances (default: the
+    /// settings file's `policy.account_id`).
+    #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
+    account_id: Option<String>,
+    /// The solver's time per query; past it the answer is "could not
+    /// decide".
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    time_limit: std::time::Duration,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `policy explain`'s flags.
@@ -370,6 +403,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             }
         }
         Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
+        Command::Policy(PolicyCommand::Diff(args)) => diff(&args).await,
         Command::Policy(PolicyCommand::ImportRam {
             file,
             group,
@@ -423,6 +457,108 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
     }
 }
 
+/// The operator's settings file, as `serve` reads it.
+fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error> {
+    let overrides = config::Overrides {
+        config_file: Some(file.to_owned()),
+        ..config::Overrides::default()
+    };
+    config::load(&overrides, |name| std::env::var(name).ok())
+}
+
+/// `policy diff`.
+async fn diff(args: &DiffArgs) -> ExitCode {
+    let undecided = |reason: String| {
+        if args.json {
+            println!("{}", serde_json::json!({ "result": "could not decide", "reason": reason }));
+        } else {
+            println!("could not decide: {reason}");
+        }
+        ExitCode::from(2)
+    };
+    let settings = match args.config.as_deref().map(settings_file).transpose() {
+        Ok(settings) => settings,
+        Err(error) => return undecided(error.to_string()),
+    };
+    let Some(account_id) = args
+        .account_id
+        .clone()
+        .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return undecided(
+            "no account ID (digits): give --account-id or a --config with policy.account_id".into(),
+        );
+    };
+    let options = policy::diff::Options {
+        active: args.active.clone(),
+        candidate: args.candidate.clone(),
+        rules: settings
+            .map(|s| s.policy.dependent_actions)
+            .unwrap_or_default(),
+        account_id,
+        time_limit: args.time_limit,
+    };
+    let report = match policy::diff::run(&options).await {
+        Ok(report) => report,
+        Err(policy::diff::Undecided(reason)) => return undecided(reason),
+    };
+    let difference = |d: &policy::diff::Difference| {
+        serde_json::json!({
+            "action": d.action,
+            "principalType": d.principal_type,
+            "call": d.call,
+            "active": d.active,
+            "candidate": d.candidate,
+            "confirmedByReplay": d.confirmed,
+            "case": d.case,
+        })
+    };
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "result": report.verdict.as_str(),
+                "widenings": report.widenings.iter().map(difference).collect::<Vec<_>>(),
+                "narrowings": report.narrowings.iter().map(difference).collect::<Vec<_>>(),
+                "queries": report.queries,
+                "seconds": report.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        println!(
+            "{}: the candidate {} ({} solver queries, {:.2} s)",
+            report.verdict.as_str(),
+            match report.verdict {
+                policy::diff::Verdict::Equivalent => "decides every call as the active policies do",
+                policy::diff::Verdict::Narrows => "only denies calls the active policies allow",
+                policy::diff::Verdict::Widens => "allows calls the active policies deny",
+                policy::diff::Verdict::WidensAndNarrows => "allows calls the active policies deny, and denies calls they allow",
+            },
+            report.queries,
+            report.elapsed.as_secs_f64()
+        );
+        for (title, list) in [("widens", &report.widenings), ("narrows", &report.narrowings)] {
+            for d in list {
+                println!("\n{title}: {} by a {}", d.action, d.principal_type);
+                println!("{:#}", d.call);
+                println!("  active:    {}", d.active);
+                println!("  candidate: {}", d.candidate);
+                println!(
+                    "  replayed through the authorizer: {}",
+                    if d.confirmed { "the decisions differ (confirmed)" } else { "NOT reproduced: the solver's call may be one the gateway cannot receive" }
+                );
+                println!("  reproduce with `policy test`:{}", d.case.replace('\n', "\n    "));
+            }
+        }
+    }
+    if report.verdict.widens() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// `policy explain`.
 fn explain(args: &ExplainArgs) -> ExitCode {
     if args.account_id.is_empty() || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -435,19 +571,13 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     // The operator's dependent actions, as `serve` reads them.
     let dependent_actions = match &args.config {
         None => Vec::new(),
-        Some(file) => {
-            let overrides = config::Overrides {
-                config_file: Some(file.clone()),
-                ..config::Overrides::default()
-            };
-            match config::load(&overrides, |name| std::env::var(name).ok()) {
-                Ok(settings) => settings.policy.dependent_actions,
-                Err(error) => {
-                    eprintln!("{error}");
-                    return ExitCode::from(1);
-                }
+        Some(file) => match settings_file(file) {
+            Ok(settings) => settings.policy.dependent_actions,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(1);
             }
-        }
+        },
     };
     let authorizer = match (policy::Config {
         dir: args.policies.clone(),

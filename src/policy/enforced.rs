@@ -247,6 +247,25 @@ fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
     })
 }
 
+fn extension(name: &str, arg: &str) -> Value {
+    json!({ name: [ { "Value": arg } ] })
+}
+
+fn method(receiver: Value, name: &str, args: Vec<Value>) -> Value {
+    let mut all = vec![receiver];
+    all.extend(args);
+    json!({ name: all })
+}
+
+/// 2000-01-01 ≤ `time` < 2200-01-01.
+fn within_years(time: Value) -> Value {
+    binary(
+        "&&",
+        binary(">=", time.clone(), extension("datetime", "2000-01-01")),
+        binary("<", time, extension("datetime", "2200-01-01")),
+    )
+}
+
 /// The request's facts every real call satisfies (what the validator and
 /// the gateway guarantee), as a Cedar condition.
 fn well_formed(account_id: &str) -> Value {
@@ -354,6 +373,22 @@ fn well_formed(account_id: &str) -> Value {
         // A temporary upgrade has both times, and only then.
         binary("==", field("temporary_upgrade"), has_field("start_time")),
         binary("==", has_field("start_time"), has_field("end_time")),
+        // Times a call can carry: the gateway's clock, and a temporary
+        // upgrade of at least three hours, within years chrono and ECS use.
+        within_years(attr(var("context"), "acs:CurrentTime")),
+        implies(has_field("start_time"), within_years(field("start_time"))),
+        implies(
+            has_field("end_time"),
+            within_years(field("end_time")),
+        ),
+        implies(
+            binary("&&", has_field("start_time"), has_field("end_time")),
+            binary(
+                ">=",
+                field("end_time"),
+                method(field("start_time"), "offset", vec![extension("duration", "3h")]),
+            ),
+        ),
     ])
 }
 

@@ -14,12 +14,14 @@
 //! - [`log`]: one structured line per decision;
 //! - [`enforced`]: the decision the gateway enforces, as one Cedar policy
 //!   (what `policy diff` compares);
+//! - [`diff`]: `policy diff`, proving what a change widens or narrows;
 //! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
 //! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
 
 pub mod cases;
 pub mod catalogue;
 pub mod decide;
+pub mod diff;
 pub mod enforced;
 pub mod index;
 pub mod log;
