@@ -470,7 +470,10 @@ fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error
 async fn diff(args: &DiffArgs) -> ExitCode {
     let undecided = |reason: String| {
         if args.json {
-            println!("{}", serde_json::json!({ "result": "could not decide", "reason": reason }));
+            println!(
+                "{}",
+                serde_json::json!({ "result": "could not decide", "reason": reason })
+            );
         } else {
             println!("could not decide: {reason}");
         }
@@ -533,12 +536,16 @@ async fn diff(args: &DiffArgs) -> ExitCode {
                 policy::diff::Verdict::Equivalent => "decides every call as the active policies do",
                 policy::diff::Verdict::Narrows => "only denies calls the active policies allow",
                 policy::diff::Verdict::Widens => "allows calls the active policies deny",
-                policy::diff::Verdict::WidensAndNarrows => "allows calls the active policies deny, and denies calls they allow",
+                policy::diff::Verdict::WidensAndNarrows =>
+                    "allows calls the active policies deny, and denies calls they allow",
             },
             report.queries,
             report.elapsed.as_secs_f64()
         );
-        for (title, list) in [("widens", &report.widenings), ("narrows", &report.narrowings)] {
+        for (title, list) in [
+            ("widens", &report.widenings),
+            ("narrows", &report.narrowings),
+        ] {
             for d in list {
                 println!("\n{title}: {} by a {}", d.action, d.principal_type);
                 println!("{:#}", d.call);
@@ -546,9 +553,16 @@ async fn diff(args: &DiffArgs) -> ExitCode {
                 println!("  candidate: {}", d.candidate);
                 println!(
                     "  replayed through the authorizer: {}",
-                    if d.confirmed { "the decisions differ (confirmed)" } else { "NOT reproduced: the solver's call may be one the gateway cannot receive" }
+                    if d.confirmed {
+                        "the decisions differ (confirmed)"
+                    } else {
+                        "NOT reproduced: the solver's call may be one the gateway cannot receive"
+                    }
                 );
-                println!("  reproduce with `policy test`:{}", d.case.replace('\n', "\n    "));
+                println!(
+                    "  reproduce with `policy test`:{}",
+                    d.case.replace('\n', "\n    ")
+                );
             }
         }
     }

@@ -162,7 +162,9 @@ pub fn solver_error(error: &cedar_policy_symcc::err::Error, time_limit: Duration
 /// The envs of the call's action: one per principal type.
 fn envs<'a>(schema: &'a Schema, action: &'a Action) -> impl Iterator<Item = RequestEnv> + 'a {
     let uid = catalogue::action_uid(action.name);
-    schema.request_envs().filter(move |env| *env.action() == uid)
+    schema
+        .request_envs()
+        .filter(move |env| *env.action() == uid)
 }
 
 /// Compares `options.candidate` with `options.active`.
@@ -172,9 +174,8 @@ fn envs<'a>(schema: &'a Schema, action: &'a Action) -> impl Iterator<Item = Requ
 /// [`Undecided`] with the reason.
 pub async fn run(options: &Options) -> Result<Report, Undecided> {
     let started = Instant::now();
-    let load = |dir: &Path| {
-        store::load(dir).map_err(|e| undecided(format!("{}: {e}", dir.display())))
-    };
+    let load =
+        |dir: &Path| store::load(dir).map_err(|e| undecided(format!("{}: {e}", dir.display())));
     let (active, candidate) = (load(&options.active)?, load(&options.candidate)?);
     let schema_text = |dir: &Path| {
         std::fs::read_to_string(dir.join("schema.cedarschema"))
@@ -371,7 +372,10 @@ struct Readable {
     groups: Vec<String>,
     instance_id: String,
     /// The instance's attributes (without `known`), when it is known.
-    instance: Option<(serde_json::Map<String, Value>, serde_json::Map<String, Value>)>,
+    instance: Option<(
+        serde_json::Map<String, Value>,
+        serde_json::Map<String, Value>,
+    )>,
     region_id: String,
     source_ip: IpAddr,
     time: chrono::DateTime<chrono::Utc>,
@@ -463,12 +467,24 @@ impl Readable {
             "i-counterexample".to_owned()
         };
         let resource_json = entity_json(resource);
-        let mut attrs = resource_json["attrs"].as_object().cloned().unwrap_or_default();
-        let known = attrs.remove("known").and_then(|k| k.as_bool()).unwrap_or(false);
-        let tags = resource_json["tags"].as_object().cloned().unwrap_or_default();
+        let mut attrs = resource_json["attrs"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let known = attrs
+            .remove("known")
+            .and_then(|k| k.as_bool())
+            .unwrap_or(false);
+        let tags = resource_json["tags"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // A region no policy names may come out as any string; the
+        // gateway accepts only its format.
         let region_id = context["request"]["region_id"]
             .as_str()
-            .unwrap_or_default()
+            .filter(|r| crate::validate::is_region_id(r))
+            .unwrap_or("zz-counterexample")
             .to_owned();
         let source_ip = extension_arg(&context["acs:SourceIp"])
             .map(|ip| ip.split('/').next().unwrap_or(ip))
@@ -477,7 +493,12 @@ impl Readable {
         // To the second, as the gateway gives acs:CurrentTime.
         let time = datetime_value(&context["acs:CurrentTime"])
             .and_then(|t| chrono::DateTime::from_timestamp(t.timestamp(), 0))
-            .ok_or_else(|| bad(&format!("usable acs:CurrentTime ({})", context["acs:CurrentTime"])))?;
+            .ok_or_else(|| {
+                bad(&format!(
+                    "usable acs:CurrentTime ({})",
+                    context["acs:CurrentTime"]
+                ))
+            })?;
         Ok(Self {
             account_id: account_id.to_owned(),
             principal_arn,
@@ -518,8 +539,35 @@ impl Readable {
         })
     }
 
+    /// The upgrade window as the gateway accepts it: the start on a whole
+    /// minute, the end on a whole hour, three hours or more apart (Cedar
+    /// cannot say "whole", so the solver's times are rounded; the replay
+    /// tells whether the decision stayed).
+    fn window(
+        &self,
+    ) -> (
+        Option<prost_types::Timestamp>,
+        Option<prost_types::Timestamp>,
+    ) {
+        let (Some(start), Some(end)) = (self.timestamp("start_time"), self.timestamp("end_time"))
+        else {
+            return (None, None);
+        };
+        let start = start.seconds - start.seconds.rem_euclid(60);
+        let mut end = end.seconds - end.seconds.rem_euclid(3600);
+        if end < start + 3 * 3600 {
+            end += 3600;
+        }
+        let ts = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        (Some(ts(start)), Some(ts(end)))
+    }
+
     fn proto(&self) -> pb::ModifyInstanceNetworkSpecRequest {
-        let charge = match self.request.get("network_charge_type").and_then(Value::as_str) {
+        let charge = match self
+            .request
+            .get("network_charge_type")
+            .and_then(Value::as_str)
+        {
             Some("PayByBandwidth") => pb::NetworkChargeType::PayByBandwidth,
             Some("PayByTraffic") => pb::NetworkChargeType::PayByTraffic,
             _ => pb::NetworkChargeType::Unspecified,
@@ -530,9 +578,12 @@ impl Readable {
             internet_max_bandwidth_out: self.long("internet_max_bandwidth_out"),
             internet_max_bandwidth_in: self.long("internet_max_bandwidth_in"),
             network_charge_type: charge as i32,
-            allocate_public_ip: self.request.get("allocate_public_ip").and_then(Value::as_bool),
-            start_time: self.timestamp("start_time"),
-            end_time: self.timestamp("end_time"),
+            allocate_public_ip: self
+                .request
+                .get("allocate_public_ip")
+                .and_then(Value::as_bool),
+            start_time: self.window().0,
+            end_time: self.window().1,
             auto_pay: self.request.get("auto_pay").and_then(Value::as_bool),
             client_token: "policy-diff".into(),
             ..Default::default()
@@ -553,7 +604,11 @@ impl Readable {
         let mut attrs = attrs.clone();
         attrs.insert(
             "arn".into(),
-            json!(catalogue::instance_arn(&self.region_id, account_id, &self.instance_id)),
+            json!(catalogue::instance_arn(
+                &self.region_id,
+                account_id,
+                &self.instance_id
+            )),
         );
         attrs.insert("region".into(), json!(self.region_id));
         attrs.insert("account".into(), json!(account_id));
@@ -588,8 +643,11 @@ impl Readable {
                 .unwrap_or_default();
             list.retain(|e| e["uid"]["id"] != json!(self.instance_id));
             list.push(entity);
-            std::fs::write(&path, serde_json::to_string_pretty(&list).unwrap_or_default())
-                .map_err(io)?;
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&list).unwrap_or_default(),
+            )
+            .map_err(io)?;
         }
         Ok(temp)
     }
@@ -611,10 +669,12 @@ impl Readable {
             match name.as_str() {
                 "region_id" | "instance_id" | "effective_bandwidth_in" | "temporary_upgrade" => {}
                 "start_time" | "end_time" => {
-                    if let Some(ts) = self.timestamp(name) {
-                        if let Some(t) = chrono::DateTime::from_timestamp(ts.seconds, 0) {
-                            fields.push(format!("{name} = {:?}", t.to_rfc3339()));
-                        }
+                    let (start, end) = self.window();
+                    let ts = if name == "start_time" { start } else { end };
+                    if let Some(t) =
+                        ts.and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, 0))
+                    {
+                        fields.push(format!("{name} = {:?}", t.to_rfc3339()));
                     }
                 }
                 _ => fields.push(format!("{name} = {value}")),

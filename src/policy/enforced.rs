@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use super::catalogue::{self, Action};
 use super::store::PolicyData;
 use super::{DependentRule, When};
-use crate::validate::{MAX_BANDWIDTH_OUT, SMALL_BANDWIDTH_OUT};
+use crate::validate::{MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, SMALL_BANDWIDTH_OUT};
 
 /// Why the enforced decision cannot be written as one policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -344,6 +344,65 @@ fn well_formed(account_id: &str) -> Value {
                 binary("<=", bandwidth_in(), long(i64::from(MAX_BANDWIDTH_OUT))),
             ),
         ),
+        // The inbound bound follows the outbound value (10 up to 10 Mbit/s).
+        implies(
+            binary(
+                "&&",
+                has_field("internet_max_bandwidth_in"),
+                has_field("internet_max_bandwidth_out"),
+            ),
+            binary(
+                "<=",
+                bandwidth_in(),
+                ite(
+                    binary(">", out(), long(i64::from(SMALL_BANDWIDTH_OUT))),
+                    out(),
+                    long(i64::from(SMALL_BANDWIDTH_OUT)),
+                ),
+            ),
+        ),
+        // Pay-by-traffic caps the outbound bandwidth.
+        implies(
+            binary(
+                "&&",
+                has_field("internet_max_bandwidth_out"),
+                binary(
+                    "&&",
+                    has_field("network_charge_type"),
+                    binary("==", field("network_charge_type"), string("PayByTraffic")),
+                ),
+            ),
+            binary(
+                "<=",
+                out(),
+                long(i64::from(MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC)),
+            ),
+        ),
+        // A public IP needs an outbound bandwidth above 0.
+        implies(
+            binary(
+                "&&",
+                has_field("allocate_public_ip"),
+                binary(
+                    "&&",
+                    field("allocate_public_ip"),
+                    has_field("internet_max_bandwidth_out"),
+                ),
+            ),
+            binary(">", out(), long(0)),
+        ),
+        // A temporary upgrade is of the outbound bandwidth.
+        implies(
+            has_field("start_time"),
+            has_field("internet_max_bandwidth_out"),
+        ),
+        // Something to change.
+        any(vec![
+            has_field("internet_max_bandwidth_out"),
+            has_field("internet_max_bandwidth_in"),
+            has_field("network_charge_type"),
+            has_field("allocate_public_ip"),
+        ]),
         // effective_bandwidth_in: the caller's inbound value, else the
         // default for the outbound one, else absent.
         ite(
@@ -377,16 +436,17 @@ fn well_formed(account_id: &str) -> Value {
         // upgrade of at least three hours, within years chrono and ECS use.
         within_years(attr(var("context"), "acs:CurrentTime")),
         implies(has_field("start_time"), within_years(field("start_time"))),
-        implies(
-            has_field("end_time"),
-            within_years(field("end_time")),
-        ),
+        implies(has_field("end_time"), within_years(field("end_time"))),
         implies(
             binary("&&", has_field("start_time"), has_field("end_time")),
             binary(
                 ">=",
                 field("end_time"),
-                method(field("start_time"), "offset", vec![extension("duration", "3h")]),
+                method(
+                    field("start_time"),
+                    "offset",
+                    vec![extension("duration", "3h")],
+                ),
             ),
         ),
     ])

@@ -1,0 +1,415 @@
+//! `policy diff` with the real solver (cvc5, installed by `.ci/cvc5.sh`):
+//! small policy pairs for each answer, layers and dependent actions
+//! combining, erroring policies, the time limit; and realistic edits of
+//! each shipped guardrail, each widening confirmed by replaying its
+//! counterexample through the authorizer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ecs_gateway::policy::diff::{self, Options, Report, Verdict};
+use ecs_gateway::policy::{DependentRule, When};
+
+mod support;
+
+const ACCOUNT: &str = "1234567890123456";
+const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+
+/// A copy of the shipped policies changed by `edit`, removed on drop.
+struct Candidate(PathBuf);
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn candidate(name: &str, edit: impl FnOnce(&Path)) -> Candidate {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-diff-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    support::copy_dir(&support::policies_dir(), &dir);
+    edit(&dir);
+    Candidate(dir)
+}
+
+/// Replaces `from` by `to` in a policy file (which must hold it).
+fn replace(dir: &Path, file: &str, from: &str, to: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} lacks {from:?}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+/// Removes the policy `id` (its `@id` line to the next one) from a file.
+fn remove(dir: &Path, file: &str, id: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(&format!("@id(\"{id}\")")).unwrap();
+    let end = text[start + 1..]
+        .find("@id(")
+        .map_or(text.len(), |i| start + 1 + i);
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+}
+
+/// Adds a policy file.
+fn add(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+fn demo_rule() -> DependentRule {
+    DependentRule {
+        action: "ecs:ModifyInstanceNetworkSpec".into(),
+        requires: "ecs:AllocatePublicIpAddress".into(),
+        when: When::AllocatesPublicIp,
+    }
+}
+
+async fn compare(active: &Path, candidate: &Path, rules: Vec<DependentRule>) -> Report {
+    diff::run(&Options {
+        active: active.to_owned(),
+        candidate: candidate.to_owned(),
+        rules,
+        account_id: ACCOUNT.into(),
+        time_limit: Duration::from_secs(60),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asserts the verdict, and that every difference was confirmed by the
+/// replay (the authorizer decides the counterexample differently).
+fn expect(report: &Report, verdict: Verdict) {
+    assert_eq!(report.verdict, verdict, "{report:#?}");
+    for d in report.widenings.iter().chain(&report.narrowings) {
+        assert!(d.confirmed, "not reproduced: {d:#?}");
+    }
+    for d in &report.widenings {
+        assert!(d.candidate.starts_with("Allow"), "{d:#?}");
+        assert!(!d.active.starts_with("Allow"), "{d:#?}");
+    }
+    for d in &report.narrowings {
+        assert!(d.active.starts_with("Allow"), "{d:#?}");
+        assert!(!d.candidate.starts_with("Allow"), "{d:#?}");
+    }
+}
+
+const GUARDRAILS: &str = "control/guardrails.cedar";
+
+#[tokio::test]
+async fn the_same_policies_written_otherwise_are_equivalent() {
+    let shipped = support::policies_dir();
+    expect(
+        &compare(&shipped, &shipped, vec![demo_rule()]).await,
+        Verdict::Equivalent,
+    );
+    // The region guardrail as three forbids instead of one.
+    let split = candidate("split", |dir| {
+        replace(
+            dir,
+            GUARDRAILS,
+            r#"unless { ["cn-hangzhou", "cn-shanghai", "cn-beijing"].contains(resource.region) };"#,
+            r#"when { resource.region != "cn-hangzhou" && resource.region != "cn-shanghai" && resource.region != "cn-beijing" };"#,
+        );
+    });
+    expect(
+        &compare(&shipped, &split.0, vec![demo_rule()]).await,
+        Verdict::Equivalent,
+    );
+}
+
+#[tokio::test]
+async fn a_removed_guardrail_widens_with_a_confirmed_counterexample() {
+    let shipped = support::policies_dir();
+    let removed = candidate("no-public-ip", |dir| {
+        remove(dir, GUARDRAILS, "control.no-public-ip-for-app-teams");
+    });
+    let report = compare(&shipped, &removed.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Widens);
+    let widening = &report.widenings[0];
+    assert!(
+        widening
+            .active
+            .contains("control.no-public-ip-for-app-teams"),
+        "{widening:#?}"
+    );
+    let groups = widening.call["principal"]["groups"].as_array().unwrap();
+    assert!(groups.iter().any(|g| g == "AppTeams"), "{widening:#?}");
+    // The case reproduces it with `policy test`.
+    assert!(widening.case.contains("[[case]]") && widening.case.contains("[[principal]]"));
+}
+
+#[tokio::test]
+async fn an_added_forbid_narrows() {
+    let shipped = support::policies_dir();
+    let narrower = candidate("narrower", |dir| {
+        add(
+            dir,
+            "control/weekends.cedar",
+            r#"@id("control.no-more-than-50")
+forbid (principal, action, resource)
+when { context.request has internet_max_bandwidth_out && context.request.internet_max_bandwidth_out > 50 };
+"#,
+        );
+    });
+    expect(
+        &compare(&shipped, &narrower.0, vec![demo_rule()]).await,
+        Verdict::Narrows,
+    );
+}
+
+/// A permit in the identity layer does not widen what a control forbid
+/// denies: the layers combine.
+#[tokio::test]
+async fn an_identity_permit_under_a_control_forbid_changes_nothing() {
+    let shipped = support::policies_dir();
+    let granted = candidate("layers", |dir| {
+        add(
+            dir,
+            "identity/app-teams-public-ip.cedar",
+            r#"@id("identity.app-teams-public-ip")
+permit (principal in Ram::Group::"AppTeams", action, resource)
+when { context["ecs:AssociatePublicIpAddress"] };
+"#,
+        );
+    });
+    expect(
+        &compare(&shipped, &granted.0, vec![demo_rule()]).await,
+        Verdict::Equivalent,
+    );
+}
+
+/// Granting capacity planners ecs:AllocatePublicIpAddress widens only when
+/// the operator's rule makes it a dependent action of the call.
+#[tokio::test]
+async fn a_dependent_action_is_part_of_the_decision() {
+    let shipped = support::policies_dir();
+    let granted = candidate("dependent", |dir| {
+        add(
+            dir,
+            "identity/capacity-public-ip.cedar",
+            r#"@id("identity.capacity-planners-public-ip")
+permit (principal in Ram::Group::"CapacityPlanners", action == Action::"ecs:AllocatePublicIpAddress", resource)
+when { resource.region == "cn-hangzhou" };
+"#,
+        );
+    });
+    let report = compare(&shipped, &granted.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Widens);
+    assert!(
+        report.widenings[0]
+            .active
+            .contains("of ecs:AllocatePublicIpAddress by the identity layer"),
+        "{report:#?}"
+    );
+    // Without the rule, ecs:AllocatePublicIpAddress is never asked for.
+    expect(
+        &compare(&shipped, &granted.0, vec![]).await,
+        Verdict::Equivalent,
+    );
+}
+
+/// A policy that fails to evaluate denies in the gateway (Cedar alone
+/// would skip it, so an erroring forbid would allow): adding one narrows,
+/// removing one widens.
+#[tokio::test]
+async fn an_erroring_policy_denies_as_the_gateway_decides() {
+    let shipped = support::policies_dir();
+    let erroring = candidate("erroring", |dir| {
+        add(
+            dir,
+            "control/overflow.cedar",
+            r#"@id("control.overflows")
+forbid (principal, action, resource)
+when { context.request has internet_max_bandwidth_out &&
+       context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 };
+"#,
+        );
+    });
+    let report = compare(&shipped, &erroring.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Narrows);
+    assert!(
+        report.narrowings[0].candidate.contains("control.overflows"),
+        "the erroring forbid denies: {report:#?}"
+    );
+    expect(
+        &compare(&erroring.0, &shipped, vec![demo_rule()]).await,
+        Verdict::Widens,
+    );
+}
+
+#[tokio::test]
+async fn a_solver_past_its_time_limit_could_not_decide() {
+    let shipped = support::policies_dir();
+    let removed = candidate("timeout", |dir| {
+        replace(
+            dir,
+            GUARDRAILS,
+            r#"Ram::Group::"NetworkAdmins""#,
+            r#"Ram::Group::"Nobody""#,
+        );
+    });
+    let error = diff::run(&Options {
+        active: shipped,
+        candidate: removed.0.clone(),
+        rules: vec![demo_rule()],
+        account_id: ACCOUNT.into(),
+        time_limit: Duration::from_millis(1),
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        error.0.contains("no answer within 1ms per query"),
+        "{error}"
+    );
+}
+
+/// Realistic edits of each shipped guardrail, decided correctly.
+#[tokio::test]
+async fn edits_of_each_shipped_guardrail_are_decided_correctly() {
+    let shipped = support::policies_dir();
+    let cases: [(&str, &str, &str, &str, Verdict); 10] = [
+        (
+            "add-region",
+            GUARDRAILS,
+            r#""cn-beijing"]"#,
+            r#""cn-beijing", "cn-shenzhen"]"#,
+            Verdict::Widens,
+        ),
+        (
+            "drop-region",
+            GUARDRAILS,
+            r#", "cn-beijing"]"#,
+            "]",
+            Verdict::Narrows,
+        ),
+        (
+            "raise-cap",
+            GUARDRAILS,
+            "internet_max_bandwidth_out > 100",
+            "internet_max_bandwidth_out > 150",
+            Verdict::Widens,
+        ),
+        (
+            "lower-cap",
+            GUARDRAILS,
+            "effective_bandwidth_in > 100",
+            "effective_bandwidth_in > 80",
+            Verdict::Narrows,
+        ),
+        (
+            "billing-unknown",
+            GUARDRAILS,
+            "(!resource.known ||",
+            "(false ||",
+            Verdict::Widens,
+        ),
+        (
+            "billing-staging",
+            GUARDRAILS,
+            r#"resource.getTag("env") == "production""#,
+            r#"["production", "staging"].contains(resource.getTag("env"))"#,
+            Verdict::Narrows,
+        ),
+        (
+            "upgrade-14d",
+            GUARDRAILS,
+            r#"duration("7d")"#,
+            r#"duration("14d")"#,
+            Verdict::Widens,
+        ),
+        (
+            "upgrade-3d",
+            GUARDRAILS,
+            r#"duration("7d")"#,
+            r#"duration("3d")"#,
+            Verdict::Narrows,
+        ),
+        (
+            "admins-anywhere",
+            "control/management-network.cedar",
+            r#"ip("10.0.0.0/8")"#,
+            r#"ip("0.0.0.0/0")"#,
+            Verdict::Widens,
+        ),
+        (
+            "admins-no-loopback",
+            "control/management-network.cedar",
+            r#" ||
+  context["acs:SourceIp"].isLoopback()"#,
+            "",
+            Verdict::Narrows,
+        ),
+    ];
+    for (name, file, from, to, verdict) in cases {
+        let edited = candidate(name, |dir| replace(dir, file, from, to));
+        let report = compare(&shipped, &edited.0, vec![demo_rule()]).await;
+        assert_eq!(report.verdict, verdict, "{name}: {report:#?}");
+        expect(&report, verdict);
+    }
+}
+
+/// The command: exit 0 when nothing widens, 1 when it widens (with the
+/// counterexample in one JSON object), 2 when it cannot decide (cvc5
+/// missing, with what to install).
+#[test]
+fn the_command_gates_on_widening() {
+    let shipped = support::policies_dir();
+    let widened = candidate("cli", |dir| {
+        replace(
+            dir,
+            GUARDRAILS,
+            r#"["cn-hangzhou", "cn-shanghai", "cn-beijing"]"#,
+            r#"["cn-hangzhou", "cn-shanghai", "cn-beijing", "us-west-1"]"#,
+        );
+    });
+    let run = |candidate: &Path, cvc5: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "policy",
+                "diff",
+                "--json",
+                "--account-id",
+                ACCOUNT,
+                "--active",
+            ])
+            .arg(&shipped)
+            .arg("--candidate")
+            .arg(candidate);
+        if let Some(path) = cvc5 {
+            command.env("CVC5", path);
+        }
+        let out = command.output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), json)
+    };
+    let (code, json) = run(&shipped, None);
+    assert_eq!(
+        (code, json["result"].as_str()),
+        (Some(0), Some("equivalent")),
+        "{json}"
+    );
+    let (code, json) = run(&widened.0, None);
+    assert_eq!(
+        (code, json["result"].as_str()),
+        (Some(1), Some("widens")),
+        "{json}"
+    );
+    let widening = &json["widenings"][0];
+    assert_eq!(
+        widening["call"]["request"]["region_id"], "us-west-1",
+        "{json}"
+    );
+    assert_eq!(widening["confirmedByReplay"], true, "{json}");
+    let (code, json) = run(&widened.0, Some("/nonexistent/cvc5"));
+    assert_eq!(code, Some(2), "{json}");
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install cvc5"),
+        "{json}"
+    );
+}
