@@ -87,6 +87,21 @@ enum PolicyCommand {
     /// through the authorizer. Exit 0 when it does not widen, 1 when it
     /// widens, 2 when it cannot decide (the reason is printed).
     Diff(Box<DiffArgs>),
+    /// Prove, with the cvc5 solver, which policies can never apply, which
+    /// permits forbids always override, and which policies can fail to
+    /// evaluate (with a call that makes them fail). Exit 0 when there is
+    /// nothing to report, 1 when there is, 2 when it cannot decide.
+    Lint {
+        /// The policy directory.
+        #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
+        policies: PathBuf,
+        /// The solver's time per query.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        time_limit: std::time::Duration,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a RAM policy document as Cedar policies that decide as RAM
     /// decides it, attached to a group or a principal; exit 1 naming the
     /// statement and the construct when it cannot be imported exactly.
@@ -404,6 +419,11 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
         }
         Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
         Command::Policy(PolicyCommand::Diff(args)) => diff(&args).await,
+        Command::Policy(PolicyCommand::Lint {
+            policies,
+            time_limit,
+            json,
+        }) => lint(&policies, time_limit, json).await,
         Command::Policy(PolicyCommand::ImportRam {
             file,
             group,
@@ -464,6 +484,64 @@ fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error
         ..config::Overrides::default()
     };
     config::load(&overrides, |name| std::env::var(name).ok())
+}
+
+/// `policy lint`.
+async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool) -> ExitCode {
+    let report = match policy::lint::run(dir, time_limit).await {
+        Ok(report) => report,
+        Err(policy::diff::Undecided(reason)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "result": "could not decide", "reason": reason })
+                );
+            } else {
+                println!("could not decide: {reason}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "result": if report.findings.is_empty() { "clean" } else { "findings" },
+                "policies": report.policies,
+                "findings": report.findings.iter().map(|f| serde_json::json!({
+                    "policy": f.policy, "file": f.file, "kind": f.kind.as_str(),
+                    "detail": f.detail, "example": f.example,
+                })).collect::<Vec<_>>(),
+                "queries": report.queries,
+                "seconds": report.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        for f in &report.findings {
+            println!(
+                "{} ({}): {}: {}",
+                f.policy,
+                f.file,
+                f.kind.as_str(),
+                f.detail
+            );
+            if let Some(example) = &f.example {
+                println!("{example:#}");
+            }
+        }
+        println!(
+            "{} policies, {} finding(s) ({} solver queries, {:.2} s)",
+            report.policies,
+            report.findings.len(),
+            report.queries,
+            report.elapsed.as_secs_f64()
+        );
+    }
+    if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// `policy diff`.

@@ -267,8 +267,9 @@ fn within_years(time: Value) -> Value {
 }
 
 /// The request's facts every real call satisfies (what the validator and
-/// the gateway guarantee), as a Cedar condition.
-fn well_formed(account_id: &str) -> Value {
+/// the gateway guarantee), as a Cedar condition; the instance's account is
+/// `account_id`'s when given.
+fn well_formed(account_id: Option<&str>) -> Value {
     let request = || attr(var("context"), "request");
     let field = |name: &str| attr(request(), name);
     let has_field = |name: &str| has(request(), name);
@@ -311,7 +312,10 @@ fn well_formed(account_id: &str) -> Value {
     let implies = |a: Value, b: Value| ite(a, b, boolean(true));
     all(vec![
         binary("==", attr(resource(), "region"), field("region_id")),
-        binary("==", attr(resource(), "account"), string(account_id)),
+        account_id.map_or_else(
+            || boolean(true),
+            |account| binary("==", attr(resource(), "account"), string(account)),
+        ),
         // An instance the gateway does not know has none of these.
         implies(
             not(known()),
@@ -533,7 +537,7 @@ pub fn policy(
             }
         }
     }
-    let mut body = vec![well_formed(account_id)];
+    let mut body = vec![well_formed(Some(account_id))];
     body.extend(no_errors);
     body.extend(decisions);
     let est = json!({
@@ -552,6 +556,38 @@ pub fn policy(
         est,
     )
     .map_err(|e| unsupported(format!("the enforced decision of {}: {e}", action.name)))
+}
+
+/// Whether `policy`'s action scope takes in `action`, through the action
+/// hierarchy.
+///
+/// # Errors
+///
+/// An action scope the model does not read.
+pub fn applies_to(policy: &cedar_policy::Policy, action: &Action) -> Result<bool, Unsupported> {
+    let rule = rule(policy)?;
+    action_applies(&rule.action, action, &rule.id)
+}
+
+/// The same policy, applying only to requests a real call can make: `W`
+/// (see the module's documentation) as its first clause. Cedar evaluates
+/// clauses in order, so the policy's own conditions are evaluated (and can
+/// err) only on such requests.
+///
+/// # Errors
+///
+/// The policy cannot be written back.
+pub fn on_real_calls(policy: &cedar_policy::Policy) -> Result<cedar_policy::Policy, Unsupported> {
+    let mut est = policy
+        .to_json()
+        .map_err(|e| unsupported(format!("policy {}: {e}", policy.id())))?;
+    let clauses = est
+        .get_mut("conditions")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| unsupported(format!("policy {}: no conditions", policy.id())))?;
+    clauses.insert(0, json!({ "kind": "when", "body": well_formed(None) }));
+    cedar_policy::Policy::from_json(Some(policy.id().clone()), est)
+        .map_err(|e| unsupported(format!("policy {}: {e}", policy.id())))
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! - [`enforced`]: the decision the gateway enforces, as one Cedar policy
 //!   (what `policy diff` compares);
 //! - [`diff`]: `policy diff`, proving what a change widens or narrows;
+//! - [`lint`]: `policy lint`, policies that never apply, are shadowed or can
+//!   fail to evaluate;
 //! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
 //! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
 
@@ -24,6 +26,7 @@ pub mod decide;
 pub mod diff;
 pub mod enforced;
 pub mod index;
+pub mod lint;
 pub mod log;
 pub mod ram;
 pub mod store;

@@ -1,0 +1,136 @@
+//! `policy lint` with the real solver: a policy that can never apply, a
+//! permit shadowed by a control forbid, a forbid that can fail to evaluate
+//! (with a call that makes it fail), and a clean directory. The shipped
+//! policies are linted in CI (`.ci/run`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ecs_gateway::policy::lint::{self, Kind};
+
+mod support;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+
+/// The shipped schema, principals and entities with `control` and
+/// `identity` policies of the test's own.
+fn directory(name: &str, control: &str, identity: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-lint-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    support::copy_dir(&support::policies_dir(), &dir);
+    for layer in ["control", "identity"] {
+        for entry in std::fs::read_dir(dir.join(layer)).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
+    std::fs::write(dir.join("control/test.cedar"), control).unwrap();
+    std::fs::write(dir.join("identity/test.cedar"), identity).unwrap();
+    dir
+}
+
+const BASELINE: &str = r#"@id("control.baseline")
+permit (principal, action, resource);
+"#;
+
+#[tokio::test]
+async fn finds_what_never_applies_what_is_shadowed_and_what_can_fail() {
+    let dir = directory(
+        "findings",
+        &format!(
+            r#"{BASELINE}
+@id("control.no-public-ip-for-app-teams")
+forbid (principal in Ram::Group::"AppTeams", action == Action::"ecs:ModifyInstanceNetworkSpec", resource)
+when {{ context["ecs:AssociatePublicIpAddress"] }};
+
+@id("control.overflows")
+forbid (principal, action, resource)
+when {{ context.request has internet_max_bandwidth_out &&
+       context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 }};
+"#
+        ),
+        r#"@id("identity.beyond-ecs-limits")
+permit (principal, action == Action::"ecs:ModifyInstanceNetworkSpec", resource)
+when { context.request has internet_max_bandwidth_out && context.request.internet_max_bandwidth_out > 500 };
+
+@id("identity.app-teams-public-ip")
+permit (principal in Ram::Group::"AppTeams", action == Action::"ecs:ModifyInstanceNetworkSpec", resource)
+when { context["ecs:AssociatePublicIpAddress"] };
+
+@id("identity.netops")
+permit (principal in Ram::Group::"NetworkAdmins", action, resource);
+"#,
+    );
+    let report = lint::run(&dir, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut found: Vec<(String, Kind)> = report
+        .findings
+        .iter()
+        .map(|f| (f.policy.clone(), f.kind))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        [
+            ("control.overflows".to_owned(), Kind::CanError),
+            ("identity.app-teams-public-ip".to_owned(), Kind::Shadowed),
+            ("identity.beyond-ecs-limits".to_owned(), Kind::NeverApplies),
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.policies, 6);
+    // The failing call: an outbound bandwidth of 2 Mbit/s or more overflows.
+    let overflow = report
+        .findings
+        .iter()
+        .find(|f| f.kind == Kind::CanError)
+        .unwrap();
+    assert!(overflow.detail.contains("failing open"), "{overflow:?}");
+    let example = overflow.example.as_ref().unwrap();
+    let out = example["context"]["request"]["internet_max_bandwidth_out"]
+        .as_i64()
+        .unwrap();
+    assert!(out >= 2, "{example}");
+}
+
+#[test]
+fn the_command_exits_by_its_findings() {
+    let run = |dir: &Path| {
+        let out = Command::new(BIN)
+            .args(["policy", "lint", "--json", "--policies"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), json)
+    };
+    let clean = directory(
+        "clean",
+        BASELINE,
+        r#"@id("identity.netops")
+permit (principal in Ram::Group::"NetworkAdmins", action, resource);
+"#,
+    );
+    let (code, json) = run(&clean);
+    assert_eq!(
+        (code, json["result"].as_str()),
+        (Some(0), Some("clean")),
+        "{json}"
+    );
+    let never = directory(
+        "never",
+        BASELINE,
+        r#"@id("identity.never")
+permit (principal, action, resource) when { context.request.region_id == "a" && context.request.region_id == "b" };
+"#,
+    );
+    let (code, json) = run(&never);
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(json["findings"][0]["kind"], "never applies", "{json}");
+    for dir in [clean, never] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
