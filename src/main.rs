@@ -138,9 +138,17 @@ struct DiffArgs {
     #[arg(long)]
     candidate: PathBuf,
     /// The gateway's settings file, for its `[[policy.dependent_actions]]`
-    /// and `policy.account_id`.
-    #[arg(long, env = "ECS_GATEWAY_CONFIG")]
+    /// and `policy.account_id` (or `--no-config`: none).
+    #[arg(
+        long,
+        env = "ECS_GATEWAY_CONFIG",
+        required_unless_present = "no_config"
+    )]
     config: Option<PathBuf>,
+    /// Compare without the operator's dependent actions (only the
+    /// catalogue's); a gateway whose settings add some decides otherwise.
+    #[arg(long, conflicts_with = "config")]
+    no_config: bool,
     /// The Alibaba Cloud account owning the instances (default: the
     /// settings file's `policy.account_id`).
     #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]

@@ -370,6 +370,7 @@ fn the_command_gates_on_widening() {
                 "policy",
                 "diff",
                 "--json",
+                "--no-config",
                 "--account-id",
                 ACCOUNT,
                 "--active",
@@ -403,6 +404,17 @@ fn the_command_gates_on_widening() {
         "{json}"
     );
     assert_eq!(widening["confirmedByReplay"], true, "{json}");
+    // Without --config (or --no-config) the operator's dependent actions
+    // are unknown: refused.
+    let out = Command::new(BIN)
+        .args(["policy", "diff", "--account-id", ACCOUNT, "--active"])
+        .arg(&shipped)
+        .arg("--candidate")
+        .arg(&widened.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
     let (code, json) = run(&widened.0, Some("/nonexistent/cvc5"));
     assert_eq!(code, Some(2), "{json}");
     assert!(
@@ -412,4 +424,93 @@ fn the_command_gates_on_widening() {
             .contains("apt-get install cvc5"),
         "{json}"
     );
+}
+
+/// An erroring forbid scoped to the dependent action alone is part of the
+/// decision too (it must keep its error term).
+#[tokio::test]
+async fn an_erroring_policy_of_a_dependent_action_denies() {
+    let shipped = support::policies_dir();
+    let erroring = candidate("dependent-error", |dir| {
+        add(
+            dir,
+            "control/overflow.cedar",
+            r#"@id("control.allocate-overflows")
+forbid (principal, action == Action::"ecs:AllocatePublicIpAddress", resource)
+when { context.request has internet_max_bandwidth_out &&
+       context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 };
+"#,
+        );
+    });
+    let report = compare(&shipped, &erroring.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Narrows);
+    assert!(
+        report.narrowings[0]
+            .candidate
+            .contains("control.allocate-overflows"),
+        "{report:#?}"
+    );
+}
+
+/// What the proof cannot see is refused, never called safe: a change of
+/// principals.toml or entities.json, a read of another entity's attribute.
+#[tokio::test]
+async fn what_the_model_cannot_see_could_not_be_decided() {
+    let shipped = support::policies_dir();
+    let promoted = candidate("principals", |dir| {
+        replace(
+            dir,
+            "principals.toml",
+            r#"groups = ["AppTeams"]"#,
+            r#"groups = ["AppTeams", "NetworkAdmins"]"#,
+        );
+    });
+    let error = diff::run(&Options {
+        active: shipped.clone(),
+        candidate: promoted.0.clone(),
+        rules: vec![],
+        account_id: ACCOUNT.into(),
+        time_limit: Duration::from_secs(60),
+    })
+    .await
+    .unwrap_err();
+    assert!(error.0.contains("principals.toml differs"), "{error}");
+    let untagged = candidate("entities", |dir| {
+        replace(
+            dir,
+            "entities.json",
+            r#""env": "production""#,
+            r#""env": "dev""#,
+        );
+    });
+    let error = diff::run(&Options {
+        active: shipped.clone(),
+        candidate: untagged.0.clone(),
+        rules: vec![],
+        account_id: ACCOUNT.into(),
+        time_limit: Duration::from_secs(60),
+    })
+    .await
+    .unwrap_err();
+    assert!(error.0.contains("entities.json differs"), "{error}");
+    let foreign = candidate("foreign", |dir| {
+        add(
+            dir,
+            "control/foreign.cedar",
+            r#"@id("control.reads-another-role")
+forbid (principal, action, resource)
+when { Ram::Role::"acs:ram::1234567890123456:role/netops".account == "1" };
+"#,
+        );
+    });
+    let error = diff::run(&Options {
+        active: shipped,
+        candidate: foreign.0.clone(),
+        rules: vec![],
+        account_id: ACCOUNT.into(),
+        time_limit: Duration::from_secs(60),
+    })
+    .await
+    .unwrap_err();
+    assert!(error.0.contains("control.reads-another-role"), "{error}");
 }

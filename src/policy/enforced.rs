@@ -194,6 +194,38 @@ fn reads_action(value: &Value) -> bool {
     }
 }
 
+/// Whether an expression reads an attribute or tag of (or asks `in` of)
+/// an entity other than the request's principal and resource. The gateway
+/// holds only those (and the actions): reading another one fails, which
+/// denies, while the solver takes every entity to exist.
+fn reads_other_entities(value: &Value) -> bool {
+    /// The variable a chain of `.`/`has` reads from, if any.
+    fn base(value: &Value) -> Option<&str> {
+        if let Some(var) = value.get("Var").and_then(Value::as_str) {
+            return Some(var);
+        }
+        let inner = value.get(".").or_else(|| value.get("has"))?;
+        base(inner.get("left")?)
+    }
+    let entity_base = |left: &Value| matches!(base(left), Some("principal" | "resource"));
+    match value {
+        Value::Object(map) => map.iter().any(|(key, inner)| {
+            let left = match key.as_str() {
+                "." | "has" | "in" | "getTag" | "hasTag" => inner.get("left"),
+                _ => None,
+            };
+            let foreign = left.is_some_and(|left| {
+                // `context.…` reads the context record, not an entity.
+                let from_context = matches!(base(left), Some("context"));
+                !from_context && !entity_base(left)
+            });
+            foreign || reads_other_entities(inner)
+        }),
+        Value::Array(items) => items.iter().any(reads_other_entities),
+        _ => false,
+    }
+}
+
 /// One policy, as the model reads it.
 struct Rule {
     id: String,
@@ -239,6 +271,13 @@ fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
     }
     // Scope terms that are `true` are left out: they change nothing.
     terms.retain(|t| *t != boolean(true));
+    if terms.iter().any(reads_other_entities) {
+        return Err(unsupported(format!(
+            "policy {id} reads an attribute or tag of, or asks `in` of, an entity other than the \
+             principal and the resource: the gateway holds no other entity (the read fails, which \
+             denies), while the solver would take it to exist"
+        )));
+    }
     Ok(Rule {
         id,
         permit,
@@ -257,12 +296,12 @@ fn method(receiver: Value, name: &str, args: Vec<Value>) -> Value {
     json!({ name: all })
 }
 
-/// 2000-01-01 ≤ `time` < 2200-01-01.
-fn within_years(time: Value) -> Value {
+/// `from` ≤ `time` < `until` (dates).
+fn between(time: Value, from: &str, until: &str) -> Value {
     binary(
         "&&",
-        binary(">=", time.clone(), extension("datetime", "2000-01-01")),
-        binary("<", time, extension("datetime", "2200-01-01")),
+        binary(">=", time.clone(), extension("datetime", from)),
+        binary("<", time, extension("datetime", until)),
     )
 }
 
@@ -436,11 +475,22 @@ fn well_formed(account_id: Option<&str>) -> Value {
         // A temporary upgrade has both times, and only then.
         binary("==", field("temporary_upgrade"), has_field("start_time")),
         binary("==", has_field("start_time"), has_field("end_time")),
-        // Times a call can carry: the gateway's clock, and a temporary
-        // upgrade of at least three hours, within years chrono and ECS use.
-        within_years(attr(var("context"), "acs:CurrentTime")),
-        implies(has_field("start_time"), within_years(field("start_time"))),
-        implies(has_field("end_time"), within_years(field("end_time"))),
+        // Times a call can carry: the gateway's clock reads this century
+        // or the next; a temporary upgrade's times are protobuf timestamps
+        // (years 1 to 9999), three hours or more apart.
+        between(
+            attr(var("context"), "acs:CurrentTime"),
+            "2000-01-01",
+            "2200-01-01",
+        ),
+        implies(
+            has_field("start_time"),
+            between(field("start_time"), "0001-01-01", "9999-12-31T23:59:59Z"),
+        ),
+        implies(
+            has_field("end_time"),
+            between(field("end_time"), "0001-01-01", "9999-12-31T23:59:59Z"),
+        ),
         implies(
             binary("&&", has_field("start_time"), has_field("end_time")),
             binary(
@@ -468,6 +518,23 @@ pub fn policy(
     rules: &[DependentRule],
     action: &'static Action,
     account_id: &str,
+) -> Result<cedar_policy::Policy, Unsupported> {
+    policy_given(data, rules, action, account_id, &|_| false)
+}
+
+/// [`policy`], leaving out the no-error term of every policy `error_free`
+/// names (proved never to fail on a real call): the same decision, and a
+/// smaller formula for the solver.
+///
+/// # Errors
+///
+/// As [`policy`].
+pub fn policy_given(
+    data: &PolicyData,
+    rules: &[DependentRule],
+    action: &'static Action,
+    account_id: &str,
+    error_free: &dyn Fn(&str) -> bool,
 ) -> Result<cedar_policy::Policy, Unsupported> {
     let guard = attr(var("context"), "ecs:AssociatePublicIpAddress");
     // The call's action, then each dependent action with its guard.
@@ -516,7 +583,9 @@ pub fn policy(
                         rule.id, decided_action.name
                     )));
                 }
-                checks.push(binary("||", rule.condition.clone(), boolean(true)));
+                if !error_free(&rule.id) {
+                    checks.push(binary("||", rule.condition.clone(), boolean(true)));
+                }
                 if rule.permit {
                     permits.push(rule.condition.clone());
                 } else {
@@ -556,6 +625,67 @@ pub fn policy(
         est,
     )
     .map_err(|e| unsupported(format!("the enforced decision of {}: {e}", action.name)))
+}
+
+/// Whether `policy` cannot fail to evaluate, seen from its text: it uses
+/// no arithmetic, no `getTag`, no datetime or duration method, and builds
+/// extension values from literals only (strict validation has already
+/// ruled out attributes read without `has`). `false` means "maybe": the
+/// solver decides those.
+pub fn plainly_error_free(policy: &cedar_policy::Policy) -> bool {
+    const RISKY: &[&str] = &[
+        "+",
+        "-",
+        "*",
+        "neg",
+        "getTag",
+        "offset",
+        "durationSince",
+        "toDate",
+        "toTime",
+    ];
+    const CONSTRUCTORS: &[&str] = &["ip", "decimal", "datetime", "duration"];
+    /// An expression node: `{ "<operator>": payload }`.
+    fn safe(value: &Value) -> bool {
+        let Value::Object(map) = value else {
+            return false;
+        };
+        map.iter().all(|(key, inner)| match key.as_str() {
+            "Value" | "Var" => true,
+            "Slot" => false,
+            // A record literal's keys are attribute names, its values
+            // expressions.
+            "Record" => inner
+                .as_object()
+                .is_some_and(|fields| fields.values().all(safe)),
+            "Set" => inner.as_array().is_some_and(|items| items.iter().all(safe)),
+            key if RISKY.contains(&key) => false,
+            key if CONSTRUCTORS.contains(&key) => inner.as_array().is_some_and(|args| {
+                args.iter()
+                    .all(|a| a.get("Value").is_some_and(Value::is_string))
+            }),
+            // An operator's payload: its operands (`left`, `right`, `arg`,
+            // `if`, `then`, `else`, `in`) are expressions, the rest
+            // (`attr`, `pattern`, `entity_type`) names; a method call's
+            // payload is its argument list.
+            _ => match inner {
+                Value::Array(args) => args.iter().all(safe),
+                Value::Object(payload) => {
+                    payload.iter().all(|(field, operand)| match field.as_str() {
+                        "left" | "right" | "arg" | "if" | "then" | "else" | "in" => safe(operand),
+                        _ => true,
+                    })
+                }
+                _ => false,
+            },
+        })
+    }
+    let clauses_safe = |est: &Value| {
+        est["conditions"]
+            .as_array()
+            .is_some_and(|clauses| clauses.iter().all(|c| safe(&c["body"])))
+    };
+    policy.to_json().is_ok_and(|est| clauses_safe(&est))
 }
 
 /// Whether `policy`'s action scope takes in `action`, through the action
@@ -760,5 +890,38 @@ mod tests {
             allowed > 50 && denied > 50,
             "allowed {allowed}, denied {denied}"
         );
+    }
+}
+
+#[cfg(test)]
+mod error_free_tests {
+    use super::plainly_error_free;
+
+    fn policy(text: &str) -> cedar_policy::Policy {
+        cedar_policy::Policy::parse(None, text).unwrap()
+    }
+
+    /// Only what cannot fail is said to: arithmetic, `getTag`, datetime
+    /// methods and extension values built from expressions go to the solver.
+    #[test]
+    fn says_error_free_only_for_what_cannot_fail() {
+        for text in [
+            r#"permit (principal, action, resource) when { resource.region == "cn-hangzhou" };"#,
+            r#"forbid (principal, action, resource) unless { context["acs:SourceIp"].isInRange(ip("10.0.0.0/8")) };"#,
+            r#"forbid (principal, action, resource) when { resource.arn like "acs:ecs:*" && context.request has internet_max_bandwidth_out && context.request.internet_max_bandwidth_out > 100 };"#,
+            r#"permit (principal, action, resource) when { resource.hasTag("env") };"#,
+        ] {
+            assert!(plainly_error_free(&policy(text)), "{text}");
+        }
+        for text in [
+            r#"forbid (principal, action, resource) when { context.request.internet_max_bandwidth_out * 2 > 1 };"#,
+            r#"forbid (principal, action, resource) when { resource.getTag("env") == "production" };"#,
+            r#"forbid (principal, action, resource) when { context.request.end_time > context["acs:CurrentTime"].offset(duration("7d")) };"#,
+            r#"forbid (principal, action, resource) when { ip(context.request.region_id).isLoopback() };"#,
+            r#"forbid (principal, action, resource) when { -context.request.internet_max_bandwidth_out < 0 };"#,
+            r#"forbid (principal, action, resource) when { {"Value": context.request.internet_max_bandwidth_out * 2}.Value > 1 };"#,
+        ] {
+            assert!(!plainly_error_free(&policy(text)), "{text}");
+        }
     }
 }
