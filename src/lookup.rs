@@ -126,24 +126,32 @@ impl Lookup {
             self.metrics.record_lookup("hit");
             return Ok(answer);
         }
-        let result = self
-            .cache
-            .try_get_with(key, async {
-                let described = self
-                    .upstream
-                    .describe_instance(region_id, instance_id, deadline)
-                    .await
-                    .map_err(|e| reason(&e))?;
-                let instance = described
-                    .instance
-                    .map(|facts| instance(&facts, &self.account_id))
-                    .transpose()?;
-                Ok::<_, String>(Arc::new(Answer {
-                    instance,
-                    generation: self.generation.fetch_add(1, Ordering::Relaxed),
-                }))
-            })
-            .await;
+        // One call to ECS for every caller asking now, on its own budget
+        // (the upstream timeout), not the first caller's deadline: a caller
+        // in a hurry must not fail the others. Each caller waits for it
+        // within its own deadline.
+        let shared = self.cache.try_get_with(key, async {
+            let described = self
+                .upstream
+                .describe_instance(region_id, instance_id, Duration::MAX)
+                .await
+                .map_err(|e| reason(&e))?;
+            let instance = described
+                .instance
+                .map(|facts| instance(&facts, &self.account_id))
+                .transpose()?;
+            Ok::<_, String>(Arc::new(Answer {
+                instance,
+                generation: self.generation.fetch_add(1, Ordering::Relaxed),
+            }))
+        });
+        let result = match tokio::time::timeout(deadline, shared).await {
+            Ok(result) => result.map_err(|e| e.as_ref().clone()),
+            Err(_) => Err(format!(
+                "ECS did not describe the instance within the call's deadline ({})",
+                humantime::format_duration(deadline)
+            )),
+        };
         match result {
             Ok(answer) => {
                 self.metrics.record_lookup("miss");
@@ -151,9 +159,17 @@ impl Lookup {
             }
             Err(error) => {
                 self.metrics.record_lookup("error");
-                Err(error.as_ref().clone())
+                Err(error)
             }
         }
+    }
+
+    /// Forgets what ECS said of an instance: after a change was sent, its
+    /// bandwidth, billing or public IP may be other.
+    pub async fn forget(&self, region_id: &str, instance_id: &str) {
+        self.cache
+            .invalidate(&(region_id.to_owned(), instance_id.to_owned()))
+            .await;
     }
 }
 

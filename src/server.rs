@@ -117,10 +117,22 @@ impl Gateway {
     /// `deadline`.
     async fn look_up(
         &self,
+        caller: &Caller,
         request: &validate::ModifyRequest,
         deadline: Duration,
     ) -> Option<Result<Arc<lookup::Answer>, String>> {
         let lookup = self.lookup.as_ref()?;
+        // An identity without a principal is denied whatever the instance
+        // is: it must not spend the account's ECS quota.
+        if !self
+            .authorizer
+            .store()
+            .current()
+            .principals
+            .contains_key(&caller.identity)
+        {
+            return None;
+        }
         let stage = tracing::info_span!(
             target: crate::telemetry::trace::STAGE,
             "lookup",
@@ -247,7 +259,7 @@ impl InstanceNetworkService for Gateway {
         // 3. authorize, with the instance's attributes from ECS when the
         //    lookup is on.
         let answer = self
-            .look_up(&request, limit.saturating_sub(arrived.elapsed()))
+            .look_up(&caller, &request, limit.saturating_sub(arrived.elapsed()))
             .await;
         let source = lookup::source(answer.as_ref());
         let decision = self.authorize(|| {
@@ -285,6 +297,7 @@ impl InstanceNetworkService for Gateway {
         // Detached, so that a caller who goes away after the signed request
         // left still gets the change logged with ECS's request id.
         let upstream = self.upstream.clone();
+        let lookup = self.lookup.clone();
         let mut cutoff = self.cutoff.subscribe();
         let logged_token = token.clone();
         let forward = async move {
@@ -294,6 +307,12 @@ impl InstanceNetworkService for Gateway {
             let result = upstream
                 .modify_instance_network_spec(&request, deadline)
                 .await;
+            // The instance may have changed: the next decision asks ECS.
+            if let Some(lookup) = &lookup {
+                lookup
+                    .forget(&request.region_id, &request.instance_id)
+                    .await;
+            }
             let ecs_client_token = Some(request.client_token.value.as_str());
             let after = match &result {
                 Ok(reply) => After {

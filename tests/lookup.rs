@@ -284,3 +284,62 @@ async fn a_failed_lookup_never_quotes_ecs_message_which_can_hold_the_sts_token()
         "ECS's message is not passed on: {denied:?}"
     );
 }
+
+/// After a change was sent, what ECS said of the instance is forgotten.
+#[tokio::test]
+async fn a_change_forgets_the_instances_answer() {
+    let world = world(Duration::from_secs(60)).await;
+    world
+        .call(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await
+        .unwrap();
+    assert_eq!(world.sim.describe_calls(), 1);
+    world
+        .explain(support::NETOPS, bandwidth("i-new-dev", 6))
+        .await;
+    assert_eq!(
+        world.sim.describe_calls(),
+        2,
+        "asked again after the change"
+    );
+}
+
+/// An identity without a principal is denied without asking ECS.
+#[tokio::test]
+async fn no_lookup_for_an_identity_without_a_principal() {
+    let world = world(Duration::from_secs(60)).await;
+    let denied = world
+        .call("spiffe://demo.local/sa/stranger", bandwidth("i-new-dev", 5))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(world.sim.describe_calls(), 0);
+}
+
+/// A caller with a short deadline does not fail the others waiting for the
+/// same answer: the shared call has its own budget.
+#[tokio::test]
+async fn a_hurried_caller_does_not_fail_the_others() {
+    let world = world(Duration::from_secs(60)).await;
+    world.sim.inject(Fault::Latency(Duration::from_millis(600)));
+    let hurried = async {
+        let mut request = tonic::Request::new(bandwidth("i-new-dev", 5));
+        support::with_identity(&mut request, support::NETOPS);
+        request.set_timeout(Duration::from_millis(150));
+        world
+            .calls
+            .clone()
+            .modify_instance_network_spec(request)
+            .await
+    };
+    let patient = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        world
+            .explain(support::NETOPS, bandwidth("i-new-dev", 6))
+            .await
+    };
+    let (hurried, patient) = tokio::join!(hurried, patient);
+    assert!(hurried.is_err(), "{hurried:?}");
+    assert_eq!(patient.verdict(), pb::Verdict::Allow, "{patient:?}");
+    assert_eq!(world.sim.describe_calls(), 1);
+}

@@ -48,7 +48,9 @@ impl AuthorizationService for Gateway {
 
         // 3. may the caller ask? (With the instance's attributes from ECS
         //    when the lookup is on.)
-        let answer = self.look_up(&explain.request, self.request_timeout).await;
+        let answer = self
+            .look_up(&caller, &explain.request, self.request_timeout)
+            .await;
         let source = crate::lookup::source(answer.as_ref());
         let now = chrono::Utc::now();
         let permission = self.authorize(|| {
