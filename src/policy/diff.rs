@@ -229,32 +229,48 @@ pub async fn run(options: &Options) -> Result<Report, Undecided> {
                 .map(|p| p.id().to_string())
                 .collect::<std::collections::HashSet<String>>()
         });
-        let enforced = |data: &PolicyData, free: &std::collections::HashSet<String>| {
-            super::enforced::policy_given(
-                data,
-                &options.rules,
-                action,
-                &options.account_id,
-                &|id| free.contains(id),
-            )
-            .and_then(|p| {
-                PolicySet::from_policies([p])
-                    .map_err(|e| super::enforced::Unsupported(e.to_string()))
+        let terms = |data: &PolicyData, free: &std::collections::HashSet<String>| {
+            super::enforced::terms(data, &options.rules, action, &options.account_id, &|id| {
+                free.contains(id)
             })
             .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))
         };
-        let (old_c, new_c) = (
-            compile(&enforced(&active, &error_free[0])?)?,
-            compile(&enforced(&candidate, &error_free[1])?)?,
+        let (old_terms, new_terms) = (
+            terms(&active, &error_free[0])?,
+            terms(&candidate, &error_free[1])?,
         );
+        let set = |terms: Vec<serde_json::Value>| {
+            super::enforced::assemble(action, terms)
+                .and_then(|p| {
+                    PolicySet::from_policies([p])
+                        .map_err(|e| super::enforced::Unsupported(e.to_string()))
+                })
+                .map_err(|e| {
+                    undecided(format!("the model cannot write this decision exactly: {e}"))
+                })
+        };
+        // "Allowed by one, denied by the other": where the first allows,
+        // every term it shares with the other holds, so the other denies
+        // exactly when one of its own terms fails. The denying side keeps
+        // only those: the same question, a smaller formula.
+        let own = |terms: &[serde_json::Value], other: &[serde_json::Value]| {
+            terms
+                .iter()
+                .filter(|t| !other.contains(t))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         // A backstop: cvc5's own limit should answer first.
         let limit = options.time_limit * 2 + Duration::from_secs(5);
         for widening in [true, false] {
-            let (allowed, denied) = if widening {
-                (&new_c, &old_c)
+            let (allowing, denying) = if widening {
+                (&new_terms, &old_terms)
             } else {
-                (&old_c, &new_c)
+                (&old_terms, &new_terms)
             };
+            let allowed = compile(&set(allowing.clone())?)?;
+            let denied = compile(&set(own(denying, allowing))?)?;
+            let (allowed, denied) = (&allowed, &denied);
             report.queries += 1;
             let answer = tokio::time::timeout(
                 limit,

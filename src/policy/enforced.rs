@@ -536,6 +536,24 @@ pub fn policy_given(
     account_id: &str,
     error_free: &dyn Fn(&str) -> bool,
 ) -> Result<cedar_policy::Policy, Unsupported> {
+    assemble(action, terms(data, rules, action, account_id, error_free)?)
+}
+
+/// The conjuncts of [`policy_given`]'s condition, in evaluation order:
+/// `W`, one no-error term per policy that may fail (per action it applies
+/// to), then one term per action and layer. Each is a boolean of the
+/// request; the error terms come first, so no later term can fail.
+///
+/// # Errors
+///
+/// As [`policy`].
+pub fn terms(
+    data: &PolicyData,
+    rules: &[DependentRule],
+    action: &'static Action,
+    account_id: &str,
+    error_free: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Value>, Unsupported> {
     let guard = attr(var("context"), "ecs:AssociatePublicIpAddress");
     // The call's action, then each dependent action with its guard.
     let mut decided: Vec<(&'static Action, Option<Value>)> = vec![(action, None)];
@@ -594,27 +612,36 @@ pub fn policy_given(
             }
             allows.push(binary("&&", any(permits), not(any(forbids))));
         }
-        let (checks, allows) = (all(checks), all(allows));
-        match guard {
-            None => {
-                no_errors.push(checks);
-                decisions.push(allows);
-            }
-            Some(guard) => {
-                no_errors.push(ite(guard.clone(), checks, boolean(true)));
-                decisions.push(ite(guard, allows, boolean(true)));
-            }
-        }
+        // One term per policy check and per layer, so that `policy diff`
+        // can tell the terms two directories share.
+        let guarded = |term: Value| match &guard {
+            None => term,
+            Some(guard) => ite(guard.clone(), term, boolean(true)),
+        };
+        no_errors.extend(checks.into_iter().map(guarded));
+        decisions.extend(allows.into_iter().map(guarded));
     }
     let mut body = vec![well_formed(Some(account_id))];
     body.extend(no_errors);
     body.extend(decisions);
+    Ok(body)
+}
+
+/// The permit of `action` whose condition is `terms`, in order.
+///
+/// # Errors
+///
+/// Cedar refuses the policy (never for terms of [`terms`]).
+pub fn assemble(
+    action: &'static Action,
+    terms: Vec<Value>,
+) -> Result<cedar_policy::Policy, Unsupported> {
     let est = json!({
         "effect": "permit",
         "principal": { "op": "All" },
         "action": { "op": "==", "entity": { "type": "Action", "id": action.name } },
         "resource": { "op": "All" },
-        "conditions": [ { "kind": "when", "body": all(body) } ],
+        "conditions": [ { "kind": "when", "body": all(terms) } ],
         "annotations": { "id": format!("enforced.{}", action.name) },
     });
     cedar_policy::Policy::from_json(
