@@ -136,6 +136,12 @@ pub fn solver(time_limit: Duration) -> Result<LocalSolver, Undecided> {
         tokio::process::Command::new(&path)
             .args(["--lang", "smt"])
             .arg(format!("--tlimit-per={}", time_limit.as_millis().max(1)))
+            // Finite model finding for strings: ARN patterns (`like`) and
+            // their negations made queries over 100 policies run past a
+            // minute; with it they take seconds (docs/benchmarks.md). An
+            // answer stays exact: what it cannot settle is "unknown", which
+            // is "could not decide".
+            .arg("--strings-fmf")
             .kill_on_drop(true),
     )
     .map_err(|e| {
