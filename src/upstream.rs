@@ -537,7 +537,7 @@ fn mark_failed(span: &tracing::Span, error: &Error) {
 /// most 50 ms) is kept back, so that the gateway's own DEADLINE_EXCEEDED, with
 /// its details, reaches the caller before the caller's deadline cancels the
 /// call without any.
-fn budget(deadline: Duration) -> Duration {
+pub fn budget(deadline: Duration) -> Duration {
     deadline.saturating_sub((deadline / 10).min(Duration::from_millis(50)))
 }
 

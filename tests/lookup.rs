@@ -343,3 +343,25 @@ async fn a_hurried_caller_does_not_fail_the_others() {
     assert_eq!(patient.verdict(), pb::Verdict::Allow, "{patient:?}");
     assert_eq!(world.sim.describe_calls(), 1);
 }
+
+/// An Explain's lookup keeps to the caller's deadline: the answer (a
+/// denial saying why) comes before the caller gives up.
+#[tokio::test]
+async fn an_explains_lookup_keeps_to_the_callers_deadline() {
+    let world = world(Duration::from_secs(60)).await;
+    world
+        .sim
+        .inject(Fault::Latency(Duration::from_millis(1500)));
+    let mut request = tonic::Request::new(pb::ExplainRequest {
+        request: Some(bandwidth("i-new-dev", 5)),
+        ..Default::default()
+    });
+    support::with_identity(&mut request, support::NETOPS);
+    request.set_timeout(Duration::from_millis(800));
+    let refused = world.explain.clone().explain(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("within the call's deadline"),
+        "{refused:?}"
+    );
+}

@@ -30,6 +30,7 @@ impl AuthorizationService for Gateway {
         let span = tracing::Span::current();
         // 1. identity
         let caller = caller(&request)?;
+        let (arrived, limit) = self.deadline(&request);
         let trace_id = trace_id(request.metadata());
         span.record("trace_id", trace_id.as_str());
         span.record("enduser.id", tracing::field::display(&caller.identity));
@@ -49,7 +50,11 @@ impl AuthorizationService for Gateway {
         // 3. may the caller ask? (With the instance's attributes from ECS
         //    when the lookup is on.)
         let answer = self
-            .look_up(&caller, &explain.request, self.request_timeout)
+            .look_up(
+                &caller,
+                &explain.request,
+                limit.saturating_sub(arrived.elapsed()),
+            )
             .await;
         let source = crate::lookup::source(answer.as_ref());
         let now = chrono::Utc::now();
