@@ -23,7 +23,7 @@ schema = {
     "replicaCount": I(1),
     "config": obj({
       "upstream": obj({"endpoint": S(pattern=r"^https?://"), "timeout": DUR, "connect_timeout": DUR, "attempt_timeout": DUR, "max_attempts": I(1, 10), "breaker_failures": I(1), "breaker_open_for": DUR}),
-      "server": obj({"max_concurrent_calls": I(1), "max_concurrent_calls_per_caller": I(1), "receive_timeout": DUR, "request_timeout": DUR}),
+      "server": obj({"max_concurrent_calls": I(1), "max_concurrent_calls_per_caller": I(1), "max_concurrent_calls_per_unmapped_caller": I(1), "receive_timeout": DUR, "request_timeout": DUR, "reflection": B(), "max_unauthenticated_streams": I(1), "max_unauthenticated_streams_per_connection": I(1), "unauthenticated_idle_timeout": DUR}),
       "identity": obj({"trust_forwarded_client_cert": B(), "jwt": obj({"issuer": S(minLength=1), "audience": S(minLength=1), "jwks_url": S(pattern="^https://"), "jwks_file": S(minLength=1), "leeway": DUR, "jwks_refresh": DUR, "jwks_max_age": DUR})}),
       "policy": obj({"account_id": S("the Alibaba Cloud account owning the instances", pattern=r"^[0-9]+$"), "dependent_actions": {"type": "array", "items": obj({"action": S(pattern=r"^ecs:[A-Za-z]+$"), "requires": S(pattern=r"^ecs:[A-Za-z]+$"), "when": {"enum": ["always", "allocates_public_ip"]}}, ["action", "requires"])}}, ["account_id"]),
     }, ["policy"], desc="the gateway's settings file, in its keys; the chart sets listen, admin_listen, policy.dir, credentials, tls and server.shutdown_grace"),

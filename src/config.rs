@@ -66,7 +66,24 @@ impl Config {
                 "server.max_concurrent_calls_per_caller",
                 s.max_concurrent_calls_per_caller.to_string(),
             ),
+            (
+                "server.max_concurrent_calls_per_unmapped_caller",
+                s.max_concurrent_calls_per_unmapped_caller.to_string(),
+            ),
             ("server.receive_timeout", d(s.receive_timeout)),
+            ("server.reflection", s.reflection.to_string()),
+            (
+                "server.max_unauthenticated_streams",
+                s.max_unauthenticated_streams.to_string(),
+            ),
+            (
+                "server.max_unauthenticated_streams_per_connection",
+                s.max_unauthenticated_streams_per_connection.to_string(),
+            ),
+            (
+                "server.unauthenticated_idle_timeout",
+                d(s.unauthenticated_idle_timeout),
+            ),
             ("server.request_timeout", d(s.request_timeout)),
             ("server.shutdown_grace", d(s.shutdown_grace)),
             ("policy.dir", path(&self.policy.dir)),
@@ -147,12 +164,25 @@ pub struct ServerSettings {
     /// Calls served at once; more are refused at once with
     /// RESOURCE_EXHAUSTED instead of queueing.
     pub max_concurrent_calls: usize,
-    /// Calls one identity may have served at once, so that one caller
-    /// cannot take every place.
+    /// Calls one identity may have served (and messages it may have
+    /// arriving) at once, so that one caller cannot take every place.
     pub max_concurrent_calls_per_caller: usize,
+    /// The same for an identity no principal maps (its calls are denied);
+    /// all such identities together get `max_concurrent_calls_per_caller`.
+    pub max_concurrent_calls_per_unmapped_caller: usize,
     /// Longest wait for a call's request message; until it has arrived the
     /// call holds no place.
     pub receive_timeout: Duration,
+    /// Serve gRPC server reflection (v1 and v1alpha); off in `serve` by
+    /// default, on in the demo.
+    pub reflection: bool,
+    /// Health and reflection streams open at once, in all.
+    pub max_unauthenticated_streams: usize,
+    /// Health and reflection streams open at once on one connection.
+    pub max_unauthenticated_streams_per_connection: usize,
+    /// Longest a health or reflection stream's open request side may send
+    /// nothing.
+    pub unauthenticated_idle_timeout: Duration,
     /// Longest a call may take when the caller sets no deadline.
     pub request_timeout: Duration,
     /// How long calls in flight may finish after SIGTERM.
@@ -164,7 +194,12 @@ impl Default for ServerSettings {
         Self {
             max_concurrent_calls: 512,
             max_concurrent_calls_per_caller: 128,
+            max_concurrent_calls_per_unmapped_caller: 4,
             receive_timeout: Duration::from_secs(5),
+            reflection: false,
+            max_unauthenticated_streams: 64,
+            max_unauthenticated_streams_per_connection: 8,
+            unauthenticated_idle_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(25),
         }
@@ -344,7 +379,12 @@ struct FileUpstream {
 struct FileServer {
     max_concurrent_calls: Option<usize>,
     max_concurrent_calls_per_caller: Option<usize>,
+    max_concurrent_calls_per_unmapped_caller: Option<usize>,
     receive_timeout: Option<String>,
+    reflection: Option<bool>,
+    max_unauthenticated_streams: Option<usize>,
+    max_unauthenticated_streams_per_connection: Option<usize>,
+    unauthenticated_idle_timeout: Option<String>,
     request_timeout: Option<String>,
     shutdown_grace: Option<String>,
 }
@@ -658,11 +698,49 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             "ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER",
             (max_concurrent_calls / 4).max(1),
         )?,
+        max_concurrent_calls_per_unmapped_caller: count(
+            "server.max_concurrent_calls_per_unmapped_caller",
+            file.server
+                .max_concurrent_calls_per_unmapped_caller
+                .map(|n| n.to_string()),
+            "ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER",
+            server_defaults.max_concurrent_calls_per_unmapped_caller,
+        )?,
         receive_timeout: dur(
             "server.receive_timeout",
             file.server.receive_timeout,
             "ECS_GATEWAY_RECEIVE_TIMEOUT",
             server_defaults.receive_timeout,
+        )?,
+        reflection: match var(
+            "server.reflection",
+            file.server.reflection.map(|b| b.to_string()),
+            "ECS_GATEWAY_REFLECTION",
+        ) {
+            Some((setting, value)) => boolean(&setting, &value)?,
+            None => server_defaults.reflection,
+        },
+        max_unauthenticated_streams: count(
+            "server.max_unauthenticated_streams",
+            file.server
+                .max_unauthenticated_streams
+                .map(|n| n.to_string()),
+            "ECS_GATEWAY_MAX_UNAUTHENTICATED_STREAMS",
+            server_defaults.max_unauthenticated_streams,
+        )?,
+        max_unauthenticated_streams_per_connection: count(
+            "server.max_unauthenticated_streams_per_connection",
+            file.server
+                .max_unauthenticated_streams_per_connection
+                .map(|n| n.to_string()),
+            "ECS_GATEWAY_MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION",
+            server_defaults.max_unauthenticated_streams_per_connection,
+        )?,
+        unauthenticated_idle_timeout: dur(
+            "server.unauthenticated_idle_timeout",
+            file.server.unauthenticated_idle_timeout,
+            "ECS_GATEWAY_UNAUTHENTICATED_IDLE_TIMEOUT",
+            server_defaults.unauthenticated_idle_timeout,
         )?,
         request_timeout: dur(
             "server.request_timeout",
@@ -678,6 +756,26 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         )?,
     };
 
+    if server.max_concurrent_calls_per_unmapped_caller > server.max_concurrent_calls_per_caller {
+        return Err(invalid(
+            "server.max_concurrent_calls_per_unmapped_caller",
+            format!(
+                "{} is more than server.max_concurrent_calls_per_caller ({})",
+                server.max_concurrent_calls_per_unmapped_caller,
+                server.max_concurrent_calls_per_caller
+            ),
+        ));
+    }
+    if server.max_unauthenticated_streams_per_connection > server.max_unauthenticated_streams {
+        return Err(invalid(
+            "server.max_unauthenticated_streams_per_connection",
+            format!(
+                "{} is more than server.max_unauthenticated_streams ({})",
+                server.max_unauthenticated_streams_per_connection,
+                server.max_unauthenticated_streams
+            ),
+        ));
+    }
     if server.max_concurrent_calls_per_caller > server.max_concurrent_calls {
         return Err(invalid(
             "server.max_concurrent_calls_per_caller",

@@ -85,6 +85,8 @@ pub async fn run(
     // The demo stands in for a mesh sidecar: callers name themselves in
     // x-forwarded-client-cert (`call --as`).
     settings.identity.trust_forwarded_client_cert = true;
+    // grpcurl and the clients' checks list the services.
+    settings.server.reflection = true;
     settings
         .policy
         .account_id

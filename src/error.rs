@@ -137,6 +137,24 @@ pub fn reject_admission(error: overload::Error) -> http::Response<tonic::body::B
     Status::from(Error::Admission(error)).into_http()
 }
 
+/// The trailers of a health or reflection stream the admission layer ended.
+pub fn end_admitted_stream(error: overload::Error) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    let status = Status::from(Error::Admission(error));
+    if let Err(status) = status.add_header(&mut trailers) {
+        // The status's own headers could not be written: a bare one.
+        tracing::warn!(%status, "cannot write a stream's status trailers");
+        trailers.insert("grpc-status", http::HeaderValue::from_static("4"));
+    }
+    trailers
+}
+
+/// The admission layer's answers, from this mapping.
+pub const ADMISSION: overload::Answers = overload::Answers {
+    reject: reject_admission,
+    trailers: end_admitted_stream,
+};
+
 fn admission(error: &overload::Error) -> Status {
     let with_detail = |code: &str, detail: String| {
         let entry = catalogue::get(code);
@@ -166,6 +184,17 @@ fn admission(error: &overload::Error) -> Status {
         overload::Error::Cancelled(_) => {
             let entry = catalogue::get("GatewayCallCancelled");
             from_entry(entry, entry.message.to_owned(), HashMap::new())
+        }
+        overload::Error::StreamsExhausted { limit, scope } => shed(
+            "GatewayStreamsExhausted",
+            limit,
+            &format!("health and reflection streams {scope}"),
+        ),
+        overload::Error::StreamIdle { idle } => {
+            with_detail("GatewayStreamExpired", format!("nothing sent for {idle:?}"))
+        }
+        overload::Error::StreamDeadline { limit } => {
+            with_detail("GatewayStreamExpired", format!("open for {limit:?}"))
         }
     }
 }

@@ -4,12 +4,17 @@
 //! hold what others need:
 //!
 //! 1. its request message is received within `receive_timeout` and at most
-//!    `max_message_size` bytes, before it
-//!    holds anything: streams that send headers and never a body (or send it
-//!    a byte at a time) take no place, and are answered DEADLINE_EXCEEDED
-//!    when the timeout ends;
+//!    `max_message_size` bytes, before it holds a place: streams that send
+//!    headers and never a body (or send it a byte at a time) take no place,
+//!    and are answered DEADLINE_EXCEEDED when the timeout ends. Receiving
+//!    is counted too, before the first byte is read, by the same shares as
+//!    places (below): one identity cannot have more messages arriving than
+//!    its share, so it cannot hold more than its share of receive buffers;
 //! 2. its caller (the authenticated identity) holds fewer than
-//!    `max_calls_per_caller` places: one identity cannot take every place;
+//!    `max_calls_per_caller` places: one identity cannot take every place.
+//!    An identity that no principal maps (it will be denied) gets
+//!    `max_calls_per_unmapped_caller`, and all of them together one
+//!    caller's share: strangers with certificates cannot fill the gateway;
 //! 3. a place among `max_calls` is free.
 //!
 //! A call beyond either limit is refused at once with RESOURCE_EXHAUSTED
@@ -18,9 +23,10 @@
 //! lets the caller back off or go to another replica. A caller that goes
 //! away while its message is arriving is answered (and counted) CANCELLED.
 //!
-//! Only the gateway's own service is admitted here: health checks are never
-//! shed (an overloaded pod must not also be killed by its liveness probe),
-//! and reflection is a stream that reaches no upstream.
+//! Health and reflection need no identity and take no place (an overloaded
+//! pod must not also be killed by its liveness probe): they are bounded
+//! apart, per connection and in all, with an idle timeout and a deadline
+//! ([`unauthenticated`]).
 //!
 //! The layer knows nothing of gRPC statuses: a refused call is answered by
 //! the [`Reject`] function the server gives it (`error.rs`'s mapping).
@@ -34,7 +40,9 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::identity::Caller;
+use crate::identity::{Caller, CallerId};
+
+pub mod unauthenticated;
 
 /// Why a call was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,10 +77,47 @@ pub enum Error {
     /// The caller went away while its message was arriving.
     #[error("the caller went away: {0}")]
     Cancelled(String),
+    /// Every health or reflection stream allowed (on the connection, or in
+    /// all) is open.
+    #[error("too many health and reflection streams: {limit} {scope}")]
+    StreamsExhausted {
+        /// The limit.
+        limit: usize,
+        /// `per connection` or `in all`.
+        scope: &'static str,
+    },
+    /// A health or reflection stream sent nothing for too long.
+    #[error("the stream sent nothing for {idle:?}")]
+    StreamIdle {
+        /// The idle timeout.
+        idle: Duration,
+    },
+    /// A health or reflection stream reached its deadline.
+    #[error("the stream reached its deadline ({limit:?})")]
+    StreamDeadline {
+        /// The time it had.
+        limit: Duration,
+    },
 }
 
 /// Turns a refusal into the HTTP response that carries its gRPC status.
 pub type Reject = fn(Error) -> http::Response<tonic::body::Body>;
+
+/// Turns an ended stream into the trailers that carry its gRPC status.
+pub type Trailers = fn(Error) -> http::HeaderMap;
+
+/// Whether a principal maps the identity (else every call of it is denied).
+pub type IsMapped = Arc<dyn Fn(&CallerId) -> bool + Send + Sync>;
+
+/// The refusal functions (`error.rs`'s mapping): the layer knows nothing
+/// of gRPC statuses.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    /// Before the service ran.
+    pub reject: Reject,
+    /// A stream cut short.
+    pub trailers: Trailers,
+}
 
 /// Paths admitted here: the gateway's own service.
 const ADMITTED_PREFIX: &str = "/ecsgateway.v1.";
@@ -85,85 +130,204 @@ const FRAME_HEADER: usize = 5;
 pub struct Limits {
     /// Calls served at once.
     pub max_calls: usize,
-    /// Calls one identity may have served at once.
+    /// Calls one identity may have served at once, and messages it may
+    /// have arriving at once.
     pub max_calls_per_caller: usize,
+    /// The same for an identity that no principal maps; all of them
+    /// together get `max_calls_per_caller`.
+    pub max_calls_per_unmapped_caller: usize,
     /// Longest wait for a call's request message.
     pub receive_timeout: Duration,
     /// Largest request message, bytes.
     pub max_message_size: usize,
+    /// Health and reflection.
+    pub unauthenticated: unauthenticated::Limits,
 }
 
 /// A call's place, in the request's extensions. The handler hands a clone
 /// to work that outlives the call (the detached ECS call), so a caller who
 /// goes away does not free the place early.
 #[derive(Debug, Clone)]
-pub struct Permit(#[allow(dead_code)] Arc<Held>);
+pub struct Permit(#[allow(dead_code)] Arc<Place>);
 
-/// What a permit holds: a place among all, and one of its caller's.
+/// What a permit holds: a place among all, and its caller's shares.
 #[derive(Debug)]
-struct Held {
-    _place: OwnedSemaphorePermit,
-    _share: Share,
+struct Place {
+    _all: OwnedSemaphorePermit,
+    _shares: Shares,
 }
 
-/// One of a caller's places, given back on drop.
-#[derive(Debug)]
-struct Share {
-    shares: Arc<Mutex<HashMap<String, usize>>>,
-    caller: String,
+/// Who a share is counted for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    /// One identity.
+    Caller(String),
+    /// Every identity that no principal maps, together.
+    Unmapped,
 }
 
-impl Drop for Share {
+/// Counts per key, each under its own limit; an entry exists only while
+/// its count is above zero, so a map is never larger than what it counts.
+#[derive(Debug)]
+pub(crate) struct Counts<K: std::hash::Hash + Eq>(Arc<Mutex<HashMap<K, usize>>>);
+
+impl<K: std::hash::Hash + Eq + Clone> Counts<K> {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Mutex::new(HashMap::new())))
+    }
+
+    /// One more for `key`, unless it has `limit` already.
+    pub(crate) fn take(&self, key: K, limit: usize) -> Option<Counted<K>> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= limit {
+            if *count == 0 {
+                counts.remove(&key);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            counts: self.0.clone(),
+            key,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &K) -> Option<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+    }
+}
+
+/// One counted for a key, given back on drop.
+#[derive(Debug)]
+pub(crate) struct Counted<K: std::hash::Hash + Eq> {
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq> Drop for Counted<K> {
     fn drop(&mut self) {
-        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = shares.get_mut(&self.caller) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                shares.remove(&self.caller);
+                counts.remove(&self.key);
             }
         }
     }
 }
 
-/// The places, shared by every connection.
+/// A caller's shares of one pool: its own and, for an unmapped identity,
+/// the unmapped identities' together.
 #[derive(Debug)]
-struct Places {
-    limits: Limits,
-    all: Arc<Semaphore>,
-    /// Places held per caller; an entry exists only while it holds one,
-    /// so the map is never larger than `max_calls`.
-    shares: Arc<Mutex<HashMap<String, usize>>>,
+struct Shares {
+    _own: Counted<Holder>,
+    _unmapped: Option<Counted<Holder>>,
 }
 
-impl Places {
-    /// A place for `caller`, or why there is none.
-    fn admit(&self, caller: String) -> Result<Permit, Error> {
-        let share = {
-            let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
-            let held = shares.entry(caller.clone()).or_insert(0);
-            if *held >= self.limits.max_calls_per_caller {
-                return Err(Error::CallerOverloaded {
-                    limit: self.limits.max_calls_per_caller,
-                });
-            }
-            *held += 1;
-            Share {
-                shares: self.shares.clone(),
-                caller,
-            }
-        };
-        // On refusal the share is dropped, and given back, here.
-        let place = self
+/// A pool: a limit in all and shares per caller.
+#[derive(Debug)]
+struct Pool {
+    all: Arc<Semaphore>,
+    shares: Counts<Holder>,
+}
+
+impl Pool {
+    fn new(size: usize) -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(size)),
+            shares: Counts::new(),
+        }
+    }
+
+    /// A caller's shares, or the refusal.
+    fn shares(&self, caller: &CallerId, mapped: bool, limits: &Limits) -> Result<Shares, Error> {
+        let refused = |limit| Error::CallerOverloaded { limit };
+        if mapped {
+            let own = self
+                .shares
+                .take(
+                    Holder::Caller(caller.to_string()),
+                    limits.max_calls_per_caller,
+                )
+                .ok_or_else(|| refused(limits.max_calls_per_caller))?;
+            return Ok(Shares {
+                _own: own,
+                _unmapped: None,
+            });
+        }
+        let own = self
+            .shares
+            .take(
+                Holder::Caller(caller.to_string()),
+                limits.max_calls_per_unmapped_caller,
+            )
+            .ok_or_else(|| refused(limits.max_calls_per_unmapped_caller))?;
+        let unmapped = self
+            .shares
+            .take(Holder::Unmapped, limits.max_calls_per_caller)
+            .ok_or_else(|| refused(limits.max_calls_per_unmapped_caller))?;
+        Ok(Shares {
+            _own: own,
+            _unmapped: Some(unmapped),
+        })
+    }
+
+    /// A place and the caller's shares, or why there is none. On refusal
+    /// what was taken is given back.
+    fn take(&self, caller: &CallerId, mapped: bool, limits: &Limits) -> Result<Place, Error> {
+        let shares = self.shares(caller, mapped, limits)?;
+        let all = self
             .all
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::Overloaded {
-                limit: self.limits.max_calls,
+                limit: limits.max_calls,
             })?;
-        Ok(Permit(Arc::new(Held {
-            _place: place,
-            _share: share,
-        })))
+        Ok(Place {
+            _all: all,
+            _shares: shares,
+        })
+    }
+}
+
+/// The places, shared by every connection: those of calls admitted, and
+/// those of messages arriving.
+struct Places {
+    limits: Limits,
+    held: Pool,
+    receiving: Pool,
+    is_mapped: IsMapped,
+}
+
+impl std::fmt::Debug for Places {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Places")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Places {
+    fn new(limits: Limits, is_mapped: IsMapped) -> Self {
+        Self {
+            held: Pool::new(limits.max_calls),
+            receiving: Pool::new(limits.max_calls),
+            limits,
+            is_mapped,
+        }
+    }
+
+    /// A place for `caller`, or why there is none.
+    fn admit(&self, caller: &CallerId, mapped: bool) -> Result<Permit, Error> {
+        self.held
+            .take(caller, mapped, &self.limits)
+            .map(|place| Permit(Arc::new(place)))
     }
 }
 
@@ -171,19 +335,18 @@ impl Places {
 #[derive(Debug, Clone)]
 pub struct OverloadLayer {
     places: Arc<Places>,
-    reject: Reject,
+    unauthenticated: Arc<unauthenticated::Streams>,
+    answers: Answers,
 }
 
 impl OverloadLayer {
-    /// Admits calls within `limits`; refusals are answered by `reject`.
-    pub fn new(limits: Limits, reject: Reject) -> Self {
+    /// Admits calls within `limits`, telling mapped identities from others
+    /// by `is_mapped`; refusals are answered by `answers`.
+    pub fn new(limits: Limits, is_mapped: IsMapped, answers: Answers) -> Self {
         Self {
-            places: Arc::new(Places {
-                all: Arc::new(Semaphore::new(limits.max_calls)),
-                shares: Arc::new(Mutex::new(HashMap::new())),
-                limits,
-            }),
-            reject,
+            unauthenticated: Arc::new(unauthenticated::Streams::new(limits.unauthenticated)),
+            places: Arc::new(Places::new(limits, is_mapped)),
+            answers,
         }
     }
 }
@@ -195,7 +358,8 @@ impl<S> tower::Layer<S> for OverloadLayer {
         Overload {
             inner,
             places: self.places.clone(),
-            reject: self.reject,
+            unauthenticated: self.unauthenticated.clone(),
+            answers: self.answers,
         }
     }
 }
@@ -205,7 +369,8 @@ impl<S> tower::Layer<S> for OverloadLayer {
 pub struct Overload<S> {
     inner: S,
     places: Arc<Places>,
-    reject: Reject,
+    unauthenticated: Arc<unauthenticated::Streams>,
+    answers: Answers,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -251,28 +416,39 @@ where
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        if !request.uri().path().starts_with(ADMITTED_PREFIX) {
-            return Box::pin(self.inner.call(request));
-        }
         // The clone is the one not yet polled ready: keep the ready one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !request.uri().path().starts_with(ADMITTED_PREFIX) {
+            return self
+                .unauthenticated
+                .clone()
+                .serve(request, inner, self.answers);
+        }
         let places = self.places.clone();
-        let reject = self.reject;
+        let reject = self.answers.reject;
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             // The identity layer runs first and puts the caller in; without
             // one, nothing is admitted (all anonymous calls would otherwise
             // share one caller's places).
-            let Some(caller) = parts
-                .extensions
-                .get::<Caller>()
-                .map(|c| c.identity.to_string())
-            else {
+            let Some(caller) = parts.extensions.get::<Caller>().map(|c| c.identity.clone()) else {
                 return Ok(reject(Error::NoCaller));
             };
-            let admitted = match receive(body, &places.limits).await {
-                Ok(message) => places.admit(caller).map(|permit| (message, permit)),
+            let mapped = (places.is_mapped)(&caller);
+            // A share of the messages arriving is taken before the first
+            // byte is read: over it, the stream is refused, and what the
+            // connection buffered for it is dropped with it.
+            let admitted = match places.receiving.take(&caller, mapped, &places.limits) {
+                Ok(receiving) => {
+                    let received = receive(body, &places.limits).await;
+                    drop(receiving);
+                    received.and_then(|message| {
+                        places
+                            .admit(&caller, mapped)
+                            .map(|permit| (message, permit))
+                    })
+                }
                 Err(error) => Err(error),
             };
             match admitted {
@@ -297,37 +473,62 @@ mod tests {
     use super::*;
 
     fn places(max_calls: usize, max_calls_per_caller: usize) -> Places {
-        Places {
-            limits: Limits {
+        Places::new(
+            Limits {
                 max_calls,
                 max_calls_per_caller,
+                max_calls_per_unmapped_caller: 1,
                 receive_timeout: Duration::from_secs(1),
                 max_message_size: 1024,
+                unauthenticated: unauthenticated::Limits::default(),
             },
-            all: Arc::new(Semaphore::new(max_calls)),
-            shares: Arc::new(Mutex::new(HashMap::new())),
-        }
+            Arc::new(|_| true),
+        )
+    }
+
+    fn id(name: &str) -> CallerId {
+        CallerId::Spiffe(name.to_owned())
     }
 
     #[test]
     fn one_caller_cannot_take_every_place() {
         let p = places(4, 2);
-        let a1 = p.admit("a".into()).unwrap();
-        let _a2 = p.admit("a".into()).unwrap();
+        let a1 = p.admit(&id("a"), true).unwrap();
+        let _a2 = p.admit(&id("a"), true).unwrap();
         assert!(matches!(
-            p.admit("a".into()),
+            p.admit(&id("a"), true),
             Err(Error::CallerOverloaded { limit: 2 })
         ));
-        let _b1 = p.admit("b".into()).unwrap();
-        let _b2 = p.admit("b".into()).unwrap();
+        let _b1 = p.admit(&id("b"), true).unwrap();
+        let _b2 = p.admit(&id("b"), true).unwrap();
         assert!(matches!(
-            p.admit("c".into()),
+            p.admit(&id("c"), true),
             Err(Error::Overloaded { limit: 4 })
         ));
         // A refusal for lack of places gives the caller's share back.
-        assert_eq!(p.shares.lock().unwrap().get("c"), None);
+        let c = Holder::Caller("c".into());
+        assert_eq!(p.held.shares.get(&c), None);
         drop(a1);
-        p.admit("c".into()).unwrap();
-        assert_eq!(p.shares.lock().unwrap().get("a"), Some(&1));
+        p.admit(&id("c"), true).unwrap();
+        assert_eq!(p.held.shares.get(&Holder::Caller("a".into())), Some(1));
+    }
+
+    #[test]
+    fn unmapped_identities_share_one_callers_places() {
+        let p = places(8, 2);
+        // Each unmapped identity gets one; all of them together two.
+        let _x = p.admit(&id("x"), false).unwrap();
+        assert!(matches!(
+            p.admit(&id("x"), false),
+            Err(Error::CallerOverloaded { limit: 1 })
+        ));
+        let _y = p.admit(&id("y"), false).unwrap();
+        assert!(matches!(
+            p.admit(&id("z"), false),
+            Err(Error::CallerOverloaded { limit: 1 })
+        ));
+        assert_eq!(p.held.shares.get(&Holder::Caller("z".into())), None);
+        // Mapped callers keep theirs.
+        p.admit(&id("netops"), true).unwrap();
     }
 }

@@ -414,6 +414,28 @@ pub struct Parts {
 /// Largest request or response message, bytes: a request is a few hundred.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
+/// The admission layer's limits, from the server's settings.
+fn admission_limits(settings: &crate::config::ServerSettings) -> crate::overload::Limits {
+    crate::overload::Limits {
+        max_calls: settings.max_concurrent_calls,
+        max_calls_per_caller: settings.max_concurrent_calls_per_caller,
+        max_calls_per_unmapped_caller: settings.max_concurrent_calls_per_unmapped_caller,
+        receive_timeout: settings.receive_timeout,
+        max_message_size: MAX_MESSAGE_SIZE,
+        unauthenticated: crate::overload::unauthenticated::Limits {
+            max_streams: settings.max_unauthenticated_streams,
+            max_streams_per_connection: settings.max_unauthenticated_streams_per_connection,
+            idle_timeout: settings.unauthenticated_idle_timeout,
+            deadline: settings.request_timeout,
+        },
+    }
+}
+
+/// Whether the policies in force map an identity to a principal.
+fn is_mapped(store: Arc<policy::Store>) -> crate::overload::IsMapped {
+    Arc::new(move |identity| store.current().principals.contains_key(identity))
+}
+
 /// Serves on `listener` (and the admin routes on `admin`, when given) until
 /// `shutdown` completes. Then health turns NOT_SERVING and readiness false,
 /// new calls are refused, and calls in flight finish.
@@ -428,16 +450,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(RunError::Reflection)?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(RunError::Reflection)?;
+    // Health and reflection need no identity: their messages are tiny, and
+    // a larger announced length is refused before it is buffered.
+    let health_service = health_service
+        .max_decoding_message_size(crate::overload::unauthenticated::MAX_MESSAGE_SIZE);
+    let limit = crate::overload::unauthenticated::MAX_MESSAGE_SIZE;
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        builder
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = if parts.settings.reflection {
+        let configure = tonic_reflection::server::Builder::configure;
+        (
+            Some(
+                reflection(configure())
+                    .build_v1()
+                    .map_err(RunError::Reflection)?
+                    .max_decoding_message_size(limit),
+            ),
+            Some(
+                reflection(configure())
+                    .build_v1alpha()
+                    .map_err(RunError::Reflection)?
+                    .max_decoding_message_size(limit),
+            ),
+        )
+    } else {
+        (None, None)
+    };
 
     let metrics = parts.metrics.clone();
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -512,17 +553,13 @@ pub async fn serve(
             crate::error::reject_identity,
         ))
         .layer(crate::overload::OverloadLayer::new(
-            crate::overload::Limits {
-                max_calls: parts.settings.max_concurrent_calls,
-                max_calls_per_caller: parts.settings.max_concurrent_calls_per_caller,
-                receive_timeout: parts.settings.receive_timeout,
-                max_message_size: MAX_MESSAGE_SIZE,
-            },
-            crate::error::reject_admission,
+            admission_limits(&parts.settings),
+            is_mapped(gateway.authorizer().store().clone()),
+            crate::error::ADMISSION,
         ))
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(service)
         .add_service(authorization)
         .serve_with_incoming_shutdown(

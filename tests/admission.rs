@@ -126,9 +126,19 @@ async fn streams_that_never_send_their_message_hold_no_place() {
     }
     // Let the server see every stream.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    h.call(out(21)).await.expect("netops is served beside them");
-    // When the receive timeout ends, each gets DEADLINE_EXCEEDED.
-    let (response, _stream) = held.pop().unwrap();
+    let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
+        support::channel(addr).await,
+    );
+    let mut request = tonic::Request::new(out(21));
+    support::with_identity(&mut request, support::NETOPS);
+    client
+        .modify_instance_network_spec(request)
+        .await
+        .expect("netops is served beside them");
+    // The identity's share of messages arriving (4 for an unmapped one) is
+    // taken by its first streams; when the receive timeout ends, each gets
+    // DEADLINE_EXCEEDED. The others were refused at once.
+    let (response, _stream) = held.remove(0);
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await
         .expect("answered within the receive timeout")
@@ -136,6 +146,11 @@ async fn streams_that_never_send_their_message_hold_no_place() {
     assert_eq!(
         response.headers()["grpc-status"],
         (Code::DeadlineExceeded as i32).to_string().as_str()
+    );
+    let (refused, _stream) = held.pop().unwrap();
+    assert_eq!(
+        refused.await.unwrap().headers()["grpc-status"],
+        (Code::ResourceExhausted as i32).to_string().as_str()
     );
     assert_eq!(h.sim.calls(), 1);
 }
@@ -185,4 +200,201 @@ async fn one_caller_cannot_take_every_place() {
     call(support::WEBAPP, 9)
         .await
         .expect("the caller's places came back");
+}
+
+const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+
+/// Opens a stream to `path` with no identity, and sends its headers only.
+async fn open_stream(
+    send: &mut h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    *send = send.clone().ready().await.unwrap();
+    send.send_request(request, false).unwrap()
+}
+
+/// A gRPC frame header announcing `len` bytes, then `sent` of them.
+fn partial_message(len: u32, sent: usize) -> Bytes {
+    let mut frame = vec![0];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.resize(5 + sent, 7);
+    Bytes::from(frame)
+}
+
+/// The gRPC status a stream ended with: the trailers', or the headers' of a
+/// trailers-only answer.
+async fn status_of(response: h2::client::ResponseFuture) -> String {
+    let response = response.await.unwrap();
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_owned();
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    trailers["grpc-status"].to_str().unwrap().to_owned()
+}
+
+/// Issue 20, item 1: a stranger's health and reflection streams were bounded
+/// only by the connection's 256 streams and tonic's 4 MiB decoding limit,
+/// and lived as long as the stranger liked. Now a larger message is refused
+/// before it is buffered, and streams are bounded per connection.
+#[tokio::test]
+async fn a_strangers_health_and_reflection_streams_are_bounded() {
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.reflection = true;
+    assert_eq!(
+        (
+            parts.settings.max_unauthenticated_streams_per_connection,
+            parts.settings.unauthenticated_idle_timeout
+        ),
+        (8, Duration::from_secs(10)),
+        "the shipped defaults"
+    );
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+
+    // A reflection stream announcing 4 MiB and sending 4 KiB of it is ended
+    // at once (it waited for the rest before), long before the idle timeout.
+    let (mut send, _c1) = connect(addr).await;
+    let (response, mut stream) = open_stream(&mut send, addr, REFLECTION).await;
+    stream
+        .send_data(partial_message(4 << 20, 4096), false)
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), status_of(response))
+        .await
+        .expect("a 4 MiB message is refused, not buffered");
+
+    // Eight streams with headers only are open on one connection; the ninth
+    // is refused at once.
+    let (mut send, _c2) = connect(addr).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(open_stream(&mut send, addr, REFLECTION).await);
+    }
+    let (ninth, _stream) = open_stream(&mut send, addr, REFLECTION).await;
+    let status = tokio::time::timeout(Duration::from_secs(3), status_of(ninth))
+        .await
+        .expect("refused at once");
+    assert_eq!(status, (Code::ResourceExhausted as i32).to_string());
+
+    // Health still answers on another connection.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(support::channel(addr).await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers beside them");
+    drop(held);
+}
+
+/// Issue 20, item 1: a reflection stream that sends nothing, and a health
+/// Watch, used to live for as long as their peer liked (reflection outlived
+/// `request_timeout`). Now an idle open stream ends after the idle timeout,
+/// and every stream at the server's deadline, with DEADLINE_EXCEEDED.
+#[tokio::test]
+async fn idle_and_long_health_and_reflection_streams_end() {
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.reflection = true;
+    parts.settings.unauthenticated_idle_timeout = Duration::from_millis(300);
+    parts.settings.request_timeout = Duration::from_secs(2);
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let (mut send, _connection) = connect(addr).await;
+    let deadline_exceeded = (Code::DeadlineExceeded as i32).to_string();
+
+    let started = std::time::Instant::now();
+    let (idle, _idle_stream) = open_stream(&mut send, addr, REFLECTION).await;
+    let status = tokio::time::timeout(Duration::from_secs(5), status_of(idle))
+        .await
+        .expect("an idle reflection stream ends");
+    assert_eq!(status, deadline_exceeded);
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A Watch sends its one message and closes its side: only the deadline
+    // ends it, after its first answer (SERVING).
+    let (watch, mut stream) = open_stream(&mut send, addr, HEALTH_WATCH).await;
+    stream.send_data(partial_message(0, 0), true).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(6), status_of(watch))
+        .await
+        .expect("a Watch ends at the deadline");
+    assert_eq!(status, deadline_exceeded);
+}
+
+/// Issue 20, item 2: the caller's share was taken only once a message had
+/// arrived, so an identity could have any number of messages arriving, each
+/// holding up to 64 KiB. Now receiving is counted per caller before the
+/// first byte: an unmapped identity gets
+/// `server.max_concurrent_calls_per_unmapped_caller` (4) streams receiving,
+/// a mapped one `max_concurrent_calls_per_caller`; the rest are refused at
+/// once, and other callers are served.
+#[tokio::test]
+async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.max_concurrent_calls_per_caller = 6;
+    parts.settings.receive_timeout = Duration::from_secs(4);
+    assert_eq!(parts.settings.max_concurrent_calls_per_unmapped_caller, 4);
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+
+    let resource_exhausted = (Code::ResourceExhausted as i32).to_string();
+    for (identity, opened, share) in [
+        ("spiffe://demo.local/sa/intruder", 12, 4),
+        (support::WEBAPP, 12, 6),
+    ] {
+        let (mut send, _connection) = connect(addr).await;
+        let mut pending = Vec::new();
+        for _ in 0..opened {
+            let (response, mut stream) = open_call(&mut send, addr, identity).await;
+            // 30 KiB of a 60 KiB message.
+            stream
+                .send_data(partial_message(60 * 1024, 30 * 1024), false)
+                .unwrap();
+            pending.push((response, stream));
+        }
+        let mut answers = tokio::task::JoinSet::new();
+        let mut streams = Vec::new();
+        for (response, stream) in pending {
+            answers.spawn(tokio::time::timeout(
+                Duration::from_millis(1500),
+                status_of(response),
+            ));
+            streams.push(stream);
+        }
+        let (mut refused, mut waiting) = (0, 0);
+        while let Some(answer) = answers.join_next().await {
+            match answer.unwrap() {
+                Ok(status) => {
+                    assert_eq!(status, resource_exhausted, "{identity}");
+                    refused += 1;
+                }
+                Err(_) => waiting += 1,
+            }
+        }
+        assert_eq!((refused, waiting), (opened - share, share), "{identity}");
+        // Netops is served beside them, by the same gateway.
+        let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
+            support::channel(addr).await,
+        );
+        let mut request = tonic::Request::new(out(23));
+        support::with_identity(&mut request, support::NETOPS);
+        client
+            .modify_instance_network_spec(request)
+            .await
+            .expect("netops is served");
+        drop(streams);
+    }
 }

@@ -223,8 +223,11 @@ async fn metrics_count_calls_decisions_and_upstream() {
 async fn health_and_reflection_need_no_identity() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let r = start().await;
-    let channel = Channel::from_shared(format!("http://{}", r.addr))
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.reflection = true;
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
@@ -294,6 +297,35 @@ async fn health_and_reflection_need_no_identity() {
         answer.message_response,
         Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
     ));
+}
+
+/// `serve` answers reflection only when `server.reflection` is on (the demo
+/// turns it on); health is always there.
+#[tokio::test]
+async fn reflection_is_off_unless_enabled() {
+    use tonic_reflection::pb::v1 as reflection;
+    let r = start().await;
+    let channel = Channel::from_shared(format!("http://{}", r.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = reflection::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            reflection::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let status = reflection::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
