@@ -116,6 +116,14 @@ impl Config {
                     "policy.instance_lookup.max_instances",
                     lookup.max_instances.to_string(),
                 ));
+                out.push((
+                    "policy.instance_lookup.max_per_second",
+                    lookup.max_per_second.to_string(),
+                ));
+                out.push((
+                    "policy.instance_lookup.max_per_second_per_caller",
+                    lookup.max_per_second_per_caller.to_string(),
+                ));
             }
         }
         out.push(match &self.credentials {
@@ -360,6 +368,8 @@ struct FileLookup {
     enabled: Option<bool>,
     ttl: Option<String>,
     max_instances: Option<u64>,
+    max_per_second: Option<u32>,
+    max_per_second_per_caller: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -655,6 +665,10 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             .ok_or_else(|| invalid(&setting, format!("{v:?} is not a positive whole number"))),
         None => Ok(default),
     };
+    let rate = |key: &str, value: Option<u32>, name: &str, default: u32| {
+        count(key, value.map(|n| n.to_string()), name, default as usize)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
     let attempt_timeout = dur(
         "upstream.attempt_timeout",
         file.upstream.attempt_timeout,
@@ -824,7 +838,28 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
             "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_INSTANCES",
             usize::try_from(lookup_defaults.max_instances).unwrap_or(usize::MAX),
         )? as u64,
+        max_per_second: rate(
+            "policy.instance_lookup.max_per_second",
+            file.policy.instance_lookup.max_per_second,
+            "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_PER_SECOND",
+            lookup_defaults.max_per_second,
+        )?,
+        max_per_second_per_caller: rate(
+            "policy.instance_lookup.max_per_second_per_caller",
+            file.policy.instance_lookup.max_per_second_per_caller,
+            "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER",
+            lookup_defaults.max_per_second_per_caller,
+        )?,
     };
+    if instance_lookup.max_per_second_per_caller > instance_lookup.max_per_second {
+        return Err(invalid(
+            "policy.instance_lookup.max_per_second_per_caller",
+            format!(
+                "{} is more than policy.instance_lookup.max_per_second ({})",
+                instance_lookup.max_per_second_per_caller, instance_lookup.max_per_second
+            ),
+        ));
+    }
 
     Ok(Config {
         listen,

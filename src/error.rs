@@ -39,6 +39,10 @@ pub enum Error {
     /// The call was not admitted (load shedding, message limits).
     #[error(transparent)]
     Admission(#[from] overload::Error),
+    /// The instance lookup refused the call: the caller (or all callers)
+    /// asked ECS as often as they may for now.
+    #[error(transparent)]
+    Lookup(crate::lookup::Error),
     /// The gateway failed; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,6 +103,16 @@ impl From<Error> for Status {
                 from_entry(entry, entry.message.to_owned(), meta)
             }
             Error::Admission(error) => admission(&error),
+            Error::Lookup(crate::lookup::Error::Throttled { limit, scope }) => shed(
+                "GatewayLookupThrottled",
+                limit as usize,
+                &format!("instance lookups per second {scope}"),
+            ),
+            Error::Lookup(crate::lookup::Error::Failed(_)) => {
+                // Failures deny through the decision; never a status here.
+                let entry = catalogue::get("GatewayInternalError");
+                from_entry(entry, entry.message.to_owned(), HashMap::new())
+            }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 let entry = catalogue::get("GatewayInternalError");

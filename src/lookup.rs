@@ -9,13 +9,26 @@
 //! an answer too (the instance is then unknown to the policies, as with the
 //! lookup off). A failed lookup is not kept: the decision it was for denies,
 //! and the next call asks again.
+//!
+//! The account's `DescribeInstances` quota is shared by every caller, so
+//! calls to ECS are bounded (cache hits are free): `max_per_second` in all,
+//! and `max_per_second_per_caller` for each identity, so that one identity
+//! cannot spend what the others need. A caller over either is refused with
+//! RESOURCE_EXHAUSTED, which it may retry; nothing is denied for it. And the
+//! gateway asks only when the answer can change the decision: a call the
+//! policies deny whatever the instance is is denied first
+//! ([`crate::policy::Authorizer::deny_before_lookup`]).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+
 use cedar_policy::{Entity, EntityUid, RestrictedExpression};
 
+use crate::identity::CallerId;
 use crate::policy::catalogue;
 use crate::policy::decide::Source;
 use crate::policy::store::Instance;
@@ -29,6 +42,10 @@ pub struct Config {
     pub ttl: Duration,
     /// Most instances kept.
     pub max_instances: u64,
+    /// Calls to ECS per second, in all (bursts of as many).
+    pub max_per_second: u32,
+    /// Calls to ECS per second for one identity.
+    pub max_per_second_per_caller: u32,
 }
 
 impl Default for Config {
@@ -36,8 +53,30 @@ impl Default for Config {
         Self {
             ttl: Duration::from_secs(60),
             max_instances: 10_000,
+            // Well under DescribeInstances' usual per-account quota, which
+            // other tools of the account share.
+            max_per_second: 20,
+            max_per_second_per_caller: 5,
         }
     }
+}
+
+/// Why the instance's attributes are not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// ECS could not tell (its error, a timeout, an unreadable answer): the
+    /// decision denies.
+    #[error("{0}")]
+    Failed(String),
+    /// The caller, or all callers together, asked ECS as often as they may
+    /// for now: the call is refused, not decided, and may be retried.
+    #[error("instance lookups are limited to {limit} per second {scope}")]
+    Throttled {
+        /// The rate.
+        limit: u32,
+        /// `per caller` or `in all`.
+        scope: &'static str,
+    },
 }
 
 /// One answer, as the policies see it.
@@ -69,9 +108,21 @@ pub fn source(answer: Option<&Result<Arc<Answer>, String>>) -> Source<'_> {
     }
 }
 
+/// The decision's view of an instance the gateway did not ask about: unknown
+/// (used when the policies deny the call whatever the instance is).
+pub const UNASKED: Source<'static> = Source::Described {
+    instance: None,
+    generation: u64::MAX,
+};
+
 /// The lookup.
 pub struct Lookup {
     cache: moka::future::Cache<(String, String), Arc<Answer>>,
+    config: Config,
+    all: DefaultDirectRateLimiter,
+    per_caller: DefaultKeyedRateLimiter<CallerId>,
+    /// Instances a call to ECS is in flight for.
+    asking: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     upstream: Arc<upstream::Client>,
     account_id: String,
     metrics: Arc<Metrics>,
@@ -95,7 +146,12 @@ impl Lookup {
         account_id: String,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
+            all: governor::RateLimiter::direct(quota(config.max_per_second)),
+            per_caller: governor::RateLimiter::keyed(quota(config.max_per_second_per_caller)),
+            config: config.clone(),
+            asking: std::sync::Mutex::new(std::collections::HashSet::new()),
             cache: moka::future::Cache::builder()
                 .max_capacity(config.max_instances)
                 .time_to_live(config.ttl)
@@ -108,24 +164,36 @@ impl Lookup {
         }
     }
 
-    /// The instance's attributes, from the cache or from ECS within
-    /// `deadline`.
+    /// The instance's attributes, from the cache or, for `caller`, from
+    /// ECS within `deadline`.
     ///
     /// # Errors
     ///
-    /// Why ECS could not tell (its error, a timeout, an unreadable answer):
-    /// the decision must deny.
+    /// [`Error::Failed`]: why ECS could not tell, and the decision must
+    /// deny; [`Error::Throttled`]: the caller (or all callers) asked too
+    /// often, and the call is refused.
     pub async fn get(
         &self,
+        caller: &CallerId,
         region_id: &str,
         instance_id: &str,
         deadline: Duration,
-    ) -> Result<Arc<Answer>, String> {
+    ) -> Result<Arc<Answer>, Error> {
         let key = (region_id.to_owned(), instance_id.to_owned());
         if let Some(answer) = self.cache.get(&key).await {
             self.metrics.record_lookup("hit");
             return Ok(answer);
         }
+        // A miss that starts a call to ECS is charged to its caller's share
+        // and to all callers'; one that joins a call in flight is not. Over
+        // either, the call is refused before it spends anything.
+        let _asking = match self.start_asking(caller, &key) {
+            Ok(asking) => asking,
+            Err(error) => {
+                self.metrics.record_lookup("throttled");
+                return Err(error);
+            }
+        };
         // One call to ECS for every caller asking now, on its own budget
         // (the upstream timeout), not the first caller's deadline: a caller
         // in a hurry must not fail the others. Each caller waits for it
@@ -146,11 +214,11 @@ impl Lookup {
             }))
         });
         let result = match tokio::time::timeout(deadline, shared).await {
-            Ok(result) => result.map_err(|e| e.as_ref().clone()),
-            Err(_) => Err(format!(
+            Ok(result) => result.map_err(|e| Error::Failed(e.as_ref().clone())),
+            Err(_) => Err(Error::Failed(format!(
                 "ECS did not describe the instance within the call's deadline ({})",
                 humantime::format_duration(deadline)
-            )),
+            ))),
         };
         match result {
             Ok(answer) => {
@@ -164,12 +232,66 @@ impl Lookup {
         }
     }
 
+    /// Marks `key` as being asked about, charging `caller` when no call for
+    /// it is in flight; `None` inside when one is (the caller joins it).
+    ///
+    /// # Errors
+    ///
+    /// The caller, or all callers, are over their rate.
+    fn start_asking(
+        &self,
+        caller: &CallerId,
+        key: &(String, String),
+    ) -> Result<Option<Asking<'_>>, Error> {
+        let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
+        if asking.contains(key) {
+            return Ok(None);
+        }
+        if self.per_caller.check_key(caller).is_err() {
+            return Err(Error::Throttled {
+                limit: self.config.max_per_second_per_caller,
+                scope: "per caller",
+            });
+        }
+        if self.all.check().is_err() {
+            return Err(Error::Throttled {
+                limit: self.config.max_per_second,
+                scope: "in all",
+            });
+        }
+        // Identities that stopped asking are forgotten now and then; the
+        // map is bounded by the identities principals.toml maps anyway.
+        if self.per_caller.len() > 1024 {
+            self.per_caller.retain_recent();
+        }
+        asking.insert(key.clone());
+        Ok(Some(Asking {
+            asking: &self.asking,
+            key: key.clone(),
+        }))
+    }
+
     /// Forgets what ECS said of an instance: after a change was sent, its
     /// bandwidth, billing or public IP may be other.
     pub async fn forget(&self, region_id: &str, instance_id: &str) {
         self.cache
             .invalidate(&(region_id.to_owned(), instance_id.to_owned()))
             .await;
+    }
+}
+
+/// A call to ECS in flight for an instance, until dropped.
+struct Asking<'a> {
+    asking: &'a std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.asking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
     }
 }
 

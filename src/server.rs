@@ -127,16 +127,23 @@ impl Gateway {
     }
 
     /// The instance's attributes from ECS, when the lookup is on, within
-    /// `deadline`.
+    /// `deadline`: `None` when it is off or not needed (an identity without
+    /// a principal is denied whatever the instance is, and must not spend
+    /// the account's ECS quota).
+    ///
+    /// # Errors
+    ///
+    /// The caller, or all callers, asked ECS as often as they may: the call
+    /// is refused (retryable), not decided.
     async fn look_up(
         &self,
         caller: &Caller,
         request: &validate::ModifyRequest,
         deadline: Duration,
-    ) -> Option<Result<Arc<lookup::Answer>, String>> {
-        let lookup = self.lookup.as_ref()?;
-        // An identity without a principal is denied whatever the instance
-        // is: it must not spend the account's ECS quota.
+    ) -> Result<Option<Result<Arc<lookup::Answer>, String>>, Error> {
+        let Some(lookup) = self.lookup.as_ref() else {
+            return Ok(None);
+        };
         if !self
             .authorizer
             .store()
@@ -144,7 +151,7 @@ impl Gateway {
             .principals
             .contains_key(&caller.identity)
         {
-            return None;
+            return Ok(None);
         }
         let stage = tracing::info_span!(
             target: crate::telemetry::trace::STAGE,
@@ -156,16 +163,67 @@ impl Gateway {
         // kept back, so the gateway's answer reaches the caller first.
         let answer = lookup
             .get(
+                &caller.identity,
                 &request.region_id,
                 &request.instance_id,
                 upstream::budget(deadline),
             )
             .instrument(stage.clone())
             .await;
-        if answer.is_err() {
-            telemetry::trace::fail(&stage, "InstanceLookupFailed");
+        match answer {
+            Ok(answer) => Ok(Some(Ok(answer))),
+            Err(lookup::Error::Failed(reason)) => {
+                telemetry::trace::fail(&stage, "InstanceLookupFailed");
+                Ok(Some(Err(reason)))
+            }
+            Err(throttled @ lookup::Error::Throttled { .. }) => {
+                telemetry::trace::fail(&stage, "GatewayLookupThrottled");
+                Err(Error::Lookup(throttled))
+            }
         }
-        Some(answer)
+    }
+
+    /// Stage 3: the decision, with the instance's attributes from ECS when
+    /// the lookup is on and they can change it; the shadow policies decide
+    /// beside, never enforced.
+    ///
+    /// # Errors
+    ///
+    /// The lookup refused the call (see [`Self::look_up`]).
+    async fn decide(
+        &self,
+        caller: &Caller,
+        request: &validate::ModifyRequest,
+        deadline: Duration,
+        trace_id: &str,
+    ) -> Result<policy::Decision, Error> {
+        let now = chrono::Utc::now();
+        // Denied whatever the instance is: ECS is not asked.
+        let early = self
+            .lookup
+            .as_ref()
+            .and_then(|_| self.authorizer.deny_before_lookup(caller, request, now));
+        let answer = match early {
+            Some(_) => None,
+            None => self.look_up(caller, request, deadline).await?,
+        };
+        let source = match (&early, &answer) {
+            (Some(_), _) => lookup::UNASKED,
+            (None, answer) => lookup::source(answer.as_ref()),
+        };
+        Ok(self.authorize(|| {
+            let decision =
+                early.unwrap_or_else(|| self.authorizer.decide_with(caller, request, now, source));
+            if let Some(shadow) = &self.shadow {
+                let candidate = shadow.decide_with(caller, request, now, source);
+                let agree = candidate.outcome == decision.outcome;
+                self.metrics.record_shadow(agree);
+                if !agree {
+                    policy::log::shadow(&decision, &candidate, trace_id);
+                }
+            }
+            decision
+        }))
     }
 
     /// Stage 3, in its span: `decide`'s decision, recorded on the span and
@@ -271,24 +329,15 @@ impl InstanceNetworkService for Gateway {
         span.record("cloud.region", request.region_id.as_str());
 
         // 3. authorize, with the instance's attributes from ECS when the
-        //    lookup is on.
-        let answer = self
-            .look_up(&caller, &request, limit.saturating_sub(arrived.elapsed()))
-            .await;
-        let source = lookup::source(answer.as_ref());
-        let decision = self.authorize(|| {
-            let now = chrono::Utc::now();
-            let decision = self.authorizer.decide_with(&caller, &request, now, source);
-            if let Some(shadow) = &self.shadow {
-                let candidate = shadow.decide_with(&caller, &request, now, source);
-                let agree = candidate.outcome == decision.outcome;
-                self.metrics.record_shadow(agree);
-                if !agree {
-                    policy::log::shadow(&decision, &candidate, &trace_id);
-                }
-            }
-            decision
-        });
+        //    lookup is on and they can change the decision.
+        let decision = self
+            .decide(
+                &caller,
+                &request,
+                limit.saturating_sub(arrived.elapsed()),
+                &trace_id,
+            )
+            .await?;
         if !decision.allowed() {
             policy::log::record(
                 &decision,

@@ -33,7 +33,25 @@ async fn world_signing_with(
     ttl: Duration,
     credentials: ecs_gateway::credentials::Credentials,
 ) -> World {
+    world_with(
+        credentials,
+        |_| {},
+        ecs_gateway::lookup::Config {
+            ttl,
+            max_instances: 100,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn world_with(
+    credentials: ecs_gateway::credentials::Credentials,
+    tune: impl FnOnce(&mut simulator::Config),
+    lookup: ecs_gateway::lookup::Config,
+) -> World {
     let mut config = simulator::Config::demo();
+    tune(&mut config);
     for (id, env, charge, ip) in [
         (
             "i-new-prod",
@@ -58,12 +76,7 @@ async fn world_signing_with(
     let mut parts = support::parts(&sim_url, credentials, |u| {
         u.max_attempts = 1;
     });
-    parts.gateway = parts
-        .gateway
-        .with_lookup(Some(&ecs_gateway::lookup::Config {
-            ttl,
-            max_instances: 100,
-        }));
+    parts.gateway = parts.gateway.with_lookup(Some(&lookup));
     let metrics = parts.metrics.clone();
     let (addr, stop) = support::spawn_gateway(parts).await;
     let channel = support::channel(addr).await;
@@ -364,4 +377,101 @@ async fn an_explains_lookup_keeps_to_the_callers_deadline() {
         refused.message().contains("within the call's deadline"),
         "{refused:?}"
     );
+}
+
+/// Issue 20, item 3: every call of a mapped identity looked the instance up
+/// before any policy ran, even calls the control layer denies on the region
+/// alone; webapp's 40 such calls spent 41 lookups. Now a call denied
+/// whatever the instance is is denied without asking ECS.
+#[tokio::test]
+async fn calls_denied_whatever_the_instance_is_need_no_lookup() {
+    let world = world(Duration::from_secs(60)).await;
+    for i in 0..40 {
+        let request = pb::ModifyInstanceNetworkSpecRequest {
+            region_id: "ap-southeast-1".into(),
+            ..bandwidth(&format!("i-random{i:04}"), 5)
+        };
+        let denied = world.call(support::WEBAPP, request).await.unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(
+            denied.message().contains("control.allowed-regions"),
+            "{denied:?}"
+        );
+    }
+    assert_eq!(
+        world.sim.describe_calls(),
+        0,
+        "no lookup for region denials"
+    );
+    // A temporary upgrade by an application team is forbidden whatever the
+    // instance is, too.
+    let temporary = pb::ModifyInstanceNetworkSpecRequest {
+        start_time: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 7200,
+            nanos: 0,
+        }),
+        ..bandwidth("i-new-dev", 5)
+    };
+    world.call(support::WEBAPP, temporary).await.unwrap_err();
+    assert_eq!(world.sim.describe_calls(), 0);
+    // Where the instance decides (a billing change: production or not), ECS
+    // is asked.
+    world
+        .call(support::NETOPS, billing_change("i-new-dev"))
+        .await
+        .expect("a dev instance's billing may change");
+    assert_eq!(world.sim.describe_calls(), 1);
+}
+
+/// Issue 20, item 3: lookups were not bounded per caller, so webapp's calls
+/// spent the account's DescribeInstances quota (the simulator throttles at
+/// 10 a second) and netops' legitimate call was denied. Now each identity
+/// has a share of the lookups: webapp is refused (retryable) past its
+/// share, and netops still gets its own.
+#[tokio::test]
+async fn one_caller_cannot_spend_the_lookups_of_others() {
+    let world = world_with(
+        support::demo_credentials(),
+        |sim| sim.throttle_per_second = Some(10),
+        ecs_gateway::lookup::Config {
+            max_per_second: 8,
+            max_per_second_per_caller: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut throttled = 0;
+    for i in 0..15 {
+        // Unknown instances in an allowed region: whether ECS would
+        // allocate a public IP decides, so each needs a lookup.
+        match world
+            .call(support::WEBAPP, bandwidth(&format!("i-random{i:04}"), 5))
+            .await
+        {
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                assert_eq!(support::reason(&status), "GatewayLookupThrottled");
+                assert!(
+                    status
+                        .message()
+                        .contains("limit 2 instance lookups per second per caller"),
+                    "{status:?}"
+                );
+                throttled += 1;
+            }
+            _ => {}
+        }
+    }
+    // Two lookups a second for webapp (a slow machine may give it a third
+    // or fourth while the loop runs), far below the simulator's ten.
+    assert!(throttled >= 11, "{throttled} of 15 throttled");
+    assert_eq!(world.sim.describe_calls(), 15 - throttled);
+    world
+        .call(support::NETOPS, bandwidth("i-new-dev", 7))
+        .await
+        .expect("netops still has its lookups");
+    assert_eq!(world.lookups("throttled"), throttled);
 }

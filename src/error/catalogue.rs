@@ -218,6 +218,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(429, "GatewayCallerOverloaded", ResourceExhausted, 200, "This caller already has as many calls in flight as one caller may; retry when one has finished.", Gateway),
     row(408, "GatewayReceiveTimeout", DeadlineExceeded, 0, "The request message did not arrive in time.", Gateway),
     row(413, "GatewayMessageTooLarge", OutOfRange, 0, "The request message is too large.", Gateway),
+    row(429, "GatewayLookupThrottled", ResourceExhausted, 1000, "The gateway asked ECS about instances as often as it may for this caller (or for all callers); retry shortly.", Gateway),
     row(503, "GatewayStreamsExhausted", ResourceExhausted, 1000, "As many health and reflection streams are open as the gateway allows; retry shortly.", Gateway),
     row(408, "GatewayStreamExpired", DeadlineExceeded, 0, "The health or reflection stream was idle too long or reached its deadline; open a new one.", Gateway),
     row(499, "GatewayCallCancelled", Cancelled, 0, "The caller went away before its request message arrived.", Gateway),

@@ -122,6 +122,9 @@ pub struct Authorizer {
     cedar: cedar_policy::Authorizer,
     evaluation: Evaluation,
     entities: Mutex<EntityCache>,
+    /// What each layer's policies read of an instance, for the version in
+    /// force (made on first use: only the instance lookup needs it).
+    reads: Mutex<Option<(String, Arc<[super::reads::LayerReads; 2]>)>>,
 }
 
 /// Request entities by principal, resource and region, for one policy
@@ -389,7 +392,82 @@ impl Authorizer {
             cedar: cedar_policy::Authorizer::new(),
             evaluation: Evaluation::Indexed,
             entities: Mutex::new(EntityCache::default()),
+            reads: Mutex::new(None),
         }
+    }
+
+    /// What each layer's policies of `data` read of an instance.
+    fn reads(&self, data: &PolicyData) -> Arc<[super::reads::LayerReads; 2]> {
+        let mut kept = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+        match &*kept {
+            Some((version, reads)) if *version == data.version => reads.clone(),
+            _ => {
+                let reads = Arc::new([
+                    super::reads::LayerReads::new(&data.control),
+                    super::reads::LayerReads::new(&data.identity),
+                ]);
+                *kept = Some((data.version.clone(), reads.clone()));
+                reads
+            }
+        }
+    }
+
+    /// The call's denial when the policies deny it whatever ECS would say
+    /// of the instance, so that asking ECS (`DescribeInstances`) is not
+    /// needed; `None` when the instance's attributes can change the
+    /// decision.
+    ///
+    /// The call is decided as for an unknown instance. Its denial holds for
+    /// every instance when it is for an action every instance needs, and
+    /// rests on what the lookup cannot change: a forbid (or an erroring
+    /// policy) that reads none of the instance's looked-up attributes, tags
+    /// or `ecs:AssociatePublicIpAddress` (unless that key is the same for
+    /// every instance); or, for an implicit deny, a layer none of whose
+    /// permits reads them. A principal missing, or a context that cannot be
+    /// built, denies whatever the instance is.
+    pub fn deny_before_lookup(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+    ) -> Option<Decision> {
+        let data = self.store.current();
+        let (decision, results) = self.run(
+            caller,
+            request,
+            now,
+            Source::Described {
+                instance: None,
+                generation: u64::MAX,
+            },
+            Question::Decide,
+        );
+        let Outcome::Deny(_) = &decision.outcome else {
+            return None;
+        };
+        // Denied before any policy ran: no principal, or the context.
+        let Some(denied) = results.last().filter(|r| r.denied.is_some()) else {
+            return Some(decision);
+        };
+        // ecs:AssociatePublicIpAddress is true for every instance when the
+        // call asks for a public IP, and false for all when it raises no
+        // outbound bandwidth.
+        let associate_fixed = request.allocate_public_ip == Some(true)
+            || request.bandwidth_out.is_none_or(|out| out == 0);
+        let always_needed = associate_fixed
+            || self
+                .actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, false)
+                .contains(&denied.action);
+        if !always_needed {
+            return None;
+        }
+        let reads = self.reads(&data);
+        let layer = &reads[denied.layer as usize];
+        let holds = match denied.denied {
+            Some(DenyKind::ImplicitDeny) => !layer.permits().depends(associate_fixed),
+            _ => !super::reads::independent(layer, &denied.policies, associate_fixed).is_empty(),
+        };
+        holds.then_some(decision)
     }
 
     /// The same authorizer, evaluating `evaluation`'s policies.

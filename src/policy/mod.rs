@@ -12,6 +12,8 @@
 //!   action; an explicit forbid wins; nothing permitted is an implicit deny;
 //!   any evaluation error denies;
 //! - [`log`]: one structured line per decision;
+//! - [`reads`]: which policies read what only ECS can tell of an instance
+//!   (so a call denied whatever the instance is needs no lookup);
 //! - [`enforced`]: the decision the gateway enforces, as one Cedar policy
 //!   (what `policy diff` compares);
 //! - [`diff`]: `policy diff`, proving what a change widens or narrows;
@@ -29,6 +31,7 @@ pub mod index;
 pub mod lint;
 pub mod log;
 pub mod ram;
+pub mod reads;
 pub mod store;
 
 use std::path::PathBuf;

@@ -55,7 +55,7 @@ impl AuthorizationService for Gateway {
                 &explain.request,
                 limit.saturating_sub(arrived.elapsed()),
             )
-            .await;
+            .await?;
         let source = crate::lookup::source(answer.as_ref());
         let now = chrono::Utc::now();
         let permission = self.authorize(|| {
