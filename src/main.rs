@@ -80,12 +80,15 @@ enum PolicyCommand {
     /// 2 when denied, 1 when it cannot be explained (bad flags, policies or
     /// request).
     Explain(Box<ExplainArgs>),
-    /// Prove what a policy change does to the decision the gateway enforces
-    /// (both layers, dependent actions, errors that deny), over every
-    /// request the schema allows, with the cvc5 solver: equivalent, narrows,
-    /// widens, or both, with a counterexample per difference, replayed
-    /// through the authorizer. Exit 0 when it does not widen, 1 when it
-    /// widens, 2 when it cannot decide (the reason is printed).
+    /// Prove what a policy change does to the decisions the gateway enforces
+    /// (both layers, dependent actions, errors that deny) for every action
+    /// it decides (ecs:ModifyInstanceNetworkSpec, and the Explain rpc's
+    /// ecsgateway:Explain and ecsgateway:SimulatePrincipal), over every
+    /// request the schema allows, with the cvc5 solver: equivalent,
+    /// narrows, widens, or both, per action and overall, with a
+    /// counterexample per difference, replayed through the authorizer.
+    /// Exit 0 when it does not widen, 1 when it widens, 2 when it cannot
+    /// decide (the reason and the actions not proved are printed).
     Diff(Box<DiffArgs>),
     /// Prove, with the cvc5 solver, which policies can never apply, which
     /// permits forbids always override, and which policies can fail to
@@ -608,6 +611,9 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             "{:#}",
             serde_json::json!({
                 "result": report.verdict.as_str(),
+                "actions": report.actions.iter().map(|a| {
+                    (a.action.to_owned(), serde_json::json!(a.verdict.as_str()))
+                }).collect::<serde_json::Map<_, _>>(),
                 "widenings": report.widenings.iter().map(difference).collect::<Vec<_>>(),
                 "narrowings": report.narrowings.iter().map(difference).collect::<Vec<_>>(),
                 "queries": report.queries,
@@ -628,6 +634,15 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             report.queries,
             report.elapsed.as_secs_f64()
         );
+        // Each decision proved, so a reader sees what the answer covers.
+        for a in &report.actions {
+            let with = if a.with.is_empty() {
+                String::new()
+            } else {
+                format!(" (with {})", a.with.join(", "))
+            };
+            println!("  {}{with}: {}", a.action, a.verdict.as_str());
+        }
         for (title, list) in [
             ("widens", &report.widenings),
             ("narrows", &report.narrowings),

@@ -1,8 +1,9 @@
 //! `policy diff` with the real solver (cvc5, installed by `.ci/cvc5.sh`):
 //! small policy pairs for each answer, layers and dependent actions
-//! combining, erroring policies, the time limit; and realistic edits of
-//! each shipped guardrail, each widening confirmed by replaying its
-//! counterexample through the authorizer.
+//! combining, erroring policies, the time limit, the Explain rpc's
+//! permission checks; and realistic edits of each shipped guardrail, each
+//! widening confirmed by replaying its counterexample through the
+//! authorizer.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -159,23 +160,49 @@ when { context.request has internet_max_bandwidth_out && context.request.interne
 }
 
 /// A permit in the identity layer does not widen what a control forbid
-/// denies: the layers combine.
+/// denies: the layers combine. Where the forbid does not reach (it names
+/// `ecs:*`), the permit does widen: unscoped, it lets app teams simulate
+/// other identities through Explain.
 #[tokio::test]
 async fn an_identity_permit_under_a_control_forbid_changes_nothing() {
     let shipped = support::policies_dir();
+    let permit = |actions: &str| {
+        format!(
+            r#"@id("identity.app-teams-public-ip")
+permit (principal in Ram::Group::"AppTeams", {actions}, resource)
+when {{ context["ecs:AssociatePublicIpAddress"] }};
+"#
+        )
+    };
     let granted = candidate("layers", |dir| {
         add(
             dir,
             "identity/app-teams-public-ip.cedar",
-            r#"@id("identity.app-teams-public-ip")
-permit (principal in Ram::Group::"AppTeams", action, resource)
-when { context["ecs:AssociatePublicIpAddress"] };
-"#,
+            &permit(r#"action in Action::"ecs:*""#),
         );
     });
     expect(
         &compare(&shipped, &granted.0, vec![demo_rule()]).await,
         Verdict::Equivalent,
+    );
+    let everything = candidate("layers-all-actions", |dir| {
+        add(dir, "identity/app-teams-public-ip.cedar", &permit("action"));
+    });
+    let report = compare(&shipped, &everything.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Widens);
+    let verdicts: Vec<(&str, Verdict)> = report
+        .actions
+        .iter()
+        .map(|a| (a.action, a.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("ecs:ModifyInstanceNetworkSpec", Verdict::Equivalent),
+            ("ecsgateway:Explain", Verdict::Equivalent),
+            ("ecsgateway:SimulatePrincipal", Verdict::Widens),
+        ],
+        "{report:#?}"
     );
 }
 
@@ -513,4 +540,155 @@ when { Ram::Role::"acs:ram::1234567890123456:role/netops".account == "1" };
     .await
     .unwrap_err();
     assert!(error.0.contains("control.reads-another-role"), "{error}");
+}
+
+/// The Explain rpc's permission checks are decisions too: letting every
+/// principal simulate others (so webapp could explain netops's calls)
+/// widens, for `ecsgateway:SimulatePrincipal` alone, and each
+/// counterexample replayed through the Explain's check confirms it.
+#[tokio::test]
+async fn letting_anyone_simulate_a_principal_widens() {
+    let shipped = support::policies_dir();
+    let simulate = candidate("simulate", |dir| {
+        add(
+            dir,
+            "identity/simulate-anyone.cedar",
+            r#"@id("identity.anyone-simulates")
+permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
+"#,
+        );
+    });
+    let report = compare(&shipped, &simulate.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Widens);
+    let verdicts: Vec<(&str, Verdict)> = report
+        .actions
+        .iter()
+        .map(|a| (a.action, a.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("ecs:ModifyInstanceNetworkSpec", Verdict::Equivalent),
+            ("ecsgateway:Explain", Verdict::Equivalent),
+            ("ecsgateway:SimulatePrincipal", Verdict::Widens),
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.actions[2].with, ["ecsgateway:Explain"]);
+    for widening in &report.widenings {
+        assert_eq!(widening.action, "ecsgateway:SimulatePrincipal");
+        assert!(
+            widening
+                .active
+                .contains("of ecsgateway:SimulatePrincipal by the identity layer"),
+            "{widening:#?}"
+        );
+        assert!(
+            widening.candidate.contains("identity.anyone-simulates"),
+            "{widening:#?}"
+        );
+        assert!(
+            widening.call["simulated"]["identity"].is_string(),
+            "{widening:#?}"
+        );
+        // The case asks `policy test` the same permission check.
+        assert!(
+            widening.case.contains("explain = true") && widening.case.contains("simulate_"),
+            "{}",
+            widening.case
+        );
+    }
+    // The command: exit 1, each action's answer named.
+    let out = Command::new(BIN)
+        .args([
+            "policy",
+            "diff",
+            "--no-config",
+            "--account-id",
+            ACCOUNT,
+            "--active",
+        ])
+        .arg(&shipped)
+        .arg("--candidate")
+        .arg(&simulate.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "widens: the candidate allows calls the active policies deny",
+        "  ecs:ModifyInstanceNetworkSpec: equivalent",
+        "  ecsgateway:Explain: equivalent",
+        "  ecsgateway:SimulatePrincipal (with ecsgateway:Explain): widens",
+        "widens: ecsgateway:SimulatePrincipal by a ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "policy",
+            "diff",
+            "--json",
+            "--no-config",
+            "--account-id",
+            ACCOUNT,
+            "--active",
+        ])
+        .arg(&shipped)
+        .arg("--candidate")
+        .arg(&simulate.0)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["result"], "widens", "{json}");
+    assert_eq!(
+        json["actions"]["ecsgateway:SimulatePrincipal"], "widens",
+        "{json}"
+    );
+    assert_eq!(
+        json["actions"]["ecsgateway:Explain"], "equivalent",
+        "{json}"
+    );
+    assert_eq!(
+        json["widenings"][0]["action"], "ecsgateway:SimulatePrincipal",
+        "{json}"
+    );
+    assert_eq!(json["widenings"][0]["confirmedByReplay"], true, "{json}");
+}
+
+/// Taking `ecsgateway:Explain` from everyone narrows the Explain of one's
+/// own calls and, since it is checked first, the Explain for another
+/// identity too; calls are untouched.
+#[tokio::test]
+async fn removing_explain_narrows_both_explain_checks() {
+    let shipped = support::policies_dir();
+    let removed = candidate("no-explain", |dir| {
+        remove(dir, "identity/explain.cedar", "identity.explain-own-calls");
+    });
+    let report = compare(&shipped, &removed.0, vec![demo_rule()]).await;
+    expect(&report, Verdict::Narrows);
+    let verdicts: Vec<(&str, Verdict)> = report
+        .actions
+        .iter()
+        .map(|a| (a.action, a.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("ecs:ModifyInstanceNetworkSpec", Verdict::Equivalent),
+            ("ecsgateway:Explain", Verdict::Narrows),
+            ("ecsgateway:SimulatePrincipal", Verdict::Narrows),
+        ],
+        "{report:#?}"
+    );
+    for narrowing in &report.narrowings {
+        assert!(
+            narrowing
+                .candidate
+                .contains("of ecsgateway:Explain by the identity layer"),
+            "{narrowing:#?}"
+        );
+    }
 }

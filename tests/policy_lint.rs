@@ -1,7 +1,8 @@
 //! `policy lint` with the real solver: a policy that can never apply, a
 //! permit shadowed by a control forbid, a forbid that can fail to evaluate
-//! (with a call that makes it fail), and a clean directory. The shipped
-//! policies are linted in CI (`.ci/run`).
+//! (with a call that makes it fail), the same for the Explain rpc's
+//! `ecsgateway:` actions, and a clean directory. The shipped policies are
+//! linted in CI (`.ci/run`).
 
 use std::path::Path;
 use std::process::Command;
@@ -93,6 +94,67 @@ permit (principal in Ram::Group::"NetworkAdmins", action, resource);
         .as_i64()
         .unwrap();
     assert!(out >= 2, "{example}");
+}
+
+/// Every action the gateway decides is linted, the Explain rpc's too, each
+/// on its own context (`ecsgateway:SimulatePrincipal`'s has the simulated
+/// identity).
+#[tokio::test]
+async fn lints_the_policies_of_the_explain_actions_too() {
+    let dir = directory(
+        "explain",
+        BASELINE,
+        r#"@id("identity.explain-never")
+permit (principal, action == Action::"ecsgateway:Explain", resource)
+when { context.request.region_id == "a" && context.request.region_id == "b" };
+
+@id("identity.simulate-anyone")
+permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
+
+@id("identity.simulate-no-one")
+forbid (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
+
+@id("identity.simulate-overflows")
+forbid (principal, action == Action::"ecsgateway:SimulatePrincipal", resource)
+when { context.request has internet_max_bandwidth_out &&
+       context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 };
+"#,
+    );
+    let report = lint::run(&dir, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut found: Vec<(String, Kind)> = report
+        .findings
+        .iter()
+        .map(|f| (f.policy.clone(), f.kind))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        [
+            ("identity.explain-never".to_owned(), Kind::NeverApplies),
+            ("identity.simulate-anyone".to_owned(), Kind::Shadowed),
+            ("identity.simulate-overflows".to_owned(), Kind::CanError),
+        ],
+        "{report:#?}"
+    );
+    let overflow = report
+        .findings
+        .iter()
+        .find(|f| f.kind == Kind::CanError)
+        .unwrap();
+    let example = overflow.example.as_ref().unwrap();
+    assert_eq!(
+        example["action"], "ecsgateway:SimulatePrincipal",
+        "{example}"
+    );
+    assert!(
+        example["context"]
+            .get("ecsgateway:SimulatedGroups")
+            .is_some(),
+        "{example}"
+    );
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! and a differential test — a reference evaluator written from RAM's
 //! documented semantics over the JSON documents, against the imported Cedar
 //! evaluated by Cedar with the shipped schema, on generated documents and
-//! requests (fixed seed): zero disagreements.
+//! requests (fixed seed): zero disagreements on instances the gateway knows,
+//! and on an instance it does not know never more permissive than RAM is for
+//! any of the instances it could really be.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -12,7 +14,10 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityUid, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
+use ecs_gateway::policy::decide::allocates_public_ip;
 use ecs_gateway::policy::ram::{self, Target};
+use ecs_gateway::policy::store::Instance;
+use ecs_gateway::validate::{ClientToken, ModifyRequest};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
@@ -28,7 +33,7 @@ fn schema() -> Schema {
     Schema::from_cedarschema_str(&text).unwrap().0
 }
 
-/// A request as RAM sees it.
+/// A request, and the instance as it really is (what RAM sees).
 #[derive(Debug, Clone)]
 struct Call {
     action: &'static str,
@@ -39,8 +44,19 @@ struct Call {
     time: i64,
     secure: bool,
     mfa: bool,
-    associate: bool,
+    /// The request's AllocatePublicIpAddress.
+    allocate_public_ip: Option<bool>,
+    /// The request's InternetMaxBandwidthOut.
+    bandwidth_out: Option<u32>,
+    /// The instance's billing, `PrePaid` or `PostPaid`.
+    charge_type: &'static str,
+    /// Whether the instance has a public IP.
+    has_public_ip: bool,
+    /// The instance's tags.
     tags: Vec<(&'static str, &'static str)>,
+    /// Whether the gateway knows the instance (entities.json or a lookup).
+    /// An unknown one has, for the policies, no tags and no billing.
+    known: bool,
 }
 
 impl Call {
@@ -49,6 +65,33 @@ impl Call {
             "acs:ecs:{}:1234567890123456:instance/{}",
             self.region, self.instance
         )
+    }
+
+    /// `ecs:AssociatePublicIpAddress` as RAM has it, from the real instance:
+    /// the caller asks for a public IP, or raises a subscription instance
+    /// without one above 0 Mbit/s (ECS then allocates one by itself).
+    fn associate(&self) -> bool {
+        self.allocate_public_ip == Some(true)
+            || (self.bandwidth_out.is_some_and(|out| out > 0)
+                && self.charge_type == "PrePaid"
+                && !self.has_public_ip)
+    }
+
+    fn modify_request(&self) -> ModifyRequest {
+        ModifyRequest {
+            region_id: self.region.into(),
+            instance_id: self.instance.into(),
+            bandwidth_out: self.bandwidth_out,
+            bandwidth_in: None,
+            network_charge_type: None,
+            allocate_public_ip: self.allocate_public_ip,
+            temporary: None,
+            auto_pay: None,
+            client_token: ClientToken {
+                value: "t".into(),
+                generated: true,
+            },
+        }
     }
 
     fn time(&self) -> chrono::DateTime<chrono::Utc> {
@@ -175,7 +218,7 @@ fn holds(op: &str, key: &str, values: &[String], call: &Call) -> bool {
             let actual = match key {
                 "acs:SecureTransport" => call.secure,
                 "acs:MFAPresent" => call.mfa,
-                _ => call.associate,
+                _ => call.associate(),
             };
             values
                 .iter()
@@ -200,12 +243,65 @@ fn holds(op: &str, key: &str, values: &[String], call: &Call) -> bool {
 }
 
 /// The imported Cedar's decision, evaluated by Cedar against the shipped
-/// schema (strictly validated first).
+/// schema (strictly validated first), on what the gateway knows: a known
+/// instance with its billing and tags, an unknown one as the gateway builds
+/// it (`known` false, nothing else), with `ecs:AssociatePublicIpAddress` as
+/// the gateway computes it from either.
 fn cedar(policies: &PolicySet, schema: &Schema, call: &Call) -> Option<bool> {
     let principal = EntityUid::from_str(&format!("Ram::Role::{ROLE:?}")).unwrap();
     let group = EntityUid::from_str("Ram::Group::\"AppTeams\"").unwrap();
     let resource = EntityUid::from_str(&format!("Ecs::Instance::{:?}", call.instance)).unwrap();
     let actions = schema.action_entities().unwrap();
+    let mut attrs = HashMap::from([
+        ("arn".into(), RestrictedExpression::new_string(call.arn())),
+        (
+            "region".into(),
+            RestrictedExpression::new_string(call.region.into()),
+        ),
+        (
+            "account".into(),
+            RestrictedExpression::new_string("1234567890123456".into()),
+        ),
+        ("known".into(), RestrictedExpression::new_bool(call.known)),
+    ]);
+    let mut tags = Vec::new();
+    if call.known {
+        attrs.insert(
+            "chargeType".into(),
+            RestrictedExpression::new_string(call.charge_type.into()),
+        );
+        attrs.insert(
+            "hasPublicIp".into(),
+            RestrictedExpression::new_bool(call.has_public_ip),
+        );
+        tags.clone_from(&call.tags);
+    }
+    let instance = Entity::new_with_tags(
+        resource.clone(),
+        attrs,
+        HashSet::new(),
+        tags.iter().map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                RestrictedExpression::new_string((*v).into()),
+            )
+        }),
+    )
+    .unwrap();
+    let request = call.modify_request();
+    let associate = allocates_public_ip(
+        &request,
+        call.known
+            .then(|| Instance {
+                entity: instance.clone(),
+                arn: call.arn(),
+                region: call.region.into(),
+                account: "1234567890123456".into(),
+                charge_type: Some(call.charge_type.into()),
+                has_public_ip: Some(call.has_public_ip),
+            })
+            .as_ref(),
+    );
     let entities = Entities::from_entities(
         actions.iter().cloned().chain([
             Entity::new(
@@ -220,28 +316,7 @@ fn cedar(policies: &PolicySet, schema: &Schema, call: &Call) -> Option<bool> {
                 [group].into(),
             )
             .unwrap(),
-            Entity::new_with_tags(
-                resource.clone(),
-                HashMap::from([
-                    ("arn".into(), RestrictedExpression::new_string(call.arn())),
-                    (
-                        "region".into(),
-                        RestrictedExpression::new_string(call.region.into()),
-                    ),
-                    (
-                        "account".into(),
-                        RestrictedExpression::new_string("1234567890123456".into()),
-                    ),
-                ]),
-                HashSet::new(),
-                call.tags.iter().map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        RestrictedExpression::new_string((*v).into()),
-                    )
-                }),
-            )
-            .unwrap(),
+            instance,
         ]),
         None,
     )
@@ -266,24 +341,39 @@ fn cedar(policies: &PolicySet, schema: &Schema, call: &Call) -> Option<bool> {
         ),
         (
             "ecs:AssociatePublicIpAddress".to_owned(),
-            RestrictedExpression::new_bool(call.associate),
+            RestrictedExpression::new_bool(associate),
         ),
         (
             "request".to_owned(),
-            RestrictedExpression::new_record([
-                (
-                    "region_id".to_owned(),
-                    RestrictedExpression::new_string(call.region.into()),
-                ),
-                (
-                    "instance_id".to_owned(),
-                    RestrictedExpression::new_string(call.instance.into()),
-                ),
-                (
-                    "temporary_upgrade".to_owned(),
-                    RestrictedExpression::new_bool(false),
-                ),
-            ])
+            RestrictedExpression::new_record(
+                [
+                    (
+                        "region_id".to_owned(),
+                        RestrictedExpression::new_string(call.region.into()),
+                    ),
+                    (
+                        "instance_id".to_owned(),
+                        RestrictedExpression::new_string(call.instance.into()),
+                    ),
+                    (
+                        "temporary_upgrade".to_owned(),
+                        RestrictedExpression::new_bool(false),
+                    ),
+                ]
+                .into_iter()
+                .chain(call.allocate_public_ip.map(|a| {
+                    (
+                        "allocate_public_ip".to_owned(),
+                        RestrictedExpression::new_bool(a),
+                    )
+                }))
+                .chain(call.bandwidth_out.map(|out| {
+                    (
+                        "internet_max_bandwidth_out".to_owned(),
+                        RestrictedExpression::new_long(out.into()),
+                    )
+                })),
+            )
             .unwrap(),
         ),
     ])
@@ -331,6 +421,10 @@ const ACTIONS: [&str; 2] = [
     "ecs:AllocatePublicIpAddress",
 ];
 
+/// The tag keys and values of the generated instances and conditions.
+const TAG_KEYS: [&str; 3] = ["env", "team", "Env"];
+const TAG_VALUES: [&str; 5] = ["prod", "Prod", "production", "dev", "prod1"];
+
 fn call() -> impl Strategy<Value = Call> {
     (
         prop::sample::select(ACTIONS.to_vec()),
@@ -338,17 +432,34 @@ fn call() -> impl Strategy<Value = Call> {
         prop::sample::select(vec!["i-abc1", "i-abc12", "i-xyz9", "i-abd1"]),
         prop::sample::select(vec![[10, 1, 2, 3], [192, 168, 1, 7], [127, 0, 0, 1]]),
         prop::sample::select(vec![-86_400i64, -1, 0, 1, 86_400]),
-        (prop::bool::ANY, prop::bool::ANY, prop::bool::ANY),
+        (prop::bool::ANY, prop::bool::ANY),
+        (
+            prop::sample::select(vec![None, Some(false), Some(true)]),
+            prop::sample::select(vec![None, Some(0), Some(5)]),
+            prop::sample::select(vec!["PrePaid", "PostPaid"]),
+            prop::bool::ANY,
+        ),
         prop::collection::vec(
             (
-                prop::sample::select(vec!["env", "team", "Env"]),
-                prop::sample::select(vec!["prod", "Prod", "production", "dev", "prod1"]),
+                prop::sample::select(TAG_KEYS.to_vec()),
+                prop::sample::select(TAG_VALUES.to_vec()),
             ),
             0..3,
         ),
+        prop::bool::weighted(0.7),
     )
         .prop_map(
-            |(action, region, instance, ip, time, (secure, mfa, associate), tags)| {
+            |(
+                action,
+                region,
+                instance,
+                ip,
+                time,
+                (secure, mfa),
+                (allocate_public_ip, bandwidth_out, charge_type, has_public_ip),
+                tags,
+                known,
+            )| {
                 let mut seen = std::collections::HashSet::new();
                 let tags = tags.into_iter().filter(|(k, _)| seen.insert(*k)).collect();
                 Call {
@@ -359,11 +470,49 @@ fn call() -> impl Strategy<Value = Call> {
                     time,
                     secure,
                     mfa,
-                    associate,
+                    allocate_public_ip,
+                    bandwidth_out,
+                    charge_type,
+                    has_public_ip,
                     tags,
+                    known,
                 }
             },
         )
+}
+
+/// Every instance an unknown one could really be, as far as the documents
+/// can tell them apart: each key of `TAG_KEYS` absent or with each value of
+/// `TAG_VALUES`; and, since a document reads the billing only through
+/// `ecs:AssociatePublicIpAddress`, a subscription instance without a public
+/// IP (ECS gives it one when raised) and a pay-as-you-go one (it does not).
+fn real_instances(call: &Call) -> impl Iterator<Item = Call> + '_ {
+    let choices: Vec<Option<&'static str>> = std::iter::once(None)
+        .chain(TAG_VALUES.iter().copied().map(Some))
+        .collect();
+    let mut tag_sets: Vec<Vec<(&'static str, &'static str)>> = vec![Vec::new()];
+    for key in TAG_KEYS {
+        tag_sets = tag_sets
+            .iter()
+            .flat_map(|set| {
+                choices.iter().map(move |choice| {
+                    let mut set = set.clone();
+                    set.extend(choice.map(|value| (key, value)));
+                    set
+                })
+            })
+            .collect();
+    }
+    tag_sets.into_iter().flat_map(move |tags| {
+        ["PrePaid", "PostPaid"]
+            .into_iter()
+            .map(move |charge_type| Call {
+                charge_type,
+                has_public_ip: false,
+                tags: tags.clone(),
+                ..call.clone()
+            })
+    })
 }
 
 fn one_or_many(values: Vec<String>) -> Value {
@@ -527,6 +676,20 @@ fn statement() -> impl Strategy<Value = Value> {
         )
 }
 
+fn slot(decision: Option<bool>) -> usize {
+    match decision {
+        Some(true) => 0,
+        Some(false) => 1,
+        None => 2,
+    }
+}
+
+/// On an instance the gateway knows, the imported Cedar decides as RAM
+/// does. On one it does not know, RAM decides on the real instance, which
+/// may be any of `real_instances`: the gateway allows only where RAM allows
+/// each of them, and denies explicitly wherever RAM denies one explicitly
+/// (in the control layer a baseline permit allows the rest, so there only
+/// the forbids decide).
 #[test]
 fn imported_policies_decide_as_ram_decides_the_document() {
     let schema = schema();
@@ -538,7 +701,10 @@ fn imported_policies_decide_as_ram_decides_the_document() {
         },
         TestRng::from_seed(RngAlgorithm::ChaCha, &[13; 32]),
     );
-    let outcomes = std::sync::Mutex::new([0usize; 3]);
+    // Allow, explicit deny, implicit deny: RAM's on known instances, the
+    // gateway's on unknown ones.
+    let known = std::sync::Mutex::new([0usize; 3]);
+    let unknown = std::sync::Mutex::new([0usize; 3]);
     let strategy = (
         prop::collection::vec(statement(), 1..4),
         prop::collection::vec(call(), 25),
@@ -548,28 +714,50 @@ fn imported_policies_decide_as_ram_decides_the_document() {
             let doc = json!({"Version": "1", "Statement": statements});
             let policies = imported(&doc).map_err(TestCaseError::fail)?;
             for call in &calls {
-                let expected = reference(&doc, call);
-                prop_assert_eq!(
-                    cedar(&policies, &schema, call),
-                    expected,
-                    "{:#}\n{:?}",
-                    doc,
-                    call
-                );
-                let slot = match expected {
-                    Some(true) => 0,
-                    Some(false) => 1,
-                    None => 2,
-                };
-                outcomes.lock().unwrap()[slot] += 1;
+                let gateway = cedar(&policies, &schema, call);
+                if call.known {
+                    let expected = reference(&doc, call);
+                    prop_assert_eq!(gateway, expected, "{:#}\n{:?}", doc, call);
+                    known.lock().unwrap()[slot(expected)] += 1;
+                    continue;
+                }
+                unknown.lock().unwrap()[slot(gateway)] += 1;
+                // An explicit deny is as strict as it gets.
+                if gateway == Some(false) {
+                    continue;
+                }
+                for real in real_instances(call) {
+                    let ram = reference(&doc, &real);
+                    prop_assert!(
+                        gateway != Some(true) || ram == Some(true),
+                        "the gateway allows an unknown instance RAM does not allow ({:?}):\n{:#}\n{:?}",
+                        ram,
+                        doc,
+                        real
+                    );
+                    prop_assert!(
+                        ram != Some(false),
+                        "RAM denies explicitly an instance the gateway does not know ({:?}):\n{:#}\n{:?}",
+                        gateway,
+                        doc,
+                        real
+                    );
+                }
             }
             Ok(())
         })
         .unwrap();
-    let outcomes = *outcomes.lock().unwrap();
+    let known = *known.lock().unwrap();
+    let unknown = *unknown.lock().unwrap();
     assert!(
-        outcomes.iter().all(|&n| n >= 500),
-        "allow, explicit deny, implicit deny: {outcomes:?}"
+        known.iter().all(|&n| n >= 500),
+        "known instances: allow, explicit deny, implicit deny: {known:?}"
+    );
+    // Failing closed is not failing shut: unknown instances are still
+    // allowed where every real instance would be.
+    assert!(
+        unknown.iter().all(|&n| n >= 300),
+        "unknown instances: allow, explicit deny, implicit deny: {unknown:?}"
     );
 }
 
@@ -823,4 +1011,172 @@ fn not_action_covers_actions_the_catalogue_adds_later() {
             "{action}: {answer:?}"
         );
     }
+}
+
+/// A call from 10.1.2.3 raising `i-new` in cn-hangzhou to 5 Mbit/s.
+fn call_on(known: bool, tags: &[(&'static str, &'static str)]) -> Call {
+    Call {
+        action: "ecs:ModifyInstanceNetworkSpec",
+        region: "cn-hangzhou",
+        instance: "i-new",
+        ip: [10, 1, 2, 3],
+        time: 0,
+        secure: true,
+        mfa: false,
+        allocate_public_ip: None,
+        bandwidth_out: Some(5),
+        charge_type: "PostPaid",
+        has_public_ip: false,
+        tags: tags.to_vec(),
+        known,
+    }
+}
+
+/// Issue 20: without instance lookup an instance missing from
+/// entities.json has no tags for the policies, so a Deny on a production
+/// tag used to miss it, while RAM, seeing the real tag, denies. It applies
+/// to an unknown instance now, and still needs its other conditions.
+#[test]
+fn deny_on_a_production_tag_applies_to_unknown_instances() {
+    let schema = schema();
+    let doc = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "ecs:*", "Resource": "*",
+         "Condition": {"StringEquals": {"acs:ResourceTag/env": "production"}}}
+    ]});
+    let policies = imported(&doc).unwrap();
+    let production = [("env", "production")];
+    assert_eq!(reference(&doc, &call_on(false, &production)), Some(false));
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(false, &[])),
+        Some(false),
+        "an unknown instance may be production: denied explicitly"
+    );
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(true, &production)),
+        Some(false)
+    );
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(true, &[("env", "dev")])),
+        Some(true)
+    );
+    assert_eq!(cedar(&policies, &schema, &call_on(true, &[])), Some(true));
+
+    // The README's statement, as the README shows it.
+    let text = ram::import(
+        &doc.to_string(),
+        &Target::Group("CapacityPlanners".into()),
+        "identity.ram",
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "forbid (\n  principal in Ram::Group::\"CapacityPlanners\",\n  action in [Action::\"ecs:*\"],\n  resource\n)\nwhen { (!resource.known || (resource.hasTag(\"env\") && resource.getTag(\"env\") == \"production\")) };"
+        ),
+        "{text}"
+    );
+
+    // Only the tag condition is assumed: from outside 10.0.0.0/8 this Deny
+    // applies to no instance, known or not.
+    let doc = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "ecs:*", "Resource": "*",
+         "Condition": {"StringEquals": {"acs:ResourceTag/env": "production"},
+                       "IpAddress": {"acs:SourceIp": "10.0.0.0/8"}}}
+    ]});
+    let policies = imported(&doc).unwrap();
+    assert_eq!(cedar(&policies, &schema, &call_on(false, &[])), Some(false));
+    let outside = Call {
+        ip: [192, 168, 1, 7],
+        ..call_on(false, &[])
+    };
+    assert_eq!(cedar(&policies, &schema, &outside), Some(true));
+}
+
+/// Issue 20: a negated operator on a tag holds for an instance without the
+/// tag, so an Allow with StringNotEquals used to reach every unknown
+/// instance, production ones included. It reaches only known instances now.
+#[test]
+fn allow_with_string_not_equals_on_a_tag_does_not_reach_unknown_instances() {
+    let schema = schema();
+    let doc = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "ecs:*", "Resource": "*",
+         "Condition": {"StringNotEquals": {"acs:ResourceTag/env": "production"}}}
+    ]});
+    let policies = imported(&doc).unwrap();
+    assert_eq!(
+        reference(&doc, &call_on(false, &[("env", "production")])),
+        None
+    );
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(false, &[])),
+        None,
+        "an unknown instance may be production: not allowed"
+    );
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(true, &[("env", "dev")])),
+        Some(true)
+    );
+    assert_eq!(cedar(&policies, &schema, &call_on(true, &[])), Some(true));
+    assert_eq!(
+        cedar(&policies, &schema, &call_on(true, &[("env", "production")])),
+        None
+    );
+    let text = import(doc).unwrap();
+    assert!(
+        text.contains(
+            "when { (resource.known && !((resource.hasTag(\"env\") && resource.getTag(\"env\") == \"production\"))) };"
+        ),
+        "{text}"
+    );
+}
+
+/// For an unknown instance the gateway counts `ecs:AssociatePublicIpAddress`
+/// as true whenever ECS might allocate a public IP by itself, so a true may
+/// really be false: a Deny on false still applies, an Allow on true does
+/// not, unless the caller asked for a public IP (then it is true for any
+/// instance).
+#[test]
+fn associate_public_ip_conditions_fail_closed_on_unknown_instances() {
+    let schema = schema();
+    let bool_statement = |effect: &str, value: bool| {
+        json!({"Effect": effect, "Action": "ecs:*", "Resource": "*",
+               "Condition": {"Bool": {"ecs:AssociatePublicIpAddress": value}}})
+    };
+    let deny_false = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"},
+        bool_statement("Deny", false)
+    ]});
+    let allow_true = json!({"Version": "1", "Statement": [bool_statement("Allow", true)]});
+    let deny_false = imported(&deny_false).unwrap();
+    let allow_true = imported(&allow_true).unwrap();
+    // Raised above 0 Mbit/s: a pay-as-you-go instance gets no public IP, a
+    // subscription one without a public IP does.
+    let unknown = call_on(false, &[]);
+    assert!(!unknown.associate());
+    assert_eq!(cedar(&deny_false, &schema, &unknown), Some(false));
+    assert_eq!(cedar(&allow_true, &schema, &unknown), None);
+    // Known, the gateway has the real value.
+    let known = call_on(true, &[]);
+    assert_eq!(cedar(&deny_false, &schema, &known), Some(false));
+    let subscription = Call {
+        charge_type: "PrePaid",
+        ..call_on(true, &[])
+    };
+    assert_eq!(cedar(&allow_true, &schema, &subscription), Some(true));
+    assert_eq!(cedar(&deny_false, &schema, &subscription), Some(true));
+    // Asked for: true for any instance.
+    let asked = Call {
+        allocate_public_ip: Some(true),
+        ..call_on(false, &[])
+    };
+    assert_eq!(cedar(&allow_true, &schema, &asked), Some(true));
+    assert_eq!(cedar(&deny_false, &schema, &asked), Some(true));
+    // Not raised: false for any instance.
+    let unchanged = Call {
+        bandwidth_out: None,
+        ..call_on(false, &[])
+    };
+    assert_eq!(cedar(&deny_false, &schema, &unchanged), Some(false));
+    assert_eq!(cedar(&allow_true, &schema, &unchanged), None);
 }

@@ -4,19 +4,24 @@
 //! deny one the active one allows (it **narrows**), both, or neither
 //! (**equivalent**), over every request the schema allows.
 //!
-//! What is compared is the decision the gateway enforces ([`super::enforced`]):
-//! both layers, the call's action and its dependent actions, errors that
-//! deny. Each difference comes with a counterexample made readable (the
-//! solver names free entities with empty strings) and replayed through the
-//! ordinary authorizer, on copies of both directories that hold its
-//! principal and instance: a widening is reported as confirmed only when
-//! the active policies deny the call and the candidate ones allow it.
+//! What is compared is each decision the gateway enforces
+//! ([`super::enforced`], [`enforced::DECIDED`]): both layers, errors that
+//! deny, for a ModifyInstanceNetworkSpec call with its dependent actions,
+//! and for the permission checks of the Explain rpc (`ecsgateway:Explain`,
+//! and `ecsgateway:SimulatePrincipal` with it for another identity). Each
+//! gets its own verdict; the answer combines them. Each difference comes
+//! with a counterexample made readable (the solver names free entities with
+//! empty strings) and replayed through the ordinary authorizer (the call's
+//! decision, or the Explain's permission check as the rpc makes it), on
+//! copies of both directories that hold its principal and instance: a
+//! widening is reported as confirmed only when the active policies deny the
+//! request and the candidate ones allow it.
 //!
 //! The limits are said, never hidden: a solver timeout, a construct the
 //! model cannot write, differing schemas, or a missing cvc5 answer "could
-//! not decide" with the reason.
+//! not decide" with the reason, naming the actions not proved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,8 +32,9 @@ use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicySet, Env};
 use serde_json::{Value, json};
 
 use super::catalogue::{self, Action};
+use super::enforced;
 use super::store::{self, PolicyData};
-use super::{DependentRule, Outcome};
+use super::{DependentRule, Outcome, Source};
 use crate::identity::{Caller, CallerId, Via};
 use crate::pb;
 
@@ -78,17 +84,29 @@ impl Verdict {
     pub fn widens(self) -> bool {
         matches!(self, Self::Widens | Self::WidensAndNarrows)
     }
+
+    /// The answer when the candidate widens and narrows as said.
+    pub fn of(widens: bool, narrows: bool) -> Self {
+        match (widens, narrows) {
+            (false, false) => Self::Equivalent,
+            (false, true) => Self::Narrows,
+            (true, false) => Self::Widens,
+            (true, true) => Self::WidensAndNarrows,
+        }
+    }
 }
 
-/// A call decided differently, made readable and replayed.
+/// A request decided differently, made readable and replayed.
 #[derive(Debug, Clone)]
 pub struct Difference {
-    /// The call's action.
+    /// The request's action: the call's, or the Explain's
+    /// (`ecsgateway:Explain`, `ecsgateway:SimulatePrincipal`).
     pub action: &'static str,
     /// The principal's entity type.
     pub principal_type: String,
     /// The call: principal (with groups), resource (with attributes and
-    /// tags), context and request fields, as JSON.
+    /// tags), context and request fields, and for
+    /// `ecsgateway:SimulatePrincipal` the simulated identity, as JSON.
     pub call: Value,
     /// The active policies' decision of the replayed call.
     pub active: String,
@@ -101,11 +119,25 @@ pub struct Difference {
     pub case: String,
 }
 
+/// One decision's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionVerdict {
+    /// The action of the requests compared (see [`enforced::DECIDED`]).
+    pub action: &'static str,
+    /// The other actions whose policies decide those requests: dependent
+    /// actions, or `ecsgateway:Explain` for `ecsgateway:SimulatePrincipal`.
+    pub with: Vec<&'static str>,
+    /// The answer for those requests.
+    pub verdict: Verdict,
+}
+
 /// The result of a comparison.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The answer.
+    /// The answer: the actions' answers combined.
     pub verdict: Verdict,
+    /// Each decided action's answer, in [`enforced::DECIDED`]'s order.
+    pub actions: Vec<ActionVerdict>,
     /// Calls the candidate allows and the active policies deny.
     pub widenings: Vec<Difference>,
     /// Calls the candidate denies and the active policies allow.
@@ -165,7 +197,7 @@ pub fn solver_error(error: &cedar_policy_symcc::err::Error, time_limit: Duration
     }
 }
 
-/// The envs of the call's action: one per principal type.
+/// The envs of an action: one per principal type.
 fn envs<'a>(schema: &'a Schema, action: &'a Action) -> impl Iterator<Item = RequestEnv> + 'a {
     let uid = catalogue::action_uid(action.name);
     schema
@@ -173,11 +205,13 @@ fn envs<'a>(schema: &'a Schema, action: &'a Action) -> impl Iterator<Item = Requ
         .filter(move |env| *env.action() == uid)
 }
 
-/// Compares `options.candidate` with `options.active`.
+/// Compares `options.candidate` with `options.active`, for every decision
+/// of [`enforced::DECIDED`].
 ///
 /// # Errors
 ///
-/// [`Undecided`] with the reason.
+/// [`Undecided`] with the reason; when some actions were proved and others
+/// not, it names those not proved (with why) and the answers of the others.
 pub async fn run(options: &Options) -> Result<Report, Undecided> {
     let started = Instant::now();
     let load =
@@ -205,69 +239,152 @@ pub async fn run(options: &Options) -> Result<Report, Undecided> {
         }
     }
     super::check_dependent_actions(&options.rules).map_err(|e| undecided(e.to_string()))?;
-    let action = &catalogue::MODIFY_INSTANCE_NETWORK_SPEC;
-    let mut compiler = CedarSymCompiler::new(solver(options.time_limit)?)
-        .map_err(|e| solver_error(&e, options.time_limit))?;
+    // Policies that plainly cannot fail (no arithmetic, no getTag, no
+    // datetime method, extension values from literals) need no error term:
+    // the formula shrinks, the decision stays. Seen from the text, for
+    // every action a policy applies to, per directory: a policy of the same
+    // id may differ.
+    let error_free = [&active, &candidate].map(|data| {
+        data.control
+            .policies()
+            .chain(data.identity.policies())
+            .filter(|p| enforced::plainly_error_free(p))
+            .map(|p| p.id().to_string())
+            .collect::<HashSet<String>>()
+    });
     let mut report = Report {
         verdict: Verdict::Equivalent,
+        actions: Vec::new(),
         widenings: Vec::new(),
         narrowings: Vec::new(),
         queries: 0,
         elapsed: Duration::ZERO,
     };
-    let schema = &active.schema;
-    for env in envs(schema, action) {
-        let compile = |set: &PolicySet| {
-            CompiledPolicySet::compile(set, &env, schema)
-                .map_err(|e| undecided(format!("the symbolic compiler refused the model: {e}")))
-        };
-        // Policies that plainly cannot fail (no arithmetic, no getTag, no
-        // datetime method, extension values from literals) need no error
-        // term: the formula shrinks, the decision stays. Seen from the
-        // text, for every action a policy applies to (the call's and its
-        // dependent actions alike), per directory: a policy of the same id
-        // may differ.
-        let error_free = [&active, &candidate].map(|data| {
-            data.control
-                .policies()
-                .chain(data.identity.policies())
-                .filter(|p| super::enforced::plainly_error_free(p))
-                .map(|p| p.id().to_string())
-                .collect::<std::collections::HashSet<String>>()
+    let mut not_proved: Vec<(&'static str, String)> = Vec::new();
+    for &action in enforced::DECIDED {
+        // A solver of its own per action: a query abandoned at the backstop
+        // below leaves its solver mid-answer, which must not answer the
+        // next action's queries. Not starting at all is the same for every
+        // action: said once.
+        let mut compiler = CedarSymCompiler::new(solver(options.time_limit)?)
+            .map_err(|e| solver_error(&e, options.time_limit))?;
+        let before = (report.widenings.len(), report.narrowings.len());
+        let compared = compare(
+            options,
+            &mut compiler,
+            [&active, &candidate],
+            &error_free,
+            action,
+            &mut report,
+        )
+        .await
+        .and_then(|()| {
+            enforced::decided_with(action, &options.rules).map_err(|e| {
+                undecided(format!("the model cannot write this decision exactly: {e}"))
+            })
         });
-        let terms = |data: &PolicyData, free: &std::collections::HashSet<String>| {
-            super::enforced::terms(data, &options.rules, action, &options.account_id, &|id| {
-                free.contains(id)
+        match compared {
+            Ok(with) => report.actions.push(ActionVerdict {
+                action: action.name,
+                with,
+                verdict: Verdict::of(
+                    report.widenings.len() > before.0,
+                    report.narrowings.len() > before.1,
+                ),
+            }),
+            Err(Undecided(reason)) => not_proved.push((action.name, reason)),
+        }
+    }
+    if !not_proved.is_empty() {
+        return Err(unproved(&report.actions, &not_proved));
+    }
+    report.verdict = Verdict::of(!report.widenings.is_empty(), !report.narrowings.is_empty());
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Why some actions were not proved, by reason (a policy every action
+/// reads fails them all alike), with the answers of those that were: a
+/// change is safe only when every action is proved.
+fn unproved(proved: &[ActionVerdict], not_proved: &[(&'static str, String)]) -> Undecided {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (action, reason) in not_proved {
+        match reasons.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+            Some((_, actions)) => actions.push(action),
+            None => reasons.push((reason.as_str(), vec![action])),
+        }
+    }
+    let mut message = reasons
+        .iter()
+        .map(|(reason, actions)| format!("{} not proved: {reason}", actions.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !proved.is_empty() {
+        message.push_str(&format!(
+            " (proved: {})",
+            proved
+                .iter()
+                .map(|a| format!("{} {}", a.action, a.verdict.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    undecided(message)
+}
+
+/// Compares the two directories' decisions of `action`'s requests, adding
+/// the differences found to `report`.
+async fn compare(
+    options: &Options,
+    compiler: &mut CedarSymCompiler<LocalSolver>,
+    [active, candidate]: [&PolicyData; 2],
+    error_free: &[HashSet<String>; 2],
+    action: &'static Action,
+    report: &mut Report,
+) -> Result<(), Undecided> {
+    let schema = &active.schema;
+    let envs: Vec<RequestEnv> = envs(schema, action).collect();
+    if envs.is_empty() {
+        return Err(undecided(format!(
+            "the schema declares no request of {}",
+            action.name
+        )));
+    }
+    let terms = |data: &PolicyData, free: &HashSet<String>| {
+        enforced::terms(data, &options.rules, action, &options.account_id, &|id| {
+            free.contains(id)
+        })
+        .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))
+    };
+    let (old_terms, new_terms) = (
+        terms(active, &error_free[0])?,
+        terms(candidate, &error_free[1])?,
+    );
+    let set = |terms: Vec<Value>| {
+        enforced::assemble(action, terms)
+            .and_then(|p| {
+                PolicySet::from_policies([p]).map_err(|e| enforced::Unsupported(e.to_string()))
             })
             .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))
+    };
+    // "Allowed by one, denied by the other": where the first allows, every
+    // term it shares with the other holds, so the other denies exactly when
+    // one of its own terms fails. The denying side keeps only those: the
+    // same question, a smaller formula.
+    let own = |terms: &[Value], other: &[Value]| {
+        terms
+            .iter()
+            .filter(|t| !other.contains(t))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // A backstop: cvc5's own limit should answer first.
+    let limit = options.time_limit * 2 + Duration::from_secs(5);
+    for env in &envs {
+        let compile = |set: &PolicySet| {
+            CompiledPolicySet::compile(set, env, schema)
+                .map_err(|e| undecided(format!("the symbolic compiler refused the model: {e}")))
         };
-        let (old_terms, new_terms) = (
-            terms(&active, &error_free[0])?,
-            terms(&candidate, &error_free[1])?,
-        );
-        let set = |terms: Vec<serde_json::Value>| {
-            super::enforced::assemble(action, terms)
-                .and_then(|p| {
-                    PolicySet::from_policies([p])
-                        .map_err(|e| super::enforced::Unsupported(e.to_string()))
-                })
-                .map_err(|e| {
-                    undecided(format!("the model cannot write this decision exactly: {e}"))
-                })
-        };
-        // "Allowed by one, denied by the other": where the first allows,
-        // every term it shares with the other holds, so the other denies
-        // exactly when one of its own terms fails. The denying side keeps
-        // only those: the same question, a smaller formula.
-        let own = |terms: &[serde_json::Value], other: &[serde_json::Value]| {
-            terms
-                .iter()
-                .filter(|t| !other.contains(t))
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        // A backstop: cvc5's own limit should answer first.
-        let limit = options.time_limit * 2 + Duration::from_secs(5);
         for widening in [true, false] {
             let (allowing, denying) = if widening {
                 (&new_terms, &old_terms)
@@ -291,7 +408,7 @@ pub async fn run(options: &Options) -> Result<Report, Undecided> {
             })?
             .map_err(|e| solver_error(&e, options.time_limit))?;
             if let Some(counterexample) = answer {
-                let difference = replay(options, action, &env, &counterexample)?;
+                let difference = replay(options, action, env, &counterexample)?;
                 if widening {
                     report.widenings.push(difference);
                 } else {
@@ -300,18 +417,15 @@ pub async fn run(options: &Options) -> Result<Report, Undecided> {
             }
         }
     }
-    report.verdict = match (report.widenings.is_empty(), report.narrowings.is_empty()) {
-        (true, true) => Verdict::Equivalent,
-        (true, false) => Verdict::Narrows,
-        (false, true) => Verdict::Widens,
-        (false, false) => Verdict::WidensAndNarrows,
-    };
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 /// The identity the replayed principal gets.
 pub const REPLAY_IDENTITY: &str = "spiffe://policy-diff.local/counterexample";
+
+/// The identity a replayed Explain simulates, unless the counterexample
+/// names one the gateway could see.
+pub const SIMULATED_IDENTITY: &str = "spiffe://policy-diff.local/simulated";
 
 fn extension_arg(value: &Value) -> Option<&str> {
     value.get("__extn")?.get("arg")?.as_str()
@@ -368,14 +482,14 @@ fn parse_duration_ms(text: &str) -> Option<i64> {
     total.checked_mul(sign)
 }
 
-/// A counterexample as a call: the readable form, then its replay.
+/// A counterexample as a request: the readable form, then its replay.
 fn replay(
     options: &Options,
     action: &'static Action,
     env: &RequestEnv,
     counterexample: &Env,
 ) -> Result<Difference, Undecided> {
-    let cx = Readable::of(counterexample, env, &options.account_id)?;
+    let cx = Readable::of(counterexample, env, action, &options.account_id)?;
     let dirs = [&options.active, &options.candidate].map(|dir| cx.write_dir(dir));
     let [active_dir, candidate_dir] = dirs;
     let (active_dir, candidate_dir) = (active_dir?, candidate_dir?);
@@ -387,7 +501,26 @@ fn replay(
         }
         .build()
         .map_err(|e| undecided(format!("replaying the counterexample: {e}")))?;
-        let decision = authorizer.decide(&cx.caller(), &cx.request()?, cx.time);
+        let (caller, request) = (cx.caller(), cx.request()?);
+        let decision = match action.name {
+            name if name == catalogue::MODIFY_INSTANCE_NETWORK_SPEC.name => {
+                authorizer.decide(&caller, &request, cx.time)
+            }
+            // The Explain rpc's permission check, as `server::explain` asks
+            // it (the instance lookup off: entities.json's instances).
+            name if name == catalogue::EXPLAIN.name
+                || name == catalogue::SIMULATE_PRINCIPAL.name =>
+            {
+                authorizer.decide_explain(
+                    &caller,
+                    &request,
+                    cx.simulated.as_ref().map(|s| &s.identity),
+                    cx.time,
+                    Source::Entities,
+                )
+            }
+            name => return Err(undecided(format!("no replay of a request of {name}"))),
+        };
         let summary = match &decision.outcome {
             Outcome::Allow { policies } => format!("Allow ({})", policies.join(", ")),
             Outcome::Deny(d) => format!(
@@ -438,6 +571,74 @@ struct Readable {
     secure_transport: bool,
     /// The request's fields (the proto's names), as the context holds them.
     request: serde_json::Map<String, Value>,
+    /// An Explain's permission check (`ecsgateway:` actions), not a call.
+    explain: bool,
+    /// For `ecsgateway:SimulatePrincipal`: the identity explained for.
+    simulated: Option<Simulated>,
+}
+
+/// The identity an Explain simulates, as the counterexample's
+/// `ecsgateway:SimulatedPrincipal` and `ecsgateway:SimulatedGroups` say.
+#[derive(Debug, Clone)]
+struct Simulated {
+    identity: CallerId,
+    /// Its principals.toml entry (ARN, groups); `None`: it has none, and
+    /// the gateway names it by its identity, with no groups.
+    entry: Option<(String, Vec<String>)>,
+}
+
+impl Simulated {
+    fn of(principal: &str, groups: Vec<String>, account_id: &str) -> Self {
+        let own = || CallerId::Spiffe(SIMULATED_IDENTITY.into());
+        if is_ram_arn(principal) {
+            return Self {
+                identity: own(),
+                entry: Some((principal.to_owned(), groups)),
+            };
+        }
+        if groups.is_empty() {
+            return Self {
+                identity: identity_named(principal).unwrap_or_else(own),
+                entry: None,
+            };
+        }
+        // Groups come only with an entry, and an entry has a RAM ARN: the
+        // solver's free string cannot be one.
+        Self {
+            identity: own(),
+            entry: Some((
+                format!("acs:ram::{account_id}:role/simulated-counterexample"),
+                groups,
+            )),
+        }
+    }
+}
+
+/// The identity the gateway names `name` (a SPIFFE ID, or
+/// `jwt:<subject>@<issuer>`), if it is one an Explain can simulate other
+/// than the replayed caller.
+fn identity_named(name: &str) -> Option<CallerId> {
+    let identity = if name.starts_with("spiffe://") {
+        crate::validate::explain::spiffe_id_problem(name)
+            .is_none()
+            .then(|| CallerId::Spiffe(name.to_owned()))?
+    } else {
+        let (subject, issuer) = name.strip_prefix("jwt:")?.rsplit_once('@')?;
+        (!subject.is_empty() && !issuer.is_empty()).then(|| CallerId::Jwt {
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+        })?
+    };
+    (identity.to_string() != REPLAY_IDENTITY).then_some(identity)
+}
+
+/// A group's readable name: the solver leaves a free one's id empty.
+fn group_name(id: &str) -> String {
+    if id.is_empty() {
+        "CounterexampleGroup".to_owned()
+    } else {
+        id.to_owned()
+    }
 }
 
 /// Temporary copies of a policy directory, removed on drop.
@@ -468,7 +669,12 @@ fn is_ram_arn(arn: &str) -> bool {
 }
 
 impl Readable {
-    fn of(counterexample: &Env, env: &RequestEnv, account_id: &str) -> Result<Self, Undecided> {
+    fn of(
+        counterexample: &Env,
+        env: &RequestEnv,
+        action: &'static Action,
+        account_id: &str,
+    ) -> Result<Self, Undecided> {
         let bad = |what: &str| undecided(format!("the counterexample has no {what}"));
         let request = &counterexample.request;
         let entities: &Entities = &counterexample.entities;
@@ -498,23 +704,32 @@ impl Readable {
             format!("acs:ram::{account_id}:{kind}/counterexample")
         };
         let principal_json = entity_json(principal);
-        let mut groups: Vec<String> = principal_json["parents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["type"] == "Ram::Group")
-            .filter_map(|p| p["id"].as_str())
-            .enumerate()
-            .map(|(i, id)| {
-                if id.is_empty() {
-                    format!("CounterexampleGroup{}", i + 1)
-                } else {
-                    id.to_owned()
-                }
-            })
-            .collect();
-        groups.sort();
-        groups.dedup();
+        // Groups as entity references: `{"type", "id"}`, or wrapped in
+        // `__entity` as a context holds them.
+        let groups_of = |value: &Value| {
+            let mut groups: Vec<String> = value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p.get("__entity").unwrap_or(p))
+                .filter(|p| p["type"] == "Ram::Group")
+                .filter_map(|p| p["id"].as_str())
+                .map(group_name)
+                .collect();
+            groups.sort();
+            groups.dedup();
+            groups
+        };
+        let groups = groups_of(&principal_json["parents"]);
+        let simulated = (action.name == catalogue::SIMULATE_PRINCIPAL.name).then(|| {
+            Simulated::of(
+                context["ecsgateway:SimulatedPrincipal"]
+                    .as_str()
+                    .unwrap_or_default(),
+                groups_of(&context["ecsgateway:SimulatedGroups"]),
+                account_id,
+            )
+        });
         let resource_id = resource.id().unescaped().to_owned();
         let instance_id = if crate::validate::is_instance_id(&resource_id) {
             resource_id
@@ -566,6 +781,8 @@ impl Readable {
             mfa: context["acs:MFAPresent"].as_bool().unwrap_or(false),
             secure_transport: context["acs:SecureTransport"].as_bool().unwrap_or(false),
             request: context["request"].as_object().cloned().unwrap_or_default(),
+            explain: action.name != catalogue::MODIFY_INSTANCE_NETWORK_SPEC.name,
+            simulated,
         })
     }
 
@@ -708,10 +925,37 @@ impl Readable {
     }
 
     fn principal_toml(&self) -> String {
-        format!(
+        let mut out = format!(
             "\n# policy diff: the counterexample's principal\n[[principal]]\nspiffe_id = {:?}\narn = {:?}\ngroups = {:?}\n",
             REPLAY_IDENTITY, self.principal_arn, self.groups
-        )
+        );
+        if let Some(Simulated {
+            identity,
+            entry: Some((arn, groups)),
+        }) = &self.simulated
+        {
+            out.push_str(&format!(
+                "\n# policy diff: the principal the Explain simulates\n[[principal]]\nspiffe_id = {:?}\narn = {arn:?}\ngroups = {groups:?}\n",
+                identity.to_string()
+            ));
+        }
+        out
+    }
+
+    /// The `[[case]]` keys that make it an Explain's permission check.
+    fn explain_keys(&self) -> String {
+        if !self.explain {
+            return String::new();
+        }
+        let mut out = "explain = true\n".to_owned();
+        match self.simulated.as_ref().map(|s| &s.identity) {
+            None => {}
+            Some(CallerId::Spiffe(id)) => out.push_str(&format!("simulate_spiffe_id = {id:?}\n")),
+            Some(CallerId::Jwt { issuer, subject }) => out.push_str(&format!(
+                "simulate_jwt = {{ issuer = {issuer:?}, subject = {subject:?} }}\n"
+            )),
+        }
+        out
     }
 
     /// The `[[case]]` that reproduces the call with `policy test`.
@@ -737,12 +981,13 @@ impl Readable {
         }
         let mut out = self.principal_toml();
         out.push_str(&format!(
-            "\n[[case]]\nname = \"policy diff counterexample\"\nspiffe_id = {:?}\nsource_ip = {:?}\ntime = {:?}\nmfa = {}\nsecure_transport = {}\nrequest = {{ {} }}\n",
+            "\n[[case]]\nname = \"policy diff counterexample\"\nspiffe_id = {:?}\nsource_ip = {:?}\ntime = {:?}\nmfa = {}\nsecure_transport = {}\n{}request = {{ {} }}\n",
             REPLAY_IDENTITY,
             self.source_ip.to_string(),
             self.time.to_rfc3339(),
             self.mfa,
             self.secure_transport,
+            self.explain_keys(),
             fields.join(", ")
         ));
         if let Some(entity) = self.instance_entity(&self.account_id) {
@@ -755,7 +1000,7 @@ impl Readable {
     }
 
     fn json(&self) -> Value {
-        json!({
+        let mut call = json!({
             "principal": { "arn": self.principal_arn, "groups": self.groups },
             "resource": {
                 "instanceId": self.instance_id,
@@ -776,7 +1021,19 @@ impl Readable {
                 };
                 (k.clone(), v)
             }).collect::<BTreeMap<_, _>>(),
-        })
+        });
+        if let Some(simulated) = &self.simulated {
+            let (principal, groups) = simulated
+                .entry
+                .clone()
+                .unwrap_or_else(|| (simulated.identity.to_string(), Vec::new()));
+            call["simulated"] = json!({
+                "identity": simulated.identity.to_string(),
+                "principal": principal,
+                "groups": groups,
+            });
+        }
+        call
     }
 }
 

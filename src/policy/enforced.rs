@@ -32,6 +32,15 @@
 //! that can happen. What Cedar cannot state (the ARN is built from region,
 //! account and ID) is left free: a proof over more requests than can happen
 //! still holds for those that can.
+//!
+//! The gateway makes three decisions ([`DECIDED`]), each written this way
+//! over the requests of its action: a ModifyInstanceNetworkSpec call; an
+//! Explain of one's own call (`ecsgateway:Explain` alone); and an Explain
+//! for another identity, where `A` is `ecsgateway:SimulatePrincipal` and
+//! `ecsgateway:Explain` is decided first, as a dependent action is, but with
+//! the explained call's context, which lacks the simulation keys
+//! ([`decide`](super::decide) evaluates it so). An Explain is decided on the
+//! explained call, validated as a call is, so `W` holds for it too.
 
 use serde_json::{Value, json};
 
@@ -232,8 +241,10 @@ struct Rule {
     permit: bool,
     /// The action scope constraint.
     action: Value,
-    /// Principal and resource scope, then the clauses, in Cedar's order.
-    condition: Value,
+    /// Principal and resource scope, then the clauses, in Cedar's order; or
+    /// why the model cannot write them, which matters only to the actions
+    /// the policy applies to.
+    condition: Result<Value, Unsupported>,
 }
 
 fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
@@ -248,9 +259,20 @@ fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
         Some("forbid") => false,
         _ => return Err(unsupported(format!("policy {id}: no effect"))),
     };
+    Ok(Rule {
+        condition: condition(&est, &id),
+        id,
+        permit,
+        action: est["action"].clone(),
+    })
+}
+
+/// A policy's principal and resource scope and its clauses, as one
+/// expression.
+fn condition(est: &Value, id: &str) -> Result<Value, Unsupported> {
     let mut terms = vec![
-        scope("principal", &est["principal"], &id)?,
-        scope("resource", &est["resource"], &id)?,
+        scope("principal", &est["principal"], id)?,
+        scope("resource", &est["resource"], id)?,
     ];
     for clause in est
         .get("conditions")
@@ -278,12 +300,53 @@ fn rule(policy: &cedar_policy::Policy) -> Result<Rule, Unsupported> {
              denies), while the solver would take it to exist"
         )));
     }
-    Ok(Rule {
-        id,
-        permit,
-        action: est["action"].clone(),
-        condition: all(terms),
-    })
+    Ok(all(terms))
+}
+
+/// `condition` as it evaluates on a context without the `absent` keys,
+/// while the request's context holds them: `context has K` is false for
+/// those. Strict validation lets a policy read such a key only behind that
+/// `has` (the key is not in the action's context type), so every other read
+/// is the same on both contexts; a condition that uses the whole `context`
+/// (comparing or passing the record) cannot be rewritten so.
+fn without_keys(
+    condition: &Value,
+    absent: &[&str],
+    policy: &str,
+    action: &str,
+) -> Result<Value, Unsupported> {
+    let is_context = |v: &Value| v.get("Var").and_then(Value::as_str) == Some("context");
+    match condition {
+        Value::Object(map) => {
+            if is_context(condition) {
+                return Err(unsupported(format!(
+                    "policy {policy} uses the whole `context` record and applies to {action}, \
+                     which the model decides on a request whose context has more keys ({})",
+                    absent.join(", ")
+                )));
+            }
+            let mut out = serde_json::Map::new();
+            for (key, inner) in map {
+                if matches!(key.as_str(), "has" | ".") && inner.get("left").is_some_and(is_context)
+                {
+                    let name = inner.get("attr").and_then(Value::as_str);
+                    if key == "has" && name.is_some_and(|name| absent.contains(&name)) {
+                        return Ok(boolean(false));
+                    }
+                    out.insert(key.clone(), inner.clone());
+                } else {
+                    out.insert(key.clone(), without_keys(inner, absent, policy, action)?);
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(|item| without_keys(item, absent, policy, action))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
+    }
 }
 
 fn extension(name: &str, arg: &str) -> Value {
@@ -506,13 +569,100 @@ fn well_formed(account_id: Option<&str>) -> Value {
     ])
 }
 
-/// The policy that allows exactly the calls of `action` the gateway would
-/// allow with `data`'s policies, `rules` and `account_id`'s instances.
+/// The decisions the gateway makes, each named by the action of the
+/// request it is proved over: a ModifyInstanceNetworkSpec call (with its
+/// dependent actions), an Explain of one's own call, and an Explain for
+/// another identity (with `ecsgateway:Explain`). `ecs:AllocatePublicIpAddress`
+/// is never called: it is decided as a dependent action.
+pub const DECIDED: &[&Action] = &[
+    &catalogue::MODIFY_INSTANCE_NETWORK_SPEC,
+    &catalogue::EXPLAIN,
+    &catalogue::SIMULATE_PRINCIPAL,
+];
+
+/// One action a decision evaluates.
+struct Check {
+    action: &'static Action,
+    /// Evaluated only when this holds (`allocates_public_ip` rules).
+    guard: Option<Value>,
+    /// Keys of the request's context this action's context lacks.
+    absent_keys: &'static [&'static str],
+}
+
+/// The actions a request of `action` is decided with, in the gateway's
+/// order (see [`decide`](super::decide)): for an Explain for another
+/// identity `ecsgateway:Explain` (on the explained call's context), then
+/// the action itself, then each dependent action with its guard.
+fn checks(action: &'static Action, rules: &[DependentRule]) -> Result<Vec<Check>, Unsupported> {
+    let guard = attr(var("context"), "ecs:AssociatePublicIpAddress");
+    let mut checks = Vec::new();
+    if action.name == catalogue::SIMULATE_PRINCIPAL.name {
+        checks.push(Check {
+            action: &catalogue::EXPLAIN,
+            guard: None,
+            absent_keys: catalogue::SIMULATE_PRINCIPAL.condition_keys,
+        });
+    }
+    checks.push(Check {
+        action,
+        guard: None,
+        absent_keys: &[],
+    });
+    let dependents = action
+        .dependent_actions
+        .iter()
+        .map(|name| (*name, When::Always))
+        .chain(
+            rules
+                .iter()
+                .filter(|r| r.action == action.name)
+                .map(|r| (r.requires.as_str(), r.when)),
+        );
+    for (name, when) in dependents {
+        let dependent = catalogue::get(name)
+            .ok_or_else(|| unsupported(format!("{name} is not in the action catalogue")))?;
+        checks.push(Check {
+            action: dependent,
+            guard: match when {
+                When::Always => None,
+                When::AllocatesPublicIp => Some(guard.clone()),
+            },
+            absent_keys: &[],
+        });
+    }
+    Ok(checks)
+}
+
+/// The other actions whose policies decide a request of `action`: its
+/// dependent actions, or `ecsgateway:Explain` for
+/// `ecsgateway:SimulatePrincipal`.
+///
+/// # Errors
+///
+/// A dependent action the catalogue does not know.
+pub fn decided_with(
+    action: &'static Action,
+    rules: &[DependentRule],
+) -> Result<Vec<&'static str>, Unsupported> {
+    let mut names = Vec::new();
+    for check in checks(action, rules)? {
+        if check.action.name != action.name && !names.contains(&check.action.name) {
+            names.push(check.action.name);
+        }
+    }
+    Ok(names)
+}
+
+/// The policy that allows exactly the requests of `action` the gateway
+/// would allow with `data`'s policies, `rules` and `account_id`'s
+/// instances (for `ecsgateway:` actions: the Explains whose permission
+/// check passes).
 ///
 /// # Errors
 ///
 /// A construct the model cannot write exactly (a template slot, a
-/// condition that reads `action` while a dependent action is decided).
+/// condition that reads `action` while another action is decided), in a
+/// policy that applies to one of the actions decided.
 pub fn policy(
     data: &PolicyData,
     rules: &[DependentRule],
@@ -554,38 +704,15 @@ pub fn terms(
     account_id: &str,
     error_free: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Value>, Unsupported> {
-    let guard = attr(var("context"), "ecs:AssociatePublicIpAddress");
-    // The call's action, then each dependent action with its guard.
-    let mut decided: Vec<(&'static Action, Option<Value>)> = vec![(action, None)];
-    let dependents = action
-        .dependent_actions
-        .iter()
-        .map(|name| (*name, When::Always))
-        .chain(
-            rules
-                .iter()
-                .filter(|r| r.action == action.name)
-                .map(|r| (r.requires.as_str(), r.when)),
-        );
-    for (name, when) in dependents {
-        let dependent = catalogue::get(name)
-            .ok_or_else(|| unsupported(format!("{name} is not in the action catalogue")))?;
-        decided.push((
-            dependent,
-            match when {
-                When::Always => None,
-                When::AllocatesPublicIp => Some(guard.clone()),
-            },
-        ));
-    }
     let layers = [&data.control, &data.identity]
         .map(|set| set.policies().map(rule).collect::<Result<Vec<_>, _>>());
     let [control, identity] = layers;
     let (control, identity) = (control?, identity?);
     let mut no_errors = Vec::new();
     let mut decisions = Vec::new();
-    for (decided_action, guard) in decided {
-        let mut checks = Vec::new();
+    for check in checks(action, rules)? {
+        let decided_action = check.action;
+        let mut error_terms = Vec::new();
         let mut allows = Vec::new();
         for layer in [&control, &identity] {
             let mut permits = Vec::new();
@@ -594,31 +721,38 @@ pub fn terms(
                 if !action_applies(&rule.action, decided_action, &rule.id)? {
                     continue;
                 }
-                if decided_action.name != action.name && reads_action(&rule.condition) {
+                // Only now: a policy the model cannot write matters to the
+                // actions it applies to, not to the others.
+                let mut condition = rule.condition.clone()?;
+                if decided_action.name != action.name && reads_action(&condition) {
                     return Err(unsupported(format!(
-                        "policy {} reads `action` in a condition, and applies to the dependent action {}: \
-                         the model decides dependent actions under the call's action",
-                        rule.id, decided_action.name
+                        "policy {} reads `action` in a condition, and applies to {}, which the \
+                         model decides within a request of {}",
+                        rule.id, decided_action.name, action.name
                     )));
                 }
+                if !check.absent_keys.is_empty() {
+                    condition =
+                        without_keys(&condition, check.absent_keys, &rule.id, decided_action.name)?;
+                }
                 if !error_free(&rule.id) {
-                    checks.push(binary("||", rule.condition.clone(), boolean(true)));
+                    error_terms.push(binary("||", condition.clone(), boolean(true)));
                 }
                 if rule.permit {
-                    permits.push(rule.condition.clone());
+                    permits.push(condition);
                 } else {
-                    forbids.push(rule.condition.clone());
+                    forbids.push(condition);
                 }
             }
             allows.push(binary("&&", any(permits), not(any(forbids))));
         }
         // One term per policy check and per layer, so that `policy diff`
         // can tell the terms two directories share.
-        let guarded = |term: Value| match &guard {
+        let guarded = |term: Value| match &check.guard {
             None => term,
             Some(guard) => ite(guard.clone(), term, boolean(true)),
         };
-        no_errors.extend(checks.into_iter().map(guarded));
+        no_errors.extend(error_terms.into_iter().map(guarded));
         decisions.extend(allows.into_iter().map(guarded));
     }
     let mut body = vec![well_formed(Some(account_id))];
@@ -720,9 +854,12 @@ pub fn plainly_error_free(policy: &cedar_policy::Policy) -> bool {
 ///
 /// # Errors
 ///
-/// An action scope the model does not read.
+/// An action scope the model does not read, or a scope or condition it
+/// cannot write (as [`policy`]).
 pub fn applies_to(policy: &cedar_policy::Policy, action: &Action) -> Result<bool, Unsupported> {
     let rule = rule(policy)?;
+    // `policy lint` refuses such a policy whatever its action.
+    rule.condition?;
     action_applies(&rule.action, action, &rule.id)
 }
 
@@ -917,6 +1054,151 @@ mod tests {
             allowed > 50 && denied > 50,
             "allowed {allowed}, denied {denied}"
         );
+    }
+
+    /// The enforced policies of the Explain rpc's permission checks allow
+    /// exactly what the gateway's check allows: `ecsgateway:Explain` alone,
+    /// and with `ecsgateway:SimulatePrincipal` for another identity.
+    #[test]
+    fn the_enforced_policies_decide_every_explain_as_the_gateway_does() {
+        let authorizer = super::super::Config {
+            dir: shipped(),
+            account_id: "1234567890123456".into(),
+            dependent_actions: vec![demo_rule()],
+        }
+        .build()
+        .unwrap();
+        let data = authorizer.store().current();
+        // The keys the model takes away from Explain's context are those the
+        // gateway adds for SimulatePrincipal.
+        let added: Vec<String> = super::super::decide::simulation_context(
+            &data,
+            &CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
+        )
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+        assert_eq!(added, catalogue::SIMULATE_PRINCIPAL.condition_keys);
+        let set = |action: &'static Action| {
+            let policy = policy(&data, &[demo_rule()], action, "1234567890123456").unwrap();
+            let set = cedar_policy::PolicySet::from_policies([policy]).unwrap();
+            let validation = cedar_policy::Validator::new(data.schema.clone())
+                .validate(&set, cedar_policy::ValidationMode::Strict);
+            assert!(validation.validation_passed(), "{validation:?}");
+            set
+        };
+        let (explain, simulate) = (
+            set(&catalogue::EXPLAIN),
+            set(&catalogue::SIMULATE_PRINCIPAL),
+        );
+        let simulated = prop::option::of(prop::sample::select(vec![
+            CallerId::Spiffe("spiffe://demo.local/sa/netops".into()),
+            CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
+            CallerId::Spiffe("spiffe://demo.local/sa/capacity".into()),
+            CallerId::Spiffe("spiffe://demo.local/sa/unmapped".into()),
+            CallerId::Jwt {
+                issuer: "https://idp.demo.local".into(),
+                subject: "alice@demo.local".into(),
+            },
+        ]));
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: 1500,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[11; 32]),
+        );
+        let counts = std::cell::RefCell::new([[0u32; 2]; 2]);
+        runner
+            .run(
+                &(call(), simulated),
+                |((caller, request, now), simulated)| {
+                    let Ok(request) = crate::validate::modify_request(request) else {
+                        return Ok(());
+                    };
+                    let now = chrono::DateTime::from_timestamp(now, 0).unwrap();
+                    let simulated = simulated.filter(|s| *s != caller.identity);
+                    let gateway = authorizer
+                        .decide_explain(
+                            &caller,
+                            &request,
+                            simulated.as_ref(),
+                            now,
+                            super::super::Source::Entities,
+                        )
+                        .allowed();
+                    let Some((principal, resource, context, entities)) =
+                        authorizer.concrete(&caller, &request, now)
+                    else {
+                        return Ok(());
+                    };
+                    let (action, set, context) = match &simulated {
+                        None => (&catalogue::EXPLAIN, &explain, context),
+                        Some(identity) => (
+                            &catalogue::SIMULATE_PRINCIPAL,
+                            &simulate,
+                            context
+                                .merge(super::super::decide::simulation_context(&data, identity))
+                                .unwrap(),
+                        ),
+                    };
+                    let cedar_request = cedar_policy::Request::new(
+                        principal,
+                        catalogue::action_uid(action.name),
+                        resource,
+                        context,
+                        Some(&data.schema),
+                    )
+                    .unwrap();
+                    let answer = cedar_policy::Authorizer::new().is_authorized(
+                        &cedar_request,
+                        set,
+                        &entities,
+                    );
+                    prop_assert_eq!(
+                        answer.decision() == cedar_policy::Decision::Allow,
+                        gateway,
+                        "{:?} for {:?}",
+                        request,
+                        simulated
+                    );
+                    prop_assert_eq!(answer.diagnostics().errors().count(), 0);
+                    counts.borrow_mut()[usize::from(simulated.is_some())][usize::from(gateway)] +=
+                        1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        // Each check both allowed and denied some.
+        let counts = counts.into_inner();
+        assert!(
+            counts.iter().flatten().all(|n| *n > 5),
+            "[explain, simulate] × [denied, allowed]: {counts:?}"
+        );
+    }
+
+    /// A policy of `ecsgateway:Explain`, decided within a request of
+    /// `ecsgateway:SimulatePrincipal`, sees the explained call's context:
+    /// the simulation keys are absent; the whole context cannot be written.
+    #[test]
+    fn an_explain_within_a_simulation_does_not_see_the_simulation_keys() {
+        let condition = |text: &str| {
+            rule(&cedar_policy::Policy::parse(None, text).unwrap())
+                .unwrap()
+                .condition
+                .unwrap()
+        };
+        let keys = catalogue::SIMULATE_PRINCIPAL.condition_keys;
+        let reads = condition(
+            r#"permit (principal, action, resource) when { !(context has "ecsgateway:SimulatedPrincipal") && context["acs:MFAPresent"] };"#,
+        );
+        let seen = without_keys(&reads, keys, "p", "ecsgateway:Explain")
+            .unwrap()
+            .to_string();
+        assert!(!seen.contains("ecsgateway:SimulatedPrincipal"), "{seen}");
+        assert!(seen.contains("acs:MFAPresent"), "{seen}");
+        let whole = condition(r#"permit (principal, action, resource) when { context == {} };"#);
+        assert!(without_keys(&whole, keys, "p", "ecsgateway:Explain").is_err());
     }
 }
 

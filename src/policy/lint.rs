@@ -1,6 +1,9 @@
 //! `ecs-gateway policy lint`: what a policy author should know before a
 //! policy ships, proved with the symbolic compiler and cvc5 on the calls
-//! the gateway can receive (see [`super::enforced::on_real_calls`]):
+//! the gateway can receive (see [`super::enforced::on_real_calls`]), for
+//! every action of the catalogue a policy names (the `ecs:` actions and the
+//! Explain rpc's `ecsgateway:Explain` and `ecsgateway:SimulatePrincipal`),
+//! each on its own context type:
 //!
 //! - a policy that **can never apply** (its scope and conditions hold for
 //!   no call of any action it names);

@@ -14,8 +14,9 @@
 //! - [`log`]: one structured line per decision;
 //! - [`reads`]: which policies read what only ECS can tell of an instance
 //!   (so a call denied whatever the instance is needs no lookup);
-//! - [`enforced`]: the decision the gateway enforces, as one Cedar policy
-//!   (what `policy diff` compares);
+//! - [`enforced`]: the decisions the gateway enforces (a call's, and the
+//!   Explain rpc's permission checks), each as one Cedar policy (what
+//!   `policy diff` compares);
 //! - [`diff`]: `policy diff`, proving what a change widens or narrows;
 //! - [`lint`]: `policy lint`, policies that never apply, are shadowed or can
 //!   fail to evaluate;

@@ -30,6 +30,26 @@
 //!   is refused (a tag's alphabet is open). No numeric key applies to the
 //!   catalogue's actions, so `Numeric*` is refused, as are unknown keys,
 //!   operators, elements and qualifiers (`ForAnyValue:`, `…IfExists`).
+//!
+//! An instance the gateway does not know (not in `entities.json`, not looked
+//! up: `resource.known` is false) has no tags and no billing facts for the
+//! policies, while RAM sees the real ones. So a condition that reads them
+//! fails closed there: a `Deny` applies as if it held, an `Allow` as if it
+//! did not. Two keys read the instance:
+//!
+//! - `acs:ResourceTag/<key>`: the tag conditions of a statement are guarded
+//!   together, `(!resource.known || <tags>)` in a `forbid`,
+//!   `(resource.known && <tags>)` in a `permit`. The statement's other
+//!   conditions stay as they are, so a `Deny` still needs them: only what
+//!   the gateway cannot know is assumed.
+//! - `ecs:AssociatePublicIpAddress`: for an unknown instance the gateway
+//!   says true whenever the instance might be one ECS gives a public IP by
+//!   itself (see `decide::allocates_public_ip`), so its true may really be
+//!   false, unless the caller asked for a public IP. A `Bool` on `false`
+//!   in a `Deny` also applies then, and on `true` in an `Allow` does not.
+//!
+//! Every other key reads the request alone, and `Resource` the ARN, which
+//! the gateway builds from the request for every instance.
 
 use std::fmt::Write as _;
 
@@ -329,8 +349,32 @@ fn ip_literal(value: &str) -> Result<String, String> {
     }
 }
 
-/// The Cedar expression of one operator over one key.
-fn condition(operator: &str, key: &str, values: &[String]) -> Result<String, String> {
+/// One condition's Cedar, by what it reads.
+enum Conjunct {
+    /// The request's keys, or the instance's in a form already fail-closed
+    /// for the statement's effect: used as it is.
+    Settled(String),
+    /// The instance's tags: guarded with `resource.known` by the statement,
+    /// together with its other tag conditions.
+    Tags(String),
+}
+
+/// `ecs:AssociatePublicIpAddress` is the instance's real value: the gateway
+/// knows the instance (and decides from its billing facts), or the caller
+/// asked for a public IP (true whatever the instance). Otherwise a true may
+/// really be false; a false is always real: the gateway counts an unknown
+/// instance as one ECS gives a public IP by itself (see
+/// `decide::allocates_public_ip`).
+const ASSOCIATE_IS_REAL: &str = "(resource.known || (context.request has allocate_public_ip && context.request.allocate_public_ip))";
+
+/// The Cedar expression of one operator over one key, in a statement that
+/// allows (`allow`) or denies.
+fn condition(
+    operator: &str,
+    key: &str,
+    values: &[String],
+    allow: bool,
+) -> Result<Conjunct, String> {
     let negated = matches!(
         operator,
         "StringNotEquals"
@@ -404,9 +448,13 @@ fn condition(operator: &str, key: &str, values: &[String]) -> Result<String, Str
             cedar_string(tag),
             any_of(alternatives)
         );
-        return Ok(if negated { not(&matched) } else { matched });
+        return Ok(Conjunct::Tags(if negated {
+            not(&matched)
+        } else {
+            matched
+        }));
     }
-    match lower_key.as_str() {
+    let expr = match lower_key.as_str() {
         "acs:sourceip" => match operator {
             "IpAddress" | "NotIpAddress" => Ok(wrap(
                 values
@@ -459,21 +507,42 @@ fn condition(operator: &str, key: &str, values: &[String]) -> Result<String, Str
                     "operator {operator:?} does not apply to {name} (use Bool)"
                 ));
             }
-            Ok(any_of(
+            let mut wanted = (false, false);
+            let expr = any_of(
                 values
                     .iter()
                     .map(|v| match v.to_ascii_lowercase().as_str() {
-                        "true" => Ok(format!("context[{}]", cedar_string(name))),
-                        "false" => Ok(format!("!context[{}]", cedar_string(name))),
+                        "true" => {
+                            wanted.0 = true;
+                            Ok(format!("context[{}]", cedar_string(name)))
+                        }
+                        "false" => {
+                            wanted.1 = true;
+                            Ok(format!("!context[{}]", cedar_string(name)))
+                        }
                         _ => Err(format!("Bool value {v:?}: expected true or false")),
                     })
                     .collect::<Result<_, String>>()?,
-            ))
+            );
+            // Of these keys only ecs:AssociatePublicIpAddress reads the
+            // instance: for an unknown one its true may really be false. A
+            // test of both values holds either way; a `Deny` on false alone
+            // must then apply, an `Allow` on true alone must not.
+            Ok(match wanted {
+                (true, false) if name == "ecs:AssociatePublicIpAddress" && allow => {
+                    format!("({expr} && {ASSOCIATE_IS_REAL})")
+                }
+                (false, true) if name == "ecs:AssociatePublicIpAddress" && !allow => {
+                    format!("({expr} || !{ASSOCIATE_IS_REAL})")
+                }
+                _ => expr,
+            })
         }
         _ => Err(format!(
             "condition key {key:?} is not known to the gateway (known: acs:SourceIp, acs:CurrentTime, acs:SecureTransport, acs:MFAPresent, ecs:AssociatePublicIpAddress, acs:ResourceTag/<key>)"
         )),
-    }
+    };
+    expr.map(Conjunct::Settled)
 }
 
 /// `action in [Action::"…", …]`.
@@ -511,6 +580,8 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
     // catalogue as it is now.
     let mut scope: Option<String> = None;
     let mut conditions = Vec::new();
+    // The conditions on the instance's tags, guarded together at the end.
+    let mut tags = Vec::new();
     let actions: Vec<&'static str> = match (fields.get("Action"), fields.get("NotAction")) {
         (Some(patterns), None) => {
             let patterns = strings(patterns, "Action")?;
@@ -611,9 +682,27 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
             }
             for (key, values) in keys {
                 let values = strings(values, &format!("Condition {operator:?} {key:?}"))?;
-                conditions.push(condition(operator, key, &values)?);
+                match condition(operator, key, &values, allow)? {
+                    Conjunct::Settled(expr) => conditions.push(expr),
+                    Conjunct::Tags(expr) => tags.push(expr),
+                }
             }
         }
+    }
+    // An unknown instance has no tags for the policies, but real ones for
+    // RAM: a Deny reading them applies, an Allow does not (fail closed).
+    // Only the tag conditions are guarded, so a Deny still needs its other
+    // conditions to hold.
+    if !tags.is_empty() {
+        let tags = match tags.as_slice() {
+            [one] => one.clone(),
+            all => format!("({})", all.join(" && ")),
+        };
+        conditions.push(if allow {
+            format!("(resource.known && {tags})")
+        } else {
+            format!("(!resource.known || {tags})")
+        });
     }
     if actions.is_empty() {
         return Ok((allow, None));
@@ -759,6 +848,53 @@ mod tests {
         ] {
             assert!(cedar_datetime(refused).is_err(), "{refused}");
         }
+    }
+
+    /// An unknown instance fails closed on the conditions that read it, and
+    /// only on those: the request's conditions keep their meaning.
+    #[test]
+    fn only_conditions_on_the_instance_are_guarded() {
+        let cedar = |effect: &str, condition: serde_json::Value| {
+            let value = serde_json::json!({
+                "Effect": effect, "Action": "ecs:*", "Resource": "*", "Condition": condition
+            });
+            statement(&value, "principal").unwrap().1.unwrap()
+        };
+        // Written in the order a sorted map keeps them.
+        let condition = serde_json::json!({
+            "IpAddress": {"acs:SourceIp": "10.0.0.0/8"},
+            "StringEquals": {"acs:ResourceTag/env": "production"},
+            "StringNotLike": {"acs:ResourceTag/team": "a*"}
+        });
+        let tags = r#"((resource.hasTag("env") && resource.getTag("env") == "production") && !((resource.hasTag("team") && resource.getTag("team") like "a*")))"#;
+        let ip = r#"context["acs:SourceIp"].isInRange(ip("10.0.0.0/8"))"#;
+        assert!(
+            cedar("Deny", condition.clone())
+                .contains(&format!("when {{ {ip} && (!resource.known || {tags}) }};")),
+            "{}",
+            cedar("Deny", condition.clone())
+        );
+        assert!(
+            cedar("Allow", condition.clone())
+                .contains(&format!("when {{ {ip} && (resource.known && {tags}) }};")),
+            "{}",
+            cedar("Allow", condition)
+        );
+        let associate =
+            |value: bool| serde_json::json!({"Bool": {"ecs:AssociatePublicIpAddress": value}});
+        let key = r#"context["ecs:AssociatePublicIpAddress"]"#;
+        assert!(cedar("Deny", associate(true)).contains(&format!("when {{ {key} }};")));
+        assert!(
+            cedar("Deny", associate(false))
+                .contains(&format!("when {{ (!{key} || !{ASSOCIATE_IS_REAL}) }};"))
+        );
+        assert!(
+            cedar("Allow", associate(true))
+                .contains(&format!("when {{ ({key} && {ASSOCIATE_IS_REAL}) }};"))
+        );
+        assert!(cedar("Allow", associate(false)).contains(&format!("when {{ !{key} }};")));
+        let secure = serde_json::json!({"Bool": {"acs:SecureTransport": true}});
+        assert!(cedar("Allow", secure).contains(r#"when { context["acs:SecureTransport"] };"#));
     }
 
     #[test]
