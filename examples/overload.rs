@@ -118,6 +118,7 @@ fn main() {
                 max_concurrent_calls: limit,
                 ..config::ServerSettings::default()
             },
+            shadow_pending: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -95,11 +95,7 @@ pub async fn run(
         settings.policy.dependent_actions = vec![demo_dependent_action()];
     }
     let parts = server::build(&settings)?;
-    let _watcher = server::reload_policies(parts.gateway.authorizer().store());
-    let _shadow_watcher = parts
-        .gateway
-        .shadow()
-        .and_then(|s| server::reload_policies(s.store()));
+    let _watchers = server::watch_policies(&parts);
     let listener = server::bind(listen).await?;
     let admin = server::bind(admin_listen).await?;
     // With port 0 the system picks the port: show the one bound.

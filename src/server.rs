@@ -39,8 +39,9 @@ pub use explain::response as explain_response;
 pub struct Gateway {
     upstream: Arc<upstream::Client>,
     authorizer: Arc<policy::Authorizer>,
-    /// Candidate policies decided beside those in force, never enforced.
-    shadow: Option<Arc<policy::Authorizer>>,
+    /// Candidate policies decided beside those in force, never enforced;
+    /// empty while off, or while they cannot be loaded.
+    shadow: Arc<arc_swap::ArcSwapOption<policy::Authorizer>>,
     /// Instances' attributes from ECS; `None`: from entities.json.
     lookup: Option<Arc<lookup::Lookup>>,
     metrics: Arc<Metrics>,
@@ -63,7 +64,7 @@ impl Gateway {
         Self {
             upstream: Arc::new(upstream),
             authorizer,
-            shadow: None,
+            shadow: Arc::new(arc_swap::ArcSwapOption::empty()),
             lookup: None,
             metrics,
             cutoff: Arc::new(tokio::sync::watch::channel(false).0),
@@ -79,8 +80,8 @@ impl Gateway {
 
     /// The same gateway, also deciding every call with `shadow`'s (candidate)
     /// policies: a disagreement is logged and counted, never enforced.
-    pub fn with_shadow(mut self, shadow: Option<Arc<policy::Authorizer>>) -> Self {
-        self.shadow = shadow;
+    pub fn with_shadow(self, shadow: Option<Arc<policy::Authorizer>>) -> Self {
+        self.shadow.store(shadow);
         self
     }
 
@@ -99,8 +100,8 @@ impl Gateway {
     }
 
     /// The shadow authorizer, for reloads.
-    pub fn shadow(&self) -> Option<&Arc<policy::Authorizer>> {
-        self.shadow.as_ref()
+    pub fn shadow(&self) -> Option<Arc<policy::Authorizer>> {
+        self.shadow.load_full()
     }
 
     /// Answers every call still in flight: the grace period is over.
@@ -211,10 +212,10 @@ impl Gateway {
             (Some(_), _) => lookup::UNASKED,
             (None, answer) => lookup::source(answer.as_ref()),
         };
-        Ok(self.authorize(|| {
+        Ok(self.authorize(false, || {
             let decision =
                 early.unwrap_or_else(|| self.authorizer.decide_with(caller, request, now, source));
-            if let Some(shadow) = &self.shadow {
+            if let Some(shadow) = &*self.shadow.load() {
                 let candidate = shadow.decide_with(caller, request, now, source);
                 let agree = candidate.outcome == decision.outcome;
                 self.metrics.record_shadow(agree);
@@ -227,8 +228,19 @@ impl Gateway {
     }
 
     /// Stage 3, in its span: `decide`'s decision, recorded on the span and
-    /// counted.
-    fn authorize(&self, decide: impl FnOnce() -> policy::Decision) -> policy::Decision {
+    /// counted (Explain's permission checks apart from calls').
+    fn authorize(
+        &self,
+        explain: bool,
+        decide: impl FnOnce() -> policy::Decision,
+    ) -> policy::Decision {
+        let record = |denied_by: Option<&str>| {
+            if explain {
+                self.metrics.record_explain_decision(denied_by);
+            } else {
+                self.metrics.record_decision(denied_by);
+            }
+        };
         let stage = tracing::info_span!(
             target: crate::telemetry::trace::STAGE,
             "authorize",
@@ -251,7 +263,7 @@ impl Gateway {
             policy::Outcome::Allow { policies } => {
                 stage.record("authz.decision", "Allow");
                 stage.record("authz.policies", policies.join(",").as_str());
-                self.metrics.record_decision(None);
+                record(None);
             }
             policy::Outcome::Deny(denial) => {
                 stage.record("authz.decision", "Deny");
@@ -259,7 +271,7 @@ impl Gateway {
                 stage.record("authz.deny_type", denial.kind.as_str());
                 stage.record("authz.policies", denial.policies.join(",").as_str());
                 telemetry::trace::fail(&stage, "AccessDenied");
-                self.metrics.record_decision(Some(denial.layer.as_str()));
+                record(Some(denial.layer.as_str()));
             }
         }
         decision
@@ -458,6 +470,9 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Inbound limits and the shutdown grace period.
     pub settings: crate::config::ServerSettings,
+    /// Shadow policies that could not be loaded at start: loaded (and shadow
+    /// mode turned on) once they can be ([`watch_policies`]).
+    pub shadow_pending: Option<policy::Config>,
 }
 
 /// Largest request or response message, bytes: a request is a few hundred.
@@ -746,19 +761,28 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         dependent_actions: config.policy.dependent_actions.clone(),
     }
     .build()?;
-    let shadow = match &config.policy.shadow_dir {
-        Some(dir) => Some(Arc::new(
-            policy::Config {
-                dir: dir.clone(),
-                account_id: authorizer.account_id().to_owned(),
-                dependent_actions: config.policy.dependent_actions.clone(),
+    // Shadow policies are never enforced: a candidate that does not load
+    // leaves shadow mode off (said loudly and counted) until it does.
+    let shadow_config = config.policy.shadow_dir.as_ref().map(|dir| policy::Config {
+        dir: dir.clone(),
+        account_id: authorizer.account_id().to_owned(),
+        dependent_actions: config.policy.dependent_actions.clone(),
+    });
+    let (shadow, shadow_pending) = match shadow_config {
+        None => (None, None),
+        Some(candidate) => match candidate.clone().build() {
+            Ok(shadow) => (Some(Arc::new(shadow)), None),
+            Err(error) => {
+                tracing::error!(%error, dir = %candidate.dir.display(), "the shadow policies cannot be loaded: shadow mode is off until they can");
+                (None, Some(candidate))
             }
-            .build()?,
-        )),
-        None => None,
+        },
     };
     let store: Arc<dyn telemetry::metrics::PolicyState> = authorizer.store().clone();
     let metrics = Arc::new(Metrics::new(Some(store)));
+    if shadow_pending.is_some() {
+        metrics.shadow_load_failures.inc();
+    }
     let upstream = config.upstream.clone().build(
         Arc::new(credentials),
         metrics.clone(),
@@ -772,6 +796,7 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,
         settings: config.server.clone(),
+        shadow_pending,
     })
 }
 
@@ -816,6 +841,81 @@ pub fn reload_policies(store: &Arc<policy::Store>) -> Option<notify::Recommended
     }
 }
 
+/// Reloads the policies in force and the shadow policies on change, for as
+/// long as the returned watchers live; shadow policies that could not be
+/// loaded at start are loaded (and shadow mode turned on) on their first
+/// change that makes them valid.
+pub fn watch_policies(parts: &Parts) -> Vec<notify::RecommendedWatcher> {
+    let mut watchers: Vec<_> = reload_policies(parts.gateway.authorizer().store())
+        .into_iter()
+        .collect();
+    if let Some(shadow) = parts.gateway.shadow() {
+        watchers.extend(reload_policies(shadow.store()));
+    }
+    if let Some(candidate) = parts.shadow_pending.clone() {
+        watchers.extend(load_shadow_when_valid(
+            candidate,
+            parts.gateway.shadow.clone(),
+            parts.metrics.clone(),
+        ));
+    }
+    watchers
+}
+
+/// Watches a shadow directory that did not load; on each change tries
+/// again, and once it loads puts it in `slot` and reloads it on change.
+fn load_shadow_when_valid(
+    candidate: policy::Config,
+    slot: Arc<arc_swap::ArcSwapOption<policy::Authorizer>>,
+    metrics: Arc<Metrics>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        },
+    ) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch the shadow policy directory; shadow mode stays off");
+            return None;
+        }
+    };
+    if let Err(error) = watcher.watch(&candidate.dir, notify::RecursiveMode::Recursive) {
+        tracing::error!(%error, dir = %candidate.dir.display(), "cannot watch the shadow policy directory; shadow mode stays off");
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            let attempt = candidate.clone();
+            let Ok(built) = tokio::task::spawn_blocking(move || attempt.build()).await else {
+                continue;
+            };
+            match built {
+                Ok(shadow) => {
+                    let shadow = Arc::new(shadow);
+                    tracing::info!(dir = %candidate.dir.display(), version = %shadow.store().current().version, "shadow policies loaded: shadow mode is on");
+                    let watcher = reload_policies(shadow.store());
+                    slot.store(Some(shadow));
+                    // This task keeps the new store's watcher alive.
+                    let _watcher = watcher;
+                    std::future::pending::<()>().await;
+                }
+                Err(error) => {
+                    metrics.shadow_load_failures.inc();
+                    tracing::error!(%error, dir = %candidate.dir.display(), "the shadow policies still cannot be loaded: shadow mode stays off");
+                }
+            }
+        }
+    });
+    Some(watcher)
+}
+
 /// `ecs-gateway serve`: builds everything, binds, serves until SIGINT or
 /// SIGTERM, then drains calls in flight.
 ///
@@ -824,11 +924,7 @@ pub fn reload_policies(store: &Arc<policy::Store>) -> Option<notify::Recommended
 /// See [`RunError`].
 pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
     let parts = build(&config)?;
-    let _watcher = reload_policies(parts.gateway.authorizer().store());
-    let _shadow_watcher = parts
-        .gateway
-        .shadow()
-        .and_then(|s| reload_policies(s.store()));
+    let _watchers = watch_policies(&parts);
     let listener = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
     tracing::info!(

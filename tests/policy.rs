@@ -441,6 +441,61 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     std::fs::remove_dir_all(base).unwrap();
 }
 
+/// Issue 20, item 8: the kubelet swaps a ConfigMap's `..data` and then
+/// deletes the directory it left; a reload reading the old one then failed,
+/// and the policies stayed stale until the next change. Now a load whose
+/// `..data` moved while it read reads the new directory.
+#[test]
+fn a_configmap_replaced_mid_reload_is_read_again() {
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
+    support::copy_dir(&support::policies_dir(), &base.join("..ts0"));
+    symlink("..ts0", base.join("..data")).unwrap();
+    for name in [
+        "schema.cedarschema",
+        "principals.toml",
+        "entities.json",
+        "control",
+        "identity",
+    ] {
+        symlink(format!("..data/{name}"), base.join(name)).unwrap();
+    }
+    let store = Arc::new(Store::open(&base).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let kubelet = {
+        let (base, stop) = (base.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let new = format!("..ts{}", swaps + 1);
+                support::copy_dir(&support::policies_dir(), &base.join(&new));
+                let tmp = base.join("..data_tmp");
+                symlink(&new, &tmp).unwrap();
+                std::fs::rename(&tmp, base.join("..data")).unwrap();
+                std::fs::remove_dir_all(base.join(format!("..ts{swaps}"))).unwrap();
+                swaps += 1;
+                // ConfigMap updates come seconds apart; a load takes tens
+                // of milliseconds.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            swaps
+        })
+    };
+    let failed = (0..15)
+        .filter(|_| store.reload().inspect_err(|e| eprintln!("{e}")).is_err())
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    let swaps = kubelet.join().unwrap();
+    assert!(swaps > 0);
+    assert_eq!(
+        failed, 0,
+        "reloads failed on a directory the kubelet removed"
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}
+
 /// A case file names its account (the ARNs are that account's) and every
 /// case has a region, from the request or the file: nothing is taken from
 /// the demo.
@@ -527,7 +582,40 @@ fn a_policy_file_outside_the_layers_is_refused() {
     )
     .unwrap();
     let error = Store::open(&dir).unwrap_err().to_string();
-    assert!(error.contains("outside the layers"), "{error}");
+    assert!(error.contains("would not be read"), "{error}");
+}
+
+/// Issue 20, item 6: `control/teams/deny.cedar`, `control/deny.Cedar` and
+/// `Identity/deny3.cedar`, each a forbid of everything, were ignored:
+/// `policy validate` passed with the same version and netops was allowed.
+/// Each is now refused with its path, and so is anything else that looks
+/// like a policy the loader would not read.
+#[test]
+fn policy_files_the_loader_would_not_read_are_refused() {
+    let forbid = "@id(\"stray\")\nforbid (principal, action, resource);\n";
+    for (place, named) in [
+        ("control/teams/deny.cedar", "control/teams/deny.cedar"),
+        ("control/deny.Cedar", "control/deny.Cedar"),
+        ("Identity/deny3.cedar", "Identity"),
+        ("tests/deny.CEDAR", "tests/deny.CEDAR"),
+        ("control__deny.cedar.Cedar", "control__deny.cedar.Cedar"),
+    ] {
+        let dir = scratch();
+        let path = dir.join(place);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, forbid).unwrap();
+        let error = Store::open(&dir).unwrap_err().to_string();
+        assert!(error.contains(named), "{place}: {error}");
+        assert!(
+            error.contains("would not be read") || error.contains("is not read"),
+            "{place}: {error}"
+        );
+    }
+    // What the loader reads, and files that are not policies, pass.
+    let dir = scratch();
+    std::fs::write(dir.join("README.md"), "notes").unwrap();
+    std::fs::write(dir.join("control/notes.txt"), "notes").unwrap();
+    Store::open(&dir).unwrap();
 }
 
 /// A layer that exists but cannot be read as a directory (here a file named

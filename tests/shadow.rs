@@ -86,3 +86,61 @@ async fn shadow_policies_are_compared_logged_and_never_enforced() {
     assert_ne!(line["active_version"], line["candidate_version"]);
     let _ = std::fs::remove_dir_all(&candidate);
 }
+
+/// Issue 20, item 7: a shadow directory that does not load made `serve` and
+/// `demo` exit 64, although shadow policies are never enforced. Now the
+/// gateway starts with shadow mode off, says so (ERROR) and counts it, and
+/// turns shadow mode on when the directory is fixed.
+#[tokio::test]
+async fn a_broken_shadow_directory_starts_the_gateway_with_shadow_off() {
+    let candidate =
+        std::env::temp_dir().join(format!("ecs-gw-shadow-broken-{}", uuid::Uuid::new_v4()));
+    support::copy_dir(&support::policies_dir(), &candidate);
+    let good = std::fs::read_to_string(candidate.join("identity/app-teams.cedar")).unwrap();
+    std::fs::write(
+        candidate.join("identity/app-teams.cedar"),
+        "permit (principal, action, resource) when { nonsense };",
+    )
+    .unwrap();
+    let env = std::collections::HashMap::from([
+        (
+            "ECS_GATEWAY_POLICY_DIR",
+            support::policies_dir().display().to_string(),
+        ),
+        (
+            "ECS_GATEWAY_POLICY_SHADOW_DIR",
+            candidate.display().to_string(),
+        ),
+        (
+            "ECS_GATEWAY_ACCOUNT_ID",
+            support::DEMO_ACCOUNT_ID.to_owned(),
+        ),
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI-test".to_owned()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret".to_owned()),
+    ]);
+    let config =
+        ecs_gateway::config::load(&Default::default(), |name| env.get(name).cloned()).unwrap();
+    let parts = ecs_gateway::server::build(&config).expect("starts with shadow mode off");
+    assert!(parts.gateway.shadow().is_none());
+    assert!(
+        parts
+            .metrics
+            .encode()
+            .contains("ecs_gateway_shadow_load_failures_total 1"),
+        "{}",
+        parts.metrics.encode()
+    );
+    let _watchers = ecs_gateway::server::watch_policies(&parts);
+    // Fixed: the next change loads it.
+    std::fs::write(candidate.join("identity/app-teams.cedar"), good).unwrap();
+    let mut loaded = false;
+    for _ in 0..100 {
+        if parts.gateway.shadow().is_some() {
+            loaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(loaded, "the fixed candidate was picked up");
+    std::fs::remove_dir_all(candidate).unwrap();
+}

@@ -282,18 +282,34 @@ fn read(path: &Path, problems: &mut Problems, hasher: &mut Version) -> Option<St
 ///
 /// Every problem found, with file and line.
 pub fn load(dir: &Path) -> Result<PolicyData, Error> {
+    const ATTEMPTS: usize = 5;
     let configmap = dir.join("..data");
     if configmap.exists() {
-        let root = std::fs::canonicalize(&configmap).map_err(|e| Error {
-            problems: vec![Problem {
-                path: configmap.clone(),
-                line: None,
-                message: format!("cannot resolve: {e}"),
-            }],
-        })?;
+        let resolve = || {
+            std::fs::canonicalize(&configmap).map_err(|e| Error {
+                problems: vec![Problem {
+                    path: configmap.clone(),
+                    line: None,
+                    message: format!("cannot resolve: {e}"),
+                }],
+            })
+        };
+        // The kubelet may swap `..data` (and delete the directory it left)
+        // while this reads: then read the new one, rather than keep a
+        // failed or stale reload until the next change.
+        let mut root = resolve()?;
+        // Each swap is one more read; a ConfigMap changes seconds apart.
+        for _ in 1..4 * ATTEMPTS {
+            let loaded = load_snapshot(&root);
+            let now = resolve()?;
+            if now == root {
+                return loaded;
+            }
+            tracing::info!(dir = %dir.display(), "the ConfigMap was swapped while being read; reading the new one");
+            root = now;
+        }
         return load_snapshot(&root);
     }
-    const ATTEMPTS: usize = 5;
     for _ in 1..ATTEMPTS {
         let before = fingerprint(dir);
         let loaded = load_snapshot(dir);
@@ -360,6 +376,81 @@ fn layer_files(dir: &Path, layer: Layer) -> std::io::Result<Vec<PathBuf>> {
     }
 }
 
+/// Files under `dir` that look like policies but that no layer reads, each
+/// with what is wrong: a `.cedar` file (any case of the extension) at any
+/// depth that is not `<layer>/<name>.cedar` or `<layer>__<name>.cedar` at
+/// the top, and a top-level folder whose name is a layer's in another case
+/// (`Identity/`). ConfigMap internals (`..data`, `..2026_…`) are skipped;
+/// symbolic links to folders are not followed.
+fn unread_policy_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    walk_policy_dir(dir, 0, &mut found);
+    found.sort();
+    found
+}
+
+/// How deep [`unread_policy_files`] looks.
+const MAX_DEPTH: usize = 8;
+
+fn walk_policy_dir(dir: &Path, depth: usize, found: &mut Vec<(PathBuf, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            let layer = Layer::ALL
+                .iter()
+                .find(|l| l.as_str().eq_ignore_ascii_case(&name));
+            if depth == 0
+                && let Some(layer) = layer
+                && name != layer.as_str()
+            {
+                found.push((
+                    path.clone(),
+                    format!(
+                        "a folder named {name}/ is not read: the layer's folder is {}/ (lower case)",
+                        layer.as_str()
+                    ),
+                ));
+            }
+            if depth < MAX_DEPTH {
+                walk_policy_dir(&path, depth + 1, found);
+            }
+            continue;
+        }
+        let looks_like_policy = path
+            .extension()
+            .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("cedar"));
+        if !looks_like_policy {
+            continue;
+        }
+        let read = path.extension().is_some_and(|e| e == "cedar")
+            && match depth {
+                0 => Layer::ALL
+                    .iter()
+                    .any(|l| name.starts_with(&format!("{}__", l.as_str()))),
+                1 => dir
+                    .file_name()
+                    .is_some_and(|d| Layer::ALL.iter().any(|l| d == l.as_str())),
+                _ => false,
+            };
+        if !read {
+            found.push((
+                path,
+                "looks like a policy but would not be read: policies are control/<name>.cedar or identity/<name>.cedar (or control__<name>.cedar, identity__<name>.cedar at the top), with the extension in lower case".to_owned(),
+            ));
+        }
+    }
+}
+
 fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
     let mut problems = Problems::default();
     let mut hasher = Version::new(dir);
@@ -390,23 +481,10 @@ fn load_snapshot(dir: &Path) -> Result<PolicyData, Error> {
         }
     });
 
-    // A policy file outside the two layers would be ignored: a guardrail
+    // A policy file the loader does not read would be ignored: a guardrail
     // meant to forbid would silently not be in force. Refuse it.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let in_a_layer = Layer::ALL
-                .iter()
-                .any(|layer| name.starts_with(&format!("{}__", layer.as_str())));
-            if path.extension().is_some_and(|e| e == "cedar") && !in_a_layer {
-                problems.add(
-                    &path,
-                    None,
-                    "a policy file outside the layers would be ignored: put it in control/ or identity/ (or name it control__… or identity__…)".to_owned(),
-                );
-            }
-        }
+    for (path, message) in unread_policy_files(dir) {
+        problems.add(&path, None, message);
     }
 
     let mut sources = HashMap::new();

@@ -58,7 +58,7 @@ impl AuthorizationService for Gateway {
             .await?;
         let source = crate::lookup::source(answer.as_ref());
         let now = chrono::Utc::now();
-        let permission = self.authorize(|| {
+        let permission = self.authorize(true, || {
             self.authorizer().decide_explain(
                 &caller,
                 &explain.request,

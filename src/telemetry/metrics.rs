@@ -72,8 +72,15 @@ pub struct Metrics {
     pub call_duration: Family<CallLabels, Histogram>,
     /// gRPC calls in flight.
     pub in_flight: Gauge,
-    /// Authorization decisions.
+    /// Authorization decisions of calls.
     pub decisions: Family<DecisionLabels, Counter>,
+    /// Explain's own permission decisions (`ecsgateway:Explain`,
+    /// `ecsgateway:SimulatePrincipal`), apart from calls' so that denial
+    /// alerts count calls only.
+    pub explain_decisions: Family<DecisionLabels, Counter>,
+    /// Shadow policy directories that could not be loaded (at start or on
+    /// a change before they ever loaded).
+    pub shadow_load_failures: Counter,
     /// Decisions of the shadow (candidate) policies against those in force.
     pub shadow_decisions: Family<ResultLabels, Counter>,
     /// Instance lookups (DescribeInstances) by result.
@@ -106,6 +113,8 @@ impl Default for Metrics {
         let in_flight = Gauge::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
         let shadow_decisions = Family::<ResultLabels, Counter>::default();
+        let explain_decisions = Family::<DecisionLabels, Counter>::default();
+        let shadow_load_failures = Counter::default();
         let instance_lookups = Family::<ResultLabels, Counter>::default();
         let upstream_duration = Family::<UpstreamLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -130,6 +139,16 @@ impl Default for Metrics {
             "decisions",
             "Authorization decisions by result and denying layer",
             decisions.clone(),
+        );
+        registry.register(
+            "explain_decisions",
+            "Explain's permission decisions (ecsgateway:Explain, ecsgateway:SimulatePrincipal) by result and denying layer",
+            explain_decisions.clone(),
+        );
+        registry.register(
+            "shadow_load_failures",
+            "Shadow (candidate) policy directories that could not be loaded; shadow mode is off until they can",
+            shadow_load_failures.clone(),
         );
         registry.register(
             "shadow_decisions",
@@ -157,12 +176,21 @@ impl Default for Metrics {
             call_duration,
             in_flight,
             decisions,
+            explain_decisions,
+            shadow_load_failures,
             shadow_decisions,
             instance_lookups,
             upstream_duration,
             upstream_retries,
             ready: AtomicBool::new(false),
         }
+    }
+}
+
+fn decision_labels(denied_by: Option<&str>) -> DecisionLabels {
+    DecisionLabels {
+        result: if denied_by.is_some() { "deny" } else { "allow" }.to_owned(),
+        layer: denied_by.unwrap_or("all").to_owned(),
     }
 }
 
@@ -244,13 +272,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a decision.
+    /// Counts a call's decision.
     pub fn record_decision(&self, denied_by: Option<&str>) {
-        let labels = DecisionLabels {
-            result: if denied_by.is_some() { "deny" } else { "allow" }.to_owned(),
-            layer: denied_by.unwrap_or("all").to_owned(),
-        };
-        self.decisions.get_or_create(&labels).inc();
+        self.decisions
+            .get_or_create(&decision_labels(denied_by))
+            .inc();
+    }
+
+    /// Counts one of Explain's permission decisions.
+    pub fn record_explain_decision(&self, denied_by: Option<&str>) {
+        self.explain_decisions
+            .get_or_create(&decision_labels(denied_by))
+            .inc();
     }
 
     /// Counts a shadow decision.

@@ -115,6 +115,7 @@ pub fn parts(
         tls: None,
         metrics,
         settings: ecs_gateway::config::ServerSettings::default(),
+        shadow_pending: None,
     }
 }
 
