@@ -11,6 +11,37 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use clap::{Parser, Subcommand};
 use ecs_gateway::{client, config, demo, policy, server, simulator, telemetry, upstream};
 
+/// Prints a line on standard output. When the reader has gone away
+/// (`ecs-gateway policy diff | head -1`), exits at once with 141 (what a
+/// shell reports for a process ended by SIGPIPE, so a pipeline with
+/// `pipefail` does not read it as success) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            closed_stdout(&error);
+        }
+    }};
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = write!(std::io::stdout().lock(), $($arg)*) {
+            closed_stdout(&error);
+        }
+    }};
+}
+
+/// Standard output cannot be written: quietly for a closed pipe, else said.
+fn closed_stdout(error: &std::io::Error) -> ! {
+    if error.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("ecs-gateway: cannot write to standard output: {error}");
+    }
+    std::process::exit(141)
+}
+
 /// A gRPC gateway that authorizes, signs and forwards Alibaba Cloud ECS
 /// ModifyInstanceNetworkSpec calls.
 #[derive(Debug, Parser)]
@@ -324,7 +355,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             };
             if check {
                 for (key, value) in settings.settings() {
-                    println!("{key} = {value:?}");
+                    out!("{key} = {value:?}");
                 }
                 return ExitCode::SUCCESS;
             }
@@ -365,7 +396,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 Err(error) => return fail(&error, false),
             };
             let bound = listener.local_addr().unwrap_or(listen);
-            println!(
+            out!(
                 "ECS simulator on http://{bound} (AccessKey {})",
                 simulator::DEMO_ACCESS_KEY_ID
             );
@@ -380,7 +411,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
         Command::Policy(PolicyCommand::Validate { policies }) => {
             match policy::store::load(&policies) {
                 Ok(data) => {
-                    println!(
+                    out!(
                         "{}: {} policies, {} principals, {} instances valid (version {})",
                         policies.display(),
                         data.policy_count(),
@@ -418,7 +449,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                     for failure in &report.failures {
                         eprintln!("FAIL {failure}");
                     }
-                    println!("{} passed, {} failed", report.passed, report.failures.len());
+                    out!("{} passed, {} failed", report.passed, report.failures.len());
                     if report.failures.is_empty() && report.passed > 0 {
                         ExitCode::SUCCESS
                     } else {
@@ -460,7 +491,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             });
             match policy::ram::import(&document, &target, &prefix) {
                 Ok(cedar) => {
-                    print!("{cedar}");
+                    out_raw!("{cedar}");
                     ExitCode::SUCCESS
                 }
                 Err(refusal) => {
@@ -472,10 +503,10 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
         Command::Call(args) => {
             let json = args.output == client::OutputFormat::Json;
             match client::call(&args).await {
-                Ok(response) if json => println!("{}", client::to_proto_json(&response)),
-                Ok(response) => println!("{}", client::to_json(&response)),
+                Ok(response) if json => out!("{}", client::to_proto_json(&response)),
+                Ok(response) => out!("{}", client::to_json(&response)),
                 Err(client::Error::Status(status)) if json => {
-                    println!("{}", client::status_to_proto_json(&status));
+                    out!("{}", client::status_to_proto_json(&status));
                     return ExitCode::from(client::Outcome::of(status.code()) as u8);
                 }
                 Err(error) => {
@@ -503,18 +534,18 @@ async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool
         Ok(report) => report,
         Err(policy::diff::Undecided(reason)) => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "result": "could not decide", "reason": reason })
                 );
             } else {
-                println!("could not decide: {reason}");
+                out!("could not decide: {reason}");
             }
             return ExitCode::from(2);
         }
     };
     if json {
-        println!(
+        out!(
             "{:#}",
             serde_json::json!({
                 "result": if report.findings.is_empty() { "clean" } else { "findings" },
@@ -529,7 +560,7 @@ async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool
         );
     } else {
         for f in &report.findings {
-            println!(
+            out!(
                 "{} ({}): {}: {}",
                 f.policy,
                 f.file,
@@ -537,10 +568,10 @@ async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool
                 f.detail
             );
             if let Some(example) = &f.example {
-                println!("{example:#}");
+                out!("{example:#}");
             }
         }
-        println!(
+        out!(
             "{} policies, {} finding(s) ({} solver queries, {:.2} s)",
             report.policies,
             report.findings.len(),
@@ -559,12 +590,12 @@ async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool
 async fn diff(args: &DiffArgs) -> ExitCode {
     let undecided = |reason: String| {
         if args.json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({ "result": "could not decide", "reason": reason })
             );
         } else {
-            println!("could not decide: {reason}");
+            out!("could not decide: {reason}");
         }
         ExitCode::from(2)
     };
@@ -607,7 +638,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
         })
     };
     if args.json {
-        println!(
+        out!(
             "{:#}",
             serde_json::json!({
                 "result": report.verdict.as_str(),
@@ -621,7 +652,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             })
         );
     } else {
-        println!(
+        out!(
             "{}: the candidate {} ({} solver queries, {:.2} s)",
             report.verdict.as_str(),
             match report.verdict {
@@ -641,18 +672,18 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             } else {
                 format!(" (with {})", a.with.join(", "))
             };
-            println!("  {}{with}: {}", a.action, a.verdict.as_str());
+            out!("  {}{with}: {}", a.action, a.verdict.as_str());
         }
         for (title, list) in [
             ("widens", &report.widenings),
             ("narrows", &report.narrowings),
         ] {
             for d in list {
-                println!("\n{title}: {} by a {}", d.action, d.principal_type);
-                println!("{:#}", d.call);
-                println!("  active:    {}", d.active);
-                println!("  candidate: {}", d.candidate);
-                println!(
+                out!("\n{title}: {} by a {}", d.action, d.principal_type);
+                out!("{:#}", d.call);
+                out!("  active:    {}", d.active);
+                out!("  candidate: {}", d.candidate);
+                out!(
                     "  replayed through the authorizer: {}",
                     if d.confirmed {
                         "the decisions differ (confirmed)"
@@ -660,7 +691,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
                         "NOT reproduced: the solver's call may be one the gateway cannot receive"
                     }
                 );
-                println!(
+                out!(
                     "  reproduce with `policy test`:{}",
                     d.case.replace('\n', "\n    ")
                 );
@@ -755,13 +786,13 @@ fn explain(args: &ExplainArgs) -> ExitCode {
                 "policies": r.policies, "errors": r.errors,
             })).collect::<Vec<_>>(),
         });
-        println!("{json:#}");
+        out!("{json:#}");
     } else {
         match &decision.outcome {
             policy::Outcome::Allow { policies } => {
-                println!("decision: Allow ({})", policies.join(", "));
+                out!("decision: Allow ({})", policies.join(", "));
             }
-            policy::Outcome::Deny(d) => println!(
+            policy::Outcome::Deny(d) => out!(
                 "decision: {} of {} by the {} layer ({}){}",
                 d.kind.as_str(),
                 d.action,
@@ -774,15 +805,15 @@ fn explain(args: &ExplainArgs) -> ExitCode {
                 }
             ),
         }
-        println!("principal: {}", decision.principal);
-        println!("resource: {}", decision.resource);
-        println!(
+        out!("principal: {}", decision.principal);
+        out!("resource: {}", decision.resource);
+        out!(
             "ecs:AssociatePublicIpAddress: {}",
             decision.allocates_public_ip
         );
-        println!("policy version: {}", decision.policy_version);
+        out!("policy version: {}", decision.policy_version);
         for r in &results {
-            println!(
+            out!(
                 "  {:<32} {:<9} {:<13} {}{}",
                 r.action,
                 r.layer.as_str(),

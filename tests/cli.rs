@@ -824,3 +824,23 @@ fn policy_explain_shows_every_layer_and_the_determining_policies() {
     assert_eq!(bad_account.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_account.stderr).contains("account ID"));
 }
+
+/// Issue 20, item 8: `println!` to a closed pipe panicked
+/// (`ecs-gateway policy test | head -1`). Now the command stops quietly with
+/// 141, as a process ended by SIGPIPE (so `pipefail` does not read success).
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let mut child = Command::new(BIN)
+        .args(["policy", "test", "--policies"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
