@@ -475,3 +475,20 @@ async fn one_caller_cannot_spend_the_lookups_of_others() {
         .expect("netops still has its lookups");
     assert_eq!(world.lookups("throttled"), throttled);
 }
+
+/// Issue 20, item 8: Explain's own permission decisions were counted with
+/// calls' in `ecs_gateway_decisions_total`, so asking about denied calls
+/// set off denial alerts. They are counted apart.
+#[tokio::test]
+async fn explains_permission_decisions_are_counted_apart_from_calls() {
+    let world = world(Duration::from_secs(60)).await;
+    world
+        .explain(support::NETOPS, bandwidth("i-new-dev", 5))
+        .await;
+    let text = world.metrics.encode();
+    assert!(
+        text.contains("ecs_gateway_explain_decisions_total{result=\"allow\",layer=\"all\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("ecs_gateway_decisions_total{"), "{text}");
+}

@@ -4,6 +4,14 @@
 //! for `open_for`, instead of piling onto an endpoint that is down. Then one
 //! probe call is let through (half-open); its success closes the circuit, its
 //! failure opens it again.
+//!
+//! Only failing endpoints are tracked, and not for ever: a region a caller
+//! names (any syntactically valid one) gets an endpoint, so the map is
+//! bounded ([`MAX_TRACKED`]); entries that have said nothing for `open_for`
+//! (failures that stopped, an open circuit nobody probed) are forgotten
+//! first, and when every place holds a live entry a new endpoint goes
+//! untracked (its calls still fail on their own, they are just not cut
+//! short).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,17 +23,13 @@ use tokio::time::Instant;
 enum State {
     Closed {
         failures: u32,
+        /// The last failure.
+        last: Instant,
     },
     /// Opened as `epoch`: only a probe admitted for that epoch decides.
-    Open {
-        until: Instant,
-        epoch: u64,
-    },
+    Open { until: Instant, epoch: u64 },
     /// The probe of `epoch` is under way, since `since`.
-    HalfOpen {
-        epoch: u64,
-        since: Instant,
-    },
+    HalfOpen { epoch: u64, since: Instant },
 }
 
 /// What [`Breakers::admit`] let through: an ordinary call, or the probe of
@@ -36,6 +40,9 @@ enum State {
 pub struct Admission {
     probe: Option<u64>,
 }
+
+/// Most endpoints tracked at once.
+pub const MAX_TRACKED: usize = 1024;
 
 #[derive(Debug)]
 struct Inner {
@@ -124,21 +131,40 @@ impl Breakers {
             return;
         }
         let failures = match current {
-            Some(State::Closed { failures }) => failures + 1,
+            Some(State::Closed { failures, .. }) => failures + 1,
             None => 1,
             // The probe failed.
             Some(_) => self.threshold,
         };
+        let now = Instant::now();
         let next = if failures < self.threshold {
-            State::Closed { failures }
+            State::Closed {
+                failures,
+                last: now,
+            }
         } else {
             tracing::warn!(endpoint, open_for = ?self.open_for, "circuit opened");
             inner.epochs += 1;
             State::Open {
-                until: Instant::now() + self.open_for,
+                until: now + self.open_for,
                 epoch: inner.epochs,
             }
         };
+        if current.is_none() && inner.states.len() >= MAX_TRACKED {
+            let open_for = self.open_for;
+            inner.states.retain(|_, state| match *state {
+                State::Closed { last, .. } => now.duration_since(last) < open_for,
+                State::Open { until, .. } => now < until + open_for,
+                State::HalfOpen { since, .. } => now.duration_since(since) < 2 * open_for,
+            });
+            if inner.states.len() >= MAX_TRACKED {
+                tracing::warn!(
+                    endpoint,
+                    "too many failing endpoints to track; this one has no circuit breaker"
+                );
+                return;
+            }
+        }
         inner.states.insert(endpoint.to_owned(), next);
     }
 
@@ -272,5 +298,26 @@ mod tests {
         // Open again, epoch 2; the first probe's late success is stale.
         b.record(e, first, true);
         assert!(b.admit(e).is_err(), "still open");
+    }
+
+    /// Issue 20, item 8: the map gained an entry per failing endpoint (a
+    /// caller can name any valid region) and only a success removed it.
+    #[tokio::test(start_paused = true)]
+    async fn failing_endpoints_are_bounded_and_forgotten() {
+        let breakers = Breakers::new(3, Duration::from_secs(10));
+        for i in 0..(2 * MAX_TRACKED) {
+            let endpoint = format!("https://ecs.xx-{i}.aliyuncs.com");
+            let admission = breakers.admit(&endpoint).unwrap();
+            breakers.record(&endpoint, admission, false);
+        }
+        assert_eq!(breakers.tracked(), MAX_TRACKED);
+        // Failures that stopped are forgotten once they are older than the
+        // pause: a new failing endpoint is tracked again.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let admission = breakers
+            .admit("https://ecs.cn-hangzhou.aliyuncs.com")
+            .unwrap();
+        breakers.record("https://ecs.cn-hangzhou.aliyuncs.com", admission, false);
+        assert_eq!(breakers.tracked(), 1);
     }
 }
