@@ -108,6 +108,7 @@ fn main() {
                 identity::Config {
                     jwt: None,
                     trust_forwarded_client_cert: true,
+                    source_address_header: Default::default(),
                 }
                 .build()
                 .unwrap(),

@@ -40,6 +40,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// What is allowed but probably wrong, said at start (WARN) and by
+    /// `serve --check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.identity.trust_forwarded_client_cert
+            && self.identity.source_address_header
+                == identity::forwarded::SourceHeader::ForwardedFor
+        {
+            warnings.push(
+                "identity.trust_forwarded_client_cert is on and callers' addresses come from the last \
+                 x-forwarded-for entry: right only behind a sidecar that appends the address it saw \
+                 (Envoy's use_remote_address). Istio's inbound sidecar passes a caller's own header \
+                 through, so acs:SourceIp would be the caller's choice: set \
+                 identity.source_address_header to a header the sidecar overwrites \
+                 (docs/security.md, \"Behind a mesh\")"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// The effective settings by their settings-file key, with values as the
     /// file writes them (durations as `10s`); secrets are never listed, only
     /// where they come from. `serve --check` prints them.
@@ -106,6 +127,10 @@ impl Config {
             (
                 "identity.trust_forwarded_client_cert",
                 self.identity.trust_forwarded_client_cert.to_string(),
+            ),
+            (
+                "identity.source_address_header",
+                self.identity.source_address_header.name().to_owned(),
             ),
         ];
         match &self.policy.instance_lookup {
@@ -334,6 +359,7 @@ struct FileTls {
 #[serde(deny_unknown_fields)]
 struct FileIdentity {
     trust_forwarded_client_cert: Option<bool>,
+    source_address_header: Option<String>,
     #[serde(default)]
     jwt: FileJwt,
 }
@@ -957,6 +983,36 @@ fn identity_config(
         Some((name, value)) => boolean(&name, &value)?,
         None => false,
     };
+    let source_address_header = match pick([
+        ("identity.source_address_header", file.source_address_header),
+        (
+            "ECS_GATEWAY_SOURCE_ADDRESS_HEADER",
+            env("ECS_GATEWAY_SOURCE_ADDRESS_HEADER"),
+        ),
+        ("", None),
+    ]) {
+        None => identity::forwarded::SourceHeader::ForwardedFor,
+        Some((_, name)) if name.eq_ignore_ascii_case("x-forwarded-for") => {
+            identity::forwarded::SourceHeader::ForwardedFor
+        }
+        Some((setting, name)) => {
+            let header = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(&setting, format!("{name:?} is not an HTTP header name")))?;
+            // Headers the gateway reads for other things, or that HTTP/2
+            // and gRPC reserve, cannot carry the address.
+            if matches!(
+                header.as_str(),
+                "x-forwarded-client-cert" | "authorization" | "host" | "te" | "content-type"
+            ) || header.as_str().starts_with("grpc-")
+            {
+                return Err(invalid(
+                    &setting,
+                    format!("{name:?} cannot carry the caller's address"),
+                ));
+            }
+            identity::forwarded::SourceHeader::Overwritten(header)
+        }
+    };
     let jwt = file.jwt;
     let get = |key: &str, value: Option<String>, var: &str| {
         pick([(key, value), (var, env(var)), ("", None)])
@@ -1050,6 +1106,7 @@ fn identity_config(
     Ok(identity::Config {
         jwt,
         trust_forwarded_client_cert: trust,
+        source_address_header,
     })
 }
 

@@ -357,6 +357,9 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 for (key, value) in settings.settings() {
                     out!("{key} = {value:?}");
                 }
+                for warning in settings.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 return ExitCode::SUCCESS;
             }
             match server::run(settings).await {

@@ -923,6 +923,9 @@ fn load_shadow_when_valid(
 ///
 /// See [`RunError`].
 pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let parts = build(&config)?;
     let _watchers = watch_policies(&parts);
     let listener = bind(config.listen).await?;

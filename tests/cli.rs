@@ -844,3 +844,38 @@ fn a_closed_pipe_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
+
+/// Issue 20, item 8: behind a mesh, reading the caller's address from
+/// `x-forwarded-for` is said loudly by `serve --check`; naming a header the
+/// sidecar overwrites silences it.
+#[test]
+fn serve_check_warns_when_a_mesh_source_address_can_be_forged() {
+    let check = |extra: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--check"])
+            .env("ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT", "true")
+            .env("ECS_GATEWAY_ACCOUNT_ID", "1234567890123456");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let out = check(&[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: identity.trust_forwarded_client_cert is on"),
+        "{stderr}"
+    );
+    let out = check(&[(
+        "ECS_GATEWAY_SOURCE_ADDRESS_HEADER",
+        "x-ecs-gateway-source-address",
+    )]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("identity.source_address_header = \"x-ecs-gateway-source-address\"")
+    );
+}

@@ -259,6 +259,7 @@ fn jwt_config(jwks: JwksSource) -> identity::Config {
             jwks_max_age: Duration::from_secs(3600),
         }),
         trust_forwarded_client_cert: false,
+        source_address_header: Default::default(),
     }
 }
 
@@ -807,4 +808,68 @@ async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
     call(Some("10.9.8.7")).await.unwrap();
     assert_eq!(running.sim.calls(), 1);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 20, item 8: Istio's inbound sidecar passes a caller's own
+/// `x-forwarded-for` through, so its last entry is the caller's choice and
+/// the management-network guardrail could be passed by any mesh client.
+/// With `identity.source_address_header` naming a header the sidecar
+/// overwrites, only that header is read.
+#[tokio::test]
+async fn behind_istio_the_source_is_the_header_the_sidecar_overwrites() {
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.identity = std::sync::Arc::new(
+        ecs_gateway::identity::Config {
+            jwt: None,
+            trust_forwarded_client_cert: true,
+            source_address_header: ecs_gateway::identity::forwarded::SourceHeader::Overwritten(
+                "x-ecs-gateway-source-address".parse().unwrap(),
+            ),
+        }
+        .build()
+        .unwrap(),
+    );
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
+        support::channel(addr).await,
+    );
+    let call = |headers: &[(&'static str, &str)]| {
+        let mut call = tonic::Request::new(bandwidth(17));
+        call.metadata_mut().append(
+            "x-forwarded-client-cert",
+            "URI=spiffe://demo.local/sa/netops".parse().unwrap(),
+        );
+        for (name, value) in headers {
+            call.metadata_mut().append(*name, value.parse().unwrap());
+        }
+        call
+    };
+    // The caller writes a management-network address; the sidecar saw a
+    // public one.
+    let status = client
+        .modify_instance_network_spec(call(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-ecs-gateway-source-address", "203.0.113.9"),
+        ]))
+        .await
+        .unwrap_err();
+    assert!(
+        status
+            .message()
+            .contains("control.admins-from-management-network"),
+        "{status:?}"
+    );
+    // Without the sidecar's header the source is unknown, whatever
+    // x-forwarded-for says.
+    let status = client
+        .modify_instance_network_spec(call(&[("x-forwarded-for", "10.0.0.1")]))
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("ImplicitDeny"), "{status:?}");
+    // The sidecar saw the management network: allowed.
+    client
+        .modify_instance_network_spec(call(&[("x-ecs-gateway-source-address", "10.0.0.1")]))
+        .await
+        .expect("netops from the management network");
 }

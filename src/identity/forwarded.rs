@@ -71,6 +71,58 @@ fn is_port(port: &str) -> bool {
         && port.parse::<u16>().is_ok()
 }
 
+/// Where the caller's address is read behind the sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SourceHeader {
+    /// The last `x-forwarded-for` entry: right behind a sidecar that
+    /// appends the address it saw (Envoy's `use_remote_address`). Istio's
+    /// inbound sidecar passes a caller's own header through: there the last
+    /// entry is the caller's choice.
+    #[default]
+    ForwardedFor,
+    /// A header the sidecar always overwrites with the address it saw (an
+    /// Istio EnvoyFilter setting it from
+    /// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`): exactly one field
+    /// holding exactly one address; anything else is unknown.
+    Overwritten(http::HeaderName),
+}
+
+impl SourceHeader {
+    /// The header's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::ForwardedFor => "x-forwarded-for",
+            Self::Overwritten(name) => name.as_str(),
+        }
+    }
+
+    /// The caller's address in `headers`.
+    pub fn source(&self, headers: &http::HeaderMap) -> Source {
+        match self {
+            Self::ForwardedFor => source(headers),
+            Self::Overwritten(name) => overwritten(headers, name),
+        }
+    }
+}
+
+/// The one address in the one `name` field; unknown otherwise (a second
+/// field or a list means the sidecar did not overwrite what the caller sent).
+fn overwritten(headers: &http::HeaderMap, name: &http::HeaderName) -> Source {
+    let mut fields = headers.get_all(name).iter();
+    let (Some(field), None) = (fields.next(), fields.next()) else {
+        return Source::Unknown;
+    };
+    match field
+        .to_str()
+        .ok()
+        .filter(|t| !t.contains(','))
+        .and_then(parse_entry)
+    {
+        Some(ip) => Source::Forwarded(ip),
+        None => Source::Unknown,
+    }
+}
+
 /// The caller's address: the last entry of the `x-forwarded-for` fields
 /// (several fields are one list, in order); unknown when there is none.
 pub fn source(headers: &http::HeaderMap) -> Source {
@@ -150,5 +202,35 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
         headers.append("x-forwarded-for", "192.168.1.10".parse().unwrap());
         assert_eq!(source(&headers), Source::Forwarded(ip("192.168.1.10")));
+    }
+
+    /// Issue 20, item 8: behind Istio the last `x-forwarded-for` entry is
+    /// the caller's own. A header the sidecar overwrites is read instead,
+    /// and only as exactly one field with exactly one address.
+    #[test]
+    fn an_overwritten_header_is_one_field_with_one_address() {
+        let header = SourceHeader::Overwritten("x-ecs-gateway-source-address".parse().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        assert_eq!(
+            header.source(&headers),
+            Source::Unknown,
+            "x-forwarded-for is not read"
+        );
+        headers.insert(
+            "x-ecs-gateway-source-address",
+            "203.0.113.9".parse().unwrap(),
+        );
+        assert_eq!(
+            header.source(&headers),
+            Source::Forwarded(ip("203.0.113.9"))
+        );
+        headers.append("x-ecs-gateway-source-address", "10.0.0.1".parse().unwrap());
+        assert_eq!(header.source(&headers), Source::Unknown, "two fields");
+        headers.insert(
+            "x-ecs-gateway-source-address",
+            "10.0.0.1, 203.0.113.9".parse().unwrap(),
+        );
+        assert_eq!(header.source(&headers), Source::Unknown, "a list");
     }
 }

@@ -142,6 +142,8 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// Trust `x-forwarded-client-cert` (only behind a sidecar that sets it).
     pub trust_forwarded_client_cert: bool,
+    /// Where the caller's address is read behind the sidecar.
+    pub source_address_header: forwarded::SourceHeader,
 }
 
 /// Why identity could not be set up.
@@ -170,6 +172,7 @@ pub enum BuildError {
 pub struct Resolver {
     jwt: Option<jwt::Verifier>,
     trust_forwarded_client_cert: bool,
+    source_address_header: forwarded::SourceHeader,
 }
 
 impl fmt::Debug for Resolver {
@@ -194,6 +197,7 @@ impl Config {
         Ok(Resolver {
             jwt: self.jwt.map(jwt::Verifier::new).transpose()?,
             trust_forwarded_client_cert: self.trust_forwarded_client_cert,
+            source_address_header: self.source_address_header,
         })
     }
 }
@@ -318,7 +322,7 @@ impl Resolver {
                 secure_transport,
                 // Behind the sidecar the TCP peer is the sidecar itself.
                 peer: if self.trust_forwarded_client_cert {
-                    forwarded::source(headers).addr()
+                    self.source_address_header.source(headers).addr()
                 } else {
                     peer
                 },
@@ -334,7 +338,7 @@ impl Resolver {
                 // The sidecar verified a client certificate: the caller's hop
                 // was TLS.
                 secure_transport: true,
-                peer: forwarded::source(headers).addr(),
+                peer: self.source_address_header.source(headers).addr(),
             });
         }
         Err(Error::Missing)

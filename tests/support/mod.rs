@@ -46,6 +46,7 @@ pub fn trusting_resolver() -> Arc<identity::Resolver> {
         identity::Config {
             jwt: None,
             trust_forwarded_client_cert: true,
+            source_address_header: Default::default(),
         }
         .build()
         .unwrap(),
