@@ -24,7 +24,7 @@ schema = {
     "config": obj({
       "upstream": obj({"endpoint": S(pattern=r"^https?://"), "timeout": DUR, "connect_timeout": DUR, "attempt_timeout": DUR, "max_attempts": I(1, 10), "breaker_failures": I(1), "breaker_open_for": DUR}),
       "server": obj({"max_concurrent_calls": I(1), "max_concurrent_calls_per_caller": I(1), "max_concurrent_calls_per_unmapped_caller": I(1), "receive_timeout": DUR, "request_timeout": DUR, "reflection": B(), "max_unauthenticated_streams": I(1), "max_unauthenticated_streams_per_connection": I(1), "unauthenticated_idle_timeout": DUR}),
-      "identity": obj({"trust_forwarded_client_cert": B(), "jwt": obj({"issuer": S(minLength=1), "audience": S(minLength=1), "jwks_url": S(pattern="^https://"), "jwks_file": S(minLength=1), "leeway": DUR, "jwks_refresh": DUR, "jwks_max_age": DUR})}),
+      "identity": obj({"trust_forwarded_client_cert": B(), "source_address_header": S("behind the sidecar, the header holding the caller's address; empty: x-forwarded-for, or the chart's EnvoyFilter's with mesh.istio.sourceAddressFilter", pattern=r"^[-!#$%&'*+.^_`|~0-9A-Za-z]*$"), "jwt": obj({"issuer": S(minLength=1), "audience": S(minLength=1), "jwks_url": S(pattern="^https://"), "jwks_file": S(minLength=1), "leeway": DUR, "jwks_refresh": DUR, "jwks_max_age": DUR})}),
       "policy": obj({"account_id": S("the Alibaba Cloud account owning the instances", pattern=r"^[0-9]+$"), "dependent_actions": {"type": "array", "items": obj({"action": S(pattern=r"^ecs:[A-Za-z]+$"), "requires": S(pattern=r"^ecs:[A-Za-z]+$"), "when": {"enum": ["always", "allocates_public_ip"]}}, ["action", "requires"])}}, ["account_id"]),
     }, ["policy"], desc="the gateway's settings file, in its keys; the chart sets listen, admin_listen, policy.dir, credentials, tls and server.shutdown_grace"),
     "shutdownGraceSeconds": I(1, 3600), "terminationExtraSeconds": I(1, 600), "preStopSleepSeconds": I(0, 120),
@@ -46,7 +46,8 @@ schema = {
     "topologySpread": obj({"enabled": B()}),
     "topologySpreadConstraints": LIST_OBJ,
     "nodeSelector": STRMAP, "tolerations": LIST_OBJ, "affinity": ANYOBJ, "priorityClassName": S(),
-    "networkPolicy": obj({"enabled": B(), "grpcFrom": LIST_OBJ, "adminFrom": LIST_OBJ, "extraEgress": LIST_OBJ}),
+    "networkPolicy": obj({"enabled": B(), "grpcFrom": LIST_OBJ, "adminFrom": {"type": ["array", "null"], "items": {"type": "object"}, "description": "who may reach the admin port; null: the release's namespace, or monitoringNamespace"}, "monitoringNamespace": S("the namespace admitted to the admin port while adminFrom is null", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$", maxLength=63), "extraEgress": LIST_OBJ}),
+    "mesh": obj({"istio": obj({"sourceAddressFilter": B("an Istio EnvoyFilter overwriting x-ecs-gateway-source-address with the caller's address, read by the gateway")})}),
     "serviceMonitor": obj({"enabled": B(), "interval": S(), "scrapeTimeout": S(), "labels": STRMAP}),
     "prometheusRule": obj({"enabled": B(), "labels": STRMAP, "errorRatio": N(0, 1), "p99LatencySeconds": N(0), "shedRatio": N(0, 1), "denialsPerSecond": N(0)}),
     "dashboard": obj({"enabled": B(), "labels": STRMAP, "annotations": STRMAP}),

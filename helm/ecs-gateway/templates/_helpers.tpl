@@ -77,6 +77,11 @@ bundle under files/policies/.
 {{- toYaml $files }}
 {{- end }}
 
+{{/* The header the chart's Istio EnvoyFilter (mesh.istio.sourceAddressFilter)
+sets on every request to the caller's address, overwriting any the caller
+sent. */}}
+{{- define "ecs-gateway.istioSourceAddressHeader" -}}x-ecs-gateway-source-address{{- end }}
+
 {{/* The mount paths. */}}
 {{- define "ecs-gateway.configDir" -}}/etc/ecs-gateway{{- end }}
 
@@ -86,17 +91,15 @@ bundle under files/policies/.
 {{- $config := deepCopy .Values.config }}
 {{- $_ := set $config "listen" (printf "0.0.0.0:%d" (int .Values.ports.grpc)) }}
 {{- $_ := set $config "admin_listen" (printf "0.0.0.0:%d" (int .Values.ports.admin)) }}
-{{- /* YAML numbers arrive as floats; the settings file wants integers. */}}
+{{- /* YAML numbers arrive as floats; the settings file wants integers, and
+every number in it is one (counts and limits: the schema says integer). */}}
 {{- $upstream := get $config "upstream" }}
-{{- range $key := list "max_attempts" "breaker_failures" }}
-{{- if hasKey $upstream $key }}
-{{- $_ := set $upstream $key (int64 (get $upstream $key)) }}
-{{- end }}
-{{- end }}
 {{- $server := get $config "server" }}
-{{- range $key := list "max_concurrent_calls" "max_concurrent_calls_per_caller" }}
-{{- if hasKey $server $key }}
-{{- $_ := set $server $key (int64 (get $server $key)) }}
+{{- range $section := list $upstream $server }}
+{{- range $key, $value := $section }}
+{{- if kindIs "float64" $value }}
+{{- $_ := set $section $key (int64 $value) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- $_ := set $server "shutdown_grace" (printf "%ds" (int .Values.shutdownGraceSeconds)) }}
@@ -105,6 +108,17 @@ bundle under files/policies/.
 {{- if .Values.policies.shadowConfigMap }}
 {{- $_ := set $policy "shadow_dir" (printf "%s/shadow-policies" $dir) }}
 {{- end }}
+{{- /* Where the caller's address is read behind the sidecar: the user's
+header; else, with the chart's Istio EnvoyFilter, the header it overwrites;
+else (empty) the gateway's default, x-forwarded-for. */}}
+{{- $identity := get $config "identity" | default dict }}
+{{- if not (get $identity "source_address_header") }}
+{{- $_ := unset $identity "source_address_header" }}
+{{- if .Values.mesh.istio.sourceAddressFilter }}
+{{- $_ := set $identity "source_address_header" (include "ecs-gateway.istioSourceAddressHeader" .) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "identity" $identity }}
 {{- $_ := set $config "credentials" (dict "file" (printf "%s/credentials/credentials" $dir) "profile" .Values.credentials.profile) }}
 {{- if .Values.tls.enabled }}
 {{- $tls := dict "cert" (printf "%s/tls/tls.crt" $dir) "key" (printf "%s/tls/tls.key" $dir) "require_client_cert" .Values.tls.requireClientCert }}
