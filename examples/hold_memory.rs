@@ -79,8 +79,7 @@ async fn open(
             break;
         };
         send = ready;
-        let Ok((response, mut stream)) = send.send_request(request.body(()).unwrap(), false)
-        else {
+        let Ok((response, mut stream)) = send.send_request(request.body(()).unwrap(), false) else {
             break;
         };
         let _ = stream.send_data(partial(message.0, message.1), false);
@@ -112,7 +111,10 @@ async fn main() {
     let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
     let started = Instant::now();
     while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the demo did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the demo did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -7,8 +7,8 @@ values:
   - strict `helm lint`;
   - render, then validate every manifest against the Kubernetes schemas of
     the newest version kubernetes-validate ships (strict: unknown fields
-    fail); the Prometheus Operator's kinds are checked for their required
-    fields;
+    fail); the Prometheus Operator's kinds and Istio's EnvoyFilter are
+    checked for their required fields;
   - the rendered settings file must pass `ecs-gateway serve --check`, and
     the rendered policy bundle `ecs-gateway policy validate`;
   - the pod runs as non-root, read-only, with no capability, and no secret
@@ -18,6 +18,10 @@ With the default values, the effective settings must equal the gateway's own
 defaults (`serve --check` on an empty settings file), but for what the chart
 sets on purpose. Values that break the schema (a wrong type, an unknown key, a
 missing account) and missing credentials must fail.
+The NetworkPolicy admits one namespace, not the cluster, to the admin port by
+default. Behind Istio, the EnvoyFilter overwrites a header on the gateway's
+pods and the rendered settings read callers' addresses from it; mesh mode
+without it is said by `serve --check`.
 
 Usage: python check.py ECS_GATEWAY_BINARY   (run by helm/check.sh)
 """
@@ -43,6 +47,22 @@ ACCOUNT = "1234567890123456"
 SECRET = "chart-test-secret-value"
 # Settings the chart sets on purpose (mount paths, the account, the secret).
 CHART_OWNED = {"policy.dir", "policy.account_id", "credentials", "credentials.file"}
+# The header the chart's Istio EnvoyFilter overwrites, and what with: the
+# address of the peer the sidecar accepted the connection from. (Without
+# use_remote_address, as on Istio's inbound sidecar, Envoy infers
+# DOWNSTREAM_REMOTE_ADDRESS from x-forwarded-for: the caller's choice.)
+SOURCE_HEADER = "x-ecs-gateway-source-address"
+SOURCE_VALUE = "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"
+MESH_WARNING = "warning: identity.trust_forwarded_client_cert is on"
+# Custom resources: kubernetes-validate has no schema for them; their required
+# fields are checked instead.
+CRD_REQUIRED = {
+    "ServiceMonitor": ("selector", "endpoints"),
+    "PrometheusRule": ("groups",),
+    "EnvoyFilter": ("workloadSelector", "configPatches"),
+}
+CRD_API_VERSIONS = {"ServiceMonitor": "monitoring.coreos.com/v1", "PrometheusRule": "monitoring.coreos.com/v1",
+                    "EnvoyFilter": "networking.istio.io/v1alpha3"}
 
 failures = []
 
@@ -90,15 +110,24 @@ def validate_manifests(case, rendered):
     kinds = []
     for path, doc in documents(rendered):
         kinds.append(doc["kind"])
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-            required = {"ServiceMonitor": ("selector", "endpoints"), "PrometheusRule": ("groups",)}
-            missing = [k for k in required[doc["kind"]] if k not in doc.get("spec", {})]
+        if doc["kind"] in CRD_REQUIRED:
+            if doc["apiVersion"] != CRD_API_VERSIONS[doc["kind"]]:
+                fail(case, f"{path}: {doc['kind']} is {doc['apiVersion']}, not {CRD_API_VERSIONS[doc['kind']]}")
+            if not {"name", "namespace"} <= doc.get("metadata", {}).keys():
+                fail(case, f"{path}: {doc['kind']} lacks metadata.name or metadata.namespace")
+            missing = [k for k in CRD_REQUIRED[doc["kind"]] if k not in doc.get("spec", {})]
             if missing:
                 fail(case, f"{path}: {doc['kind']} lacks spec.{missing}")
             for group in doc.get("spec", {}).get("groups", []):
                 for rule in group["rules"]:
                     if not {"alert", "expr"} <= rule.keys():
                         fail(case, f"{path}: a rule lacks alert or expr: {rule}")
+            for patch in doc.get("spec", {}).get("configPatches", []):
+                if not ({"applyTo", "match", "patch"} <= patch.keys() and {"operation", "value"} <= patch["patch"].keys()):
+                    fail(case, f"{path}: a config patch lacks applyTo, match or patch.operation/value: {patch}")
+            continue
+        if doc["apiVersion"].startswith(("monitoring.coreos.com/", "networking.istio.io/")):
+            fail(case, f"{path}: {doc['kind']} ({doc['apiVersion']}) is a custom resource check.py does not know")
             continue
         try:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
@@ -112,6 +141,57 @@ def find(rendered, kind, suffix=""):
         if doc["kind"] == kind and doc["metadata"]["name"].endswith(suffix):
             return doc
     return None
+
+
+def admin_peers(rendered):
+    """The peers the NetworkPolicy admits to the admin port; None when a rule
+    for it has no `from` (everyone)."""
+    peers = []
+    for rule in find(rendered, "NetworkPolicy")["spec"].get("ingress") or []:
+        if any(port.get("port") == "admin" for port in rule.get("ports", [])):
+            if not rule.get("from"):
+                return None
+            peers += rule["from"]
+    return peers
+
+
+def every_namespace(peer):
+    """Whether a NetworkPolicyPeer admits pods of every namespace (an empty
+    namespaceSelector) or any address (an ipBlock)."""
+    selector = peer.get("namespaceSelector")
+    if selector is not None and not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        return True
+    return "ipBlock" in peer
+
+
+def namespaces_named(peers):
+    return [p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") for p in peers]
+
+
+def check_envoy_filter(case, rendered):
+    """The EnvoyFilter selects exactly the gateway's pods and overwrites the
+    source header on their inbound virtual hosts."""
+    envoy_filter = find(rendered, "EnvoyFilter")
+    if envoy_filter is None:
+        fail(case, "no EnvoyFilter rendered")
+        return
+    deployment = find(rendered, "Deployment")["spec"]
+    selector = envoy_filter["spec"]["workloadSelector"]["labels"]
+    pod_labels = deployment["template"]["metadata"]["labels"]
+    if selector != deployment["selector"]["matchLabels"] or not selector.items() <= pod_labels.items():
+        fail(case, f"the EnvoyFilter's workloadSelector {selector} is not the gateway's pods' selector")
+    expected = {
+        "applyTo": "VIRTUAL_HOST",
+        "match": {"context": "SIDECAR_INBOUND"},
+        "patch": {"operation": "MERGE", "value": {"request_headers_to_add": [{
+            "header": {"key": SOURCE_HEADER, "value": SOURCE_VALUE},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }]}},
+    }
+    if envoy_filter["spec"]["configPatches"] != [expected]:
+        fail(case, f"the EnvoyFilter's patches are not {expected}: {envoy_filter['spec']['configPatches']}")
+    else:
+        print(f"  EnvoyFilter: the inbound sidecar of {selector} overwrites {SOURCE_HEADER} with {SOURCE_VALUE}")
 
 
 def serve_check(config_text):
@@ -210,6 +290,8 @@ def main():
             except helm.HelmError as e:
                 fail(case, f"does not render: {e}")
                 continue
+            if case == "default-values.yaml":
+                rendered_default = rendered
             kinds = validate_manifests(case, rendered)
             print(f"  {len(kinds)} manifests valid: {', '.join(sorted(kinds))}")
             check_pod_is_locked_down(case, rendered)
@@ -239,6 +321,53 @@ def main():
             fail("mesh", f"behind a mesh the gateway must listen on the pod IP only: {env.get('ECS_GATEWAY_LISTEN')}")
         else:
             print("  mesh: listens on $(POD_IP) only")
+        code, settings, stderr = serve_check(find(mesh, "ConfigMap", "ecs-gateway")["data"]["config.toml"])
+        if code != 0 or settings.get("identity.source_address_header") != '"x-forwarded-for"' or MESH_WARNING not in stderr:
+            fail("mesh without the EnvoyFilter", f"serve --check must read x-forwarded-for and warn: "
+                                                 f"{settings.get('identity.source_address_header')}, {stderr!r}")
+        elif find(mesh, "EnvoyFilter") is not None:
+            fail("mesh without the EnvoyFilter", "an EnvoyFilter rendered, though mesh.istio.sourceAddressFilter is off")
+        else:
+            print(f"  mesh without the EnvoyFilter: serve --check reads x-forwarded-for and warns ({MESH_WARNING} ...)")
+        with quiet_helm():
+            istio = chart.render(values_of("istio-values.yaml"), name="gw", namespace="ecs")
+        check_envoy_filter("istio", istio)
+        code, settings, stderr = serve_check(find(istio, "ConfigMap", "ecs-gateway")["data"]["config.toml"])
+        if code != 0 or settings.get("identity.source_address_header") != f'"{SOURCE_HEADER}"' or "warning" in stderr:
+            fail("istio", f"serve --check must read {SOURCE_HEADER} without a warning: "
+                          f"{settings.get('identity.source_address_header')}, {stderr!r}")
+        else:
+            print(f"  istio: serve --check reads identity.source_address_header = \"{SOURCE_HEADER}\", no warning")
+        own = values_of("istio-values.yaml")
+        own["config"]["identity"]["source_address_header"] = "x-mesh-peer-address"
+        with quiet_helm():
+            chosen = chart.render(own, name="gw", namespace="ecs")
+        code, settings, stderr = serve_check(find(chosen, "ConfigMap", "ecs-gateway")["data"]["config.toml"])
+        if code != 0 or settings.get("identity.source_address_header") != '"x-mesh-peer-address"':
+            fail("istio, a header of one's own", f"the user's header must win: {settings.get('identity.source_address_header')} {stderr}")
+        else:
+            print("  istio with config.identity.source_address_header set: the user's header is read")
+
+        peers = admin_peers(rendered_default)
+        if peers is None or not peers or any(every_namespace(p) for p in peers) or namespaces_named(peers) != ["ecs"]:
+            fail("admin port", f"by default only the release's namespace may reach the admin port, got {peers}")
+        else:
+            print("  admin port by default: the release's namespace only (kubernetes.io/metadata.name: ecs)")
+        with quiet_helm():
+            monitored = chart.render({**base, "networkPolicy": {"monitoringNamespace": "monitoring"}}, name="gw", namespace="ecs")
+        peers = admin_peers(monitored)
+        if peers is None or namespaces_named(peers) != ["monitoring"]:
+            fail("admin port", f"with monitoringNamespace only that namespace may reach the admin port, got {peers}")
+        else:
+            print("  admin port with networkPolicy.monitoringNamespace: that namespace only")
+        anyone = [{"namespaceSelector": {}}]
+        with quiet_helm():
+            overridden = chart.render({**base, "networkPolicy": {"monitoringNamespace": "monitoring", "adminFrom": anyone}},
+                                      name="gw", namespace="ecs")
+        if admin_peers(overridden) != anyone:
+            fail("admin port", f"an explicit adminFrom must replace the default, got {admin_peers(overridden)}")
+        else:
+            print("  admin port with an explicit adminFrom: exactly those peers")
         with quiet_helm():
             shadowed = chart.render({**base, "policies": {**base.get("policies", {}), "shadowConfigMap": "candidate"}},
                                     name="gw", namespace="ecs")
@@ -268,6 +397,15 @@ def main():
             "no policies of one's own": {**base, "policies": {}},
             "alert rules without the scrape they select": {**base, "prometheusRule": {"enabled": True}},
             "a malformed Secret key": {**base, "credentials": {**base["credentials"], "existingSecretKey": "a b: c"}},
+            "the EnvoyFilter outside mesh mode": {**base, "mesh": {"istio": {"sourceAddressFilter": True}}},
+            "the EnvoyFilter with x-forwarded-for read": {
+                **base, "mesh": {"istio": {"sourceAddressFilter": True}},
+                "config": {"policy": {"account_id": ACCOUNT},
+                           "identity": {"trust_forwarded_client_cert": True, "source_address_header": "X-Forwarded-For"}},
+            },
+            "a source header that is no header name": {
+                **base, "config": {"policy": {"account_id": ACCOUNT}, "identity": {"source_address_header": "x source: 1"}}},
+            "a monitoring namespace that is no name": {**base, "networkPolicy": {"monitoringNamespace": "Monitoring NS"}},
         }
         print("values that must fail:")
         for what, values in broken.items():

@@ -187,39 +187,50 @@ impl Lookup {
         // A miss that starts a call to ECS is charged to its caller's share
         // and to all callers'; one that joins a call in flight is not. Over
         // either, the call is refused before it spends anything.
-        let _asking = match self.start_asking(caller, &key) {
+        let asking = match self.start_asking(caller, &key) {
             Ok(asking) => asking,
             Err(error) => {
                 self.metrics.record_lookup("throttled");
                 return Err(error);
             }
         };
-        // One call to ECS for every caller asking now, on its own budget
-        // (the upstream timeout), not the first caller's deadline: a caller
-        // in a hurry must not fail the others. Each caller waits for it
-        // within its own deadline.
+        // One call to ECS for every caller asking now, each waiting for it
+        // within its own deadline; the call itself is not cut to the
+        // starter's deadline (the upstream timeout bounds it). It runs in
+        // the future of the caller that started it: if that caller's
+        // deadline ends first, one still waiting starts (and pays for) a
+        // call of its own, so a caller in a hurry does not fail the others.
+        let paid = asking.is_some();
         let shared = self.cache.try_get_with(key, async {
+            // A caller that joined another's call runs this only when that
+            // one went away (its deadline) before ECS answered: then it
+            // starts a call of its own, and pays for it.
+            if !paid {
+                self.charge(caller)?;
+            }
             let described = self
                 .upstream
                 .describe_instance(region_id, instance_id, Duration::MAX)
                 .await
-                .map_err(|e| reason(&e))?;
+                .map_err(|e| Error::Failed(reason(&e)))?;
             let instance = described
                 .instance
                 .map(|facts| instance(&facts, &self.account_id))
-                .transpose()?;
-            Ok::<_, String>(Arc::new(Answer {
+                .transpose()
+                .map_err(Error::Failed)?;
+            Ok::<_, Error>(Arc::new(Answer {
                 instance,
                 generation: self.generation.fetch_add(1, Ordering::Relaxed),
             }))
         });
         let result = match tokio::time::timeout(deadline, shared).await {
-            Ok(result) => result.map_err(|e| Error::Failed(e.as_ref().clone())),
+            Ok(result) => result.map_err(|e| e.as_ref().clone()),
             Err(_) => Err(Error::Failed(format!(
                 "ECS did not describe the instance within the call's deadline ({})",
                 humantime::format_duration(deadline)
             ))),
         };
+        drop(asking);
         match result {
             Ok(answer) => {
                 self.metrics.record_lookup("miss");
@@ -247,6 +258,20 @@ impl Lookup {
         if asking.contains(key) {
             return Ok(None);
         }
+        self.charge(caller)?;
+        asking.insert(key.clone());
+        Ok(Some(Asking {
+            asking: &self.asking,
+            key: key.clone(),
+        }))
+    }
+
+    /// Charges one call to ECS to `caller`'s rate and to all callers'.
+    ///
+    /// # Errors
+    ///
+    /// The caller, or all callers, are over their rate.
+    fn charge(&self, caller: &CallerId) -> Result<(), Error> {
         if self.per_caller.check_key(caller).is_err() {
             return Err(Error::Throttled {
                 limit: self.config.max_per_second_per_caller,
@@ -264,11 +289,7 @@ impl Lookup {
         if self.per_caller.len() > 1024 {
             self.per_caller.retain_recent();
         }
-        asking.insert(key.clone());
-        Ok(Some(Asking {
-            asking: &self.asking,
-            key: key.clone(),
-        }))
+        Ok(())
     }
 
     /// Forgets what ECS said of an instance: after a change was sent, its

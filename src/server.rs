@@ -212,15 +212,30 @@ impl Gateway {
             (Some(_), _) => lookup::UNASKED,
             (None, answer) => lookup::source(answer.as_ref()),
         };
+        let early_denied = early.is_some();
         Ok(self.authorize(false, || {
             let decision =
                 early.unwrap_or_else(|| self.authorizer.decide_with(caller, request, now, source));
             if let Some(shadow) = &*self.shadow.load() {
-                let candidate = shadow.decide_with(caller, request, now, source);
-                let agree = candidate.outcome == decision.outcome;
-                self.metrics.record_shadow(agree);
-                if !agree {
-                    policy::log::shadow(&decision, &candidate, trace_id);
+                // Without the instance's attributes the candidate can be
+                // compared only where it, too, decides without them: a
+                // candidate that would allow by tag or billing must not be
+                // counted as agreeing.
+                let candidate = if early_denied {
+                    shadow.deny_before_lookup(caller, request, now)
+                } else {
+                    Some(shadow.decide_with(caller, request, now, source))
+                };
+                match candidate {
+                    Some(candidate) => {
+                        let agree = candidate.outcome == decision.outcome;
+                        self.metrics
+                            .record_shadow(if agree { "agree" } else { "disagree" });
+                        if !agree {
+                            policy::log::shadow(&decision, &candidate, trace_id);
+                        }
+                    }
+                    None => self.metrics.record_shadow("not_compared"),
                 }
             }
             decision
@@ -889,7 +904,8 @@ fn load_shadow_when_valid(
         return None;
     }
     tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+        let mut loaded = None;
+        while loaded.is_none() && rx.recv().await.is_some() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
             let attempt = candidate.clone();
@@ -900,17 +916,20 @@ fn load_shadow_when_valid(
                 Ok(shadow) => {
                     let shadow = Arc::new(shadow);
                     tracing::info!(dir = %candidate.dir.display(), version = %shadow.store().current().version, "shadow policies loaded: shadow mode is on");
-                    let watcher = reload_policies(shadow.store());
+                    loaded = Some(reload_policies(shadow.store()));
                     slot.store(Some(shadow));
-                    // This task keeps the new store's watcher alive.
-                    let _watcher = watcher;
-                    std::future::pending::<()>().await;
                 }
                 Err(error) => {
                     metrics.shadow_load_failures.inc();
                     tracing::error!(%error, dir = %candidate.dir.display(), "the shadow policies still cannot be loaded: shadow mode stays off");
                 }
             }
+        }
+        // Loaded: this watcher's events are no longer read (nor kept), and
+        // this task keeps the new store's watcher alive.
+        drop(rx);
+        if loaded.is_some() {
+            std::future::pending::<()>().await;
         }
     });
     Some(watcher)

@@ -43,6 +43,19 @@ async fn open_call(
     send.send_request(request, false).unwrap()
 }
 
+/// Netops' call through the gateway at `addr`.
+async fn call_netops(
+    addr: SocketAddr,
+    mbps: i32,
+) -> Result<tonic::Response<pb::ModifyInstanceNetworkSpecResponse>, tonic::Status> {
+    let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
+        support::channel(addr).await,
+    );
+    let mut request = tonic::Request::new(out(mbps));
+    support::with_identity(&mut request, support::NETOPS);
+    client.modify_instance_network_spec(request).await
+}
+
 fn value(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         line.strip_prefix(series)
@@ -126,13 +139,7 @@ async fn streams_that_never_send_their_message_hold_no_place() {
     }
     // Let the server see every stream.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
-        support::channel(addr).await,
-    );
-    let mut request = tonic::Request::new(out(21));
-    support::with_identity(&mut request, support::NETOPS);
-    client
-        .modify_instance_network_spec(request)
+    call_netops(addr, 21)
         .await
         .expect("netops is served beside them");
     // The identity's share of messages arriving (4 for an unmapped one) is
@@ -313,7 +320,7 @@ async fn idle_and_long_health_and_reflection_streams_end() {
     let deadline_exceeded = (Code::DeadlineExceeded as i32).to_string();
 
     let started = std::time::Instant::now();
-    let (idle, _idle_stream) = open_stream(&mut send, addr, REFLECTION).await;
+    let (idle, mut idle_stream) = open_stream(&mut send, addr, REFLECTION).await;
     let status = tokio::time::timeout(Duration::from_secs(5), status_of(idle))
         .await
         .expect("an idle reflection stream ends");
@@ -323,6 +330,15 @@ async fn idle_and_long_health_and_reflection_streams_end() {
         "{:?}",
         started.elapsed()
     );
+    // Its request side is let go too: the server resets the stream, and
+    // the reflection task holds nothing (it held the stream before).
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        std::future::poll_fn(|cx| idle_stream.poll_reset(cx)),
+    )
+    .await
+    .expect("the server lets the request side go")
+    .unwrap();
 
     // A Watch sends its one message and closes its side: only the deadline
     // ends it, after its first answer (SERVING).
@@ -386,15 +402,70 @@ async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
         }
         assert_eq!((refused, waiting), (opened - share, share), "{identity}");
         // Netops is served beside them, by the same gateway.
-        let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
-            support::channel(addr).await,
-        );
-        let mut request = tonic::Request::new(out(23));
-        support::with_identity(&mut request, support::NETOPS);
-        client
-            .modify_instance_network_spec(request)
-            .await
-            .expect("netops is served");
+        call_netops(addr, 23).await.expect("netops is served");
         drop(streams);
     }
+}
+
+/// The attacker's review of issue 20: a peer that opens no flow-control
+/// window never has its response bodies polled, so a timer inside them never
+/// fired and the streams kept their places for good; the kubelet's health
+/// check was then refused. Now each stream's timer gives its places back at
+/// the deadline whatever the peer does, and health Check is never refused
+/// for want of a place in all.
+#[tokio::test]
+async fn a_peer_that_opens_no_window_cannot_keep_the_places() {
+    let h = support::start().await;
+    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
+    parts.settings.max_unauthenticated_streams = 8;
+    parts.settings.request_timeout = Duration::from_secs(2);
+    let (addr, _stop) = support::spawn_gateway(parts).await;
+
+    // Eight Watch streams, on a connection whose window is zero.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut stuck, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let _connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let (response, mut stream) = open_stream(&mut stuck, addr, HEALTH_WATCH).await;
+        stream.send_data(partial_message(0, 0), true).unwrap();
+        held.push((response, stream));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (mut send, _c) = connect(addr).await;
+    let watch = |send: &mut h2::client::SendRequest<Bytes>| {
+        let mut send = send.clone();
+        async move {
+            let (response, mut stream) = open_stream(&mut send, addr, HEALTH_WATCH).await;
+            stream.send_data(partial_message(0, 0), true).unwrap();
+            let response = response.await.unwrap();
+            (response.headers().get("grpc-status").cloned(), stream)
+        }
+    };
+    let (refused, _s) = watch(&mut send).await;
+    assert_eq!(
+        refused.unwrap().to_str().unwrap(),
+        (Code::ResourceExhausted as i32).to_string(),
+        "every place in all is taken"
+    );
+    // The kubelet's check still answers.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(support::channel(addr).await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health Check is not refused for want of a place in all");
+    // At the deadline the places come back, though the stuck peer's bodies
+    // were never polled.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (accepted, _s) = watch(&mut send).await;
+    assert_eq!(accepted, None, "a Watch is served again");
+    drop(held);
 }

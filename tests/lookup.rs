@@ -50,6 +50,15 @@ async fn world_with(
     tune: impl FnOnce(&mut simulator::Config),
     lookup: ecs_gateway::lookup::Config,
 ) -> World {
+    world_with_gateway(credentials, tune, lookup, |gateway| gateway).await
+}
+
+async fn world_with_gateway(
+    credentials: ecs_gateway::credentials::Credentials,
+    tune: impl FnOnce(&mut simulator::Config),
+    lookup: ecs_gateway::lookup::Config,
+    gateway: impl FnOnce(ecs_gateway::server::Gateway) -> ecs_gateway::server::Gateway,
+) -> World {
     let mut config = simulator::Config::demo();
     tune(&mut config);
     for (id, env, charge, ip) in [
@@ -76,7 +85,7 @@ async fn world_with(
     let mut parts = support::parts(&sim_url, credentials, |u| {
         u.max_attempts = 1;
     });
-    parts.gateway = parts.gateway.with_lookup(Some(&lookup));
+    parts.gateway = gateway(parts.gateway.with_lookup(Some(&lookup)));
     let metrics = parts.metrics.clone();
     let (addr, stop) = support::spawn_gateway(parts).await;
     let channel = support::channel(addr).await;
@@ -491,4 +500,124 @@ async fn explains_permission_decisions_are_counted_apart_from_calls() {
         "{text}"
     );
     assert!(!text.contains("ecs_gateway_decisions_total{"), "{text}");
+}
+
+/// The attacker's review of issue 20: the call to ECS runs in the future of
+/// the caller that started it; when that caller's deadline ended first, a
+/// waiting caller ran the lookup again, uncharged, so callers with staggered
+/// deadlines made several DescribeInstances for one charge. Now whoever
+/// starts a call to ECS pays for it.
+#[tokio::test]
+async fn a_lookup_started_again_after_its_caller_left_is_charged() {
+    let world = world_with(
+        support::demo_credentials(),
+        |_| {},
+        ecs_gateway::lookup::Config {
+            max_per_second: 8,
+            max_per_second_per_caller: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        world.sim.inject(Fault::Latency(Duration::from_millis(800)));
+    }
+    let ask = |timeout: Option<Duration>, after: Duration| {
+        let mut client = world.explain.clone();
+        async move {
+            tokio::time::sleep(after).await;
+            let mut request = tonic::Request::new(pb::ExplainRequest {
+                request: Some(bandwidth("i-new-dev", 5)),
+                ..Default::default()
+            });
+            support::with_identity(&mut request, support::NETOPS);
+            if let Some(timeout) = timeout {
+                request.set_timeout(timeout);
+            }
+            client.explain(request).await
+        }
+    };
+    let _ = tokio::join!(
+        ask(Some(Duration::from_millis(150)), Duration::ZERO),
+        ask(Some(Duration::from_millis(300)), Duration::from_millis(10)),
+        ask(Some(Duration::from_millis(450)), Duration::from_millis(20)),
+        ask(Some(Duration::from_millis(600)), Duration::from_millis(30)),
+        ask(None, Duration::from_millis(40)),
+    );
+    assert_eq!(
+        world.sim.calls(),
+        1,
+        "one DescribeInstances for netops' one lookup a second"
+    );
+}
+
+/// The attacker's review of issue 20: Explain looked the instance up before
+/// checking `ecsgateway:Explain`, so a caller who may not ask spent lookups.
+/// A caller the policies refuse whatever the instance is spends none.
+#[tokio::test]
+async fn an_explain_refused_whatever_the_instance_is_needs_no_lookup() {
+    let world = world(Duration::from_secs(60)).await;
+    // webapp may not simulate netops.
+    let mut request = tonic::Request::new(pb::ExplainRequest {
+        request: Some(bandwidth("i-new-dev", 5)),
+        identity: Some(pb::SimulatedIdentity {
+            kind: Some(pb::simulated_identity::Kind::SpiffeId(
+                support::NETOPS.into(),
+            )),
+        }),
+        ..Default::default()
+    });
+    support::with_identity(&mut request, support::WEBAPP);
+    let status = world.explain.clone().explain(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("ecsgateway:SimulatePrincipal"),
+        "{status:?}"
+    );
+    assert_eq!(world.sim.calls(), 0, "no DescribeInstances");
+}
+
+/// The attacker's review of issue 20: a call denied without a lookup was
+/// decided by the shadow policies on an instance never looked up, so a
+/// candidate that needs the instance was counted as agreeing. Such calls
+/// are now counted `not_compared`.
+#[tokio::test]
+async fn shadow_policies_that_need_the_instance_are_not_compared_on_early_denials() {
+    // The candidate drops the region guardrail: whether webapp's call
+    // allocates a public IP (so the instance) decides it.
+    let candidate = std::env::temp_dir().join(format!("ecs-gw-shadow-{}", uuid::Uuid::new_v4()));
+    support::copy_dir(&support::policies_dir(), &candidate);
+    let guardrails = candidate.join("control/guardrails.cedar");
+    let text = std::fs::read_to_string(&guardrails).unwrap();
+    let start = text.find("@id(\"control.allowed-regions\")").unwrap();
+    let end = start + text[start..].find(";\n").unwrap() + 2;
+    std::fs::write(&guardrails, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let shadow = std::sync::Arc::new(
+        ecs_gateway::policy::Config {
+            dir: candidate.clone(),
+            account_id: support::DEMO_ACCOUNT_ID.into(),
+            dependent_actions: vec![],
+        }
+        .build()
+        .unwrap(),
+    );
+    let world = world_with_gateway(
+        support::demo_credentials(),
+        |_| {},
+        ecs_gateway::lookup::Config::default(),
+        |gateway| gateway.with_shadow(Some(shadow)),
+    )
+    .await;
+    let request = pb::ModifyInstanceNetworkSpecRequest {
+        region_id: "ap-southeast-1".into(),
+        ..bandwidth("i-random0001", 5)
+    };
+    world.call(support::WEBAPP, request).await.unwrap_err();
+    let text = world.metrics.encode();
+    assert!(
+        text.contains("ecs_gateway_shadow_decisions_total{result=\"not_compared\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("result=\"agree\""), "{text}");
+    std::fs::remove_dir_all(candidate).unwrap();
 }

@@ -20,6 +20,22 @@ fn scratch() -> PathBuf {
     dir
 }
 
+/// A ConfigMap volume's links: `..data` to `target`, each file to
+/// `..data/<file>`.
+fn configmap_links(base: &std::path::Path, target: &str) {
+    use std::os::unix::fs::symlink;
+    symlink(target, base.join("..data")).unwrap();
+    for name in [
+        "schema.cedarschema",
+        "principals.toml",
+        "entities.json",
+        "control",
+        "identity",
+    ] {
+        symlink(format!("..data/{name}"), base.join(name)).unwrap();
+    }
+}
+
 fn caller(identity: &str) -> Caller {
     Caller {
         identity: CallerId::Spiffe(identity.into()),
@@ -388,16 +404,7 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     let v1 = policy::store::load(&base.join("..v1")).unwrap().version;
     let v2 = policy::store::load(&base.join("..v2")).unwrap().version;
     assert_ne!(v1, v2);
-    symlink("..v1", base.join("..data")).unwrap();
-    for name in [
-        "schema.cedarschema",
-        "principals.toml",
-        "entities.json",
-        "control",
-        "identity",
-    ] {
-        symlink(format!("..data/{name}"), base.join(name)).unwrap();
-    }
+    configmap_links(&base, "..v1");
     let store = Arc::new(Store::open(&base).unwrap());
     assert_eq!(
         store.current().version,
@@ -452,16 +459,7 @@ fn a_configmap_replaced_mid_reload_is_read_again() {
 
     let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
     support::copy_dir(&support::policies_dir(), &base.join("..ts0"));
-    symlink("..ts0", base.join("..data")).unwrap();
-    for name in [
-        "schema.cedarschema",
-        "principals.toml",
-        "entities.json",
-        "control",
-        "identity",
-    ] {
-        symlink(format!("..data/{name}"), base.join(name)).unwrap();
-    }
+    configmap_links(&base, "..ts0");
     let store = Arc::new(Store::open(&base).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let kubelet = {
@@ -611,6 +609,23 @@ fn policy_files_the_loader_would_not_read_are_refused() {
             "{place}: {error}"
         );
     }
+    // The attacker's review: a link named like a layer in another case, a
+    // top-level `..` file, and a file nested too deep are refused too.
+    let dir = scratch();
+    let elsewhere = scratch();
+    std::os::unix::fs::symlink(elsewhere.join("control"), dir.join("Control")).unwrap();
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("Control"), "{error}");
+    let dir = scratch();
+    std::fs::write(dir.join("..x.cedar"), forbid).unwrap();
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("..x.cedar"), "{error}");
+    let dir = scratch();
+    let deep = dir.join("tests/a/b/c/d/e/f/g/h/i");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("deny.cedar"), forbid).unwrap();
+    let error = Store::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("nested more than 8 deep"), "{error}");
     // What the loader reads, and files that are not policies, pass.
     let dir = scratch();
     std::fs::write(dir.join("README.md"), "notes").unwrap();

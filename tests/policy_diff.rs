@@ -80,6 +80,15 @@ async fn compare(active: &Path, candidate: &Path, rules: Vec<DependentRule>) -> 
 
 /// Asserts the verdict, and that every difference was confirmed by the
 /// replay (the authorizer decides the counterexample differently).
+/// Each decision's verdict, in the report's order.
+fn verdicts(report: &Report) -> Vec<(&'static str, Verdict)> {
+    report
+        .actions
+        .iter()
+        .map(|a| (a.action, a.verdict))
+        .collect()
+}
+
 fn expect(report: &Report, verdict: Verdict) {
     assert_eq!(report.verdict, verdict, "{report:#?}");
     for d in report.widenings.iter().chain(&report.narrowings) {
@@ -190,11 +199,7 @@ when {{ context["ecs:AssociatePublicIpAddress"] }};
     });
     let report = compare(&shipped, &everything.0, vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
-    let verdicts: Vec<(&str, Verdict)> = report
-        .actions
-        .iter()
-        .map(|a| (a.action, a.verdict))
-        .collect();
+    let verdicts = verdicts(&report);
     assert_eq!(
         verdicts,
         [
@@ -560,11 +565,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
     });
     let report = compare(&shipped, &simulate.0, vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
-    let verdicts: Vec<(&str, Verdict)> = report
-        .actions
-        .iter()
-        .map(|a| (a.action, a.verdict))
-        .collect();
+    let verdicts = verdicts(&report);
     assert_eq!(
         verdicts,
         [
@@ -669,11 +670,7 @@ async fn removing_explain_narrows_both_explain_checks() {
     });
     let report = compare(&shipped, &removed.0, vec![demo_rule()]).await;
     expect(&report, Verdict::Narrows);
-    let verdicts: Vec<(&str, Verdict)> = report
-        .actions
-        .iter()
-        .map(|a| (a.action, a.verdict))
-        .collect();
+    let verdicts = verdicts(&report);
     assert_eq!(
         verdicts,
         [

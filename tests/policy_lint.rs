@@ -34,6 +34,21 @@ const BASELINE: &str = r#"@id("control.baseline")
 permit (principal, action, resource);
 "#;
 
+/// Lints `dir` (then removes it): the report, and its findings by policy.
+async fn lint_findings(dir: &Path) -> (lint::Report, Vec<(String, Kind)>) {
+    let report = lint::run(dir, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(dir);
+    let mut found: Vec<(String, Kind)> = report
+        .findings
+        .iter()
+        .map(|f| (f.policy.clone(), f.kind))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    (report, found)
+}
+
 #[tokio::test]
 async fn finds_what_never_applies_what_is_shadowed_and_what_can_fail() {
     let dir = directory(
@@ -62,16 +77,7 @@ when { context["ecs:AssociatePublicIpAddress"] };
 permit (principal in Ram::Group::"NetworkAdmins", action, resource);
 "#,
     );
-    let report = lint::run(&dir, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut found: Vec<(String, Kind)> = report
-        .findings
-        .iter()
-        .map(|f| (f.policy.clone(), f.kind))
-        .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let (report, found) = lint_findings(&dir).await;
     assert_eq!(
         found,
         [
@@ -120,16 +126,7 @@ when { context.request has internet_max_bandwidth_out &&
        context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 };
 "#,
     );
-    let report = lint::run(&dir, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut found: Vec<(String, Kind)> = report
-        .findings
-        .iter()
-        .map(|f| (f.policy.clone(), f.kind))
-        .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let (report, found) = lint_findings(&dir).await;
     assert_eq!(
         found,
         [

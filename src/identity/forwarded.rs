@@ -82,7 +82,9 @@ pub enum SourceHeader {
     ForwardedFor,
     /// A header the sidecar always overwrites with the address it saw (an
     /// Istio EnvoyFilter setting it from
-    /// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`): exactly one field
+    /// `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%`, the peer of the
+    /// sidecar's connection; `%DOWNSTREAM_REMOTE_ADDRESS%` would be read
+    /// from `x-forwarded-for` again): exactly one field
     /// holding exactly one address; anything else is unknown.
     Overwritten(http::HeaderName),
 }

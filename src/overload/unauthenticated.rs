@@ -11,18 +11,28 @@
 //!   (`server.rs`), which refuses a larger announced length before buffering
 //!   it;
 //! - at most `max_streams_per_connection` are open on one connection, and
-//!   `max_streams` in all; more are refused at once with RESOURCE_EXHAUSTED;
+//!   `max_streams` in all (health `Check` aside: the kubelet's probe, a
+//!   unary call, must never find the places taken); more are refused at
+//!   once with RESOURCE_EXHAUSTED;
 //! - a stream whose caller sends nothing for `idle_timeout` while its
 //!   request side is open is ended with DEADLINE_EXCEEDED, and so is every
 //!   stream when `deadline` has passed since it opened: a health `Watch`
 //!   ends then too, and its client opens a new one.
+//!
+//! The bounds are kept by a timer task of each stream, not by the bodies:
+//! a peer that opens no flow-control window never has its response body
+//! polled, so a timer inside the body would never fire. When the task's
+//! timer ends, it gives the stream's places back, fails its request body
+//! (so the service, e.g. reflection's task, lets the stream go and HTTP/2
+//! resets it) and ends its response body with DEADLINE_EXCEEDED trailers
+//! when that is next polled.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use http_body::Frame;
@@ -70,12 +80,16 @@ pub(crate) struct Streams {
     per_connection: Counts<Option<SocketAddr>>,
 }
 
-/// What an open stream holds, given back when its response ends.
+/// What an open stream holds, given back when its response ends or its
+/// timer does.
 #[derive(Debug)]
 struct Held {
-    _all: OwnedSemaphorePermit,
+    _all: Option<OwnedSemaphorePermit>,
     _connection: Counted<Option<SocketAddr>>,
 }
+
+/// The health service's unary check: exempt from the bound in all.
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 impl Streams {
     pub(crate) fn new(limits: Limits) -> Self {
@@ -86,7 +100,7 @@ impl Streams {
         }
     }
 
-    fn open(&self, connection: Option<SocketAddr>) -> Result<Held, Error> {
+    fn open(&self, connection: Option<SocketAddr>, exempt: bool) -> Result<Held, Error> {
         let connection = self
             .per_connection
             .take(connection, self.limits.max_streams_per_connection)
@@ -94,14 +108,19 @@ impl Streams {
                 limit: self.limits.max_streams_per_connection,
                 scope: "per connection",
             })?;
-        let all = self
-            .all
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::StreamsExhausted {
-                limit: self.limits.max_streams,
-                scope: "in all",
-            })?;
+        let all = if exempt {
+            None
+        } else {
+            Some(
+                self.all
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Error::StreamsExhausted {
+                        limit: self.limits.max_streams,
+                        scope: "in all",
+                    })?,
+            )
+        };
         Ok(Held {
             _all: all,
             _connection: connection,
@@ -125,16 +144,28 @@ impl Streams {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        let held = match self.open(connection(request.extensions())) {
+        let exempt = request.uri().path() == HEALTH_CHECK;
+        let held = match self.open(connection(request.extensions()), exempt) {
             Ok(held) => held,
             Err(error) => return Box::pin(std::future::ready(Ok((answers.reject)(error)))),
         };
         let activity = Arc::new(Activity::new());
         let mut watchdog = Watchdog::new(activity.clone(), &self.limits);
+        // The stream's timer, apart from the bodies (see the module's doc);
+        // aborted, with its places given back, when the response ends.
+        let timer = {
+            let activity = activity.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let _held = held;
+                let error = std::future::poll_fn(|cx| watchdog.poll_expired(cx)).await;
+                tracing::info!(%error, "health or reflection stream ended");
+                activity.expire(error);
+            }))
+        };
         let request = request.map(|body| {
             tonic::body::Body::new(Watched {
                 inner: body,
-                activity,
+                activity: activity.clone(),
             })
         });
         Box::pin(async move {
@@ -142,20 +173,29 @@ impl Streams {
             tokio::pin!(call);
             let response = tokio::select! {
                 response = &mut call => response?,
-                error = std::future::poll_fn(|cx| watchdog.poll_expired(cx)) => {
+                error = std::future::poll_fn(|cx| activity.poll_expired(Side::Call, cx)) => {
                     return Ok((answers.reject)(error));
                 }
             };
             Ok(response.map(|body| {
                 tonic::body::Body::new(Bounded {
                     inner: body,
-                    watchdog,
+                    activity,
                     trailers: answers.trailers,
                     done: false,
-                    _held: held,
+                    _timer: timer,
                 })
             }))
         })
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -171,13 +211,29 @@ fn connection(extensions: &http::Extensions) -> Option<SocketAddr> {
         })
 }
 
-/// When the caller last sent something, and whether its side has ended.
+/// Who waits for a stream's end.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// The service, before it answered.
+    Call,
+    /// The request body.
+    Request,
+    /// The response body.
+    Response,
+}
+
+/// Why a stream was ended, if it was, and who waits to know.
+type Expired = (Option<Error>, [Option<Waker>; 3]);
+
+/// When the caller last sent something, whether its side has ended, and
+/// why the stream was ended, if it was.
 #[derive(Debug)]
 struct Activity {
     opened: Instant,
     /// Microseconds after `opened`.
     last: AtomicU64,
     ended: AtomicBool,
+    expired: Mutex<Expired>,
 }
 
 impl Activity {
@@ -186,7 +242,27 @@ impl Activity {
             opened: Instant::now(),
             last: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            expired: Mutex::new((None, [None, None, None])),
         }
+    }
+
+    /// Ends the stream for `error`, waking whoever waits on it.
+    fn expire(&self, error: Error) {
+        let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
+        expired.0 = Some(error);
+        for waker in expired.1.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+    }
+
+    /// Ready with the reason once the stream was ended.
+    fn poll_expired(&self, side: Side, cx: &mut Context<'_>) -> Poll<Error> {
+        let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(error) = &expired.0 {
+            return Poll::Ready(error.clone());
+        }
+        expired.1[side as usize] = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     fn touch(&self) {
@@ -213,6 +289,10 @@ impl http_body::Body for Watched {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        // An ended stream fails its request: the service lets it go.
+        if let Poll::Ready(error) = self.activity.poll_expired(Side::Request, cx) {
+            return Poll::Ready(Some(Err(tonic::Status::cancelled(error.to_string()))));
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => self.activity.touch(),
@@ -278,14 +358,14 @@ impl Watchdog {
     }
 }
 
-/// The response body, ended with DEADLINE_EXCEEDED trailers when the
-/// watchdog says so; holds the stream's place until it ends.
+/// The response body, ended with DEADLINE_EXCEEDED trailers once the
+/// stream's timer ended it; the timer (and the places) go with it.
 struct Bounded {
     inner: tonic::body::Body,
-    watchdog: Watchdog,
+    activity: Arc<Activity>,
     trailers: super::Trailers,
     done: bool,
-    _held: Held,
+    _timer: AbortOnDrop,
 }
 
 impl http_body::Body for Bounded {
@@ -300,19 +380,20 @@ impl http_body::Body for Bounded {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            if frame
-                .as_ref()
-                .is_none_or(|f| f.as_ref().is_ok_and(Frame::is_trailers))
-            {
-                this.done = true;
-            }
-            return Poll::Ready(frame);
+        // The end first: the service, its request failed, ends its own
+        // answer at the same time, and must not have the last word (OK).
+        if let Poll::Ready(error) = this.activity.poll_expired(Side::Response, cx) {
+            this.done = true;
+            return Poll::Ready(Some(Ok(Frame::trailers((this.trailers)(error)))));
         }
-        let error = ready!(this.watchdog.poll_expired(cx));
-        tracing::info!(%error, "health or reflection stream ended");
-        this.done = true;
-        Poll::Ready(Some(Ok(Frame::trailers((this.trailers)(error)))))
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if frame
+            .as_ref()
+            .is_none_or(|f| f.as_ref().is_ok_and(Frame::is_trailers))
+        {
+            this.done = true;
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -333,18 +414,18 @@ mod tests {
         });
         let a: Option<SocketAddr> = Some("127.0.0.1:1000".parse().unwrap());
         let b: Option<SocketAddr> = Some("127.0.0.1:1001".parse().unwrap());
-        let a1 = streams.open(a).unwrap();
-        let _a2 = streams.open(a).unwrap();
+        let a1 = streams.open(a, false).unwrap();
+        let _a2 = streams.open(a, false).unwrap();
         assert!(matches!(
-            streams.open(a),
+            streams.open(a, false),
             Err(Error::StreamsExhausted {
                 limit: 2,
                 scope: "per connection"
             })
         ));
-        let _b1 = streams.open(b).unwrap();
+        let _b1 = streams.open(b, false).unwrap();
         assert!(matches!(
-            streams.open(b),
+            streams.open(b, false),
             Err(Error::StreamsExhausted {
                 limit: 3,
                 scope: "in all"
@@ -352,8 +433,11 @@ mod tests {
         ));
         // The refusal in all gave the connection's count back.
         assert_eq!(streams.per_connection.get(&b), Some(1));
+        // A health check is not counted in all.
+        let c: Option<SocketAddr> = Some("127.0.0.1:1002".parse().unwrap());
+        let _check = streams.open(c, true).unwrap();
         drop(a1);
-        streams.open(b).unwrap();
+        streams.open(b, false).unwrap();
     }
 
     #[tokio::test(start_paused = true)]

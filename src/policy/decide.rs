@@ -431,8 +431,35 @@ impl Authorizer {
         request: &ModifyRequest,
         now: DateTime<Utc>,
     ) -> Option<Decision> {
+        self.denied_whatever_the_instance(caller, request, now, Question::Decide)
+    }
+
+    /// The same for Explain's permission checks ([`Self::decide_explain`]):
+    /// a caller who may not explain the call, whatever the instance is,
+    /// spends no lookup.
+    pub fn deny_explain_before_lookup(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        simulated: Option<&CallerId>,
+        now: DateTime<Utc>,
+    ) -> Option<Decision> {
+        let simulated = simulated.filter(|s| **s != caller.identity);
+        self.denied_whatever_the_instance(caller, request, now, Question::MayExplain { simulated })
+    }
+
+    fn denied_whatever_the_instance(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+        question: Question<'_>,
+    ) -> Option<Decision> {
+        // One snapshot for the decision and the analysis of its policies: a
+        // reload in between must not pair one version's ids with another's.
         let data = self.store.current();
-        let (decision, results) = self.run(
+        let (decision, results) = self.run_on(
+            &data,
             caller,
             request,
             now,
@@ -440,7 +467,7 @@ impl Authorizer {
                 instance: None,
                 generation: u64::MAX,
             },
-            Question::Decide,
+            question,
         );
         let Outcome::Deny(_) = &decision.outcome else {
             return None;
@@ -454,7 +481,10 @@ impl Authorizer {
         // outbound bandwidth.
         let associate_fixed = request.allocate_public_ip == Some(true)
             || request.bandwidth_out.is_none_or(|out| out == 0);
+        // Explain's actions are the same for every instance; a call's
+        // dependent actions may depend on that key.
         let always_needed = associate_fixed
+            || matches!(question, Question::MayExplain { .. })
             || self
                 .actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, false)
                 .contains(&denied.action);
@@ -566,8 +596,28 @@ impl Authorizer {
         source: Source<'_>,
         question: Question<'_>,
     ) -> (Decision, Vec<LayerResult>) {
+        self.run_on(
+            &self.store.current(),
+            caller,
+            request,
+            now,
+            source,
+            question,
+        )
+    }
+
+    /// [`Self::run`] on one snapshot of the policies.
+    fn run_on(
+        &self,
+        data: &Arc<PolicyData>,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+        source: Source<'_>,
+        question: Question<'_>,
+    ) -> (Decision, Vec<LayerResult>) {
         let mut results = Vec::new();
-        let data = self.store.current();
+        let data = Arc::clone(data);
         let listed = data.instances.get(&request.instance_id);
         let placed = |i: &&Instance| i.region == request.region_id && i.account == self.account_id;
         // The instance, and one entities.json gives another region or

@@ -8,8 +8,12 @@
 //! The analysis walks each policy's conditions in Cedar's JSON form and errs
 //! on the side of "reads": `resource.arn`, `resource.region` and
 //! `resource.account` (and `has` of them) come from the request, any other
-//! use of `resource` in a condition counts as reading the instance; any use
-//! of `context` other than a named key counts as reading every key.
+//! use of `resource` in a condition counts as reading the instance, and so
+//! does any `Ecs::Instance` entity written as a literal (its attributes and
+//! tags are the same facts); any use of `context` other than a named key
+//! counts as reading every key. Scopes are not walked: they read the
+//! resource's identity and parents, which the gateway builds from the
+//! request alone (an `Ecs::Instance` has no parents from a lookup).
 
 use std::collections::HashSet;
 
@@ -18,6 +22,9 @@ use serde_json::Value;
 
 /// Resource attributes the gateway builds from the request alone.
 const FROM_REQUEST: [&str; 3] = ["arn", "region", "account"];
+
+/// The entity type whose attributes and tags a lookup gives.
+const INSTANCE: &str = "Ecs::Instance";
 
 /// The context key that depends on the instance.
 const ASSOCIATE: &str = "ecs:AssociatePublicIpAddress";
@@ -135,6 +142,15 @@ fn walk(value: &Value, reads: &mut Reads) {
                 reads.associate = true;
                 return;
             }
+            if map
+                .get("__entity")
+                .and_then(|e| e.get("type"))
+                .and_then(Value::as_str)
+                == Some(INSTANCE)
+            {
+                reads.instance = true;
+                return;
+            }
             for child in map.values() {
                 walk(child, reads);
             }
@@ -194,6 +210,10 @@ mod tests {
             r#"forbid (principal, action, resource) when { !resource.known };"#,
             r#"forbid (principal, action, resource) when { resource has chargeType };"#,
             r#"forbid (principal, action, resource) when { resource in Ecs::Instance::"i-1" };"#,
+            // The attacker's review: an instance named as a literal is read
+            // as the resource is.
+            r#"forbid (principal, action, resource == Ecs::Instance::"i-1") unless { Ecs::Instance::"i-1".hasTag("env") };"#,
+            r#"forbid (principal, action, resource) when { Ecs::Instance::"i-1" has chargeType };"#,
         ] {
             assert!(reads(text).instance, "{text}");
         }

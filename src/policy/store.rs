@@ -379,73 +379,107 @@ fn layer_files(dir: &Path, layer: Layer) -> std::io::Result<Vec<PathBuf>> {
 /// Files under `dir` that look like policies but that no layer reads, each
 /// with what is wrong: a `.cedar` file (any case of the extension) at any
 /// depth that is not `<layer>/<name>.cedar` or `<layer>__<name>.cedar` at
-/// the top, and a top-level folder whose name is a layer's in another case
-/// (`Identity/`). ConfigMap internals (`..data`, `..2026_…`) are skipped;
-/// symbolic links to folders are not followed.
+/// the top, and a top-level folder (or link to one) whose name is a layer's
+/// in another case (`Identity/`). ConfigMap internals (folders and links
+/// named `..data`, `..2026_…`) are skipped; links to folders are followed,
+/// as the loader follows them, within [`MAX_DEPTH`] levels and
+/// [`MAX_ENTRIES`] entries, beyond which the directory is refused.
 fn unread_policy_files(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    walk_policy_dir(dir, 0, &mut found);
-    found.sort();
-    found
+    let mut walk = Walk {
+        found: Vec::new(),
+        entries: 0,
+    };
+    walk.dir(dir, 0);
+    walk.found.sort();
+    walk.found
 }
 
 /// How deep [`unread_policy_files`] looks.
 const MAX_DEPTH: usize = 8;
 
-fn walk_policy_dir(dir: &Path, depth: usize, found: &mut Vec<(PathBuf, String)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("..") {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
+/// How many entries [`unread_policy_files`] looks at.
+const MAX_ENTRIES: usize = 10_000;
+
+struct Walk {
+    found: Vec<(PathBuf, String)>,
+    entries: usize,
+}
+
+impl Walk {
+    fn dir(&mut self, dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
         };
-        if kind.is_dir() {
-            let layer = Layer::ALL
-                .iter()
-                .find(|l| l.as_str().eq_ignore_ascii_case(&name));
-            if depth == 0
-                && let Some(layer) = layer
-                && name != layer.as_str()
-            {
-                found.push((
-                    path.clone(),
-                    format!(
-                        "a folder named {name}/ is not read: the layer's folder is {}/ (lower case)",
-                        layer.as_str()
-                    ),
+        for entry in entries.filter_map(Result::ok) {
+            self.entries += 1;
+            if self.entries == MAX_ENTRIES {
+                self.found.push((
+                    dir.to_owned(),
+                    format!("more than {MAX_ENTRIES} files and folders: the policy directory cannot be checked"),
                 ));
             }
-            if depth < MAX_DEPTH {
-                walk_policy_dir(&path, depth + 1, found);
+            if self.entries >= MAX_ENTRIES {
+                return;
             }
-            continue;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            // Follows links, as the loader's reads do.
+            let is_dir = path.is_dir();
+            if name.starts_with("..") && (is_dir || entry.file_type().is_ok_and(|t| t.is_symlink()))
+            {
+                continue;
+            }
+            if is_dir {
+                self.folder(&path, &name, depth);
+                continue;
+            }
+            let looks_like_policy = path
+                .extension()
+                .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("cedar"));
+            if !looks_like_policy {
+                continue;
+            }
+            let read = path.extension().is_some_and(|e| e == "cedar")
+                && match depth {
+                    0 => Layer::ALL
+                        .iter()
+                        .any(|l| name.starts_with(&format!("{}__", l.as_str()))),
+                    1 => dir
+                        .file_name()
+                        .is_some_and(|d| Layer::ALL.iter().any(|l| d == l.as_str())),
+                    _ => false,
+                };
+            if !read {
+                self.found.push((
+                    path,
+                    "looks like a policy but would not be read: policies are control/<name>.cedar or identity/<name>.cedar (or control__<name>.cedar, identity__<name>.cedar at the top), with the extension in lower case".to_owned(),
+                ));
+            }
         }
-        let looks_like_policy = path
-            .extension()
-            .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("cedar"));
-        if !looks_like_policy {
-            continue;
+    }
+
+    fn folder(&mut self, path: &Path, name: &str, depth: usize) {
+        let layer = Layer::ALL
+            .iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(name));
+        if depth == 0
+            && let Some(layer) = layer
+            && name != layer.as_str()
+        {
+            self.found.push((
+                path.to_owned(),
+                format!(
+                    "a folder named {name}/ is not read: the layer's folder is {}/ (lower case)",
+                    layer.as_str()
+                ),
+            ));
         }
-        let read = path.extension().is_some_and(|e| e == "cedar")
-            && match depth {
-                0 => Layer::ALL
-                    .iter()
-                    .any(|l| name.starts_with(&format!("{}__", l.as_str()))),
-                1 => dir
-                    .file_name()
-                    .is_some_and(|d| Layer::ALL.iter().any(|l| d == l.as_str())),
-                _ => false,
-            };
-        if !read {
-            found.push((
-                path,
-                "looks like a policy but would not be read: policies are control/<name>.cedar or identity/<name>.cedar (or control__<name>.cedar, identity__<name>.cedar at the top), with the extension in lower case".to_owned(),
+        if depth < MAX_DEPTH {
+            self.dir(path, depth + 1);
+        } else {
+            self.found.push((
+                path.to_owned(),
+                format!("folders nested more than {MAX_DEPTH} deep are not checked: flatten the policy directory"),
             ));
         }
     }

@@ -48,24 +48,39 @@ impl AuthorizationService for Gateway {
         span.record("cloud.region", explain.request.region_id.as_str());
 
         // 3. may the caller ask? (With the instance's attributes from ECS
-        //    when the lookup is on.)
-        let answer = self
-            .look_up(
-                &caller,
-                &explain.request,
-                limit.saturating_sub(arrived.elapsed()),
-            )
-            .await?;
-        let source = crate::lookup::source(answer.as_ref());
+        //    when the lookup is on and they can change the answer: a caller
+        //    who may not ask whatever the instance is spends no lookup.)
         let now = chrono::Utc::now();
-        let permission = self.authorize(true, || {
-            self.authorizer().decide_explain(
+        let early = self.lookup.as_ref().and_then(|_| {
+            self.authorizer().deny_explain_before_lookup(
                 &caller,
                 &explain.request,
                 explain.identity.as_ref(),
                 now,
-                source,
             )
+        });
+        let answer = match early {
+            Some(_) => None,
+            None => {
+                self.look_up(
+                    &caller,
+                    &explain.request,
+                    limit.saturating_sub(arrived.elapsed()),
+                )
+                .await?
+            }
+        };
+        let source = crate::lookup::source(answer.as_ref());
+        let permission = self.authorize(true, || {
+            early.unwrap_or_else(|| {
+                self.authorizer().decide_explain(
+                    &caller,
+                    &explain.request,
+                    explain.identity.as_ref(),
+                    now,
+                    source,
+                )
+            })
         });
         policy::log::record(
             &permission,

@@ -286,11 +286,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a shadow decision.
-    pub fn record_shadow(&self, agree: bool) {
+    /// Counts a shadow decision: `agree`, `disagree`, or `not_compared`
+    /// (a call denied without the instance's attributes, which the
+    /// candidate needs).
+    pub fn record_shadow(&self, result: &'static str) {
         self.shadow_decisions
             .get_or_create(&ResultLabels {
-                result: if agree { "agree" } else { "disagree" }.to_owned(),
+                result: result.to_owned(),
             })
             .inc();
     }
