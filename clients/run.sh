@@ -34,6 +34,12 @@ echo "demo on $address"
 echo "-- Python"
 PATH="$venv/bin:$PATH" "$here/python/generate.sh" "$work/py"
 PYTHONPATH="$work/py:$here/python" "$venv/bin/python" "$here/python/check_demo.py" "$address"
+# The README's Python example, as a newcomer runs it.
+example="$(PYTHONPATH="$work/py" "$venv/bin/python" "$here/python/example.py" "$address")"
+echo "$example"
+grep -q "^applied: request_id" <<< "$example"
+grep -q "^refused: INVALID_ARGUMENT" <<< "$example"
+grep -q "field: internet_max_bandwidth_out InvalidInternetMaxBandwidthOut.ValueNotSupported" <<< "$example"
 
 echo "-- TypeScript"
 cd "$here/typescript"

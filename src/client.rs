@@ -272,6 +272,19 @@ pub async fn call(args: &CallArgs) -> Result<pb::ModifyInstanceNetworkSpecRespon
         .map_err(Error::Status)
 }
 
+/// What to try, when a call went wrong in a way a newcomer hits: against
+/// the demo, naming no caller.
+pub fn hint(args: &CallArgs, error: &Error) -> Option<&'static str> {
+    let Error::Status(status) = error else {
+        return None;
+    };
+    let nobody = args.as_identity.is_none() && args.token.is_none();
+    (status.code() == tonic::Code::Unauthenticated && nobody).then_some(
+        "name the caller: against the demo, --as spiffe://demo.local/sa/netops (it stands in \
+         for a mesh sidecar); against a gateway, --token JWT or a client certificate",
+    )
+}
+
 impl Error {
     /// The class of this failure.
     pub fn outcome(&self) -> Outcome {

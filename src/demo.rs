@@ -96,8 +96,8 @@ pub async fn run(
     }
     let parts = server::build(&settings)?;
     let _watchers = server::watch_policies(&parts);
-    let listener = server::bind(listen).await?;
-    let admin = server::bind(admin_listen).await?;
+    let listener = server::bind(listen, server::LISTEN_SETTING).await?;
+    let admin = server::bind(admin_listen, server::ADMIN_LISTEN_SETTING).await?;
     // With port 0 the system picks the port: show the one bound.
     let listen = listener.local_addr().unwrap_or(listen);
     let admin_listen = admin.local_addr().unwrap_or(admin_listen);

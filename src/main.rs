@@ -514,6 +514,9 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 }
                 Err(error) => {
                     eprintln!("{error}");
+                    if let Some(hint) = client::hint(&args, &error) {
+                        eprintln!("hint: {hint}");
+                    }
                     return ExitCode::from(error.outcome() as u8);
                 }
             }

@@ -603,6 +603,7 @@ pub async fn serve(
         let started = draining_started.clone();
         async move {
             shutdown.await;
+            tracing::info!("shutdown signal received, draining calls in flight");
             metrics.set_ready(false);
             health
                 .set_not_serving::<InstanceNetworkServiceServer<Gateway>>()
@@ -704,10 +705,12 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}")]
+    #[error("cannot listen on {addr} ({setting})")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
+        /// Where it is set, for the message.
+        setting: &'static str,
         /// The cause.
         #[source]
         source: std::io::Error,
@@ -820,11 +823,24 @@ pub fn build(config: &crate::config::Config) -> Result<Parts, RunError> {
 /// # Errors
 ///
 /// The address is taken or not ours.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    setting: &'static str,
+) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| RunError::Bind { addr, source })
+        .map_err(|source| RunError::Bind {
+            addr,
+            setting,
+            source,
+        })
 }
+
+/// How `listen` is set, for a bind error.
+pub const LISTEN_SETTING: &str = "--listen, ECS_GATEWAY_LISTEN or listen";
+/// How `admin_listen` is set, for a bind error.
+pub const ADMIN_LISTEN_SETTING: &str =
+    "--admin-listen, ECS_GATEWAY_ADMIN_LISTEN or admin_listen: the admin port (/metrics, /readyz)";
 
 /// Reloads the policies when they change on disk and on SIGHUP, for as long
 /// as the returned watcher lives.
@@ -947,8 +963,8 @@ pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
     }
     let parts = build(&config)?;
     let _watchers = watch_policies(&parts);
-    let listener = bind(config.listen).await?;
-    let admin = bind(config.admin_listen).await?;
+    let listener = bind(config.listen, LISTEN_SETTING).await?;
+    let admin = bind(config.admin_listen, ADMIN_LISTEN_SETTING).await?;
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,
@@ -982,7 +998,8 @@ pub async fn shutdown_signal() {
         _ = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received, draining calls in flight");
+    // Said once, by the server that drains (the demo's simulator waits for
+    // the same signal).
 }
 
 #[cfg(test)]

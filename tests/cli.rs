@@ -548,6 +548,48 @@ fn no_log_line_is_lost_at_shutdown() {
         .count();
     assert_eq!(decisions, 50, "{logs}");
     assert!(logs.contains("\"client_token\":\"flush-49\""), "{logs}");
+    // Issue 25: the signal was said twice (the simulator waited for it too).
+    assert_eq!(
+        logs.matches("shutdown signal received").count(),
+        1,
+        "{logs}"
+    );
+}
+
+/// Issue 25: a taken admin port (Prometheus' 9090 on many machines) said
+/// only "cannot listen on 127.0.0.1:9090"; it names the flag now.
+#[test]
+fn a_taken_admin_port_names_its_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--admin-listen"), "{stderr}");
+}
+
+/// Issue 25: `call` without `--as` was told to present a certificate or a
+/// JWT, and not that `--as` exists for the demo.
+#[test]
+fn a_call_naming_no_caller_is_told_about_as() {
+    let (mut demo, addr) = start_demo();
+    let out = Command::new(BIN)
+        .args(["call", "--endpoint", &format!("http://{addr}")])
+        .args(["--instance-id", "i-demo-postpaid", "--bandwidth-out", "8"])
+        .env_remove("ECS_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hint: name the caller: against the demo, --as spiffe://"),
+        "{stderr}"
+    );
+    stop(&mut demo);
 }
 
 /// The README's import: a RAM document printed as Cedar, put in a copy of
@@ -877,5 +919,18 @@ fn serve_check_warns_when_a_mesh_source_address_can_be_forged() {
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("identity.source_address_header = \"x-ecs-gateway-source-address\"")
+    );
+}
+
+/// The README's Python example is `clients/python/example.py`, which CI runs
+/// against the demo (`clients/run.sh`): the copy cannot drift from the file.
+#[test]
+fn the_readmes_python_example_is_the_file_ci_runs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/clients/python/example.py")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{}```", example)),
+        "README.md's Python block differs from clients/python/example.py"
     );
 }

@@ -300,9 +300,11 @@ pub(crate) fn context(
     associate: bool,
     now: DateTime<Utc>,
 ) -> Result<Context, String> {
-    let peer = caller
-        .peer
-        .ok_or("the caller's address is unknown, so acs:SourceIp cannot be set")?;
+    let peer = caller.peer.ok_or(
+        "the caller's address is unknown, so acs:SourceIp cannot be set: behind a sidecar, \
+             the sidecar must send the caller's address (x-forwarded-for, or the header \
+             identity.source_address_header names)",
+    )?;
     let mut params = vec![
         (
             "region_id".to_owned(),
