@@ -643,11 +643,16 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             "case": d.case,
         })
     };
+    // A widening nobody can show (no counterexample reproduced through the
+    // authorizer) is not a widening a CI gate may block on: said, and exit 2.
+    let unconfirmed =
+        report.verdict.widens() && !report.widenings.iter().any(|d| d.confirmed);
     if args.json {
         out!(
             "{:#}",
             serde_json::json!({
                 "result": report.verdict.as_str(),
+                "widensConfirmed": report.verdict.widens() && !unconfirmed,
                 "actions": report.actions.iter().map(|a| {
                     (a.action.to_owned(), serde_json::json!(a.verdict.as_str()))
                 }).collect::<serde_json::Map<_, _>>(),
@@ -659,8 +664,14 @@ async fn diff(args: &DiffArgs) -> ExitCode {
         );
     } else {
         out!(
-            "{}: the candidate {} ({} solver queries, {:.2} s)",
+            "{}{}: the candidate {} ({} solver queries, {:.2} s)",
             report.verdict.as_str(),
+            if unconfirmed {
+                " (unconfirmed: no counterexample reproduced through the authorizer; \
+                 they may be calls the gateway cannot receive)"
+            } else {
+                ""
+            },
             match report.verdict {
                 policy::diff::Verdict::Equivalent => "decides every call as the active policies do",
                 policy::diff::Verdict::Narrows => "only denies calls the active policies allow",
@@ -704,7 +715,9 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             }
         }
     }
-    if report.verdict.widens() {
+    if unconfirmed {
+        ExitCode::from(2)
+    } else if report.verdict.widens() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -689,3 +689,56 @@ async fn removing_explain_narrows_both_explain_checks() {
         );
     }
 }
+
+/// Issue 25: a widening whose counterexamples none reproduced through the
+/// authorizer (here one needs an ARN the gateway never builds) answered
+/// "widens", exit 1, and a CI gate blocked a change nobody could show
+/// widens anything. The headline says unconfirmed, and the exit is 2.
+#[tokio::test]
+async fn a_widening_nobody_can_reproduce_is_unconfirmed_exit_2() {
+    let shipped = support::policies_dir();
+    let impossible = candidate("impossible-arn", |dir| {
+        add(
+            dir,
+            "identity/impossible.cedar",
+            r#"@id("identity.impossible-arn")
+permit (principal, action == Action::"ecs:ModifyInstanceNetworkSpec", resource)
+when { resource.arn == "acs:ecs:cn-hangzhou:1234567890123456:instance/i-elsewhere" && resource.region == "cn-beijing" };
+"#,
+        );
+    });
+    let out = Command::new(BIN)
+        .args([
+            "policy",
+            "diff",
+            "--json",
+            "--no-config",
+            "--account-id",
+            ACCOUNT,
+            "--active",
+        ])
+        .arg(&shipped)
+        .arg("--candidate")
+        .arg(&impossible.0)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(json["result"], "widens", "{json}");
+    assert_eq!(json["widensConfirmed"], false, "{json}");
+    assert_eq!(json["widenings"][0]["confirmedByReplay"], false, "{json}");
+    assert_eq!(out.status.code(), Some(2), "{json}");
+    let out = Command::new(BIN)
+        .args(["policy", "diff", "--no-config", "--account-id", ACCOUNT, "--active"])
+        .arg(&shipped)
+        .arg("--candidate")
+        .arg(&impossible.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("widens (unconfirmed: no counterexample reproduced"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+}
