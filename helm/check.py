@@ -198,7 +198,9 @@ def serve_check(config_text):
     with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
         f.write(config_text)
         f.flush()
-        run = subprocess.run([BINARY, "serve", "--check", "--config", f.name], capture_output=True, text=True,
+        # --settings-only: the files the settings name are the pod's.
+        run = subprocess.run([BINARY, "serve", "--check", "--settings-only", "--config", f.name],
+                             capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin"})
     settings = dict(line.split(" = ", 1) for line in run.stdout.splitlines() if " = " in line)
     return run.returncode, settings, run.stderr.strip()

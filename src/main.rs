@@ -272,11 +272,18 @@ struct ServeArgs {
     /// The Alibaba Cloud account owning the instances, for ARNs.
     #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
     account_id: Option<String>,
-    /// Check the settings and print the effective ones (`key = value`, by
-    /// settings-file key, no secrets), then exit: 0 when they are valid, 64
-    /// when not. Nothing is bound or read besides the settings file.
+    /// Check everything `serve` checks before it binds, and print the
+    /// effective settings (`key = value`, by settings-file key, no
+    /// secrets), then exit: 0 when `serve` would start, 64 when not. Reads
+    /// the settings, credentials, policies, TLS and JWKS files as `serve`
+    /// does; binds nothing, fetches nothing.
     #[arg(long)]
     check: bool,
+    /// With --check: the settings alone, for a settings file meant for
+    /// another machine (the files it names are not read), as the Helm
+    /// chart's check does.
+    #[arg(long, requires = "check")]
+    settings_only: bool,
 }
 
 fn default_upstream_timeout() -> String {
@@ -347,7 +354,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
     match command {
         Command::Serve(args) => {
-            let check = args.check;
+            let (check, settings_only) = (args.check, args.settings_only);
             let overrides = args.overrides(matches.subcommand_matches("serve").unwrap_or(matches));
             let settings = match config::load(&overrides, env) {
                 Ok(settings) => settings,
@@ -359,6 +366,9 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 }
                 for warning in settings.warnings() {
                     eprintln!("warning: {warning}");
+                }
+                if !settings_only && let Err(error) = server::build(&settings) {
+                    return fail(&error, true);
                 }
                 return ExitCode::SUCCESS;
             }
@@ -645,8 +655,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
     };
     // A widening nobody can show (no counterexample reproduced through the
     // authorizer) is not a widening a CI gate may block on: said, and exit 2.
-    let unconfirmed =
-        report.verdict.widens() && !report.widenings.iter().any(|d| d.confirmed);
+    let unconfirmed = report.verdict.widens() && !report.widenings.iter().any(|d| d.confirmed);
     if args.json {
         out!(
             "{:#}",

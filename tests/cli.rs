@@ -406,7 +406,7 @@ enabled = true
     )
     .unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--check", "--config"])
+        .args(["serve", "--check", "--settings-only", "--config"])
         .arg(&path)
         .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
         .output()
@@ -482,7 +482,9 @@ fn serve_flags_show_their_variables_and_keep_the_settings_order() {
     std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n").unwrap();
     let listen = |env: Option<&str>, flag: Option<&str>| {
         let mut command = Command::new(BIN);
-        command.args(["serve", "--check", "--config"]).arg(&path);
+        command
+            .args(["serve", "--check", "--settings-only", "--config"])
+            .arg(&path);
         command.env_remove("ECS_GATEWAY_LISTEN");
         if let Some(value) = env {
             command.env("ECS_GATEWAY_LISTEN", value);
@@ -895,7 +897,7 @@ fn serve_check_warns_when_a_mesh_source_address_can_be_forged() {
     let check = |extra: &[(&str, &str)]| {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--check"])
+            .args(["serve", "--check", "--settings-only"])
             .env("ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT", "true")
             .env("ECS_GATEWAY_ACCOUNT_ID", "1234567890123456");
         for (name, value) in extra {
@@ -932,5 +934,61 @@ fn the_readmes_python_example_is_the_file_ci_runs() {
     assert!(
         readme.contains(&format!("```python\n{}```", example)),
         "README.md's Python block differs from clients/python/example.py"
+    );
+}
+
+/// Issue 25: `serve --check` passed settings that make `serve` exit 64 (no
+/// account, no credentials, a policy directory that does not exist). It
+/// checks what `serve` checks now, binding nothing; `--settings-only` checks
+/// a settings file meant for another machine.
+#[test]
+fn serve_check_refuses_what_serve_refuses() {
+    let check = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.args(["serve", "--check"]).args(extra);
+        for name in [
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            "ECS_GATEWAY_ACCOUNT_ID",
+        ] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        command.output().unwrap()
+    };
+    let keys = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tCheck"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "check-secret"),
+    ];
+    let account = ("ECS_GATEWAY_ACCOUNT_ID", "1234567890123456");
+    for (env, expected) in [
+        (vec![account], "no credentials"),
+        (keys.to_vec(), "no account ID"),
+        (
+            [
+                keys.to_vec(),
+                vec![account, ("ECS_GATEWAY_POLICY_DIR", "/nonexistent/policies")],
+            ]
+            .concat(),
+            "/nonexistent/policies",
+        ),
+    ] {
+        let out = check(&env, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        // The settings alone are valid.
+        assert!(
+            check(&env, &["--settings-only"]).status.success(),
+            "{env:?}"
+        );
+    }
+    let env = [keys.to_vec(), vec![account]].concat();
+    let out = check(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -729,7 +729,14 @@ when { resource.arn == "acs:ecs:cn-hangzhou:1234567890123456:instance/i-elsewher
     assert_eq!(json["widenings"][0]["confirmedByReplay"], false, "{json}");
     assert_eq!(out.status.code(), Some(2), "{json}");
     let out = Command::new(BIN)
-        .args(["policy", "diff", "--no-config", "--account-id", ACCOUNT, "--active"])
+        .args([
+            "policy",
+            "diff",
+            "--no-config",
+            "--account-id",
+            ACCOUNT,
+            "--active",
+        ])
         .arg(&shipped)
         .arg("--candidate")
         .arg(&impossible.0)
