@@ -5,6 +5,7 @@
 //! environment), the gateway forwards there instead.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use crate::config::{self, Config};
 use crate::credentials::{self, Credentials, Secret};
@@ -136,14 +137,26 @@ fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> 
     } else {
         format!(" --endpoint http://{listen}")
     };
+    // The binary as it was started: cargo builds it where CARGO_TARGET_DIR
+    // says, not always target/release.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(
+                exe.strip_prefix(&cwd)
+                    .map_or(exe.clone(), Path::to_path_buf),
+            )
+        })
+        .map_or_else(|| "ecs-gateway".to_owned(), |p| p.display().to_string());
     format!(
         "ecs-gateway demo: gRPC on {listen}\n{upstream}\n\n\
          Callers (--as): spiffe://demo.local/sa/netops (NetworkAdmins), spiffe://demo.local/sa/webapp (AppTeams),\n\
          \x20 spiffe://demo.local/sa/capacity (CapacityPlanners); policies in ./policies, reloaded on change.\n\n\
          In another terminal:\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/netops --instance-id i-demo-prepaid --bandwidth-out 20\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-postpaid --bandwidth-out 8\n\
-         \x20 target/release/ecs-gateway call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-stopped --bandwidth-out 5 --allocate-public-ip true\n\
+         \x20 {binary} call{endpoint_flag} --as spiffe://demo.local/sa/netops --instance-id i-demo-prepaid --bandwidth-out 20\n\
+         \x20 {binary} call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-postpaid --bandwidth-out 8\n\
+         \x20 {binary} call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-stopped --bandwidth-out 5 --allocate-public-ip true\n\
          Ctrl-C stops the demo."
     )
 }

@@ -992,3 +992,41 @@ fn serve_check_refuses_what_serve_refuses() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 25: the demo's banner said `target/release/ecs-gateway` even where
+/// cargo built elsewhere (`CARGO_TARGET_DIR`); it names the binary it runs
+/// from.
+#[test]
+fn the_demo_banner_names_the_binary_it_runs_from() {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo_stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut demo = Demo(child);
+    let mut banner = String::new();
+    while !banner.contains("Ctrl-C") {
+        let mut line = String::new();
+        assert!(demo_stdout.read_line(&mut line).unwrap() > 0, "{banner}");
+        banner.push_str(&line);
+    }
+    let cwd = std::env::current_dir().unwrap();
+    let shown = std::path::Path::new(BIN)
+        .strip_prefix(&cwd)
+        .map_or_else(|_| BIN.to_owned(), |p| p.display().to_string());
+    assert!(
+        banner.contains(&format!("  {shown} call --endpoint http://")),
+        "{banner}"
+    );
+    std::thread::spawn(move || std::io::copy(&mut demo_stdout, &mut std::io::sink()));
+    stop(&mut demo);
+}
