@@ -60,12 +60,15 @@ pub async fn run(
     admin_listen: SocketAddr,
     mut settings: Config,
     external: bool,
+    settings_file: bool,
 ) -> Result<(), Error> {
     for addr in [listen, admin_listen] {
         if !addr.ip().is_loopback() {
             return Err(Error::NotLoopback(addr));
         }
     }
+    // Registered before anything is said to be up (see shutdown_signal).
+    let shutdown = server::shutdown_signal();
     let simulator_addr = if external {
         None
     } else {
@@ -92,7 +95,8 @@ pub async fn run(
         .policy
         .account_id
         .get_or_insert_with(|| DEMO_ACCOUNT_ID.to_owned());
-    if settings.policy.dependent_actions.is_empty() {
+    // Without its settings file, the demo's own dependent action.
+    if !settings_file {
         settings.policy.dependent_actions = vec![demo_dependent_action()];
     }
     let parts = server::build(&settings)?;
@@ -107,12 +111,17 @@ pub async fn run(
         banner(listen, simulator_addr, &settings.upstream.endpoint)
     );
     println!("Metrics: http://{admin_listen}/metrics (also /healthz, /readyz)");
-    server::serve(parts, listener, Some(admin), server::shutdown_signal()).await?;
+    server::serve(parts, listener, Some(admin), shutdown).await?;
     Ok(())
 }
 
+/// The demo's settings file, read by `demo` when it exists (from the
+/// repository's root).
+pub const SETTINGS_FILE: &str = "examples/demo.toml";
+
 /// The demo requires `ecs:AllocatePublicIpAddress` whenever a call would
-/// allocate a public IP, as an operator would.
+/// allocate a public IP, as an operator would; the same as
+/// [`SETTINGS_FILE`]'s, for a demo run where that file is not.
 pub fn demo_dependent_action() -> DependentRule {
     DependentRule {
         action: "ecs:ModifyInstanceNetworkSpec".into(),

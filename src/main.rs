@@ -70,6 +70,10 @@ enum Command {
         /// The policy directory.
         #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
         policies: PathBuf,
+        /// The demo's settings file (account, dependent actions), read when
+        /// it exists; its built-in ones otherwise.
+        #[arg(long, env = "ECS_GATEWAY_CONFIG", default_value = demo::SETTINGS_FILE)]
+        config: PathBuf,
     },
     /// Check and test Cedar policies.
     #[command(subcommand)]
@@ -202,10 +206,16 @@ struct ExplainArgs {
     /// The policy directory.
     #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
     policies: PathBuf,
-    /// The Alibaba Cloud account owning the instances, for ARNs.
-    #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
-    account_id: String,
-    /// The gateway's settings file, for its `[[policy.dependent_actions]]`.
+    /// The Alibaba Cloud account owning the instances, for ARNs (default:
+    /// the settings file's `policy.account_id`).
+    #[arg(
+        long,
+        env = "ECS_GATEWAY_ACCOUNT_ID",
+        required_unless_present = "config"
+    )]
+    account_id: Option<String>,
+    /// The gateway's settings file, for its `[[policy.dependent_actions]]`
+    /// (and account).
     #[arg(long, env = "ECS_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
     /// The caller's SPIFFE ID.
@@ -382,18 +392,24 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             admin_listen,
             upstream_endpoint,
             policies,
+            config,
         } => {
             let external = upstream_endpoint.is_some();
+            // The default file only when it is there (the binary may run
+            // outside the repository); a file named on purpose must be.
+            let named = config != std::path::Path::new(demo::SETTINGS_FILE);
             let overrides = config::Overrides {
                 upstream_endpoint,
                 policy_dir: Some(policies),
+                config_file: (named || config.is_file()).then_some(config),
                 ..config::Overrides::default()
             };
+            let settings_file = overrides.config_file.is_some();
             let settings = match config::load(&overrides, env) {
                 Ok(settings) => settings,
                 Err(error) => return fail(&error, true),
             };
-            match demo::run(listen, admin_listen, settings, external).await {
+            match demo::run(listen, admin_listen, settings, external, settings_file).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error, error.is_config()),
             }
@@ -404,6 +420,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
         } => {
             let mut config = simulator::Config::demo();
             config.throttle_per_second = throttle_per_second;
+            let shutdown = server::shutdown_signal();
             let listener = match tokio::net::TcpListener::bind(listen).await {
                 Ok(listener) => listener,
                 Err(error) => return fail(&error, false),
@@ -414,7 +431,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 simulator::DEMO_ACCESS_KEY_ID
             );
             match simulator::Simulator::new(config)
-                .serve(listener, server::shutdown_signal())
+                .serve(listener, shutdown)
                 .await
             {
                 Ok(()) => ExitCode::SUCCESS,
@@ -604,6 +621,9 @@ async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool
 
 /// `policy diff`.
 async fn diff(args: &DiffArgs) -> ExitCode {
+    if args.config.is_none() {
+        eprintln!("{NO_SETTINGS}");
+    }
     let undecided = |reason: String| {
         if args.json {
             out!(
@@ -733,29 +753,46 @@ async fn diff(args: &DiffArgs) -> ExitCode {
     }
 }
 
+/// Said by `policy explain` and `policy diff` run without the gateway's
+/// settings: a gateway with dependent actions in its settings decides
+/// otherwise.
+const NO_SETTINGS: &str = "note: no --config: decided without a settings file's \
+    [[policy.dependent_actions]], as a gateway without them would (the demo's are in \
+    examples/demo.toml: --config examples/demo.toml)";
+
 /// `policy explain`.
 fn explain(args: &ExplainArgs) -> ExitCode {
-    if args.account_id.is_empty() || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        eprintln!(
-            "--account-id: {:?} is not an Alibaba Cloud account ID (digits)",
-            args.account_id
-        );
-        return ExitCode::from(1);
-    }
-    // The operator's dependent actions, as `serve` reads them.
-    let dependent_actions = match &args.config {
-        None => Vec::new(),
+    // The operator's dependent actions and account, as `serve` reads them.
+    let settings = match &args.config {
+        None => {
+            eprintln!("{NO_SETTINGS}");
+            None
+        }
         Some(file) => match settings_file(file) {
-            Ok(settings) => settings.policy.dependent_actions,
+            Ok(settings) => Some(settings),
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::from(1);
             }
         },
     };
+    let account_id = args
+        .account_id
+        .clone()
+        .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
+        .unwrap_or_default();
+    if account_id.is_empty() || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        eprintln!(
+            "--account-id: {account_id:?} is not an Alibaba Cloud account ID (digits); give it, or a --config with policy.account_id"
+        );
+        return ExitCode::from(1);
+    }
+    let dependent_actions = settings
+        .map(|s| s.policy.dependent_actions)
+        .unwrap_or_default();
     let authorizer = match (policy::Config {
         dir: args.policies.clone(),
-        account_id: args.account_id.clone(),
+        account_id,
         dependent_actions,
     })
     .build()

@@ -963,6 +963,7 @@ pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
     }
     let parts = build(&config)?;
     let _watchers = watch_policies(&parts);
+    let shutdown = shutdown_signal();
     let listener = bind(config.listen, LISTEN_SETTING).await?;
     let admin = bind(config.admin_listen, ADMIN_LISTEN_SETTING).await?;
     tracing::info!(
@@ -972,34 +973,45 @@ pub async fn run(config: crate::config::Config) -> Result<(), RunError> {
         tls = parts.tls.is_some(),
         "gateway serving"
     );
-    serve(parts, listener, Some(admin), shutdown_signal()).await?;
+    serve(parts, listener, Some(admin), shutdown).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (Kubernetes' stop).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+///
+/// The handlers are registered when this is called, not when the future is
+/// first polled: a signal that arrives in between (say, right after the
+/// demo's banner) would otherwise go to the listeners registered before
+/// (the demo's simulator) and never to this one, and the gateway would not
+/// stop. Call it before saying the server is up. Needs a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {},
+                        _ = terminate.recv() => {},
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for SIGINT and SIGTERM");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            // Said once, by the server that drains (the demo's simulator
+            // waits for the same signal).
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
     }
-    // Said once, by the server that drains (the demo's simulator waits for
-    // the same signal).
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

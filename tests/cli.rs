@@ -1030,3 +1030,72 @@ fn the_demo_banner_names_the_binary_it_runs_from() {
     std::thread::spawn(move || std::io::copy(&mut demo_stdout, &mut std::io::sink()));
     stop(&mut demo);
 }
+
+/// Issue 25: `policy explain` said Allow where the demo denied (capacity
+/// planners allocating a public IP: the demo's dependent action lived in no
+/// file). The demo reads `examples/demo.toml`, explain decides as the demo
+/// with `--config examples/demo.toml`, and says so when run without one.
+#[test]
+fn explain_with_the_demos_settings_decides_as_the_demo() {
+    let request = [
+        "--identity",
+        "spiffe://demo.local/sa/capacity",
+        "--source-ip",
+        "127.0.0.1",
+        "--instance-id",
+        "i-demo-postpaid",
+        "--bandwidth-out",
+        "8",
+        "--allocate-public-ip",
+        "true",
+    ];
+    let explain = |config: &[&str]| {
+        Command::new(BIN)
+            .args(["policy", "explain", "--policies"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+            .args(config)
+            .args(request)
+            .env_remove("ECS_GATEWAY_CONFIG")
+            .env_remove("ECS_GATEWAY_ACCOUNT_ID")
+            .output()
+            .unwrap()
+    };
+    let with = explain(&[
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml"),
+    ]);
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    assert_eq!(with.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.starts_with("decision: ImplicitDeny of ecs:AllocatePublicIpAddress"),
+        "{stdout}"
+    );
+    let without = explain(&["--account-id", "1234567890123456"]);
+    assert_eq!(without.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("note: no --config"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+
+    let (mut demo, addr) = start_demo();
+    let out = call_as(
+        Some("spiffe://demo.local/sa/capacity"),
+        &addr,
+        &[
+            "--instance-id",
+            "i-demo-postpaid",
+            "--bandwidth-out",
+            "8",
+            "--allocate-public-ip",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ecs:AllocatePublicIpAddress"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop(&mut demo);
+}
