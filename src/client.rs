@@ -365,14 +365,17 @@ pub fn status_to_proto_json(status: &tonic::Status) -> String {
     serde_json::to_string_pretty(&status_json).unwrap_or_default()
 }
 
-/// The response as JSON.
-pub fn to_json(response: &pb::ModifyInstanceNetworkSpecResponse) -> String {
-    serde_json::json!({
-        "order_id": response.order_id,
-        "request_id": response.request_id,
-        "client_token": response.client_token,
-    })
-    .to_string()
+/// The response for people, on one line (`--output json` gives the one
+/// JSON shape, proto3's).
+pub fn describe_response(response: &pb::ModifyInstanceNetworkSpecResponse) -> String {
+    let mut out = format!(
+        "applied: request_id {}, client_token {}",
+        response.request_id, response.client_token
+    );
+    if !response.order_id.is_empty() {
+        out.push_str(&format!(", order_id {}", response.order_id));
+    }
+    out
 }
 
 /// A status with all its details, one per line.

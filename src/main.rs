@@ -534,7 +534,7 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
             let json = args.output == client::OutputFormat::Json;
             match client::call(&args).await {
                 Ok(response) if json => out!("{}", client::to_proto_json(&response)),
-                Ok(response) => out!("{}", client::to_json(&response)),
+                Ok(response) => out!("{}", client::describe_response(&response)),
                 Err(client::Error::Status(status)) if json => {
                     out!("{}", client::status_to_proto_json(&status));
                     return ExitCode::from(client::Outcome::of(status.code()) as u8);

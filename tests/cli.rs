@@ -92,10 +92,30 @@ fn demo_then_call_as_the_readme_shows() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(json["order_id"], "");
-    assert_eq!(json["request_id"].as_str().unwrap().len(), 36);
-    assert_eq!(json["client_token"].as_str().unwrap().len(), 36);
+    // For people, one line (issue 25: JSON comes in one shape, proto3's,
+    // with --output json).
+    let line = String::from_utf8(ok.stdout).unwrap();
+    let fields: Vec<&str> = line
+        .trim()
+        .strip_prefix("applied: ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .split(", ")
+        .collect();
+    assert_eq!(
+        fields.len(),
+        2,
+        "no order for a pay-as-you-go instance: {line}"
+    );
+    assert_eq!(
+        fields[0].strip_prefix("request_id ").map(str::len),
+        Some(36),
+        "{line}"
+    );
+    assert_eq!(
+        fields[1].strip_prefix("client_token ").map(str::len),
+        Some(36),
+        "{line}"
+    );
 
     let prepaid = call(
         &addr,
@@ -106,11 +126,13 @@ fn demo_then_call_as_the_readme_shows() {
             "20",
             "--client-token",
             "readme-1",
+            "--output",
+            "json",
         ],
     );
     let json: serde_json::Value = serde_json::from_slice(&prepaid.stdout).unwrap();
-    assert!(!json["order_id"].as_str().unwrap().is_empty());
-    assert_eq!(json["client_token"], "readme-1");
+    assert!(!json["orderId"].as_str().unwrap().is_empty(), "{json}");
+    assert_eq!(json["clientToken"], "readme-1");
 
     let refused = call(
         &addr,
