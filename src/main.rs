@@ -563,7 +563,11 @@ fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error
 
 /// `policy lint`.
 async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool) -> ExitCode {
-    let report = match policy::lint::run(dir, time_limit).await {
+    let progress =
+        working("policy lint: proving each policy with cvc5 (about 30 s for the shipped ones)");
+    let linted = policy::lint::run(dir, time_limit).await;
+    progress.finish_and_clear();
+    let report = match linted {
         Ok(report) => report,
         Err(policy::diff::Undecided(reason)) => {
             if json {
@@ -658,7 +662,10 @@ async fn diff(args: &DiffArgs) -> ExitCode {
         account_id,
         time_limit: args.time_limit,
     };
-    let report = match policy::diff::run(&options).await {
+    let progress = working("policy diff: proving each decision with cvc5");
+    let compared = policy::diff::run(&options).await;
+    progress.finish_and_clear();
+    let report = match compared {
         Ok(report) => report,
         Err(policy::diff::Undecided(reason)) => return undecided(reason),
     };
@@ -759,6 +766,19 @@ async fn diff(args: &DiffArgs) -> ExitCode {
 const NO_SETTINGS: &str = "note: no --config: decided without a settings file's \
     [[policy.dependent_actions]], as a gateway without them would (the demo's are in \
     examples/demo.toml: --config examples/demo.toml)";
+
+/// A spinner with the time spent, on stderr for work that takes seconds;
+/// drawn only when stderr is a terminal (quiet in pipes and CI).
+fn working(message: &'static str) -> indicatif::ProgressBar {
+    let spinner =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+            .with_message(message);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
 
 /// `policy explain`.
 fn explain(args: &ExplainArgs) -> ExitCode {
