@@ -47,3 +47,9 @@ npm ci --no-audit --no-fund --silent
 PATH="$PWD/node_modules/.bin:$PATH" npm run --silent generate
 PATH="$PWD/node_modules/.bin:$PATH" npm run --silent build
 node dist/check-demo.js "http://$address"
+# The README's TypeScript example, as a newcomer runs it.
+example="$(node dist/example.js "http://$address")"
+echo "$example"
+grep -q "^applied: requestId" <<< "$example"
+grep -q "^refused: InvalidArgument" <<< "$example"
+grep -q "field: internet_max_bandwidth_out InvalidInternetMaxBandwidthOut.ValueNotSupported" <<< "$example"

@@ -946,16 +946,23 @@ fn serve_check_warns_when_a_mesh_source_address_can_be_forged() {
     );
 }
 
-/// The README's Python example is `clients/python/example.py`, which CI runs
-/// against the demo (`clients/run.sh`): the copy cannot drift from the file.
+/// The README's Python and TypeScript examples are `clients/python/example.py`
+/// and `clients/typescript/src/example.ts`, which CI runs against the demo
+/// (`clients/run.sh`): the copies cannot drift from the files.
 #[test]
-fn the_readmes_python_example_is_the_file_ci_runs() {
+fn the_readmes_client_examples_are_the_files_ci_runs() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let example = std::fs::read_to_string(format!("{root}/clients/python/example.py")).unwrap();
     assert!(
         readme.contains(&format!("```python\n{}```", example)),
         "README.md's Python block differs from clients/python/example.py"
+    );
+    let example =
+        std::fs::read_to_string(format!("{root}/clients/typescript/src/example.ts")).unwrap();
+    assert!(
+        readme.contains(&format!("```ts\n{}```", example)),
+        "README.md's TypeScript block differs from clients/typescript/src/example.ts"
     );
 }
 
