@@ -2,20 +2,14 @@
 //! `call` against it; and `serve` refusing bad settings with exit code 64
 //! before binding a port.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+mod support;
 
-struct Demo(Child);
+const BIN: &str = support::BIN;
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Demo, spawn_demo};
 
 /// Starts the demo on a free port and returns it with its address.
 fn start_demo() -> (Demo, String) {
@@ -24,34 +18,8 @@ fn start_demo() -> (Demo, String) {
 
 /// The demo with its logs at `level` going to `stderr`.
 fn start_demo_logging(level: &str, stderr: Stdio) -> (Demo, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--policies",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        ])
-        .env("RUST_LOG", level)
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    // Keep the pipe open and drained: a closed pipe would fail the demo's
-    // next write.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let addr = first
-        .trim()
-        .strip_prefix("ecs-gateway demo: gRPC on ")
-        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
-        .to_owned();
-    (Demo(child), addr)
+    let (demo, addr, _) = spawn_demo(level, stderr);
+    (demo, addr)
 }
 
 const NETOPS: &str = "spiffe://demo.local/sa/netops";
@@ -1027,27 +995,7 @@ fn serve_check_refuses_what_serve_refuses() {
 /// from.
 #[test]
 fn the_demo_banner_names_the_binary_it_runs_from() {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut demo_stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut demo = Demo(child);
-    let mut banner = String::new();
-    while !banner.contains("Ctrl-C") {
-        let mut line = String::new();
-        assert!(demo_stdout.read_line(&mut line).unwrap() > 0, "{banner}");
-        banner.push_str(&line);
-    }
+    let (mut demo, _, banner) = spawn_demo("off", Stdio::null());
     let cwd = std::env::current_dir().unwrap();
     let shown = std::path::Path::new(BIN)
         .strip_prefix(&cwd)
@@ -1056,7 +1004,6 @@ fn the_demo_banner_names_the_binary_it_runs_from() {
         banner.contains(&format!("  {shown} call --endpoint http://")),
         "{banner}"
     );
-    std::thread::spawn(move || std::io::copy(&mut demo_stdout, &mut std::io::sink()));
     stop(&mut demo);
 }
 

@@ -9,11 +9,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+const BIN: &str = support::BIN;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// One `$ command` of a console block and the output the docs show.
@@ -115,43 +114,6 @@ fn lines_match(expected: &[String], actual: &[&str]) -> bool {
     }
 }
 
-/// The demo, on free ports, stopped on drop.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_demo() -> (Demo, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(ROOT)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let addr = first
-        .trim()
-        .strip_prefix("ecs-gateway demo: gRPC on ")
-        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
-        .to_owned();
-    (Demo(child), addr)
-}
-
 /// Runs a block's commands in one shell, as a reader types them, and
 /// returns what each printed.
 fn run(steps: &[Step], endpoint: &str) -> Vec<String> {
@@ -183,7 +145,7 @@ fn run(steps: &[Step], endpoint: &str) -> Vec<String> {
 
 #[test]
 fn console_examples_print_what_the_docs_show() {
-    let (_demo, addr) = start_demo();
+    let (_demo, addr, _) = support::spawn_demo("off", std::process::Stdio::null());
     let endpoint = format!("http://{addr}");
     let mut files = vec![Path::new(ROOT).join("README.md")];
     let mut guides: Vec<_> = std::fs::read_dir(Path::new(ROOT).join("docs"))

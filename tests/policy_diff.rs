@@ -80,6 +80,23 @@ async fn compare(active: &Path, candidate: &Path, rules: Vec<DependentRule>) -> 
 
 /// Asserts the verdict, and that every difference was confirmed by the
 /// replay (the authorizer decides the counterexample differently).
+/// `policy diff --no-config` of `candidate` against `active`, the binary's
+/// output.
+fn diff_without_settings(active: &Path, candidate: &Path, json: bool) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(["policy", "diff"]);
+    if json {
+        command.arg("--json");
+    }
+    command
+        .args(["--no-config", "--account-id", ACCOUNT, "--active"])
+        .arg(active)
+        .arg("--candidate")
+        .arg(candidate)
+        .output()
+        .unwrap()
+}
+
 /// Each decision's verdict, in the report's order.
 fn verdicts(report: &Report) -> Vec<(&'static str, Verdict)> {
     report
@@ -636,20 +653,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
         );
     }
     // The command: exit 1, each action's answer named.
-    let out = Command::new(BIN)
-        .args([
-            "policy",
-            "diff",
-            "--no-config",
-            "--account-id",
-            ACCOUNT,
-            "--active",
-        ])
-        .arg(&shipped)
-        .arg("--candidate")
-        .arg(&simulate.0)
-        .output()
-        .unwrap();
+    let out = diff_without_settings(&shipped, &simulate.0, false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     for line in [
@@ -661,21 +665,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
-    let out = Command::new(BIN)
-        .args([
-            "policy",
-            "diff",
-            "--json",
-            "--no-config",
-            "--account-id",
-            ACCOUNT,
-            "--active",
-        ])
-        .arg(&shipped)
-        .arg("--candidate")
-        .arg(&simulate.0)
-        .output()
-        .unwrap();
+    let out = diff_without_settings(&shipped, &simulate.0, true);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(out.status.code(), Some(1), "{json}");
@@ -749,41 +739,14 @@ when { resource.arn == "acs:ecs:cn-hangzhou:1234567890123456:instance/i-elsewher
 "#,
         );
     });
-    let out = Command::new(BIN)
-        .args([
-            "policy",
-            "diff",
-            "--json",
-            "--no-config",
-            "--account-id",
-            ACCOUNT,
-            "--active",
-        ])
-        .arg(&shipped)
-        .arg("--candidate")
-        .arg(&impossible.0)
-        .output()
-        .unwrap();
+    let out = diff_without_settings(&shipped, &impossible.0, true);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(json["result"], "widens", "{json}");
     assert_eq!(json["widensConfirmed"], false, "{json}");
     assert_eq!(json["widenings"][0]["confirmedByReplay"], false, "{json}");
     assert_eq!(out.status.code(), Some(2), "{json}");
-    let out = Command::new(BIN)
-        .args([
-            "policy",
-            "diff",
-            "--no-config",
-            "--account-id",
-            ACCOUNT,
-            "--active",
-        ])
-        .arg(&shipped)
-        .arg("--candidate")
-        .arg(&impossible.0)
-        .output()
-        .unwrap();
+    let out = diff_without_settings(&shipped, &impossible.0, false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("widens (unconfirmed: no counterexample reproduced"),

@@ -353,3 +353,60 @@ pub fn solver_installed() -> bool {
     }
     installed
 }
+
+/// The built binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
+
+/// `ecs-gateway demo`, killed when dropped (stop it with SIGTERM to see it
+/// drain).
+pub struct Demo(pub std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ecs-gateway demo` from the crate's root on free loopback ports,
+/// logging at `level` to `stderr`: the demo, its gRPC address and its
+/// banner. Its stdout is drained from then on (a closed pipe would fail its
+/// next write).
+pub fn spawn_demo(level: &str, stderr: std::process::Stdio) -> (Demo, String, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", level)
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ECS_GATEWAY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let demo = Demo(child);
+    let mut banner = String::new();
+    while !banner.contains("Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the demo did not start: {banner}"
+        );
+        banner.push_str(&line);
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = banner
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("ecs-gateway demo: gRPC on "))
+        .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        .to_owned();
+    (demo, addr, banner)
+}
