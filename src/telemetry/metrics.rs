@@ -157,7 +157,7 @@ impl Default for Metrics {
         );
         registry.register(
             "instance_lookups",
-            "Instance attribute lookups: hit (cached), miss (asked ECS with DescribeInstances) or error (the decision denied)",
+            "Instance attribute lookups: hit (cached), miss (asked ECS with DescribeInstances), error (the decision denied) or throttled (the caller, or all callers, over their rate: refused, retryable)",
             instance_lookups.clone(),
         );
         registry.register(
