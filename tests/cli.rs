@@ -920,17 +920,17 @@ fn serve_check_warns_when_a_mesh_source_address_can_be_forged() {
 #[test]
 fn the_readmes_client_examples_are_the_files_ci_runs() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/docs/clients.md")).unwrap();
     let example = std::fs::read_to_string(format!("{root}/clients/python/example.py")).unwrap();
     assert!(
         readme.contains(&format!("```python\n{}```", example)),
-        "README.md's Python block differs from clients/python/example.py"
+        "docs/clients.md's Python block differs from clients/python/example.py"
     );
     let example =
         std::fs::read_to_string(format!("{root}/clients/typescript/src/example.ts")).unwrap();
     assert!(
         readme.contains(&format!("```ts\n{}```", example)),
-        "README.md's TypeScript block differs from clients/typescript/src/example.ts"
+        "docs/clients.md's TypeScript block differs from clients/typescript/src/example.ts"
     );
 }
 
