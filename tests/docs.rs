@@ -215,3 +215,84 @@ fn the_matcher_reads_ellipses_as_the_docs_mean_them() {
     ));
     assert!(!lines_match(&expected, &["{", "  \"a\": 1"]));
 }
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces
+/// as dashes.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The text of a Markdown file outside its fenced code blocks.
+fn prose(text: &str) -> Vec<&str> {
+    let mut inside = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                inside = !inside;
+                return false;
+            }
+            !inside
+        })
+        .collect()
+}
+
+/// Every relative link of the README and the guides names a file that
+/// exists, and every `#anchor` a heading of it: guides move (issue 21), and
+/// a newcomer's links must not break.
+#[test]
+fn links_in_the_docs_resolve() {
+    let root = Path::new(ROOT);
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("clients/python/README.md"),
+        root.join("clients/typescript/README.md"),
+    ];
+    files.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in prose(&text) {
+            for (at, _) in line.match_indices("](") {
+                let rest = &line[at + 2..];
+                let Some(end) = rest.find(')') else { continue };
+                let target = &rest[..end];
+                if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                    continue;
+                }
+                let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let linked = if path.is_empty() {
+                    file.clone()
+                } else {
+                    file.parent().unwrap().join(path)
+                };
+                if !linked.exists() {
+                    broken.push(format!("{}: {target}: no such file", file.display()));
+                    continue;
+                }
+                if !fragment.is_empty() && linked.extension().is_some_and(|e| e == "md") {
+                    let heading = std::fs::read_to_string(&linked).unwrap();
+                    let found = prose(&heading)
+                        .iter()
+                        .any(|l| l.starts_with('#') && anchor(l) == fragment);
+                    if !found {
+                        broken.push(format!("{}: {target}: no such heading", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
