@@ -1,6 +1,6 @@
 //! `ecs-gateway call`: a command-line client for the gateway, as a service
-//! team would use one generated from `proto/`. It prints the response as JSON
-//! on stdout, or the error with every `google.rpc` detail on stderr; with
+//! team would use one generated from `proto/`. It prints the response on one
+//! line on stdout, or the error with every `google.rpc` detail on stderr; with
 //! `--output json`, the proto3 JSON mapping of the response or of the status
 //! (as grpcurl prints them) on stdout. The exit code says which class of
 //! answer it was ([`Outcome`]), so scripts can branch without parsing.
@@ -77,8 +77,8 @@ pub struct CallArgs {
     /// Extra gRPC metadata, `key=value`, repeatable.
     #[arg(long = "metadata", value_parser = parse_pair)]
     pub metadata: Vec<(String, String)>,
-    /// `text`: the response as JSON with the proto's field names, an error
-    /// described on stderr. `json`: the proto3 JSON mapping (lowerCamelCase,
+    /// `text`: the response on one line (`applied: request_id …,
+    /// client_token …`), an error described on stderr. `json`: the proto3 JSON mapping (lowerCamelCase,
     /// as grpcurl prints it) of the response, or of the error's
     /// google.rpc.Status with its details, on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]

@@ -208,11 +208,7 @@ struct ExplainArgs {
     policies: PathBuf,
     /// The Alibaba Cloud account owning the instances, for ARNs (default:
     /// the settings file's `policy.account_id`).
-    #[arg(
-        long,
-        env = "ECS_GATEWAY_ACCOUNT_ID",
-        required_unless_present = "config"
-    )]
+    #[arg(long, env = "ECS_GATEWAY_ACCOUNT_ID")]
     account_id: Option<String>,
     /// The gateway's settings file, for its `[[policy.dependent_actions]]`
     /// (and account).

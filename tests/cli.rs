@@ -1046,6 +1046,14 @@ fn explain_with_the_demos_settings_decides_as_the_demo() {
         stdout.starts_with("decision: ImplicitDeny of ecs:AllocatePublicIpAddress"),
         "{stdout}"
     );
+    // Neither an account nor settings: said, exit 1 (2 would read "denied").
+    let nothing = explain(&[]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr).contains("give it, or a --config"),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
     let without = explain(&["--account-id", "1234567890123456"]);
     assert_eq!(without.status.code(), Some(0));
     assert!(

@@ -144,6 +144,7 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
         "ecsgateway.v1.InstanceNetworkService",
         "ModifyInstanceNetworkSpec",
     ),
+    ("ecsgateway.v1.AuthorizationService", "Explain"),
     (
         "grpc.reflection.v1.ServerReflection",
         "ServerReflectionInfo",
@@ -276,6 +277,11 @@ mod tests {
                 "ecsgateway.v1.InstanceNetworkService",
                 "ModifyInstanceNetworkSpec"
             )
+        );
+        // The newcomer's walkthrough: Explain was counted as `unknown`.
+        assert_eq!(
+            known_method("/ecsgateway.v1.AuthorizationService/Explain"),
+            ("ecsgateway.v1.AuthorizationService", "Explain")
         );
         assert_eq!(known_method("/x/random-123"), ("unknown", "unknown"));
         assert_eq!(
