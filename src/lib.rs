@@ -17,10 +17,11 @@
 //! one place that turns them into gRPC statuses, with codes fixed by its
 //! [`error::catalogue`]. Imports run one way (`.ci/module-cycles.py` checks
 //! it). [`simulator`] is a faithful ECS stand-in for tests and the [`demo`];
-//! [`client`] is the `call` command.
+//! [`client`] is the `call` command's client; [`cli`] holds every command.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod credentials;
