@@ -202,7 +202,9 @@ def serve_check(config_text):
         run = subprocess.run([BINARY, "serve", "--check", "--settings-only", "--config", f.name],
                              capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin"})
-    settings = dict(line.split(" = ", 1) for line in run.stdout.splitlines() if " = " in line)
+    # `key = "value"`, then `  # from SOURCE` when not a default.
+    settings = dict(line.split("  # from ", 1)[0].split(" = ", 1)
+                    for line in run.stdout.splitlines() if " = " in line)
     return run.returncode, settings, run.stderr.strip()
 
 

@@ -118,8 +118,10 @@ async fn a_broken_shadow_directory_starts_the_gateway_with_shadow_off() {
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI-test".to_owned()),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret".to_owned()),
     ]);
-    let config =
-        ecs_gateway::config::load(&Default::default(), |name| env.get(name).cloned()).unwrap();
+    let config = ecs_gateway::config::load(&ecs_gateway::config::Flags::default(), |name| {
+        env.get(name).cloned()
+    })
+    .unwrap();
     let parts = ecs_gateway::server::build(&config).expect("starts with shadow mode off");
     assert!(parts.gateway.shadow().is_none());
     assert!(

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{env, fail};
-use crate::{config, demo};
+use crate::config::{self, table};
+use crate::demo;
 
 /// `demo`'s flags.
 #[derive(Debug, clap::Args)]
@@ -43,14 +44,16 @@ pub async fn run(args: Args) -> ExitCode {
     // The default file only when it is there (the binary may run outside
     // the repository); a file named on purpose must be.
     let named = config != std::path::Path::new(demo::SETTINGS_FILE);
-    let overrides = config::Overrides {
-        upstream_endpoint,
-        policy_dir: Some(policies),
-        config_file: (named || config.is_file()).then_some(config),
-        ..config::Overrides::default()
-    };
-    let settings_file = overrides.config_file.is_some();
-    let settings = match config::load(&overrides, env) {
+    let settings_file = named || config.is_file();
+    let mut flags =
+        config::Flags::default().with(table::POLICY_DIR, policies.display().to_string());
+    if settings_file {
+        flags = flags.with(table::CONFIG, config.display().to_string());
+    }
+    if let Some(endpoint) = upstream_endpoint {
+        flags = flags.with(table::UPSTREAM_ENDPOINT, endpoint);
+    }
+    let settings = match config::load(&flags, env) {
         Ok(settings) => settings,
         Err(error) => return fail(&error, true),
     };

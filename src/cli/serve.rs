@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{env, fail};
-use crate::{config, server, upstream};
+use crate::config::{self, table};
+use crate::{server, upstream};
 
 /// `serve`'s flags. Each shows its environment variable and its default in
 /// `--help`; but only a value given on the command line is passed on as a
@@ -57,24 +58,32 @@ fn default_upstream_timeout() -> String {
 }
 
 impl Args {
-    /// The flags given on the command line (see [`Args`]).
-    fn overrides(self, matches: &clap::ArgMatches) -> config::Overrides {
-        fn given<T>(matches: &clap::ArgMatches, id: &str, value: Option<T>) -> Option<T> {
-            (matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-                .then_some(value)
-                .flatten()
+    /// The flags given on the command line (see [`Args`]), by the setting
+    /// each sets.
+    fn flags(self, matches: &clap::ArgMatches) -> config::Flags {
+        let given = [
+            ("config", self.config.map(|p| p.display().to_string())),
+            ("listen", self.listen),
+            ("admin_listen", self.admin_listen),
+            ("upstream_endpoint", self.upstream_endpoint),
+            ("upstream_timeout", self.upstream_timeout),
+            (
+                "credentials_file",
+                self.credentials_file.map(|p| p.display().to_string()),
+            ),
+            ("policies", self.policies.map(|p| p.display().to_string())),
+            ("account_id", self.account_id),
+        ];
+        let mut flags = config::Flags::default();
+        for (id, value) in given {
+            let on_the_command_line =
+                matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+            let flag = table::by_flag(&format!("--{}", id.replace('_', "-")));
+            if let (true, Some(value), Some(setting)) = (on_the_command_line, value, flag) {
+                flags = flags.with(*setting, value);
+            }
         }
-        config::Overrides {
-            // The loader reads ECS_GATEWAY_CONFIG itself, as the others.
-            config_file: given(matches, "config", self.config),
-            listen: given(matches, "listen", self.listen),
-            admin_listen: given(matches, "admin_listen", self.admin_listen),
-            upstream_endpoint: given(matches, "upstream_endpoint", self.upstream_endpoint),
-            upstream_timeout: given(matches, "upstream_timeout", self.upstream_timeout),
-            credentials_file: given(matches, "credentials_file", self.credentials_file),
-            policy_dir: given(matches, "policies", self.policies),
-            account_id: given(matches, "account_id", self.account_id),
-        }
+        flags
     }
 }
 
@@ -82,14 +91,17 @@ impl Args {
 /// line from defaults.
 pub async fn run(args: Args, matches: &clap::ArgMatches) -> ExitCode {
     let (check, settings_only) = (args.check, args.settings_only);
-    let overrides = args.overrides(matches);
-    let settings = match config::load(&overrides, env) {
+    let flags = args.flags(matches);
+    let settings = match config::load(&flags, env) {
         Ok(settings) => settings,
         Err(error) => return fail(&error, true),
     };
     if check {
-        for (key, value) in settings.settings() {
-            out!("{key} = {value:?}");
+        for setting in &settings.effective {
+            match &setting.from {
+                None => out!("{} = {:?}", setting.key, setting.value),
+                Some(from) => out!("{} = {:?}  # from {from}", setting.key, setting.value),
+            }
         }
         for warning in settings.warnings() {
             eprintln!("warning: {warning}");

@@ -61,11 +61,8 @@ pub async fn run(command: Command) -> ExitCode {
 
 /// The operator's settings file, as `serve` reads it.
 fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error> {
-    let overrides = config::Overrides {
-        config_file: Some(file.to_owned()),
-        ..config::Overrides::default()
-    };
-    config::load(&overrides, super::env)
+    let flags = config::Flags::default().with(config::table::CONFIG, file.display().to_string());
+    config::load(&flags, super::env)
 }
 
 /// Said by `policy explain` and `policy diff` run without the gateway's

@@ -1,0 +1,87 @@
+//! The rules across settings, checked once every setting is read; each
+//! error names the setting to change.
+
+use super::{Config, Error, invalid};
+
+/// `a` must not be more than `b`.
+fn at_most(a: (&str, u64), b: (&str, u64)) -> Result<(), Error> {
+    if a.1 > b.1 {
+        return Err(invalid(
+            a.0,
+            format!("{} is more than {} ({})", a.1, b.0, b.1),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every rule across settings.
+///
+/// # Errors
+///
+/// The first rule broken, naming the setting to change.
+pub(super) fn check(config: &Config) -> Result<(), Error> {
+    // A TLS client without a certificate would fall through to the
+    // forwarded header and name itself.
+    if config.tls.is_some() && config.identity.trust_forwarded_client_cert {
+        return Err(invalid(
+            "identity.trust_forwarded_client_cert",
+            "cannot be used with TLS on the gRPC port: a TLS client without a certificate could name itself in x-forwarded-client-cert; trust the header only behind a sidecar that terminates TLS",
+        ));
+    }
+    let s = &config.server;
+    let n = |v: usize| v as u64;
+    at_most(
+        (
+            "server.max_concurrent_calls_per_unmapped_caller",
+            n(s.max_concurrent_calls_per_unmapped_caller),
+        ),
+        (
+            "server.max_concurrent_calls_per_caller",
+            n(s.max_concurrent_calls_per_caller),
+        ),
+    )?;
+    at_most(
+        (
+            "server.max_unauthenticated_streams_per_connection",
+            n(s.max_unauthenticated_streams_per_connection),
+        ),
+        (
+            "server.max_unauthenticated_streams",
+            n(s.max_unauthenticated_streams),
+        ),
+    )?;
+    at_most(
+        (
+            "server.max_concurrent_calls_per_caller",
+            n(s.max_concurrent_calls_per_caller),
+        ),
+        ("server.max_concurrent_calls", n(s.max_concurrent_calls)),
+    )?;
+    // The gateway's own answer, which carries the client_token, must come
+    // before the server cancels the call at request_timeout: the upstream
+    // budget has to end first, message reception included.
+    let timeout = config.upstream.timeout;
+    if timeout + s.receive_timeout >= s.request_timeout {
+        return Err(invalid(
+            "upstream.timeout",
+            format!(
+                "{timeout:?} plus server.receive_timeout ({:?}) is not shorter than server.request_timeout ({:?}): \
+                 calls could be cancelled while ECS is still being called, and their callers would not get their client_token back",
+                s.receive_timeout, s.request_timeout
+            ),
+        ));
+    }
+    if let Some(lookup) = &config.policy.instance_lookup {
+        at_most(
+            (
+                "policy.instance_lookup.max_per_second_per_caller",
+                u64::from(lookup.max_per_second_per_caller),
+            ),
+            (
+                "policy.instance_lookup.max_per_second",
+                u64::from(lookup.max_per_second),
+            ),
+        )?;
+    }
+    Ok(())
+}

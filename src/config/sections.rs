@@ -1,0 +1,293 @@
+//! One reader per section of the settings, each building its stage's
+//! configuration from the [`table`](super::table) through the typed
+//! [`Reader`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::read::{Reader, endpoint};
+use super::table as t;
+use super::{Error, PolicySettings, ServerSettings, TlsConfig, invalid};
+use crate::credentials::{self, Credentials, Secret};
+use crate::identity::{self, JwksSource, JwtConfig, forwarded::SourceHeader};
+use crate::policy::DependentRule;
+use crate::{lookup, upstream};
+
+/// A listen address.
+pub(super) fn address(r: &mut Reader, s: &t::Setting, default: &str) -> Result<SocketAddr, Error> {
+    let example = default.to_owned();
+    let default = default.parse().map_err(|_| invalid(s.key, "bad default"))?;
+    r.value(
+        s,
+        default,
+        |text| {
+            text.parse()
+                .map_err(|_| format!("{text:?} is not a socket address such as {example}"))
+        },
+        SocketAddr::to_string,
+    )
+}
+
+pub(super) fn upstream(r: &mut Reader) -> Result<upstream::Config, Error> {
+    let d = upstream::Config::default();
+    Ok(upstream::Config {
+        endpoint: r.value(
+            &t::UPSTREAM_ENDPOINT,
+            d.endpoint.clone(),
+            endpoint,
+            Clone::clone,
+        )?,
+        timeout: r.duration(&t::UPSTREAM_TIMEOUT, d.timeout)?,
+        connect_timeout: r.duration(&t::UPSTREAM_CONNECT_TIMEOUT, d.connect_timeout)?,
+        attempt_timeout: r.duration(&t::UPSTREAM_ATTEMPT_TIMEOUT, d.attempt_timeout)?,
+        max_attempts: r.count_u32(&t::UPSTREAM_MAX_ATTEMPTS, d.max_attempts)?,
+        breaker_failures: r.count_u32(&t::UPSTREAM_BREAKER_FAILURES, d.breaker_failures)?,
+        breaker_open_for: r.duration(&t::UPSTREAM_BREAKER_OPEN_FOR, d.breaker_open_for)?,
+        ..d
+    })
+}
+
+pub(super) fn server(r: &mut Reader) -> Result<ServerSettings, Error> {
+    let d = ServerSettings::default();
+    let max_concurrent_calls = r.count(&t::MAX_CONCURRENT_CALLS, d.max_concurrent_calls)?;
+    Ok(ServerSettings {
+        max_concurrent_calls,
+        // A quarter of the places by default: a runaway caller is capped
+        // while four busy ones can still fill the gateway.
+        max_concurrent_calls_per_caller: r.count(
+            &t::MAX_CONCURRENT_CALLS_PER_CALLER,
+            (max_concurrent_calls / 4).max(1),
+        )?,
+        max_concurrent_calls_per_unmapped_caller: r.count(
+            &t::MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER,
+            d.max_concurrent_calls_per_unmapped_caller,
+        )?,
+        receive_timeout: r.duration(&t::RECEIVE_TIMEOUT, d.receive_timeout)?,
+        reflection: r.boolean(&t::REFLECTION, d.reflection)?,
+        max_unauthenticated_streams: r.count(
+            &t::MAX_UNAUTHENTICATED_STREAMS,
+            d.max_unauthenticated_streams,
+        )?,
+        max_unauthenticated_streams_per_connection: r.count(
+            &t::MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION,
+            d.max_unauthenticated_streams_per_connection,
+        )?,
+        unauthenticated_idle_timeout: r.duration(
+            &t::UNAUTHENTICATED_IDLE_TIMEOUT,
+            d.unauthenticated_idle_timeout,
+        )?,
+        request_timeout: r.duration(&t::REQUEST_TIMEOUT, d.request_timeout)?,
+        shutdown_grace: r.duration(&t::SHUTDOWN_GRACE, d.shutdown_grace)?,
+    })
+}
+
+/// The official SDKs' order: an AccessKey pair in the environment, else a
+/// credentials file.
+pub(super) fn credentials(r: &mut Reader) -> Result<Option<credentials::Config>, Error> {
+    let file = r.path(&t::CREDENTIALS_FILE).map(|(_, p)| p);
+    let profile = r.value(
+        &t::CREDENTIALS_PROFILE,
+        "default".to_owned(),
+        |text| Ok(text.to_owned()),
+        Clone::clone,
+    )?;
+    let (id, secret) = (t::ACCESS_KEY_ID.var, t::ACCESS_KEY_SECRET.var);
+    let config = match (r.secret(&t::ACCESS_KEY_ID), r.secret(&t::ACCESS_KEY_SECRET)) {
+        (Some(access_key_id), Some(key_secret)) => Some(credentials::Config::Static(Credentials {
+            access_key_id,
+            access_key_secret: Secret::new(key_secret),
+            security_token: r.secret(&t::SECURITY_TOKEN).map(Secret::new),
+        })),
+        (Some(_), None) => {
+            return Err(invalid(secret, format!("is not set but {id} is: set both")));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(id, format!("is not set but {secret} is: set both")));
+        }
+        (None, None) => file.map(|path| credentials::Config::File { path, profile }),
+    };
+    r.note(
+        "credentials",
+        match &config {
+            None => "none".to_owned(),
+            Some(credentials::Config::Static(_)) => "environment".to_owned(),
+            Some(credentials::Config::File { path, profile }) => {
+                format!("file {} [{profile}]", path.display())
+            }
+        },
+    );
+    Ok(config)
+}
+
+pub(super) fn tls(r: &mut Reader) -> Result<Option<TlsConfig>, Error> {
+    let cert = r.path(&t::TLS_CERT);
+    let key = r.path(&t::TLS_KEY);
+    let client_ca = r.path(&t::TLS_CLIENT_CA);
+    let require_client_cert = r.boolean(&t::TLS_REQUIRE_CLIENT_CERT, true)?;
+    match (cert, key) {
+        (Some((_, cert)), Some((_, key))) => Ok(Some(TlsConfig {
+            cert,
+            key,
+            client_ca: client_ca.map(|(_, p)| p),
+            require_client_cert,
+        })),
+        (Some((name, _)), None) | (None, Some((name, _))) => {
+            Err(invalid(&name, "set both the TLS certificate and its key"))
+        }
+        (None, None) => match client_ca {
+            Some((name, _)) => Err(invalid(
+                &name,
+                "mTLS needs the server's own certificate and key too",
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Where the caller's address is read behind a sidecar.
+fn source_header(name: &str) -> Result<SourceHeader, String> {
+    if name.eq_ignore_ascii_case("x-forwarded-for") {
+        return Ok(SourceHeader::ForwardedFor);
+    }
+    let header = http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not an HTTP header name"))?;
+    // Headers the gateway reads for other things, or that HTTP/2 and gRPC
+    // reserve, cannot carry the address.
+    if matches!(
+        header.as_str(),
+        "x-forwarded-client-cert" | "authorization" | "host" | "te" | "content-type"
+    ) || header.as_str().starts_with("grpc-")
+    {
+        return Err(format!("{name:?} cannot carry the caller's address"));
+    }
+    Ok(SourceHeader::Overwritten(header))
+}
+
+pub(super) fn identity(r: &mut Reader) -> Result<identity::Config, Error> {
+    Ok(identity::Config {
+        trust_forwarded_client_cert: r.boolean(&t::TRUST_FORWARDED_CLIENT_CERT, false)?,
+        source_address_header: r.value(
+            &t::SOURCE_ADDRESS_HEADER,
+            SourceHeader::ForwardedFor,
+            source_header,
+            |h| h.name().to_owned(),
+        )?,
+        jwt: jwt(r)?,
+    })
+}
+
+fn jwt(r: &mut Reader) -> Result<Option<JwtConfig>, Error> {
+    let issuer = r.text(&t::JWT_ISSUER);
+    let audience = r.text(&t::JWT_AUDIENCE);
+    let jwks_file = r.path(&t::JWT_JWKS_FILE);
+    let jwks_url = r.optional(&t::JWT_JWKS_URL, endpoint)?;
+    let leeway = r.value(
+        &t::JWT_LEEWAY,
+        Duration::from_secs(30),
+        |text| {
+            humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+        },
+        |d| super::read::show_duration(*d),
+    )?;
+    let jwks_refresh = r.duration(&t::JWT_JWKS_REFRESH, Duration::from_secs(300))?;
+    let jwks_max_age = r.duration(
+        &t::JWT_JWKS_MAX_AGE,
+        (jwks_refresh * 12).max(Duration::from_secs(3600)),
+    )?;
+    if jwks_max_age < jwks_refresh {
+        return Err(invalid(
+            t::JWT_JWKS_MAX_AGE.key,
+            format!(
+                "{jwks_max_age:?} is shorter than the JWKS refresh interval ({jwks_refresh:?}): keys would expire before their refresh"
+            ),
+        ));
+    }
+    let jwks = match (jwks_file, jwks_url) {
+        (Some((_, path)), None) => Some(JwksSource::File(path)),
+        (None, Some((_, url))) => Some(JwksSource::Url(url)),
+        (Some((name, _)), Some(_)) => {
+            return Err(invalid(&name, "set a JWKS file or a JWKS URL, not both"));
+        }
+        (None, None) => None,
+    };
+    match (issuer, audience, jwks) {
+        (None, None, None) => Ok(None),
+        (Some((_, issuer)), Some((_, audience)), Some(jwks)) => Ok(Some(JwtConfig {
+            issuer,
+            audience,
+            jwks,
+            leeway,
+            jwks_refresh,
+            jwks_max_age,
+        })),
+        (None, ..) => Err(invalid(t::JWT_ISSUER.var, "JWT needs the expected issuer")),
+        (_, None, _) => Err(invalid(
+            t::JWT_AUDIENCE.var,
+            "JWT needs the expected audience",
+        )),
+        (_, _, None) => Err(invalid(
+            t::JWT_JWKS_FILE.var,
+            "JWT needs a JWKS file or URL",
+        )),
+    }
+}
+
+pub(super) fn policy(
+    r: &mut Reader,
+    dependent_actions: Vec<DependentRule>,
+) -> Result<PolicySettings, Error> {
+    let dir = r.value(
+        &t::POLICY_DIR,
+        PathBuf::from(super::DEFAULT_POLICY_DIR),
+        |text| Ok(PathBuf::from(text)),
+        |p| p.display().to_string(),
+    )?;
+    let account_id = r
+        .optional(&t::ACCOUNT_ID, |id| {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                Err(format!(
+                    "{id:?} is not an Alibaba Cloud account ID (digits)"
+                ))
+            } else {
+                Ok(id.to_owned())
+            }
+        })?
+        .map(|(_, id)| id);
+    r.note(
+        t::DEPENDENT_ACTIONS.key,
+        dependent_actions.len().to_string(),
+    );
+    Ok(PolicySettings {
+        dir,
+        account_id,
+        dependent_actions,
+        shadow_dir: r.path(&t::SHADOW_DIR).map(|(_, d)| d),
+        instance_lookup: instance_lookup(r)?,
+    })
+}
+
+fn instance_lookup(r: &mut Reader) -> Result<Option<lookup::Config>, Error> {
+    let on = r.boolean(&t::INSTANCE_LOOKUP, false)?;
+    let d = lookup::Config::default();
+    let config = lookup::Config {
+        ttl: r.duration(&t::INSTANCE_LOOKUP_TTL, d.ttl)?,
+        max_instances: r.value(
+            &t::INSTANCE_LOOKUP_MAX_INSTANCES,
+            d.max_instances,
+            |text| {
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{text:?} is not a positive whole number"))
+            },
+            u64::to_string,
+        )?,
+        max_per_second: r.count_u32(&t::INSTANCE_LOOKUP_MAX_PER_SECOND, d.max_per_second)?,
+        max_per_second_per_caller: r.count_u32(
+            &t::INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER,
+            d.max_per_second_per_caller,
+        )?,
+    };
+    Ok(on.then_some(config))
+}

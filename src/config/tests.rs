@@ -1,0 +1,186 @@
+use super::*;
+use crate::credentials::Secret;
+use std::collections::HashMap;
+
+fn load_with(flags: &Flags, vars: &[(&str, &str)]) -> Result<Config, Error> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    load(flags, |k| vars.get(k).cloned())
+}
+
+#[test]
+fn defaults_without_any_setting() {
+    let c = load_with(&Flags::default(), &[]).unwrap();
+    assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+    assert_eq!(c.upstream, upstream::Config::default());
+    assert_eq!(c.credentials, None);
+}
+
+#[test]
+fn flags_beat_environment_beat_file() {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:1\"\n[upstream]\nendpoint = \"https://file.example\"\ntimeout = \"1s\"\n\
+         connect_timeout = \"250ms\"\n[credentials]\nfile = \"/creds\"\nprofile = \"prod\"\n",
+    )
+    .unwrap();
+    let flags = Flags::default().with(table::CONFIG, path.display().to_string());
+    let c = load_with(&flags, &[]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+    assert_eq!(c.upstream.endpoint, "https://file.example");
+    assert_eq!(c.upstream.timeout, Duration::from_secs(1));
+    assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
+    assert_eq!(
+        c.credentials,
+        Some(credentials::Config::File {
+            path: "/creds".into(),
+            profile: "prod".into()
+        })
+    );
+
+    let env = [
+        ("ECS_GATEWAY_LISTEN", "127.0.0.1:2"),
+        ("ECS_GATEWAY_UPSTREAM_TIMEOUT", "2s"),
+    ];
+    let c = load_with(&flags, &env).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
+    assert_eq!(c.upstream.timeout, Duration::from_secs(2));
+
+    let flags = flags
+        .with(table::LISTEN, "127.0.0.1:3")
+        .with(table::UPSTREAM_TIMEOUT, "3s");
+    let c = load_with(&flags, &env).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:3".parse().unwrap());
+    assert_eq!(c.upstream.timeout, Duration::from_secs(3));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn tls_and_a_trusted_forwarded_header_exclude_each_other() {
+    let error = load_with(
+        &Flags::default(),
+        &[
+            ("ECS_GATEWAY_TLS_CERT", "/tls/tls.crt"),
+            ("ECS_GATEWAY_TLS_KEY", "/tls/tls.key"),
+            ("ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT", "true"),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("identity.trust_forwarded_client_cert"),
+        "{error}"
+    );
+}
+
+#[test]
+fn errors_name_the_setting() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("ECS_GATEWAY_LISTEN", "nope")], "ECS_GATEWAY_LISTEN"),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "soon")],
+            "ECS_GATEWAY_UPSTREAM_TIMEOUT",
+        ),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "0s")],
+            "greater than zero",
+        ),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_TIMEOUT", "60s")],
+            "not shorter than server.request_timeout",
+        ),
+        (
+            // Equal budgets let the server cancel a call, token and
+            // all, while ECS is still being called.
+            &[
+                ("ECS_GATEWAY_UPSTREAM_TIMEOUT", "25s"),
+                ("ECS_GATEWAY_REQUEST_TIMEOUT", "30s"),
+            ],
+            "would not get their client_token back",
+        ),
+        (
+            &[
+                ("ECS_GATEWAY_MAX_CONCURRENT_CALLS", "8"),
+                ("ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER", "9"),
+            ],
+            "server.max_concurrent_calls_per_caller",
+        ),
+        (
+            &[("ECS_GATEWAY_JWT_JWKS_MAX_AGE", "1s")],
+            "shorter than the JWKS refresh interval",
+        ),
+        (
+            &[("ECS_GATEWAY_MAX_CONCURRENT_CALLS", "0")],
+            "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
+        ),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_ENDPOINT", "http://ecs.example.com")],
+            "loopback",
+        ),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_ENDPOINT", "ftp://127.0.0.1")],
+            "scheme ftp",
+        ),
+        (
+            &[("ECS_GATEWAY_UPSTREAM_ENDPOINT", "https://x/?a=1")],
+            "query",
+        ),
+        (
+            &[("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK")],
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        ),
+        (
+            &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s")],
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let err = load_with(&Flags::default(), vars).unwrap_err().to_string();
+        assert!(err.contains(expected), "{vars:?}: {err}");
+    }
+    let flags = Flags::default().with(table::CONFIG, "/nonexistent/gateway.toml");
+    assert!(
+        load_with(&flags, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/gateway.toml")
+    );
+}
+
+#[test]
+fn rejects_unknown_and_secret_keys_in_the_file() {
+    let dir = std::env::temp_dir().join(format!("ecs-gw-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, "[credentials]\naccess_key_secret = \"hunter2\"\n").unwrap();
+    let flags = Flags::default().with(table::CONFIG, path.display().to_string());
+    let err = load_with(&flags, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("line 2") && err.contains("unknown field"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn environment_key_pair_beats_credentials_file() {
+    let env = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "S"),
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", "T"),
+        ("ALIBABA_CLOUD_CREDENTIALS_FILE", "/creds"),
+    ];
+    let c = load_with(&Flags::default(), &env).unwrap();
+    let Some(credentials::Config::Static(creds)) = c.credentials else {
+        panic!("expected static credentials");
+    };
+    assert_eq!(creds.access_key_id, "AK");
+    assert_eq!(creds.security_token.as_ref().map(Secret::expose), Some("T"));
+}
