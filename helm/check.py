@@ -276,12 +276,32 @@ def render(chart, values, case):
         return chart.render(values, name="gw", namespace="ecs", is_install=True)
 
 
+def check_schema_keys_are_settings(schema):
+    """Every key the schema allows under `config` is a setting the gateway
+    reads (`serve --check` prints every one, by file key)."""
+    _, defaults, _ = serve_check("")
+    keys, pending = [], [("", schema["properties"]["config"])]
+    while pending:
+        prefix, node = pending.pop()
+        for name, child in node.get("properties", {}).items():
+            if child.get("type") == "object" and "properties" in child:
+                pending.append((f"{prefix}{name}.", child))
+            else:
+                keys.append(prefix + name)
+    unknown = sorted(k for k in keys if k not in defaults)
+    if unknown:
+        fail("schema", f"values.schema.json allows config keys the gateway does not read: {unknown}")
+    else:
+        print(f"schema: its {len(keys)} config keys are all settings of the gateway")
+
+
 def main():
     helm.disable_logging()
     generated = subprocess.run([sys.executable, str(HERE / "gen-schema.py")], capture_output=True, text=True, check=True).stdout
     if json.loads(generated) != json.loads((CHART / "values.schema.json").read_text()):
         fail("schema", "values.schema.json differs from helm/gen-schema.py's output: regenerate it")
     print(f"Helm SDK {helm.helm_sdk_version()}; Kubernetes schemas {KUBERNETES} (strict)")
+    check_schema_keys_are_settings(json.loads(generated))
     cases = {p.name: values_of(p.name) for p in sorted((CHART / "ci").glob("*.yaml"))}
     cases["policy bundle in values"] = policy_bundle()
     with quiet_helm():
