@@ -22,6 +22,11 @@
 
 pub mod breaker;
 pub mod describe;
+mod form;
+
+pub use form::{
+    ecs_client_token, parameters, parse_answer, parse_response, sign_parameters, signed_body,
+};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -385,20 +390,7 @@ impl Client {
                 }
             };
             let attempt_timeout = remaining.min(self.config.attempt_timeout);
-            let span = tracing::info_span!(
-                target: crate::telemetry::trace::STAGE,
-                "POST",
-                otel.kind = "client",
-                otel.status_code = Empty,
-                http.request.method = "POST",
-                server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
-                server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or(0),
-                url.full = %endpoint,
-                http.request.resend_count = attempt,
-                http.response.status_code = Empty,
-                ecs.request_id = Empty,
-                error.type = Empty,
-            );
+            let span = attempt_span(url.as_ref(), endpoint, attempt);
             let result = self
                 .call(
                     params,
@@ -430,14 +422,7 @@ impl Client {
                     .record(endpoint, admission, !error.endpoint_failed(&self.codes)),
             }
             attempt += 1;
-            // Full jitter: anywhere up to the exponential bound, so callers
-            // retrying together do not come back together.
-            let bound = self
-                .config
-                .backoff
-                .saturating_mul(1 << attempt.min(16))
-                .min(self.config.max_backoff);
-            let backoff = bound.mul_f64(fastrand::f64());
+            let backoff = self.backoff(attempt);
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !error.retryable(&self.codes)
                 || attempt >= self.config.max_attempts
@@ -457,6 +442,18 @@ impl Client {
     }
 
     /// One attempt, inside the upstream span.
+    /// The wait before the next attempt. Full jitter: anywhere up to the
+    /// exponential bound, so callers retrying together do not come back
+    /// together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let bound = self
+            .config
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.config.max_backoff);
+        bound.mul_f64(fastrand::f64())
+    }
+
     async fn call<T>(
         &self,
         params: &[(&'static str, Cow<'_, str>)],
@@ -519,6 +516,24 @@ impl Client {
 }
 
 /// Marks an attempt's span failed with the error's code.
+/// The span of one attempt: an OpenTelemetry HTTP client span.
+fn attempt_span(url: Option<&reqwest::Url>, endpoint: &str, attempt: u32) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::trace::STAGE,
+        "POST",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = "POST",
+        server.address = url.and_then(|u| u.host_str()).unwrap_or(""),
+        server.port = url.and_then(reqwest::Url::port_or_known_default).unwrap_or(0),
+        url.full = %endpoint,
+        http.request.resend_count = attempt,
+        http.response.status_code = Empty,
+        ecs.request_id = Empty,
+        error.type = Empty,
+    )
+}
+
 fn mark_failed(span: &tracing::Span, error: &Error) {
     let code = match error {
         Error::Ecs(e) => {
@@ -539,158 +554,6 @@ fn mark_failed(span: &tracing::Span, error: &Error) {
 /// call without any.
 pub fn budget(deadline: Duration) -> Duration {
     deadline.saturating_sub((deadline / 10).min(Duration::from_millis(50)))
-}
-
-/// The ClientToken sent to ECS for `caller`'s `token`.
-///
-/// Every caller signs with the gateway's one AccessKey, so ECS sees all
-/// their tokens in one namespace: a token one caller chose could replay
-/// another caller's result (and learn its RequestId and OrderId). The token
-/// ECS sees is therefore derived from the caller's identity and its token
-/// (SHA-256, 64 hex digits: ECS's limit is 64 ASCII characters): the same
-/// caller retrying with the same token gets the same ECS token, so retries
-/// stay idempotent, and no two callers can share one. The caller gets its
-/// own token back, never this one.
-pub fn ecs_client_token(caller: &str, token: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut hasher = Sha256::new();
-    // Length-prefixed, so that no (caller, token) pair can be shifted into
-    // another.
-    hasher.update((caller.len() as u64).to_be_bytes());
-    hasher.update(caller.as_bytes());
-    hasher.update(token.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The action's parameters, each serialized once, exactly as signed.
-pub fn parameters(request: &ModifyRequest) -> Vec<(&'static str, Cow<'_, str>)> {
-    let mut params: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(20);
-    params.push(("Action", ACTION.into()));
-    params.push(("RegionId", request.region_id.as_str().into()));
-    params.push(("InstanceId", request.instance_id.as_str().into()));
-    if let Some(out) = request.bandwidth_out {
-        params.push(("InternetMaxBandwidthOut", out.to_string().into()));
-    }
-    if let Some(bandwidth_in) = request.bandwidth_in {
-        params.push(("InternetMaxBandwidthIn", bandwidth_in.to_string().into()));
-    }
-    if let Some(charge) = request.network_charge_type {
-        params.push(("NetworkChargeType", charge.as_str().into()));
-    }
-    if let Some(allocate) = request.allocate_public_ip {
-        params.push(("AllocatePublicIp", bool_str(allocate).into()));
-    }
-    if let Some(window) = &request.temporary {
-        params.push((
-            "StartTime",
-            window.start.format(START_TIME_FORMAT).to_string().into(),
-        ));
-        params.push((
-            "EndTime",
-            window.end.format(END_TIME_FORMAT).to_string().into(),
-        ));
-    }
-    if let Some(auto_pay) = request.auto_pay {
-        params.push(("AutoPay", bool_str(auto_pay).into()));
-    }
-    params.push(("ClientToken", request.client_token.value.as_str().into()));
-    params
-}
-
-fn bool_str(value: bool) -> &'static str {
-    if value { "true" } else { "false" }
-}
-
-/// The signed form body: the action's parameters, the common parameters and
-/// `Signature`.
-pub fn signed_body(
-    request: &ModifyRequest,
-    credentials: &Credentials,
-    nonce: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> String {
-    sign_parameters(parameters(request), credentials, nonce, now)
-}
-
-/// The signed form body of any action's parameters: them, the common
-/// parameters and `Signature`.
-pub fn sign_parameters<'a>(
-    mut params: Vec<(&'static str, Cow<'a, str>)>,
-    credentials: &'a Credentials,
-    nonce: &'a str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> String {
-    let timestamp = now.format(sign::TIMESTAMP_FORMAT).to_string();
-    params.extend([
-        ("Format", Cow::Borrowed("JSON")),
-        ("Version", API_VERSION.into()),
-        ("AccessKeyId", credentials.access_key_id.as_str().into()),
-        ("SignatureMethod", sign::SIGNATURE_METHOD.into()),
-        ("SignatureVersion", sign::SIGNATURE_VERSION.into()),
-        ("SignatureNonce", nonce.into()),
-        ("Timestamp", timestamp.into()),
-    ]);
-    if let Some(token) = &credentials.security_token {
-        params.push(("SecurityToken", token.expose().into()));
-    }
-    sign::signed_query("POST", credentials.access_key_secret.expose(), &params)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Success {
-    request_id: String,
-    #[serde(default)]
-    order_id: Option<String>,
-}
-
-/// Reads ECS's answer: a 2xx JSON body with `RequestId` (and `OrderId`), or
-/// an error body with `Code`.
-///
-/// # Errors
-///
-/// [`Error::Ecs`] for ECS's error bodies, [`Error::InvalidResponse`] for
-/// anything else.
-pub fn parse_response(http_status: u16, body: &[u8]) -> Result<Reply, Error> {
-    let ok: Success = parse_answer(http_status, body, "JSON with RequestId")?;
-    Ok(Reply {
-        request_id: ok.request_id,
-        order_id: ok.order_id.filter(|o| !o.is_empty()),
-    })
-}
-
-/// Reads any action's answer: a 2xx body as `T` (described by `expected`
-/// in errors), or ECS's error body.
-///
-/// # Errors
-///
-/// [`Error::Ecs`] for ECS's error bodies, [`Error::InvalidResponse`] for
-/// anything else.
-pub fn parse_answer<T: serde::de::DeserializeOwned>(
-    http_status: u16,
-    body: &[u8],
-    expected: &str,
-) -> Result<T, Error> {
-    let invalid = |detail: String| Error::InvalidResponse {
-        http_status,
-        detail,
-    };
-    if (200..300).contains(&http_status) {
-        return serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("expected {expected}: {e}")));
-    }
-    match serde_json::from_slice::<EcsError>(body) {
-        Ok(mut error) if !error.code.is_empty() => {
-            error.http_status = http_status;
-            Err(Error::Ecs(Box::new(error)))
-        }
-        Ok(_) => Err(invalid("error body without Code".into())),
-        Err(e) => Err(invalid(format!("expected an ECS error body: {e}"))),
-    }
 }
 
 #[cfg(test)]

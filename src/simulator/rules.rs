@@ -260,120 +260,25 @@ fn check(
     regional_bandwidth: u32,
     now: DateTime<Utc>,
 ) -> Result<Plan, Failure> {
-    if instance.locked_for_security {
-        return Err(Failure::new("InstanceLockedForSecurity"));
-    }
-    if instance.expired_at.is_some_and(|e| e <= now) {
-        return Err(Failure::new("InstanceExpiredOrInArrears"));
-    }
-    if !matches!(instance.status, Status::Running | Status::Stopped) {
-        return Err(Failure::new("InvalidOperation.InstanceStatusUnsupported"));
-    }
-    if instance.unpaid_order.is_some() || instance.abnormal_order.is_some() {
-        return Err(Failure::with_status("InvalidInstance.UnPaidOrder", 403));
-    }
-    if account.in_arrears {
-        return Err(Failure::new("Account.Arrearage"));
-    }
+    check_state(instance, account, now)?;
     if let Some(isp) = &request.isp {
         check_isp(isp, instance, request)?;
     }
-
     let charge = request
         .network_charge_type
         .unwrap_or(instance.network_charge_type);
-    let max_out = match (charge, instance.charge_type) {
-        (NetworkChargeType::PayByBandwidth, ChargeType::PrePaid) => MAX_BANDWIDTH_OUT,
-        _ => MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC,
-    }
-    .unsigned_abs();
     let bandwidth_out = request.bandwidth_out.unwrap_or(instance.bandwidth_out);
-
-    if instance.eip.is_some() {
-        // A VPC instance with an EIP reaches the internet through the EIP:
-        // a temporary upgrade is refused as such, a public bandwidth is not
-        // needed (the reference's specific answer), and any other change of
-        // its public network waits until the EIP is unassociated.
-        if request.start.is_some() || request.end.is_some() {
-            return Err(Failure::new("BandwidthUpgradeDenied.EipBoundInstance"));
-        }
-        if request.bandwidth_out.is_some() || request.bandwidth_in.is_some() {
-            return Err(Failure::new("InvalidInstance.InstanceNotSupported"));
-        }
-        if request.allocate_public_ip == Some(true) || request.network_charge_type.is_some() {
-            return Err(Failure::new("InvalidInstance.EipNotSupport"));
-        }
-    }
-
+    check_eip(instance, request)?;
     check_temporary(instance, request, now)?;
-
-    if bandwidth_out > max_out {
-        return Err(Failure::new("InvalidInternetMaxBandwidthOut.ValueNotSupported").message(format!(
-            "The specified InternetMaxBandwidthOut is beyond the permitted range: 0 to {max_out} for a {:?} {} instance.",
-            instance.charge_type,
-            charge.as_str()
-        )));
-    }
-    let limit_in = validate::max_bandwidth_in(bandwidth_out);
-    let bandwidth_in = match request.bandwidth_in {
-        Some(v) if v == 0 || v > limit_in => {
-            return Err(Failure::new("InvalidInternetMaxBandwidthIn.ValueNotSupported")
-                .message(format!("The specified InternetMaxBandwidthIn is beyond the permitted range: 1 to {limit_in}.")));
-        }
-        Some(v) => v,
-        None if request.bandwidth_out.is_some() => validate::default_bandwidth_in(bandwidth_out),
-        None => instance.bandwidth_in,
-    };
-
-    let allocate_ip = match (instance.charge_type, request.allocate_public_ip) {
-        (_, Some(true)) if instance.public_ip.is_some() => {
-            return Err(Failure::new("InvalidParam.AllocatePublicIp")
-                .message("The specified param AllocatePublicIp is invalid: the instance already has a public IP address."));
-        }
-        (_, Some(true)) if bandwidth_out == 0 => {
-            return Err(Failure::new("InvalidParam.AllocatePublicIp").message(
-                "The specified param AllocatePublicIp is invalid: the outbound bandwidth is 0.",
-            ));
-        }
-        (_, Some(true)) => true,
-        // A subscription instance raised from 0 gets a public IP by itself.
-        (ChargeType::PrePaid, _) => {
-            instance.public_ip.is_none() && instance.bandwidth_out == 0 && bandwidth_out > 0
-        }
-        (ChargeType::PostPaid, _) => false,
-    };
-
-    // A classic-network instance leaves 0 Mbit/s outbound only while it is
-    // stopped (earlier editions of this API's reference; the current one
-    // keeps the error code).
-    if instance.network_type == NetworkType::Classic
-        && instance.bandwidth_out == 0
-        && bandwidth_out > 0
-        && instance.status != Status::Stopped
-    {
-        return Err(Failure::new("InvalidInstanceStatus.NotStopped").message(
-            "The specified Instance status is not Stopped: a classic network instance must be stopped to raise its outbound bandwidth from 0.",
-        ));
-    }
-
+    let bandwidth_in = check_bandwidths(instance, request, charge, bandwidth_out)?;
+    let allocate_ip = allocates_ip(instance, request, bandwidth_out)?;
+    check_classic(instance, bandwidth_out)?;
     let downgrade = request.start.is_none() && bandwidth_out < instance.bandwidth_out;
-    if downgrade
-        && instance.charge_type == ChargeType::PrePaid
-        && instance.downgrades >= account.max_downgrades
-    {
-        return Err(Failure::new("InstanceDowngrade.QuotaExceed"));
-    }
-    if instance.charge_type == ChargeType::PostPaid
-        && charge == NetworkChargeType::PayByBandwidth
-        && regional_bandwidth + bandwidth_out > account.bandwidth_quota
-    {
-        return Err(Failure::new("QuotaExceeded.InternetBandwidth").message(format!(
-            "QuotaExceeded.InternetBandwidth: the pay-by-bandwidth public bandwidth of pay-as-you-go instances in {} would be {} Mbit/s, above the quota of {} Mbit/s.",
-            instance.region_id,
-            regional_bandwidth + bandwidth_out,
-            account.bandwidth_quota
-        )));
-    }
+    let quota = Quota {
+        account,
+        regional_bandwidth,
+    };
+    quota.check(instance, charge, bandwidth_out, downgrade)?;
     let upgrade = bandwidth_out > instance.bandwidth_out;
     // OrderId comes back only when a subscription instance's bandwidth
     // configuration changes: its bandwidth, a temporary upgrade or its
@@ -393,6 +298,162 @@ fn check(
         upgrade,
         ordered,
     })
+}
+
+/// The instance's and the account's state, before anything of the request.
+fn check_state(
+    instance: &Instance,
+    account: &super::Account,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    if instance.locked_for_security {
+        return Err(Failure::new("InstanceLockedForSecurity"));
+    }
+    if instance.expired_at.is_some_and(|e| e <= now) {
+        return Err(Failure::new("InstanceExpiredOrInArrears"));
+    }
+    if !matches!(instance.status, Status::Running | Status::Stopped) {
+        return Err(Failure::new("InvalidOperation.InstanceStatusUnsupported"));
+    }
+    if instance.unpaid_order.is_some() || instance.abnormal_order.is_some() {
+        return Err(Failure::with_status("InvalidInstance.UnPaidOrder", 403));
+    }
+    if account.in_arrears {
+        return Err(Failure::new("Account.Arrearage"));
+    }
+    Ok(())
+}
+
+fn check_eip(instance: &Instance, request: &Request) -> Result<(), Failure> {
+    if instance.eip.is_some() {
+        // A VPC instance with an EIP reaches the internet through the EIP:
+        // a temporary upgrade is refused as such, a public bandwidth is not
+        // needed (the reference's specific answer), and any other change of
+        // its public network waits until the EIP is unassociated.
+        if request.start.is_some() || request.end.is_some() {
+            return Err(Failure::new("BandwidthUpgradeDenied.EipBoundInstance"));
+        }
+        if request.bandwidth_out.is_some() || request.bandwidth_in.is_some() {
+            return Err(Failure::new("InvalidInstance.InstanceNotSupported"));
+        }
+        if request.allocate_public_ip == Some(true) || request.network_charge_type.is_some() {
+            return Err(Failure::new("InvalidInstance.EipNotSupport"));
+        }
+    }
+
+    Ok(())
+}
+
+/// The outbound bandwidth's range, then the inbound's; the inbound
+/// bandwidth the instance will have.
+fn check_bandwidths(
+    instance: &Instance,
+    request: &Request,
+    charge: NetworkChargeType,
+    bandwidth_out: u32,
+) -> Result<u32, Failure> {
+    let max_out = match (charge, instance.charge_type) {
+        (NetworkChargeType::PayByBandwidth, ChargeType::PrePaid) => MAX_BANDWIDTH_OUT,
+        _ => MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC,
+    }
+    .unsigned_abs();
+    if bandwidth_out > max_out {
+        return Err(Failure::new("InvalidInternetMaxBandwidthOut.ValueNotSupported").message(format!(
+            "The specified InternetMaxBandwidthOut is beyond the permitted range: 0 to {max_out} for a {:?} {} instance.",
+            instance.charge_type,
+            charge.as_str()
+        )));
+    }
+    let limit_in = validate::max_bandwidth_in(bandwidth_out);
+    Ok(match request.bandwidth_in {
+        Some(v) if v == 0 || v > limit_in => {
+            return Err(Failure::new("InvalidInternetMaxBandwidthIn.ValueNotSupported")
+                .message(format!("The specified InternetMaxBandwidthIn is beyond the permitted range: 1 to {limit_in}.")));
+        }
+        Some(v) => v,
+        None if request.bandwidth_out.is_some() => validate::default_bandwidth_in(bandwidth_out),
+        None => instance.bandwidth_in,
+    })
+}
+
+/// Whether the call allocates a public IP address.
+fn allocates_ip(
+    instance: &Instance,
+    request: &Request,
+    bandwidth_out: u32,
+) -> Result<bool, Failure> {
+    Ok(match (instance.charge_type, request.allocate_public_ip) {
+        (_, Some(true)) if instance.public_ip.is_some() => {
+            return Err(Failure::new("InvalidParam.AllocatePublicIp")
+                .message("The specified param AllocatePublicIp is invalid: the instance already has a public IP address."));
+        }
+        (_, Some(true)) if bandwidth_out == 0 => {
+            return Err(Failure::new("InvalidParam.AllocatePublicIp").message(
+                "The specified param AllocatePublicIp is invalid: the outbound bandwidth is 0.",
+            ));
+        }
+        (_, Some(true)) => true,
+        // A subscription instance raised from 0 gets a public IP by itself.
+        (ChargeType::PrePaid, _) => {
+            instance.public_ip.is_none() && instance.bandwidth_out == 0 && bandwidth_out > 0
+        }
+        (ChargeType::PostPaid, _) => false,
+    })
+}
+
+fn check_classic(instance: &Instance, bandwidth_out: u32) -> Result<(), Failure> {
+    // A classic-network instance leaves 0 Mbit/s outbound only while it is
+    // stopped (earlier editions of this API's reference; the current one
+    // keeps the error code).
+    if instance.network_type == NetworkType::Classic
+        && instance.bandwidth_out == 0
+        && bandwidth_out > 0
+        && instance.status != Status::Stopped
+    {
+        return Err(Failure::new("InvalidInstanceStatus.NotStopped").message(
+            "The specified Instance status is not Stopped: a classic network instance must be stopped to raise its outbound bandwidth from 0.",
+        ));
+    }
+
+    Ok(())
+}
+
+/// The account's quotas a change counts against.
+struct Quota<'a> {
+    account: &'a super::Account,
+    /// The pay-by-bandwidth bandwidth of the region's pay-as-you-go
+    /// instances, this one's excluded.
+    regional_bandwidth: u32,
+}
+
+impl Quota<'_> {
+    fn check(
+        &self,
+        instance: &Instance,
+        charge: NetworkChargeType,
+        bandwidth_out: u32,
+        downgrade: bool,
+    ) -> Result<(), Failure> {
+        let (account, regional_bandwidth) = (self.account, self.regional_bandwidth);
+        if downgrade
+            && instance.charge_type == ChargeType::PrePaid
+            && instance.downgrades >= account.max_downgrades
+        {
+            return Err(Failure::new("InstanceDowngrade.QuotaExceed"));
+        }
+        if instance.charge_type == ChargeType::PostPaid
+            && charge == NetworkChargeType::PayByBandwidth
+            && regional_bandwidth + bandwidth_out > account.bandwidth_quota
+        {
+            return Err(Failure::new("QuotaExceeded.InternetBandwidth").message(format!(
+                "QuotaExceeded.InternetBandwidth: the pay-by-bandwidth public bandwidth of pay-as-you-go instances in {} would be {} Mbit/s, above the quota of {} Mbit/s.",
+                instance.region_id,
+                regional_bandwidth + bandwidth_out,
+                account.bandwidth_quota
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn check_isp(isp: &str, instance: &Instance, request: &Request) -> Result<(), Failure> {
