@@ -4,6 +4,7 @@
 use super::*;
 use crate::credentials::Secret;
 use crate::sign;
+use chrono::DateTime;
 
 struct Running {
     url: String,
