@@ -1,6 +1,6 @@
 //! Every setting's names: its settings-file key, environment variable and
 //! `serve` flag. Adding a setting is a row here, a field in its stage's
-//! `Config` (with its default), one line in [`super::sections`] and a row in
+//! `Config` (with its default), one line in `config/sections.rs` and a row in
 //! `docs/operations.md` (a test checks that every row here is there).
 //!
 //! Long because: it is the table of every setting, one row each.

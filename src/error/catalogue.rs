@@ -269,7 +269,7 @@ const GATEWAYS_OWN: &[&str] = &[
 
 /// The gRPC code and retry advice for an ECS error: the catalogue's row;
 /// for an unknown code, `INTERNAL` when its family refuses the gateway's
-/// own request ([`GATEWAYS_OWN`]), else [`by_http_status`].
+/// own request (`GATEWAYS_OWN`), else [`by_http_status`].
 pub fn advice(code: &str, http_status: u16) -> (Code, Option<Duration>) {
     if let Some(entry) = lookup(code, http_status) {
         return (entry.grpc, entry.retry_after);
