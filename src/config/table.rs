@@ -22,207 +22,171 @@ const fn setting(key: &'static str, var: &'static str, flag: &'static str) -> Se
 }
 
 /// The settings file itself.
-pub const CONFIG: Setting = setting("", "ECS_GATEWAY_CONFIG", "--config");
+pub(crate) const CONFIG: Setting = setting("", "ECS_GATEWAY_CONFIG", "--config");
 /// The gRPC address.
-pub const LISTEN: Setting = setting("listen", "ECS_GATEWAY_LISTEN", "--listen");
+pub(crate) const LISTEN: Setting = setting("listen", "ECS_GATEWAY_LISTEN", "--listen");
 /// The admin HTTP address.
-pub const ADMIN_LISTEN: Setting =
+pub(crate) const ADMIN_LISTEN: Setting =
     setting("admin_listen", "ECS_GATEWAY_ADMIN_LISTEN", "--admin-listen");
 
-/// `upstream.endpoint`.
-pub const UPSTREAM_ENDPOINT: Setting = setting(
+pub(crate) const UPSTREAM_ENDPOINT: Setting = setting(
     "upstream.endpoint",
     "ECS_GATEWAY_UPSTREAM_ENDPOINT",
     "--upstream-endpoint",
 );
-/// `upstream.timeout`.
-pub const UPSTREAM_TIMEOUT: Setting = setting(
+pub(crate) const UPSTREAM_TIMEOUT: Setting = setting(
     "upstream.timeout",
     "ECS_GATEWAY_UPSTREAM_TIMEOUT",
     "--upstream-timeout",
 );
-/// `upstream.connect_timeout`.
-pub const UPSTREAM_CONNECT_TIMEOUT: Setting = setting(
+pub(crate) const UPSTREAM_CONNECT_TIMEOUT: Setting = setting(
     "upstream.connect_timeout",
     "ECS_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
     "",
 );
-/// `upstream.attempt_timeout`.
-pub const UPSTREAM_ATTEMPT_TIMEOUT: Setting = setting(
+pub(crate) const UPSTREAM_ATTEMPT_TIMEOUT: Setting = setting(
     "upstream.attempt_timeout",
     "ECS_GATEWAY_UPSTREAM_ATTEMPT_TIMEOUT",
     "",
 );
-/// `upstream.max_attempts`.
-pub const UPSTREAM_MAX_ATTEMPTS: Setting = setting(
+pub(crate) const UPSTREAM_MAX_ATTEMPTS: Setting = setting(
     "upstream.max_attempts",
     "ECS_GATEWAY_UPSTREAM_MAX_ATTEMPTS",
     "",
 );
-/// `upstream.breaker_failures`.
-pub const UPSTREAM_BREAKER_FAILURES: Setting = setting(
+pub(crate) const UPSTREAM_BREAKER_FAILURES: Setting = setting(
     "upstream.breaker_failures",
     "ECS_GATEWAY_UPSTREAM_BREAKER_FAILURES",
     "",
 );
-/// `upstream.breaker_open_for`.
-pub const UPSTREAM_BREAKER_OPEN_FOR: Setting = setting(
+pub(crate) const UPSTREAM_BREAKER_OPEN_FOR: Setting = setting(
     "upstream.breaker_open_for",
     "ECS_GATEWAY_UPSTREAM_BREAKER_OPEN_FOR",
     "",
 );
 
-/// `server.max_concurrent_calls`.
-pub const MAX_CONCURRENT_CALLS: Setting = setting(
+pub(crate) const MAX_CONCURRENT_CALLS: Setting = setting(
     "server.max_concurrent_calls",
     "ECS_GATEWAY_MAX_CONCURRENT_CALLS",
     "",
 );
-/// `server.max_concurrent_calls_per_caller`.
-pub const MAX_CONCURRENT_CALLS_PER_CALLER: Setting = setting(
+pub(crate) const MAX_CONCURRENT_CALLS_PER_CALLER: Setting = setting(
     "server.max_concurrent_calls_per_caller",
     "ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_CALLER",
     "",
 );
-/// `server.max_concurrent_calls_per_unmapped_caller`.
-pub const MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER: Setting = setting(
+pub(crate) const MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER: Setting = setting(
     "server.max_concurrent_calls_per_unmapped_caller",
     "ECS_GATEWAY_MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER",
     "",
 );
-/// `server.receive_timeout`.
-pub const RECEIVE_TIMEOUT: Setting =
+pub(crate) const RECEIVE_TIMEOUT: Setting =
     setting("server.receive_timeout", "ECS_GATEWAY_RECEIVE_TIMEOUT", "");
-/// `server.reflection`.
-pub const REFLECTION: Setting = setting("server.reflection", "ECS_GATEWAY_REFLECTION", "");
-/// `server.max_unauthenticated_streams`.
-pub const MAX_UNAUTHENTICATED_STREAMS: Setting = setting(
+pub(crate) const REFLECTION: Setting = setting("server.reflection", "ECS_GATEWAY_REFLECTION", "");
+pub(crate) const MAX_UNAUTHENTICATED_STREAMS: Setting = setting(
     "server.max_unauthenticated_streams",
     "ECS_GATEWAY_MAX_UNAUTHENTICATED_STREAMS",
     "",
 );
-/// `server.max_unauthenticated_streams_per_connection`.
-pub const MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION: Setting = setting(
+pub(crate) const MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION: Setting = setting(
     "server.max_unauthenticated_streams_per_connection",
     "ECS_GATEWAY_MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION",
     "",
 );
-/// `server.unauthenticated_idle_timeout`.
-pub const UNAUTHENTICATED_IDLE_TIMEOUT: Setting = setting(
+pub(crate) const UNAUTHENTICATED_IDLE_TIMEOUT: Setting = setting(
     "server.unauthenticated_idle_timeout",
     "ECS_GATEWAY_UNAUTHENTICATED_IDLE_TIMEOUT",
     "",
 );
-/// `server.request_timeout`.
-pub const REQUEST_TIMEOUT: Setting =
+pub(crate) const REQUEST_TIMEOUT: Setting =
     setting("server.request_timeout", "ECS_GATEWAY_REQUEST_TIMEOUT", "");
-/// `server.shutdown_grace`.
-pub const SHUTDOWN_GRACE: Setting =
+pub(crate) const SHUTDOWN_GRACE: Setting =
     setting("server.shutdown_grace", "ECS_GATEWAY_SHUTDOWN_GRACE", "");
 
 /// The AccessKey ID (environment only: never in the settings file).
-pub const ACCESS_KEY_ID: Setting = setting("", "ALIBABA_CLOUD_ACCESS_KEY_ID", "");
+pub(crate) const ACCESS_KEY_ID: Setting = setting("", "ALIBABA_CLOUD_ACCESS_KEY_ID", "");
 /// The AccessKey secret (environment only).
-pub const ACCESS_KEY_SECRET: Setting = setting("", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "");
+pub(crate) const ACCESS_KEY_SECRET: Setting = setting("", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "");
 /// The STS token of temporary keys (environment only).
-pub const SECURITY_TOKEN: Setting = setting("", "ALIBABA_CLOUD_SECURITY_TOKEN", "");
-/// `credentials.file`.
-pub const CREDENTIALS_FILE: Setting = setting(
+pub(crate) const SECURITY_TOKEN: Setting = setting("", "ALIBABA_CLOUD_SECURITY_TOKEN", "");
+pub(crate) const CREDENTIALS_FILE: Setting = setting(
     "credentials.file",
     "ALIBABA_CLOUD_CREDENTIALS_FILE",
     "--credentials-file",
 );
-/// `credentials.profile`.
-pub const CREDENTIALS_PROFILE: Setting =
+pub(crate) const CREDENTIALS_PROFILE: Setting =
     setting("credentials.profile", "ALIBABA_CLOUD_PROFILE", "");
 
-/// `policy.dir`.
-pub const POLICY_DIR: Setting = setting("policy.dir", "ECS_GATEWAY_POLICY_DIR", "--policies");
-/// `policy.account_id`.
-pub const ACCOUNT_ID: Setting = setting(
+pub(crate) const POLICY_DIR: Setting =
+    setting("policy.dir", "ECS_GATEWAY_POLICY_DIR", "--policies");
+pub(crate) const ACCOUNT_ID: Setting = setting(
     "policy.account_id",
     "ECS_GATEWAY_ACCOUNT_ID",
     "--account-id",
 );
 /// `[[policy.dependent_actions]]` (the file only: a list of tables).
-pub const DEPENDENT_ACTIONS: Setting = setting("policy.dependent_actions", "", "");
-/// `policy.shadow_dir`.
-pub const SHADOW_DIR: Setting = setting("policy.shadow_dir", "ECS_GATEWAY_POLICY_SHADOW_DIR", "");
-/// `policy.instance_lookup.enabled`.
-pub const INSTANCE_LOOKUP: Setting = setting(
+pub(crate) const DEPENDENT_ACTIONS: Setting = setting("policy.dependent_actions", "", "");
+pub(crate) const SHADOW_DIR: Setting =
+    setting("policy.shadow_dir", "ECS_GATEWAY_POLICY_SHADOW_DIR", "");
+pub(crate) const INSTANCE_LOOKUP: Setting = setting(
     "policy.instance_lookup.enabled",
     "ECS_GATEWAY_INSTANCE_LOOKUP",
     "",
 );
-/// `policy.instance_lookup.ttl`.
-pub const INSTANCE_LOOKUP_TTL: Setting = setting(
+pub(crate) const INSTANCE_LOOKUP_TTL: Setting = setting(
     "policy.instance_lookup.ttl",
     "ECS_GATEWAY_INSTANCE_LOOKUP_TTL",
     "",
 );
-/// `policy.instance_lookup.max_instances`.
-pub const INSTANCE_LOOKUP_MAX_INSTANCES: Setting = setting(
+pub(crate) const INSTANCE_LOOKUP_MAX_INSTANCES: Setting = setting(
     "policy.instance_lookup.max_instances",
     "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_INSTANCES",
     "",
 );
-/// `policy.instance_lookup.max_per_second`.
-pub const INSTANCE_LOOKUP_MAX_PER_SECOND: Setting = setting(
+pub(crate) const INSTANCE_LOOKUP_MAX_PER_SECOND: Setting = setting(
     "policy.instance_lookup.max_per_second",
     "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_PER_SECOND",
     "",
 );
-/// `policy.instance_lookup.max_per_second_per_caller`.
-pub const INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER: Setting = setting(
+pub(crate) const INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER: Setting = setting(
     "policy.instance_lookup.max_per_second_per_caller",
     "ECS_GATEWAY_INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER",
     "",
 );
 
-/// `tls.cert`.
-pub const TLS_CERT: Setting = setting("tls.cert", "ECS_GATEWAY_TLS_CERT", "");
-/// `tls.key`.
-pub const TLS_KEY: Setting = setting("tls.key", "ECS_GATEWAY_TLS_KEY", "");
-/// `tls.client_ca`.
-pub const TLS_CLIENT_CA: Setting = setting("tls.client_ca", "ECS_GATEWAY_TLS_CLIENT_CA", "");
-/// `tls.require_client_cert`.
-pub const TLS_REQUIRE_CLIENT_CERT: Setting = setting(
+pub(crate) const TLS_CERT: Setting = setting("tls.cert", "ECS_GATEWAY_TLS_CERT", "");
+pub(crate) const TLS_KEY: Setting = setting("tls.key", "ECS_GATEWAY_TLS_KEY", "");
+pub(crate) const TLS_CLIENT_CA: Setting = setting("tls.client_ca", "ECS_GATEWAY_TLS_CLIENT_CA", "");
+pub(crate) const TLS_REQUIRE_CLIENT_CERT: Setting = setting(
     "tls.require_client_cert",
     "ECS_GATEWAY_TLS_REQUIRE_CLIENT_CERT",
     "",
 );
 
-/// `identity.trust_forwarded_client_cert`.
-pub const TRUST_FORWARDED_CLIENT_CERT: Setting = setting(
+pub(crate) const TRUST_FORWARDED_CLIENT_CERT: Setting = setting(
     "identity.trust_forwarded_client_cert",
     "ECS_GATEWAY_TRUST_FORWARDED_CLIENT_CERT",
     "",
 );
-/// `identity.source_address_header`.
-pub const SOURCE_ADDRESS_HEADER: Setting = setting(
+pub(crate) const SOURCE_ADDRESS_HEADER: Setting = setting(
     "identity.source_address_header",
     "ECS_GATEWAY_SOURCE_ADDRESS_HEADER",
     "",
 );
-/// `identity.jwt.issuer`.
-pub const JWT_ISSUER: Setting = setting("identity.jwt.issuer", "ECS_GATEWAY_JWT_ISSUER", "");
-/// `identity.jwt.audience`.
-pub const JWT_AUDIENCE: Setting = setting("identity.jwt.audience", "ECS_GATEWAY_JWT_AUDIENCE", "");
-/// `identity.jwt.jwks_file`.
-pub const JWT_JWKS_FILE: Setting =
+pub(crate) const JWT_ISSUER: Setting = setting("identity.jwt.issuer", "ECS_GATEWAY_JWT_ISSUER", "");
+pub(crate) const JWT_AUDIENCE: Setting =
+    setting("identity.jwt.audience", "ECS_GATEWAY_JWT_AUDIENCE", "");
+pub(crate) const JWT_JWKS_FILE: Setting =
     setting("identity.jwt.jwks_file", "ECS_GATEWAY_JWT_JWKS_FILE", "");
-/// `identity.jwt.jwks_url`.
-pub const JWT_JWKS_URL: Setting = setting("identity.jwt.jwks_url", "ECS_GATEWAY_JWT_JWKS_URL", "");
-/// `identity.jwt.leeway`.
-pub const JWT_LEEWAY: Setting = setting("identity.jwt.leeway", "ECS_GATEWAY_JWT_LEEWAY", "");
-/// `identity.jwt.jwks_refresh`.
-pub const JWT_JWKS_REFRESH: Setting = setting(
+pub(crate) const JWT_JWKS_URL: Setting =
+    setting("identity.jwt.jwks_url", "ECS_GATEWAY_JWT_JWKS_URL", "");
+pub(crate) const JWT_LEEWAY: Setting = setting("identity.jwt.leeway", "ECS_GATEWAY_JWT_LEEWAY", "");
+pub(crate) const JWT_JWKS_REFRESH: Setting = setting(
     "identity.jwt.jwks_refresh",
     "ECS_GATEWAY_JWT_JWKS_REFRESH",
     "",
 );
-/// `identity.jwt.jwks_max_age`.
-pub const JWT_JWKS_MAX_AGE: Setting = setting(
+pub(crate) const JWT_JWKS_MAX_AGE: Setting = setting(
     "identity.jwt.jwks_max_age",
     "ECS_GATEWAY_JWT_JWKS_MAX_AGE",
     "",
