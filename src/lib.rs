@@ -17,7 +17,8 @@
 //! one place that turns them into gRPC statuses, with codes fixed by its
 //! [`error::catalogue`]. Imports run one way (`.ci/module-cycles.py` checks
 //! it). [`simulator`] is a faithful ECS stand-in for tests and the [`demo`];
-//! [`client`] is the `call` command.
+//! [`client`] is the `call` command. The policy authoring and proof tools
+//! (`policy_tools`, behind the default `tools` feature) never run on a call.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -32,6 +33,8 @@ pub mod identity;
 pub mod lookup;
 pub mod overload;
 pub mod policy;
+#[cfg(feature = "tools")]
+pub mod policy_tools;
 pub mod server;
 pub mod sign;
 pub mod simulator;

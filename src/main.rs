@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 use clap::{Parser, Subcommand};
-use ecs_gateway::{client, config, demo, policy, server, simulator, telemetry, upstream};
+use ecs_gateway::{client, config, demo, policy, policy_tools, server, simulator, telemetry, upstream};
 
 /// Prints a line on standard output. When the reader has gone away
 /// (`ecs-gateway policy diff | head -1`), exits at once with 141 (what a
@@ -466,11 +466,11 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 }
             };
             let files = if files.is_empty() {
-                policy::cases::shipped(&policies)
+                policy_tools::cases::shipped(&policies)
             } else {
                 files
             };
-            match policy::cases::run(&store, &files) {
+            match policy_tools::cases::run(&store, &files) {
                 Ok(report) => {
                     for failure in &report.failures {
                         eprintln!("FAIL {failure}");
@@ -507,15 +507,15 @@ async fn run(command: Command, matches: &clap::ArgMatches) -> ExitCode {
                 }
             };
             let target = match (group, principal) {
-                (Some(group), _) => policy::ram::Target::Group(group),
-                (None, Some(arn)) => policy::ram::Target::Principal(arn),
+                (Some(group), _) => policy_tools::ram::Target::Group(group),
+                (None, Some(arn)) => policy_tools::ram::Target::Principal(arn),
                 (None, None) => unreachable!("clap requires --group or --principal"),
             };
             let prefix = id_prefix.unwrap_or_else(|| match layer {
                 ImportLayer::Identity => "identity.ram".to_owned(),
                 ImportLayer::Control => "control.ram".to_owned(),
             });
-            match policy::ram::import(&document, &target, &prefix) {
+            match policy_tools::ram::import(&document, &target, &prefix) {
                 Ok(cedar) => {
                     out_raw!("{cedar}");
                     ExitCode::SUCCESS
@@ -561,11 +561,11 @@ fn settings_file(file: &std::path::Path) -> Result<config::Config, config::Error
 async fn lint(dir: &std::path::Path, time_limit: std::time::Duration, json: bool) -> ExitCode {
     let progress =
         working("policy lint: proving each policy with cvc5 (about 30 s for the shipped ones)");
-    let linted = policy::lint::run(dir, time_limit).await;
+    let linted = policy_tools::lint::run(dir, time_limit).await;
     progress.finish_and_clear();
     let report = match linted {
         Ok(report) => report,
-        Err(policy::diff::Undecided(reason)) => {
+        Err(policy_tools::diff::Undecided(reason)) => {
             if json {
                 out!(
                     "{}",
@@ -649,7 +649,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
             "no account ID (digits): give --account-id or a --config with policy.account_id".into(),
         );
     };
-    let options = policy::diff::Options {
+    let options = policy_tools::diff::Options {
         active: args.active.clone(),
         candidate: args.candidate.clone(),
         rules: settings
@@ -659,13 +659,13 @@ async fn diff(args: &DiffArgs) -> ExitCode {
         time_limit: args.time_limit,
     };
     let progress = working("policy diff: proving each decision with cvc5");
-    let compared = policy::diff::run(&options).await;
+    let compared = policy_tools::diff::run(&options).await;
     progress.finish_and_clear();
     let report = match compared {
         Ok(report) => report,
-        Err(policy::diff::Undecided(reason)) => return undecided(reason),
+        Err(policy_tools::diff::Undecided(reason)) => return undecided(reason),
     };
-    let difference = |d: &policy::diff::Difference| {
+    let difference = |d: &policy_tools::diff::Difference| {
         serde_json::json!({
             "action": d.action,
             "principalType": d.principal_type,
@@ -705,10 +705,10 @@ async fn diff(args: &DiffArgs) -> ExitCode {
                 ""
             },
             match report.verdict {
-                policy::diff::Verdict::Equivalent => "decides every call as the active policies do",
-                policy::diff::Verdict::Narrows => "only denies calls the active policies allow",
-                policy::diff::Verdict::Widens => "allows calls the active policies deny",
-                policy::diff::Verdict::WidensAndNarrows =>
+                policy_tools::diff::Verdict::Equivalent => "decides every call as the active policies do",
+                policy_tools::diff::Verdict::Narrows => "only denies calls the active policies allow",
+                policy_tools::diff::Verdict::Widens => "allows calls the active policies deny",
+                policy_tools::diff::Verdict::WidensAndNarrows =>
                     "allows calls the active policies deny, and denies calls they allow",
             },
             report.queries,

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::diff::{Undecided, solver, solver_error};
 use super::enforced::{applies_to, on_real_calls};
-use super::{catalogue, store};
+use crate::policy::{catalogue, store};
 
 /// What a finding says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

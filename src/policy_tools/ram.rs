@@ -55,7 +55,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::catalogue;
+use crate::policy::catalogue;
 
 /// A JSON value whose objects may not repeat a key: serde_json would keep
 /// the last one silently, while a reader of the document sees the first.
@@ -755,7 +755,7 @@ pub fn import(document: &str, target: &Target, id_prefix: &str) -> Result<String
     let principal = match target {
         Target::Group(name) => format!("principal in Ram::Group::{}", cedar_string(name)),
         Target::Principal(arn) => {
-            let kind = super::store::principal_type(arn)
+            let kind = crate::policy::store::principal_type(arn)
                 .map(|(kind, _)| kind)
                 .ok_or_else(|| {
                     refuse(format!(

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::store::JwtSubject;
-use super::{Authorizer, DependentRule, Outcome, Store};
+use crate::policy::store::JwtSubject;
+use crate::policy::{Authorizer, DependentRule, Outcome, Store};
 use crate::identity::{Caller, CallerId, Via};
 use crate::{pb, validate};
 
@@ -245,7 +245,7 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
             &request,
             simulated.as_ref(),
             now,
-            super::Source::Entities,
+            crate::policy::Source::Entities,
         ),
     };
     let sorted = |mut v: Vec<String>| {
@@ -256,8 +256,8 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
         Outcome::Allow { policies } => (Expect::Allow, None, None, policies.clone()),
         Outcome::Deny(d) => (
             match d.kind {
-                super::DenyKind::ExplicitDeny => Expect::ExplicitDeny,
-                super::DenyKind::ImplicitDeny => Expect::ImplicitDeny,
+                crate::policy::DenyKind::ExplicitDeny => Expect::ExplicitDeny,
+                crate::policy::DenyKind::ImplicitDeny => Expect::ImplicitDeny,
             },
             Some(d.layer.as_str()),
             Some(d.action),
@@ -317,7 +317,7 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
                 ),
             });
         }
-        super::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
+        crate::policy::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
             path: path.clone(),
             message: e.to_string(),
         })?;

@@ -31,10 +31,10 @@ use cedar_policy_symcc::solver::LocalSolver;
 use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicySet, Env};
 use serde_json::{Value, json};
 
-use super::catalogue::{self, Action};
+use crate::policy::catalogue::{self, Action};
 use super::enforced;
-use super::store::{self, PolicyData};
-use super::{DependentRule, Outcome, Source};
+use crate::policy::store::{self, PolicyData};
+use crate::policy::{DependentRule, Outcome, Source};
 use crate::identity::{Caller, CallerId, Via};
 use crate::pb;
 
@@ -238,7 +238,7 @@ pub async fn run(options: &Options) -> Result<Report, Undecided> {
             )));
         }
     }
-    super::check_dependent_actions(&options.rules).map_err(|e| undecided(e.to_string()))?;
+    crate::policy::check_dependent_actions(&options.rules).map_err(|e| undecided(e.to_string()))?;
     // Policies that plainly cannot fail (no arithmetic, no getTag, no
     // datetime method, extension values from literals) need no error term:
     // the formula shrinks, the decision stays. Seen from the text, for
@@ -494,7 +494,7 @@ fn replay(
     let [active_dir, candidate_dir] = dirs;
     let (active_dir, candidate_dir) = (active_dir?, candidate_dir?);
     let decide = |dir: &Path| -> Result<(bool, String), Undecided> {
-        let authorizer = super::Config {
+        let authorizer = crate::policy::Config {
             dir: dir.to_owned(),
             account_id: options.account_id.clone(),
             dependent_actions: options.rules.clone(),

@@ -39,14 +39,14 @@
 //! for another identity, where `A` is `ecsgateway:SimulatePrincipal` and
 //! `ecsgateway:Explain` is decided first, as a dependent action is, but with
 //! the explained call's context, which lacks the simulation keys
-//! ([`decide`](super::decide) evaluates it so). An Explain is decided on the
+//! ([`decide`](crate::policy::decide) evaluates it so). An Explain is decided on the
 //! explained call, validated as a call is, so `W` holds for it too.
 
 use serde_json::{Value, json};
 
-use super::catalogue::{self, Action};
-use super::store::PolicyData;
-use super::{DependentRule, When};
+use crate::policy::catalogue::{self, Action};
+use crate::policy::store::PolicyData;
+use crate::policy::{DependentRule, When};
 use crate::validate::{MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, SMALL_BANDWIDTH_OUT};
 
 /// Why the enforced decision cannot be written as one policy.
@@ -590,7 +590,7 @@ struct Check {
 }
 
 /// The actions a request of `action` is decided with, in the gateway's
-/// order (see [`decide`](super::decide)): for an Explain for another
+/// order (see [`decide`](crate::policy::decide)): for an Explain for another
 /// identity `ecsgateway:Explain` (on the explained call's context), then
 /// the action itself, then each dependent action with its guard.
 fn checks(action: &'static Action, rules: &[DependentRule]) -> Result<Vec<Check>, Unsupported> {
@@ -986,7 +986,7 @@ mod tests {
     /// the shipped policies with the demo's dependent action.
     #[test]
     fn the_enforced_policy_decides_every_call_as_the_gateway_does() {
-        let authorizer = super::super::Config {
+        let authorizer = crate::policy::Config {
             dir: shipped(),
             account_id: "1234567890123456".into(),
             dependent_actions: vec![demo_rule()],
@@ -1061,7 +1061,7 @@ mod tests {
     /// and with `ecsgateway:SimulatePrincipal` for another identity.
     #[test]
     fn the_enforced_policies_decide_every_explain_as_the_gateway_does() {
-        let authorizer = super::super::Config {
+        let authorizer = crate::policy::Config {
             dir: shipped(),
             account_id: "1234567890123456".into(),
             dependent_actions: vec![demo_rule()],
@@ -1071,7 +1071,7 @@ mod tests {
         let data = authorizer.store().current();
         // The keys the model takes away from Explain's context are those the
         // gateway adds for SimulatePrincipal.
-        let added: Vec<String> = super::super::decide::simulation_context(
+        let added: Vec<String> = crate::policy::decide::simulation_context(
             &data,
             &CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
         )
@@ -1124,7 +1124,7 @@ mod tests {
                             &request,
                             simulated.as_ref(),
                             now,
-                            super::super::Source::Entities,
+                            crate::policy::Source::Entities,
                         )
                         .allowed();
                     let Some((principal, resource, context, entities)) =
@@ -1138,7 +1138,7 @@ mod tests {
                             &catalogue::SIMULATE_PRINCIPAL,
                             &simulate,
                             context
-                                .merge(super::super::decide::simulation_context(&data, identity))
+                                .merge(crate::policy::decide::simulation_context(&data, identity))
                                 .unwrap(),
                         ),
                     };
