@@ -663,7 +663,7 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         ("ECS_GATEWAY_ACCOUNT_ID", env("ECS_GATEWAY_ACCOUNT_ID")),
         ("--account-id", overrides.account_id.clone()),
     ]) {
-        Some((name, id)) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) => {
+        Some((name, id)) if id.parse::<crate::account::AccountId>().is_err() => {
             return Err(invalid(
                 &name,
                 format!("{id:?} is not an Alibaba Cloud account ID (digits)"),

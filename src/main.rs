@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 use clap::{Parser, Subcommand};
+use ecs_gateway::account::AccountId;
 use ecs_gateway::{client, config, demo, policy, policy_tools, server, simulator, telemetry, upstream};
 
 /// Prints a line on standard output. When the reader has gone away
@@ -643,7 +644,7 @@ async fn diff(args: &DiffArgs) -> ExitCode {
         .account_id
         .clone()
         .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
-        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|a| a.parse::<AccountId>().is_ok())
     else {
         return undecided(
             "no account ID (digits): give --account-id or a --config with policy.account_id".into(),
@@ -797,7 +798,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         .clone()
         .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
         .unwrap_or_default();
-    if account_id.is_empty() || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+    if account_id.parse::<AccountId>().is_err() {
         eprintln!(
             "--account-id: {account_id:?} is not an Alibaba Cloud account ID (digits); give it, or a --config with policy.account_id"
         );

@@ -35,6 +35,7 @@ use sha1::{Digest as _, Sha1};
 
 use super::catalogue;
 use super::index::LayerIndex;
+use crate::account::AccountId;
 use crate::identity::CallerId;
 
 /// One problem in the policy directory.
@@ -778,7 +779,7 @@ impl PrincipalEntry {
 pub fn principal_type(arn: &str) -> Option<(&'static str, &str)> {
     let rest = arn.strip_prefix("acs:ram::")?;
     let (account, resource) = rest.split_once(':')?;
-    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+    if !AccountId::is_valid(account) {
         return None;
     }
     let kind = match resource.split_once('/') {
@@ -946,7 +947,7 @@ fn load_instances(
             string(entity, "account").unwrap_or_default(),
             string(entity, "arn").unwrap_or_default(),
         );
-        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+        if !AccountId::is_valid(&account) {
             let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
             problems.add(
                 path,

@@ -40,6 +40,7 @@ use serde::Deserialize;
 
 use crate::policy::store::JwtSubject;
 use crate::policy::{Authorizer, DependentRule, Outcome, Store};
+use crate::account::AccountId;
 use crate::identity::{Caller, CallerId, Via};
 use crate::{pb, validate};
 
@@ -308,7 +309,7 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
     let mut report = Report::default();
     for path in files {
         let file = read(path)?;
-        if file.account_id.is_empty() || !file.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        if file.account_id.parse::<AccountId>().is_err() {
             return Err(Error::Parse {
                 path: path.clone(),
                 message: format!(
