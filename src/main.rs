@@ -843,7 +843,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         peer: Some(std::net::SocketAddr::new(args.source_ip, 0)),
     };
     let now = args.time.unwrap_or_else(chrono::Utc::now);
-    let (decision, results) = authorizer.explain(&caller, &request, now, policy::Source::Entities);
+    let (decision, results) = authorizer.explain(&policy::Query::new(&caller, &request, now));
     let verdict =
         |denied: Option<policy::DenyKind>| denied.map_or("Allow", policy::DenyKind::as_str);
     if args.output == client::OutputFormat::Json {

@@ -28,7 +28,7 @@ pub mod store;
 
 use std::path::PathBuf;
 
-pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome, Source};
+pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome, Query, Source};
 pub use store::{Layer, Store};
 
 /// When an operator-added dependent action applies.

@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::policy::store::JwtSubject;
-use crate::policy::{Authorizer, DependentRule, Outcome, Store};
+use crate::policy::{Authorizer, DependentRule, Outcome, Query, Store};
 use crate::account::AccountId;
 use crate::identity::{Caller, CallerId, Via};
 use crate::{pb, validate};
@@ -241,13 +241,9 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
     let decision = match (case.explain, &simulated) {
         (false, None) => authorizer.decide(&caller, &request, now),
         (false, Some(_)) => return Err("simulate_* needs explain = true".into()),
-        (true, simulated) => authorizer.decide_explain(
-            &caller,
-            &request,
-            simulated.as_ref(),
-            now,
-            crate::policy::Source::Entities,
-        ),
+        (true, simulated) => {
+            authorizer.may_explain(&Query::new(&caller, &request, now), simulated.as_ref())
+        }
     };
     let sorted = |mut v: Vec<String>| {
         v.sort();

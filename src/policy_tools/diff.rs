@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use crate::policy::catalogue::{self, Action};
 use super::enforced;
 use crate::policy::store::{self, PolicyData};
-use crate::policy::{DependentRule, Outcome, Source};
+use crate::policy::{DependentRule, Outcome, Query};
 use crate::identity::{Caller, CallerId, Via};
 use crate::pb;
 
@@ -511,12 +511,9 @@ fn replay(
             name if name == catalogue::EXPLAIN.name
                 || name == catalogue::SIMULATE_PRINCIPAL.name =>
             {
-                authorizer.decide_explain(
-                    &caller,
-                    &request,
+                authorizer.may_explain(
+                    &Query::new(&caller, &request, cx.time),
                     cx.simulated.as_ref().map(|s| &s.identity),
-                    cx.time,
-                    Source::Entities,
                 )
             }
             name => return Err(undecided(format!("no replay of a request of {name}"))),

@@ -1119,12 +1119,9 @@ mod tests {
                     let now = chrono::DateTime::from_timestamp(now, 0).unwrap();
                     let simulated = simulated.filter(|s| *s != caller.identity);
                     let gateway = authorizer
-                        .decide_explain(
-                            &caller,
-                            &request,
+                        .may_explain(
+                            &crate::policy::Query::new(&caller, &request, now),
                             simulated.as_ref(),
-                            now,
-                            crate::policy::Source::Entities,
                         )
                         .allowed();
                     let Some((principal, resource, context, entities)) =
