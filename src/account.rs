@@ -71,7 +71,11 @@ mod tests {
         for bad in ["", "12a4", " 123", "１２", "-1", "12 3"] {
             let error = bad.parse::<AccountId>().unwrap_err();
             assert_eq!(error, InvalidAccountId(bad.to_owned()));
-            assert!(error.to_string().contains("expected one or more ASCII digits"));
+            assert!(
+                error
+                    .to_string()
+                    .contains("expected one or more ASCII digits")
+            );
         }
     }
 }

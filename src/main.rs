@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _};
 use clap::{Parser, Subcommand};
 use ecs_gateway::account::AccountId;
-use ecs_gateway::{client, config, demo, policy, policy_tools, server, simulator, telemetry, upstream};
+use ecs_gateway::{
+    client, config, demo, policy, policy_tools, server, simulator, telemetry, upstream,
+};
 
 /// Prints a line on standard output. When the reader has gone away
 /// (`ecs-gateway policy diff | head -1`), exits at once with 141 (what a
@@ -706,8 +708,10 @@ async fn diff(args: &DiffArgs) -> ExitCode {
                 ""
             },
             match report.verdict {
-                policy_tools::diff::Verdict::Equivalent => "decides every call as the active policies do",
-                policy_tools::diff::Verdict::Narrows => "only denies calls the active policies allow",
+                policy_tools::diff::Verdict::Equivalent =>
+                    "decides every call as the active policies do",
+                policy_tools::diff::Verdict::Narrows =>
+                    "only denies calls the active policies allow",
                 policy_tools::diff::Verdict::Widens => "allows calls the active policies deny",
                 policy_tools::diff::Verdict::WidensAndNarrows =>
                     "allows calls the active policies deny, and denies calls they allow",

@@ -23,6 +23,7 @@ use cedar_policy::EntityUid;
 use chrono::{DateTime, Utc};
 
 pub use context::allocates_public_ip;
+#[cfg(test)]
 pub(crate) use context::{context, simulation_context};
 use evaluate::{Call, EntityCache};
 

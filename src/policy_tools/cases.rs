@@ -38,10 +38,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::policy::store::JwtSubject;
-use crate::policy::{Authorizer, DependentRule, Outcome, Query, Store};
 use crate::account::AccountId;
 use crate::identity::{Caller, CallerId, Via};
+use crate::policy::store::JwtSubject;
+use crate::policy::{Authorizer, DependentRule, Outcome, Query, Store};
 use crate::{pb, validate};
 
 /// A case file.
@@ -314,9 +314,11 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
                 ),
             });
         }
-        crate::policy::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
-            path: path.clone(),
-            message: e.to_string(),
+        crate::policy::check_dependent_actions(&file.dependent_actions).map_err(|e| {
+            Error::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            }
         })?;
         let authorizer = Authorizer::new(
             store.clone(),

@@ -22,8 +22,8 @@ use cedar_policy::{Policy, PolicySet, RequestEnv};
 use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicy, CompiledPolicySet};
 use serde_json::{Value, json};
 
-use super::diff::{Undecided, solver, solver_error};
 use super::enforced::{applies_to, on_real_calls};
+use super::solver::{Undecided, solver, solver_error};
 use crate::policy::{catalogue, store};
 
 /// What a finding says.

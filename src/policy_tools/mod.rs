@@ -12,10 +12,12 @@
 //! - [`lint`]: `policy lint`, policies that never apply, are shadowed or can
 //!   fail to evaluate;
 //! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
-//! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
+//! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`);
+//! - `solver`: cvc5 and the symbolic compiler's errors, for diff and lint.
 
 pub mod cases;
 pub mod diff;
 pub mod enforced;
 pub mod lint;
 pub mod ram;
+mod solver;

@@ -66,7 +66,11 @@ struct Resource<'a> {
 impl Authorizer {
     /// The resource: entities.json's or ECS's instance, or one made from
     /// the request.
-    fn resource<'a>(&self, request: &'a ModifyRequest, instance: Option<&'a Instance>) -> Resource<'a> {
+    fn resource<'a>(
+        &self,
+        request: &'a ModifyRequest,
+        instance: Option<&'a Instance>,
+    ) -> Resource<'a> {
         let (arn, region) = match instance {
             Some(instance) => (instance.arn.clone(), instance.region.as_str()),
             None => (
@@ -179,7 +183,12 @@ impl Authorizer {
         }
         let resource = self.resource(request, instance);
         let entities = self
-            .entities(&data, (&caller.identity, principal), (instance, 0), &resource)
+            .entities(
+                &data,
+                (&caller.identity, principal),
+                (instance, 0),
+                &resource,
+            )
             .ok()?;
         let associate = super::allocates_public_ip(request, instance);
         let context = context(caller, request, associate, now).ok()?;

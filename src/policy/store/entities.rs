@@ -67,7 +67,8 @@ pub(super) fn load(
                 instances.insert(entity.uid().id().unescaped().to_owned(), instance);
             }
             Err(message) => {
-                let id = entity.uid().id().unescaped();
+                let uid = entity.uid();
+                let id = uid.id().unescaped();
                 let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
                 problems.add(path, line, message);
             }

@@ -141,7 +141,13 @@ struct Policies {
 
 impl Policies {
     /// Reads `layer`'s policy files into a new set.
-    fn read_layer(&mut self, dir: &Path, layer: Layer, problems: &mut Problems, hasher: &mut Version) {
+    fn read_layer(
+        &mut self,
+        dir: &Path,
+        layer: Layer,
+        problems: &mut Problems,
+        hasher: &mut Version,
+    ) {
         let mut set = PolicySet::new();
         let mut files: Vec<PathBuf> = match layer_files(dir, layer) {
             Ok(files) => files,
@@ -168,7 +174,13 @@ impl Policies {
     }
 
     /// Adds one file's policies to `set`, each under its unique `@id`.
-    fn parse_file(&mut self, path: &Path, text: &str, set: &mut PolicySet, problems: &mut Problems) {
+    fn parse_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        set: &mut PolicySet,
+        problems: &mut Problems,
+    ) {
         let parsed = match PolicySet::from_str(text) {
             Ok(parsed) => parsed,
             Err(errors) => {
@@ -229,7 +241,10 @@ impl Policies {
                     .get(error.policy_id())
                     .cloned()
                     .unwrap_or_else(|| dir.to_owned());
-                let line = self.texts.get(&path).and_then(|text| first_line(text, error));
+                let line = self
+                    .texts
+                    .get(&path)
+                    .and_then(|text| first_line(text, error));
                 problems.add(&path, line, format!("[{}] {error}", error.policy_id()));
             }
             for warning in result.validation_warnings() {

@@ -86,4 +86,3 @@ pub(super) fn between(time: Value, from: &str, until: &str) -> Value {
         binary("<", time, extension("datetime", until)),
     )
 }
-

@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 use crate::policy::catalogue::{self, Action};
 use crate::policy::store::PolicyData;
 use crate::policy::{DependentRule, When};
-use expr::{all, any, attr, binary, boolean, entity, has, ite, not, string, var};
+use expr::{all, any, attr, binary, boolean, entity, ite, not, var};
 use well_formed::well_formed;
 
 mod expr;

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::expr::{
-    all, any, attr, between, binary, boolean, has, ite, long, method, not, string, var, extension,
+    all, any, attr, between, binary, boolean, extension, has, ite, long, method, not, string, var,
 };
 use crate::validate::{MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, SMALL_BANDWIDTH_OUT};
 

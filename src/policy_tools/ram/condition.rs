@@ -5,6 +5,9 @@
 
 use super::{any_of, cedar_string, not};
 
+/// Letters at most in a `StringEqualsIgnoreCase` value (2^10 variants).
+const MAX_CASE_LETTERS: u32 = 10;
+
 /// The case variants of `value` (ASCII letters; other letters are refused).
 pub(super) fn case_variants(value: &str) -> Result<Vec<String>, String> {
     if value
@@ -100,7 +103,7 @@ pub(super) enum Conjunct {
 /// really be false; a false is always real: the gateway counts an unknown
 /// instance as one ECS gives a public IP by itself (see
 /// `decide::allocates_public_ip`).
-const ASSOCIATE_IS_REAL: &str = "(resource.known || (context.request has allocate_public_ip && context.request.allocate_public_ip))";
+pub(super) const ASSOCIATE_IS_REAL: &str = "(resource.known || (context.request has allocate_public_ip && context.request.allocate_public_ip))";
 
 /// The Cedar expression of one operator over one key, in a statement that
 /// allows (`allow`) or denies.
@@ -159,7 +162,12 @@ fn is_negated(operator: &str) -> bool {
 }
 
 /// A condition on the instance's tag `tag` (key `acs:ResourceTag/<tag>`).
-fn tag_condition(operator: &str, key: &str, tag: &str, values: &[String]) -> Result<String, String> {
+fn tag_condition(
+    operator: &str,
+    key: &str,
+    tag: &str,
+    values: &[String],
+) -> Result<String, String> {
     if tag.is_empty() {
         return Err(format!("condition key {key:?}: the tag key is empty"));
     }

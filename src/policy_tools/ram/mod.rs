@@ -140,9 +140,6 @@ pub struct Refusal(pub String);
 /// The characters of any ARN the gateway builds.
 const ARN_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789-:/";
 
-/// Letters at most in a `StringEqualsIgnoreCase` value (2^10 variants).
-const MAX_CASE_LETTERS: u32 = 10;
-
 fn cedar_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -559,7 +556,7 @@ pub fn import(document: &str, target: &Target, id_prefix: &str) -> Result<String
 
 #[cfg(test)]
 mod tests {
-    use super::condition::{case_variants, cedar_datetime, ip_literal};
+    use super::condition::{ASSOCIATE_IS_REAL, case_variants, cedar_datetime, ip_literal};
     use super::*;
 
     fn chars(s: &str) -> Vec<char> {

@@ -1,424 +1,22 @@
-//! `ecs-gateway policy diff`: proves, with Cedar's symbolic compiler
-//! (`cedar-policy-symcc`) and the cvc5 solver, whether a candidate policy
-//! directory can allow a call the active one denies (it **widens** access),
-//! deny one the active one allows (it **narrows**), both, or neither
-//! (**equivalent**), over every request the schema allows.
-//!
-//! What is compared is each decision the gateway enforces
-//! ([`super::enforced`], [`enforced::DECIDED`]): both layers, errors that
-//! deny, for a ModifyInstanceNetworkSpec call with its dependent actions,
-//! and for the permission checks of the Explain rpc (`ecsgateway:Explain`,
-//! and `ecsgateway:SimulatePrincipal` with it for another identity). Each
-//! gets its own verdict; the answer combines them. Each difference comes
-//! with a counterexample made readable (the solver names free entities with
-//! empty strings) and replayed through the ordinary authorizer (the call's
-//! decision, or the Explain's permission check as the rpc makes it), on
-//! copies of both directories that hold its principal and instance: a
-//! widening is reported as confirmed only when the active policies deny the
-//! request and the candidate ones allow it.
-//!
-//! The limits are said, never hidden: a solver timeout, a construct the
-//! model cannot write, differing schemas, or a missing cvc5 answer "could
-//! not decide" with the reason, naming the actions not proved.
+//! A counterexample of `policy diff` made readable and replayed: the
+//! solver's request and entities turned into a call the gateway could
+//! receive (a caller, a validated request, the instance's entities.json),
+//! decided again by both policy directories to show the difference.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use cedar_policy::{Entities, EntityUid, PolicySet, RequestEnv, Schema};
-use cedar_policy_symcc::solver::LocalSolver;
-use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicySet, Env};
+use cedar_policy::{Entities, EntityUid, RequestEnv};
+use cedar_policy_symcc::Env;
 use serde_json::{Value, json};
 
-use crate::policy::catalogue::{self, Action};
-use super::enforced;
-use crate::policy::store::{self, PolicyData};
-use crate::policy::{DependentRule, Outcome, Query};
+use super::{Difference, Options, Undecided, undecided};
 use crate::identity::{Caller, CallerId, Via};
 use crate::pb;
-
-/// The default time the solver gets per query.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60);
-
-/// What to compare.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The policies in force.
-    pub active: PathBuf,
-    /// The change.
-    pub candidate: PathBuf,
-    /// The operator's dependent actions.
-    pub rules: Vec<DependentRule>,
-    /// The account owning the instances.
-    pub account_id: String,
-    /// The solver's time per query.
-    pub time_limit: Duration,
-}
-
-/// The answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The same decision on every request.
-    Equivalent,
-    /// Some calls allowed today are denied; none denied today is allowed.
-    Narrows,
-    /// Some call denied today is allowed.
-    Widens,
-    /// Both.
-    WidensAndNarrows,
-}
-
-impl Verdict {
-    /// Its name in the output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Equivalent => "equivalent",
-            Self::Narrows => "narrows",
-            Self::Widens => "widens",
-            Self::WidensAndNarrows => "widens and narrows",
-        }
-    }
-
-    /// True when some call denied today would be allowed.
-    pub fn widens(self) -> bool {
-        matches!(self, Self::Widens | Self::WidensAndNarrows)
-    }
-
-    /// The answer when the candidate widens and narrows as said.
-    pub fn of(widens: bool, narrows: bool) -> Self {
-        match (widens, narrows) {
-            (false, false) => Self::Equivalent,
-            (false, true) => Self::Narrows,
-            (true, false) => Self::Widens,
-            (true, true) => Self::WidensAndNarrows,
-        }
-    }
-}
-
-/// A request decided differently, made readable and replayed.
-#[derive(Debug, Clone)]
-pub struct Difference {
-    /// The request's action: the call's, or the Explain's
-    /// (`ecsgateway:Explain`, `ecsgateway:SimulatePrincipal`).
-    pub action: &'static str,
-    /// The principal's entity type.
-    pub principal_type: String,
-    /// The call: principal (with groups), resource (with attributes and
-    /// tags), context and request fields, and for
-    /// `ecsgateway:SimulatePrincipal` the simulated identity, as JSON.
-    pub call: Value,
-    /// The active policies' decision of the replayed call.
-    pub active: String,
-    /// The candidate policies' decision.
-    pub candidate: String,
-    /// The replay shows the difference.
-    pub confirmed: bool,
-    /// A `policy test` case (with the principal and instance it needs) that
-    /// reproduces it.
-    pub case: String,
-}
-
-/// One decision's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionVerdict {
-    /// The action of the requests compared (see [`enforced::DECIDED`]).
-    pub action: &'static str,
-    /// The other actions whose policies decide those requests: dependent
-    /// actions, or `ecsgateway:Explain` for `ecsgateway:SimulatePrincipal`.
-    pub with: Vec<&'static str>,
-    /// The answer for those requests.
-    pub verdict: Verdict,
-}
-
-/// The result of a comparison.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The answer: the actions' answers combined.
-    pub verdict: Verdict,
-    /// Each decided action's answer, in [`enforced::DECIDED`]'s order.
-    pub actions: Vec<ActionVerdict>,
-    /// Calls the candidate allows and the active policies deny.
-    pub widenings: Vec<Difference>,
-    /// Calls the candidate denies and the active policies allow.
-    pub narrowings: Vec<Difference>,
-    /// Solver queries made.
-    pub queries: usize,
-    /// Time taken.
-    pub elapsed: Duration,
-}
-
-/// Why the comparison could not decide.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("could not decide: {0}")]
-pub struct Undecided(pub String);
-
-fn undecided(message: impl Into<String>) -> Undecided {
-    Undecided(message.into())
-}
-
-/// Starts cvc5 (from `CVC5`, else `PATH`) with a time limit per query.
-///
-/// # Errors
-///
-/// cvc5 cannot be started; the message says how to install it.
-pub fn solver(time_limit: Duration) -> Result<LocalSolver, Undecided> {
-    let path = std::env::var_os("CVC5").unwrap_or_else(|| "cvc5".into());
-    LocalSolver::from_command(
-        tokio::process::Command::new(&path)
-            .args(["--lang", "smt"])
-            .arg(format!("--tlimit-per={}", time_limit.as_millis().max(1)))
-            // Finite model finding for strings: ARN patterns (`like`) and
-            // their negations made queries over 100 policies run past a
-            // minute; with it they take seconds (docs/benchmarks.md). An
-            // answer stays exact: what it cannot settle is "unknown", which
-            // is "could not decide".
-            .arg("--strings-fmf")
-            .kill_on_drop(true),
-    )
-    .map_err(|e| {
-        undecided(format!(
-            "cannot start the cvc5 solver ({}: {e}): install it (Debian and Ubuntu: `apt-get install cvc5`; \
-             or a release from https://github.com/cvc5/cvc5/releases) and put it on PATH, or set CVC5 to its path",
-            Path::new(&path).display()
-        ))
-    })
-}
-
-/// Maps the symbolic compiler's errors to the reason a user can act on.
-pub fn solver_error(error: &cedar_policy_symcc::err::Error, time_limit: Duration) -> Undecided {
-    use cedar_policy_symcc::err::Error;
-    match error {
-        Error::SolverUnknown => undecided(format!(
-            "the solver found no answer within {} per query (--time-limit)",
-            humantime::format_duration(time_limit)
-        )),
-        other => undecided(format!("the symbolic compiler failed: {other}")),
-    }
-}
-
-/// The envs of an action: one per principal type.
-fn envs<'a>(schema: &'a Schema, action: &'a Action) -> impl Iterator<Item = RequestEnv> + 'a {
-    let uid = catalogue::action_uid(action.name);
-    schema
-        .request_envs()
-        .filter(move |env| *env.action() == uid)
-}
-
-/// Compares `options.candidate` with `options.active`, for every decision
-/// of [`enforced::DECIDED`].
-///
-/// # Errors
-///
-/// [`Undecided`] with the reason; when some actions were proved and others
-/// not, it names those not proved (with why) and the answers of the others.
-pub async fn run(options: &Options) -> Result<Report, Undecided> {
-    let started = Instant::now();
-    let load =
-        |dir: &Path| store::load(dir).map_err(|e| undecided(format!("{}: {e}", dir.display())));
-    let (active, candidate) = (load(&options.active)?, load(&options.candidate)?);
-    let schema_text = |dir: &Path| {
-        std::fs::read_to_string(dir.join("schema.cedarschema"))
-            .map(|t| t.trim().to_owned())
-            .map_err(|e| undecided(format!("{}: {e}", dir.display())))
-    };
-    if schema_text(&options.active)? != schema_text(&options.candidate)? {
-        return Err(undecided(
-            "the two directories' schemas differ: policy diff compares policies under one schema",
-        ));
-    }
-    // Data, not policies: a change there changes decisions the proof does
-    // not see (a group granted to an identity, a tag removed).
-    for file in ["principals.toml", "entities.json"] {
-        let read = |dir: &Path| std::fs::read(dir.join(file)).unwrap_or_default();
-        if read(&options.active) != read(&options.candidate) {
-            return Err(undecided(format!(
-                "{file} differs between the two directories: policy diff proves policy changes, \
-                 with the same principals and instances; compare the data separately"
-            )));
-        }
-    }
-    crate::policy::check_dependent_actions(&options.rules).map_err(|e| undecided(e.to_string()))?;
-    // Policies that plainly cannot fail (no arithmetic, no getTag, no
-    // datetime method, extension values from literals) need no error term:
-    // the formula shrinks, the decision stays. Seen from the text, for
-    // every action a policy applies to, per directory: a policy of the same
-    // id may differ.
-    let error_free = [&active, &candidate].map(|data| {
-        data.control
-            .policies()
-            .chain(data.identity.policies())
-            .filter(|p| enforced::plainly_error_free(p))
-            .map(|p| p.id().to_string())
-            .collect::<HashSet<String>>()
-    });
-    let mut report = Report {
-        verdict: Verdict::Equivalent,
-        actions: Vec::new(),
-        widenings: Vec::new(),
-        narrowings: Vec::new(),
-        queries: 0,
-        elapsed: Duration::ZERO,
-    };
-    let mut not_proved: Vec<(&'static str, String)> = Vec::new();
-    for &action in enforced::DECIDED {
-        // A solver of its own per action: a query abandoned at the backstop
-        // below leaves its solver mid-answer, which must not answer the
-        // next action's queries. Not starting at all is the same for every
-        // action: said once.
-        let mut compiler = CedarSymCompiler::new(solver(options.time_limit)?)
-            .map_err(|e| solver_error(&e, options.time_limit))?;
-        let before = (report.widenings.len(), report.narrowings.len());
-        let compared = compare(
-            options,
-            &mut compiler,
-            [&active, &candidate],
-            &error_free,
-            action,
-            &mut report,
-        )
-        .await
-        .and_then(|()| {
-            enforced::decided_with(action, &options.rules).map_err(|e| {
-                undecided(format!("the model cannot write this decision exactly: {e}"))
-            })
-        });
-        match compared {
-            Ok(with) => report.actions.push(ActionVerdict {
-                action: action.name,
-                with,
-                verdict: Verdict::of(
-                    report.widenings.len() > before.0,
-                    report.narrowings.len() > before.1,
-                ),
-            }),
-            Err(Undecided(reason)) => not_proved.push((action.name, reason)),
-        }
-    }
-    if !not_proved.is_empty() {
-        return Err(unproved(&report.actions, &not_proved));
-    }
-    report.verdict = Verdict::of(!report.widenings.is_empty(), !report.narrowings.is_empty());
-    report.elapsed = started.elapsed();
-    Ok(report)
-}
-
-/// Why some actions were not proved, by reason (a policy every action
-/// reads fails them all alike), with the answers of those that were: a
-/// change is safe only when every action is proved.
-fn unproved(proved: &[ActionVerdict], not_proved: &[(&'static str, String)]) -> Undecided {
-    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (action, reason) in not_proved {
-        match reasons.iter_mut().find(|(r, _)| *r == reason.as_str()) {
-            Some((_, actions)) => actions.push(action),
-            None => reasons.push((reason.as_str(), vec![action])),
-        }
-    }
-    let mut message = reasons
-        .iter()
-        .map(|(reason, actions)| format!("{} not proved: {reason}", actions.join(", ")))
-        .collect::<Vec<_>>()
-        .join("; ");
-    if !proved.is_empty() {
-        message.push_str(&format!(
-            " (proved: {})",
-            proved
-                .iter()
-                .map(|a| format!("{} {}", a.action, a.verdict.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    undecided(message)
-}
-
-/// Compares the two directories' decisions of `action`'s requests, adding
-/// the differences found to `report`.
-async fn compare(
-    options: &Options,
-    compiler: &mut CedarSymCompiler<LocalSolver>,
-    [active, candidate]: [&PolicyData; 2],
-    error_free: &[HashSet<String>; 2],
-    action: &'static Action,
-    report: &mut Report,
-) -> Result<(), Undecided> {
-    let schema = &active.schema;
-    let envs: Vec<RequestEnv> = envs(schema, action).collect();
-    if envs.is_empty() {
-        return Err(undecided(format!(
-            "the schema declares no request of {}",
-            action.name
-        )));
-    }
-    let terms = |data: &PolicyData, free: &HashSet<String>| {
-        enforced::terms(data, &options.rules, action, &options.account_id, &|id| {
-            free.contains(id)
-        })
-        .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))
-    };
-    let (old_terms, new_terms) = (
-        terms(active, &error_free[0])?,
-        terms(candidate, &error_free[1])?,
-    );
-    let set = |terms: Vec<Value>| {
-        enforced::assemble(action, terms)
-            .and_then(|p| {
-                PolicySet::from_policies([p]).map_err(|e| enforced::Unsupported(e.to_string()))
-            })
-            .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))
-    };
-    // "Allowed by one, denied by the other": where the first allows, every
-    // term it shares with the other holds, so the other denies exactly when
-    // one of its own terms fails. The denying side keeps only those: the
-    // same question, a smaller formula.
-    let own = |terms: &[Value], other: &[Value]| {
-        terms
-            .iter()
-            .filter(|t| !other.contains(t))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    // A backstop: cvc5's own limit should answer first.
-    let limit = options.time_limit * 2 + Duration::from_secs(5);
-    for env in &envs {
-        let compile = |set: &PolicySet| {
-            CompiledPolicySet::compile(set, env, schema)
-                .map_err(|e| undecided(format!("the symbolic compiler refused the model: {e}")))
-        };
-        for widening in [true, false] {
-            let (allowing, denying) = if widening {
-                (&new_terms, &old_terms)
-            } else {
-                (&old_terms, &new_terms)
-            };
-            let allowed = compile(&set(allowing.clone())?)?;
-            let denied = compile(&set(own(denying, allowing))?)?;
-            let (allowed, denied) = (&allowed, &denied);
-            report.queries += 1;
-            let answer = tokio::time::timeout(
-                limit,
-                compiler.check_implies_with_counterexample_opt(allowed, denied),
-            )
-            .await
-            .map_err(|_| {
-                undecided(format!(
-                    "the solver did not answer within {}",
-                    humantime::format_duration(limit)
-                ))
-            })?
-            .map_err(|e| solver_error(&e, options.time_limit))?;
-            if let Some(counterexample) = answer {
-                let difference = replay(options, action, env, &counterexample)?;
-                if widening {
-                    report.widenings.push(difference);
-                } else {
-                    report.narrowings.push(difference);
-                }
-            }
-        }
-    }
-    Ok(())
-}
+use crate::policy::catalogue::{self, Action};
+use crate::policy::store;
+use crate::policy::{Outcome, Query};
 
 /// The identity the replayed principal gets.
 pub const REPLAY_IDENTITY: &str = "spiffe://policy-diff.local/counterexample";
@@ -483,7 +81,7 @@ fn parse_duration_ms(text: &str) -> Option<i64> {
 }
 
 /// A counterexample as a request: the readable form, then its replay.
-fn replay(
+pub(super) fn replay(
     options: &Options,
     action: &'static Action,
     env: &RequestEnv,
@@ -682,42 +280,7 @@ impl Readable {
             .ok_or_else(|| bad("context"))?
             .to_json_value()
             .map_err(|e| undecided(format!("the counterexample's context: {e}")))?;
-        let entity_json = |uid: &EntityUid| -> Value {
-            entities
-                .get(uid)
-                .and_then(|e| e.to_json_value().ok())
-                .unwrap_or(Value::Null)
-        };
-        // Readable ids: the solver leaves free ones empty.
-        let kind = if env.principal().to_string() == "Ram::User" {
-            "user"
-        } else {
-            "role"
-        };
-        let principal_id = principal.id().unescaped().to_owned();
-        let principal_arn = if is_ram_arn(&principal_id) {
-            principal_id
-        } else {
-            format!("acs:ram::{account_id}:{kind}/counterexample")
-        };
-        let principal_json = entity_json(principal);
-        // Groups as entity references: `{"type", "id"}`, or wrapped in
-        // `__entity` as a context holds them.
-        let groups_of = |value: &Value| {
-            let mut groups: Vec<String> = value
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| p.get("__entity").unwrap_or(p))
-                .filter(|p| p["type"] == "Ram::Group")
-                .filter_map(|p| p["id"].as_str())
-                .map(group_name)
-                .collect();
-            groups.sort();
-            groups.dedup();
-            groups
-        };
-        let groups = groups_of(&principal_json["parents"]);
+        let principal_json = entity_json(entities, principal);
         let simulated = (action.name == catalogue::SIMULATE_PRINCIPAL.name).then(|| {
             Simulated::of(
                 context["ecsgateway:SimulatedPrincipal"]
@@ -733,19 +296,6 @@ impl Readable {
         } else {
             "i-counterexample".to_owned()
         };
-        let resource_json = entity_json(resource);
-        let mut attrs = resource_json["attrs"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let known = attrs
-            .remove("known")
-            .and_then(|k| k.as_bool())
-            .unwrap_or(false);
-        let tags = resource_json["tags"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
         // A region no policy names may come out as any string; the
         // gateway accepts only its format.
         let region_id = context["request"]["region_id"]
@@ -768,10 +318,10 @@ impl Readable {
             })?;
         Ok(Self {
             account_id: account_id.to_owned(),
-            principal_arn,
-            groups,
+            principal_arn: principal_arn(env, principal, account_id),
+            groups: groups_of(&principal_json["parents"]),
             instance_id,
-            instance: known.then_some((attrs, tags)),
+            instance: known_instance(&entity_json(entities, resource)),
             region_id,
             source_ip,
             time,
@@ -1046,4 +596,67 @@ fn parse_datetime(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
+}
+
+/// An entity of the counterexample as JSON (`null` when absent).
+fn entity_json(entities: &Entities, uid: &EntityUid) -> Value {
+    entities
+        .get(uid)
+        .and_then(|e| e.to_json_value().ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The principal's ARN: its id when a RAM ARN, else a readable one (the
+/// solver leaves free ids empty).
+fn principal_arn(env: &RequestEnv, principal: &EntityUid, account_id: &str) -> String {
+    let kind = if env.principal().to_string() == "Ram::User" {
+        "user"
+    } else {
+        "role"
+    };
+    let principal_id = principal.id().unescaped().to_owned();
+    if is_ram_arn(&principal_id) {
+        principal_id
+    } else {
+        format!("acs:ram::{account_id}:{kind}/counterexample")
+    }
+}
+
+/// Groups as entity references: `{"type", "id"}`, or wrapped in
+/// `__entity` as a context holds them.
+fn groups_of(value: &Value) -> Vec<String> {
+    let mut groups: Vec<String> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p.get("__entity").unwrap_or(p))
+        .filter(|p| p["type"] == "Ram::Group")
+        .filter_map(|p| p["id"].as_str())
+        .map(group_name)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
+/// The instance's attributes (without `known`) and tags, when known.
+fn known_instance(
+    resource_json: &Value,
+) -> Option<(
+    serde_json::Map<String, Value>,
+    serde_json::Map<String, Value>,
+)> {
+    let mut attrs = resource_json["attrs"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let known = attrs
+        .remove("known")
+        .and_then(|k| k.as_bool())
+        .unwrap_or(false);
+    let tags = resource_json["tags"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    known.then_some((attrs, tags))
 }
