@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cedar_policy::{Policy, PolicySet, RequestEnv};
+use cedar_policy_symcc::solver::LocalSolver;
 use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicy, CompiledPolicySet};
 use serde_json::{Value, json};
 
@@ -125,9 +126,13 @@ fn example(env: &RequestEnv, counterexample: &cedar_policy_symcc::Env) -> Value 
 pub async fn run(dir: &Path, time_limit: Duration) -> Result<Report, Undecided> {
     let started = Instant::now();
     let data = store::load(dir).map_err(|e| undecided(format!("{}: {e}", dir.display())))?;
-    let mut compiler =
-        CedarSymCompiler::new(solver(time_limit)?).map_err(|e| solver_error(&e, time_limit))?;
-    let schema = &data.schema;
+    let mut prover = Prover {
+        compiler: CedarSymCompiler::new(solver(time_limit)?)
+            .map_err(|e| solver_error(&e, time_limit))?,
+        schema: &data.schema,
+        time_limit,
+        queries: 0,
+    };
     let control_forbids: Vec<Policy> = data
         .control
         .policies()
@@ -140,8 +145,6 @@ pub async fn run(dir: &Path, time_limit: Duration) -> Result<Report, Undecided> 
         queries: 0,
         elapsed: Duration::ZERO,
     };
-    let compile_error =
-        |e: cedar_policy_symcc::err::Error| undecided(format!("the symbolic compiler: {e}"));
     for (layer, set) in [("control", &data.control), ("identity", &data.identity)] {
         let forbids: Vec<Policy> = set
             .policies()
@@ -155,108 +158,155 @@ pub async fn run(dir: &Path, time_limit: Duration) -> Result<Report, Undecided> 
             .collect();
         for policy in set.policies() {
             report.policies += 1;
-            let id = policy.id().to_string();
             let file = data
                 .sources
                 .get(policy.id())
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let real = on_real_calls(policy).map_err(|e| undecided(e.to_string()))?;
-            let mut applies = false;
-            let mut shadowed_everywhere = true;
-            let mut error_example = None;
-            for (env, _action) in envs_of(schema, policy)? {
-                let compiled =
-                    CompiledPolicy::compile(&real, &env, schema).map_err(compile_error)?;
-                // Errors first: a policy that only ever fails still
-                // decides (it denies).
-                if error_example.is_none() {
-                    report.queries += 1;
-                    if let Some(cx) = compiler
-                        .check_never_errors_with_counterexample_opt(&compiled)
-                        .await
-                        .map_err(|e| solver_error(&e, time_limit))?
-                    {
-                        error_example = Some(example(&env, &cx));
-                    }
-                }
-                report.queries += 1;
-                let never = compiler
-                    .check_never_matches_opt(&compiled)
-                    .await
-                    .map_err(|e| solver_error(&e, time_limit))?;
-                if never {
-                    continue;
-                }
-                applies = true;
-                if policy.effect() == cedar_policy::Effect::Permit && shadowed_everywhere {
-                    let mut shadow = forbids.clone();
-                    shadow.push(real.clone());
-                    let shadow = PolicySet::from_policies(shadow)
-                        .map_err(|e| undecided(format!("{id}: {e}")))?;
-                    let compiled =
-                        CompiledPolicySet::compile(&shadow, &env, schema).map_err(compile_error)?;
-                    report.queries += 1;
-                    shadowed_everywhere = compiler
-                        .check_always_denies_opt(&compiled)
-                        .await
-                        .map_err(|e| solver_error(&e, time_limit))?;
-                }
-            }
-            let mut found = |kind: Kind, detail: String, example: Option<Value>| {
-                report.findings.push(Finding {
-                    policy: id.clone(),
-                    file: file.clone(),
-                    kind,
-                    detail,
-                    example,
-                });
-            };
-            if !applies && error_example.is_none() {
-                found(
-                    Kind::NeverApplies,
-                    format!(
-                        "no call the gateway can receive satisfies its scope and conditions ({layer} layer)"
-                    ),
-                    None,
-                );
-                continue;
-            }
-            if applies && policy.effect() == cedar_policy::Effect::Permit && shadowed_everywhere {
-                found(
-                    Kind::Shadowed,
-                    format!(
-                        "wherever it applies, a forbid of the {} denies, so it never allows anything",
-                        if layer == "identity" {
-                            "identity or control layer"
-                        } else {
-                            "control layer"
-                        }
-                    ),
-                    None,
-                );
-            }
-            if let Some(example) = error_example {
-                found(
-                    Kind::CanError,
-                    format!(
-                        "fails to evaluate on some calls, which the gateway then denies (plain Cedar would skip the {}, {}): example below",
-                        if policy.effect() == cedar_policy::Effect::Forbid {
-                            "forbid"
-                        } else {
-                            "permit"
-                        },
-                        if policy.effect() == cedar_policy::Effect::Forbid {
-                            "failing open"
-                        } else {
-                            "failing closed"
-                        },
-                    ),
-                    Some(example),
-                );
-            }
+            let proved = prover.prove(policy, &forbids).await?;
+            report
+                .findings
+                .extend(proved.findings(policy, &file, layer));
         }
     }
+    report.queries = prover.queries;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The solver, with the schema the policies are proved over.
+struct Prover<'a> {
+    compiler: CedarSymCompiler<LocalSolver>,
+    schema: &'a cedar_policy::Schema,
+    time_limit: Duration,
+    /// Solver queries so far.
+    queries: usize,
+}
+
+/// What was proved of one policy.
+struct Proved {
+    /// Some call the gateway can receive satisfies it.
+    applies: bool,
+    /// Wherever it applies, a forbid denies.
+    shadowed_everywhere: bool,
+    /// A call on which it fails to evaluate.
+    error_example: Option<Value>,
+}
+
+impl Prover<'_> {
+    /// Proves, over each env the policy's action scope takes in, whether it
+    /// can error, whether it ever applies and (a permit) whether `forbids`
+    /// shadow it.
+    async fn prove(&mut self, policy: &Policy, forbids: &[Policy]) -> Result<Proved, Undecided> {
+        let time_limit = self.time_limit;
+        let solved = |e: cedar_policy_symcc::err::Error| solver_error(&e, time_limit);
+        let compile_error =
+            |e: cedar_policy_symcc::err::Error| undecided(format!("the symbolic compiler: {e}"));
+        let id = policy.id().to_string();
+        let real = on_real_calls(policy).map_err(|e| undecided(e.to_string()))?;
+        let mut proved = Proved {
+            applies: false,
+            shadowed_everywhere: true,
+            error_example: None,
+        };
+        for (env, _action) in envs_of(self.schema, policy)? {
+            let compiled =
+                CompiledPolicy::compile(&real, &env, self.schema).map_err(compile_error)?;
+            // Errors first: a policy that only ever fails still
+            // decides (it denies).
+            if proved.error_example.is_none() {
+                self.queries += 1;
+                if let Some(cx) = self
+                    .compiler
+                    .check_never_errors_with_counterexample_opt(&compiled)
+                    .await
+                    .map_err(solved)?
+                {
+                    proved.error_example = Some(example(&env, &cx));
+                }
+            }
+            self.queries += 1;
+            let never = self
+                .compiler
+                .check_never_matches_opt(&compiled)
+                .await
+                .map_err(solved)?;
+            if never {
+                continue;
+            }
+            proved.applies = true;
+            if policy.effect() == cedar_policy::Effect::Permit && proved.shadowed_everywhere {
+                let mut shadow = forbids.to_vec();
+                shadow.push(real.clone());
+                let shadow = PolicySet::from_policies(shadow)
+                    .map_err(|e| undecided(format!("{id}: {e}")))?;
+                let compiled = CompiledPolicySet::compile(&shadow, &env, self.schema)
+                    .map_err(compile_error)?;
+                self.queries += 1;
+                proved.shadowed_everywhere = self
+                    .compiler
+                    .check_always_denies_opt(&compiled)
+                    .await
+                    .map_err(solved)?;
+            }
+        }
+        Ok(proved)
+    }
+}
+
+impl Proved {
+    /// The findings for `policy` of `file`, in `layer`.
+    fn findings(self, policy: &Policy, file: &str, layer: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let mut found = |kind: Kind, detail: String, example: Option<Value>| {
+            findings.push(Finding {
+                policy: policy.id().to_string(),
+                file: file.to_owned(),
+                kind,
+                detail,
+                example,
+            });
+        };
+        let forbid = policy.effect() == cedar_policy::Effect::Forbid;
+        if !self.applies && self.error_example.is_none() {
+            found(
+                Kind::NeverApplies,
+                format!(
+                    "no call the gateway can receive satisfies its scope and conditions ({layer} layer)"
+                ),
+                None,
+            );
+            return findings;
+        }
+        if self.applies && !forbid && self.shadowed_everywhere {
+            found(
+                Kind::Shadowed,
+                format!(
+                    "wherever it applies, a forbid of the {} denies, so it never allows anything",
+                    if layer == "identity" {
+                        "identity or control layer"
+                    } else {
+                        "control layer"
+                    }
+                ),
+                None,
+            );
+        }
+        if let Some(example) = self.error_example {
+            found(
+                Kind::CanError,
+                format!(
+                    "fails to evaluate on some calls, which the gateway then denies (plain Cedar would skip the {}, {}): example below",
+                    if forbid { "forbid" } else { "permit" },
+                    if forbid {
+                        "failing open"
+                    } else {
+                        "failing closed"
+                    },
+                ),
+                Some(example),
+            );
+        }
+        findings
+    }
 }

@@ -41,6 +41,7 @@ use counterexample::replay;
 pub use counterexample::{REPLAY_IDENTITY, SIMULATED_IDENTITY};
 
 mod counterexample;
+mod values;
 
 /// The default time the solver gets per query.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60);
