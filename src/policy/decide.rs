@@ -10,8 +10,8 @@
 //! mapping, or a request the model cannot express, denies too.
 //!
 //! [`Query`] is what is asked (caller, request, time, where the instance's
-//! attributes come from); [`context`](mod@context) builds the Cedar context
-//! from it, and [`evaluate`] the entities and each layer's answer.
+//! attributes come from); `context` builds the Cedar context
+//! from it, and `evaluate` the entities and each layer's answer.
 
 mod context;
 mod evaluate;

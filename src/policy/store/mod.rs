@@ -17,10 +17,10 @@
 //! fails with `file:line` messages; a reload that fails keeps the last good
 //! set and is counted.
 //!
-//! One file per concern: [`files`] reads a consistent snapshot of the
+//! One file per concern: `files` reads a consistent snapshot of the
 //! directory (a ConfigMap's `..data` re-resolved, a plain directory's
-//! fingerprint compared) and refuses stray policy files; [`snapshot`] parses
-//! and validates one snapshot; [`principals`] and [`entities`] map
+//! fingerprint compared) and refuses stray policy files; `snapshot` parses
+//! and validates one snapshot; `principals` and `entities` map
 //! principals.toml and entities.json; this file holds the versioned live
 //! [`Store`]; [`watch`](fn@watch) reloads it on change.
 

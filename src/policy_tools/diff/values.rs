@@ -73,4 +73,3 @@ fn parse_datetime(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
 }
-
