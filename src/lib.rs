@@ -18,9 +18,12 @@
 //! [`error::catalogue`]. Imports run one way (`.ci/module-cycles.py` checks
 //! it). [`simulator`] is a faithful ECS stand-in for tests and the [`demo`];
 //! [`client`] is the `call` command's client; [`cli`] holds every command.
+//! The policy authoring and proof tools (`policy_tools`, behind the default
+//! `tools` feature) never run on a call.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -33,6 +36,8 @@ pub mod identity;
 pub mod lookup;
 pub mod overload;
 pub mod policy;
+#[cfg(feature = "tools")]
+pub mod policy_tools;
 pub mod server;
 pub mod sign;
 pub mod simulator;

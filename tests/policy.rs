@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ecs_gateway::identity::{Caller, CallerId, Via};
 use ecs_gateway::policy::{self, DenyKind, Layer, Outcome, Store};
-use ecs_gateway::{pb, validate};
+use ecs_gateway::{pb, policy_tools, validate};
 
 /// A private copy of the shipped policies.
 fn scratch() -> PathBuf {
@@ -69,9 +69,9 @@ fn authorizer(dir: &Path) -> policy::Authorizer {
 #[test]
 fn shipped_cases_pass() {
     let store = Arc::new(Store::open(support::policies_dir()).unwrap());
-    let files = policy::cases::shipped(&support::policies_dir());
+    let files = policy_tools::cases::shipped(&support::policies_dir());
     assert!(!files.is_empty());
-    let report = policy::cases::run(&store, &files).unwrap();
+    let report = policy_tools::cases::run(&store, &files).unwrap();
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
     assert!(report.passed >= 20, "{} cases", report.passed);
 }
@@ -88,7 +88,7 @@ fn a_failing_case_is_reported() {
     )
     .unwrap();
     let store = Arc::new(Store::open(&dir).unwrap());
-    let report = policy::cases::run(&store, &[cases]).unwrap();
+    let report = policy_tools::cases::run(&store, &[cases]).unwrap();
     assert_eq!(report.passed, 0);
     assert_eq!(report.failures.len(), 1);
     assert!(
@@ -506,11 +506,11 @@ fn a_case_file_names_its_account_and_region() {
                 expect = \"Allow\"\n";
     let no_account = dir.join("tests/no-account.toml");
     std::fs::write(&no_account, case).unwrap();
-    let error = policy::cases::run(&store, &[no_account]).unwrap_err();
+    let error = policy_tools::cases::run(&store, &[no_account]).unwrap_err();
     assert!(error.to_string().contains("account_id"), "{error}");
     let empty_account = dir.join("tests/empty-account.toml");
     std::fs::write(&empty_account, format!("account_id = \"\"\n{case}")).unwrap();
-    let error = policy::cases::run(&store, &[empty_account]).unwrap_err();
+    let error = policy_tools::cases::run(&store, &[empty_account]).unwrap_err();
     assert!(error.to_string().contains("account_id \"\""), "{error}");
 
     let no_region = dir.join("tests/no-region.toml");
@@ -519,7 +519,7 @@ fn a_case_file_names_its_account_and_region() {
         format!("account_id = \"1234567890123456\"\n{case}"),
     )
     .unwrap();
-    let report = policy::cases::run(&store, &[no_region]).unwrap();
+    let report = policy_tools::cases::run(&store, &[no_region]).unwrap();
     assert_eq!(report.passed, 0);
     assert!(
         report.failures[0].contains("no region_id"),

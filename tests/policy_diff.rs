@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ecs_gateway::policy::diff::{self, Options, Report, Verdict};
 use ecs_gateway::policy::{DependentRule, When};
+use ecs_gateway::policy_tools::diff::{self, Options, Report, Verdict};
 
 mod support;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ecs_gateway::policy::lint::{self, Kind};
+use ecs_gateway::policy_tools::lint::{self, Kind};
 
 mod support;
 

@@ -15,8 +15,8 @@ use cedar_policy::{
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use ecs_gateway::policy::decide::allocates_public_ip;
-use ecs_gateway::policy::ram::{self, Target};
 use ecs_gateway::policy::store::Instance;
+use ecs_gateway::policy_tools::ram::{self, Target};
 use ecs_gateway::validate::{ClientToken, ModifyRequest};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};

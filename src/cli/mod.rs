@@ -29,6 +29,7 @@ macro_rules! out {
 }
 
 /// [`out!`] without the newline.
+#[cfg_attr(not(feature = "tools"), allow(unused_macros))]
 macro_rules! out_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;

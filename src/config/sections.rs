@@ -245,7 +245,7 @@ pub(super) fn policy(
     )?;
     let account_id = r
         .optional(&t::ACCOUNT_ID, |id| {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            if !crate::account::AccountId::is_valid(id) {
                 Err(format!(
                     "{id:?} is not an Alibaba Cloud account ID (digits)"
                 ))

@@ -8,18 +8,27 @@
 //! (Cedar alone would skip it, which for a `forbid` would allow): the
 //! erroring policy is reported as what denied. An identity with no principal
 //! mapping, or a request the model cannot express, denies too.
+//!
+//! [`Query`] is what is asked (caller, request, time, where the instance's
+//! attributes come from); `context` builds the Cedar context
+//! from it, and `evaluate` the entities and each layer's answer.
 
-use std::cell::RefCell;
+mod context;
+mod evaluate;
+
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
+use cedar_policy::EntityUid;
 use chrono::{DateTime, Utc};
 
+pub use context::allocates_public_ip;
+#[cfg(test)]
+pub(crate) use context::{context, simulation_context};
+use evaluate::{Call, EntityCache};
+
 use super::catalogue::{self, Action};
-use super::index::Probe;
-use super::store::{Instance, Layer, PolicyData, Store};
+use super::store::{Instance, Layer, PolicyData, Principal, Store};
 use super::{DependentRule, When};
 use crate::identity::{Caller, CallerId};
 use crate::validate::ModifyRequest;
@@ -126,18 +135,6 @@ pub struct Authorizer {
     /// force (made on first use: only the instance lookup needs it).
     reads: Mutex<Option<(String, Arc<[super::reads::LayerReads; 2]>)>>,
 }
-
-/// Request entities by principal, resource and region, for one policy
-/// version.
-#[derive(Default)]
-struct EntityCache {
-    version: String,
-    map: HashMap<(CallerId, EntityUid, String, u64), Arc<Entities>>,
-}
-
-/// Entity sets kept before the cache is emptied.
-const ENTITY_SETS_KEPT: usize = 4096;
-
 /// Which policies a decision evaluates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Evaluation {
@@ -177,35 +174,38 @@ enum Question<'a> {
     MayExplain { simulated: Option<&'a CallerId> },
 }
 
-/// `ecsgateway:SimulatePrincipal`'s own context keys: the simulated
-/// identity's principal ARN (its identity when principals.toml has no entry
-/// for it) and its groups.
-pub(crate) fn simulation_context(
-    data: &PolicyData,
-    identity: &CallerId,
-) -> [(String, RestrictedExpression); 2] {
-    let (arn, groups) = match data.principals.get(identity) {
-        Some(p) => (p.arn.clone(), p.groups.clone()),
-        None => (identity.to_string(), Vec::new()),
-    };
-    let groups = groups.into_iter().map(|g| {
-        RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(
-            "Ram::Group"
-                .parse()
-                .unwrap_or_else(|_| unreachable!("a fixed type name parses")),
-            cedar_policy::EntityId::new(g),
-        ))
-    });
-    [
-        (
-            "ecsgateway:SimulatedPrincipal".to_owned(),
-            RestrictedExpression::new_string(arn),
-        ),
-        (
-            "ecsgateway:SimulatedGroups".to_owned(),
-            RestrictedExpression::new_set(groups),
-        ),
-    ]
+/// One question for the authorizer, as one value (as Cedar's
+/// `Authorizer::is_authorized` takes one `Request`): who calls, what they
+/// ask, when, and where the instance's attributes come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The authenticated caller.
+    pub caller: &'a Caller,
+    /// The validated request.
+    pub request: &'a ModifyRequest,
+    /// The time of the call (`acs:CurrentTime`).
+    pub now: DateTime<Utc>,
+    /// Where the instance's attributes come from.
+    pub source: Source<'a>,
+}
+
+impl<'a> Query<'a> {
+    /// A query decided with entities.json's instances
+    /// ([`Source::Entities`]).
+    pub fn new(caller: &'a Caller, request: &'a ModifyRequest, now: DateTime<Utc>) -> Self {
+        Self {
+            caller,
+            request,
+            now,
+            source: Source::Entities,
+        }
+    }
+
+    /// The same query, with the instance's attributes from `source`.
+    #[must_use]
+    pub fn with_source(self, source: Source<'a>) -> Self {
+        Self { source, ..self }
+    }
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -216,165 +216,6 @@ impl std::fmt::Debug for Authorizer {
             .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
-}
-
-/// `ecs:AssociatePublicIpAddress`: the call allocates a public IP when it
-/// asks for one, or when it raises a subscription instance that has none
-/// above 0 Mbit/s (ECS then allocates one by itself). An instance
-/// entities.json does not describe might be such an instance: true.
-pub fn allocates_public_ip(request: &ModifyRequest, instance: Option<&Instance>) -> bool {
-    if request.allocate_public_ip == Some(true) {
-        return true;
-    }
-    request.bandwidth_out.is_some_and(|out| out > 0)
-        && instance.is_none_or(|i| {
-            i.charge_type.as_deref() != Some("PostPaid") && i.has_public_ip != Some(true)
-        })
-}
-
-fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
-    RestrictedExpression::new_datetime(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
-
-fn long(v: u32) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::from(v))
-}
-
-/// Distinct source addresses kept per thread before the cache is emptied.
-const SOURCE_IPS_KEPT: usize = 1024;
-
-thread_local! {
-    /// `acs:CurrentTime` for the current second.
-    static CURRENT_TIME: RefCell<Option<(i64, RestrictedExpression)>> = const { RefCell::new(None) };
-    /// `acs:SourceIp` by address.
-    static SOURCE_IPS: RefCell<HashMap<IpAddr, RestrictedExpression>> = RefCell::new(HashMap::new());
-}
-
-/// The same extension value, with its function's name already resolved.
-/// `RestrictedExpression::new_ip` and `new_datetime` parse the function's
-/// name on every call, which cost more than the rest of the decision; an
-/// evaluated value turned back into an expression carries the parsed name,
-/// so only its argument is parsed again.
-fn resolved(expr: RestrictedExpression) -> RestrictedExpression {
-    match Context::from_pairs([("v".to_owned(), expr.clone())]) {
-        Ok(context) => context.into_iter().next().map_or(expr, |(_, v)| v),
-        Err(_) => expr,
-    }
-}
-
-/// `acs:CurrentTime`, to the second as RAM gives it (ISO 8601 without
-/// fractions), prepared once per second and thread.
-fn current_time(now: DateTime<Utc>) -> RestrictedExpression {
-    let second = now.timestamp();
-    CURRENT_TIME.with_borrow_mut(|cached| match cached {
-        Some((at, expr)) if *at == second => expr.clone(),
-        _ => {
-            let expr = resolved(RestrictedExpression::new_datetime(
-                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            ));
-            *cached = Some((second, expr.clone()));
-            expr
-        }
-    })
-}
-
-/// `acs:SourceIp`, prepared once per address and thread.
-fn source_ip(ip: IpAddr) -> RestrictedExpression {
-    SOURCE_IPS.with_borrow_mut(|cached| {
-        if let Some(expr) = cached.get(&ip) {
-            return expr.clone();
-        }
-        if cached.len() >= SOURCE_IPS_KEPT {
-            cached.clear();
-        }
-        let expr = resolved(RestrictedExpression::new_ip(ip.to_string()));
-        cached.insert(ip, expr.clone());
-        expr
-    })
-}
-
-/// The context: RAM's condition keys, the action's key and the request.
-pub(crate) fn context(
-    caller: &Caller,
-    request: &ModifyRequest,
-    associate: bool,
-    now: DateTime<Utc>,
-) -> Result<Context, String> {
-    let peer = caller.peer.ok_or(
-        "the caller's address is unknown, so acs:SourceIp cannot be set: behind a sidecar, \
-             the sidecar must send the caller's address (x-forwarded-for, or the header \
-             identity.source_address_header names)",
-    )?;
-    let mut params = vec![
-        (
-            "region_id".to_owned(),
-            RestrictedExpression::new_string(request.region_id.clone()),
-        ),
-        (
-            "instance_id".to_owned(),
-            RestrictedExpression::new_string(request.instance_id.clone()),
-        ),
-        (
-            "temporary_upgrade".to_owned(),
-            RestrictedExpression::new_bool(request.temporary.is_some()),
-        ),
-    ];
-    let optional = [
-        (
-            "internet_max_bandwidth_out",
-            request.bandwidth_out.map(long),
-        ),
-        ("internet_max_bandwidth_in", request.bandwidth_in.map(long)),
-        (
-            "effective_bandwidth_in",
-            request.effective_bandwidth_in().map(long),
-        ),
-        (
-            "network_charge_type",
-            request
-                .network_charge_type
-                .map(|c| RestrictedExpression::new_string(c.as_str().to_owned())),
-        ),
-        (
-            "allocate_public_ip",
-            request
-                .allocate_public_ip
-                .map(RestrictedExpression::new_bool),
-        ),
-        (
-            "auto_pay",
-            request.auto_pay.map(RestrictedExpression::new_bool),
-        ),
-        ("start_time", request.temporary.map(|t| datetime(t.start))),
-        ("end_time", request.temporary.map(|t| datetime(t.end))),
-    ];
-    params.extend(
-        optional
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
-    );
-    let params = RestrictedExpression::new_record(params).map_err(|e| e.to_string())?;
-    Context::from_pairs([
-        (
-            "acs:SourceIp".to_owned(),
-            source_ip(peer.ip().to_canonical()),
-        ),
-        ("acs:CurrentTime".to_owned(), current_time(now)),
-        (
-            "acs:SecureTransport".to_owned(),
-            RestrictedExpression::new_bool(caller.secure_transport),
-        ),
-        (
-            "acs:MFAPresent".to_owned(),
-            RestrictedExpression::new_bool(caller.mfa),
-        ),
-        (
-            "ecs:AssociatePublicIpAddress".to_owned(),
-            RestrictedExpression::new_bool(associate),
-        ),
-        ("request".to_owned(), params),
-    ])
-    .map_err(|e| e.to_string())
 }
 
 impl Authorizer {
@@ -436,7 +277,7 @@ impl Authorizer {
         self.denied_whatever_the_instance(caller, request, now, Question::Decide)
     }
 
-    /// The same for Explain's permission checks ([`Self::decide_explain`]):
+    /// The same for Explain's permission checks ([`Self::may_explain`]):
     /// a caller who may not explain the call, whatever the instance is,
     /// spends no lookup.
     pub fn deny_explain_before_lookup(
@@ -460,17 +301,11 @@ impl Authorizer {
         // One snapshot for the decision and the analysis of its policies: a
         // reload in between must not pair one version's ids with another's.
         let data = self.store.current();
-        let (decision, results) = self.run_on(
-            &data,
-            caller,
-            request,
-            now,
-            Source::Described {
-                instance: None,
-                generation: u64::MAX,
-            },
-            question,
-        );
+        let query = Query::new(caller, request, now).with_source(Source::Described {
+            instance: None,
+            generation: u64::MAX,
+        });
+        let (decision, results) = self.run_on(&data, &query, question);
         let Outcome::Deny(_) = &decision.outcome else {
             return None;
         };
@@ -538,12 +373,14 @@ impl Authorizer {
         actions
     }
 
-    /// Decides a ModifyInstanceNetworkSpec call.
+    /// Decides a ModifyInstanceNetworkSpec call: [`Self::authorize`] with
+    /// entities.json's instances.
     pub fn decide(&self, caller: &Caller, request: &ModifyRequest, now: DateTime<Utc>) -> Decision {
-        self.decide_with(caller, request, now, Source::Entities)
+        self.authorize(&Query::new(caller, request, now))
     }
 
-    /// Decides a call with the instance's attributes from `source`.
+    /// Decides a call with the instance's attributes from `source`:
+    /// [`Self::authorize`] from the query's parts.
     pub fn decide_with(
         &self,
         caller: &Caller,
@@ -551,102 +388,44 @@ impl Authorizer {
         now: DateTime<Utc>,
         source: Source<'_>,
     ) -> Decision {
-        self.run(caller, request, now, source, Question::Decide).0
+        self.authorize(&Query::new(caller, request, now).with_source(source))
+    }
+
+    /// Decides a ModifyInstanceNetworkSpec call: may it go ahead?
+    pub fn authorize(&self, query: &Query<'_>) -> Decision {
+        self.run(query, Question::Decide).0
     }
 
     /// The decision, with the result of every action (the call's and its
     /// dependent actions) in every layer, evaluated on past the first
     /// denial: what a policy author needs to see. Nothing is forwarded.
-    pub fn explain(
-        &self,
-        caller: &Caller,
-        request: &ModifyRequest,
-        now: DateTime<Utc>,
-        source: Source<'_>,
-    ) -> (Decision, Vec<LayerResult>) {
-        self.run(caller, request, now, source, Question::Explain)
+    pub fn explain(&self, query: &Query<'_>) -> (Decision, Vec<LayerResult>) {
+        self.run(query, Question::Explain)
     }
 
-    /// May `caller` ask how `request` would be decided
+    /// May the query's caller ask how its request would be decided
     /// (`ecsgateway:Explain`), and for another identity
     /// (`ecsgateway:SimulatePrincipal` too, when `simulated` is set and not
     /// the caller)? Decided like a call: same layers, resource and context.
-    pub fn decide_explain(
-        &self,
-        caller: &Caller,
-        request: &ModifyRequest,
-        simulated: Option<&CallerId>,
-        now: DateTime<Utc>,
-        source: Source<'_>,
-    ) -> Decision {
-        let simulated = simulated.filter(|s| **s != caller.identity);
-        self.run(
-            caller,
-            request,
-            now,
-            source,
-            Question::MayExplain { simulated },
-        )
-        .0
+    pub fn may_explain(&self, query: &Query<'_>, simulated: Option<&CallerId>) -> Decision {
+        let simulated = simulated.filter(|s| **s != query.caller.identity);
+        self.run(query, Question::MayExplain { simulated }).0
     }
 
-    fn run(
-        &self,
-        caller: &Caller,
-        request: &ModifyRequest,
-        now: DateTime<Utc>,
-        source: Source<'_>,
-        question: Question<'_>,
-    ) -> (Decision, Vec<LayerResult>) {
-        self.run_on(
-            &self.store.current(),
-            caller,
-            request,
-            now,
-            source,
-            question,
-        )
+    fn run(&self, query: &Query<'_>, question: Question<'_>) -> (Decision, Vec<LayerResult>) {
+        self.run_on(&self.store.current(), query, question)
     }
 
     /// [`Self::run`] on one snapshot of the policies.
     fn run_on(
         &self,
         data: &Arc<PolicyData>,
-        caller: &Caller,
-        request: &ModifyRequest,
-        now: DateTime<Utc>,
-        source: Source<'_>,
+        query: &Query<'_>,
         question: Question<'_>,
     ) -> (Decision, Vec<LayerResult>) {
-        let mut results = Vec::new();
-        let data = Arc::clone(data);
-        let listed = data.instances.get(&request.instance_id);
-        let placed = |i: &&Instance| i.region == request.region_id && i.account == self.account_id;
-        // The instance, and one entities.json gives another region or
-        // account (see below).
-        let (instance, misplaced, generation, failed) = match source {
-            Source::Entities => (
-                listed.filter(placed),
-                listed.filter(|i| !placed(i)),
-                0,
-                None,
-            ),
-            Source::Described {
-                instance,
-                generation,
-            } => (
-                instance,
-                None,
-                if instance.is_some() {
-                    generation
-                } else {
-                    u64::MAX
-                },
-                None,
-            ),
-            Source::Failed(reason) => (None, None, 0, Some(reason)),
-        };
-        let associate = allocates_public_ip(request, instance);
+        let (caller, request) = (query.caller, query.request);
+        let found = self.find_instance(data, query);
+        let associate = allocates_public_ip(request, found.instance);
         let (actions, simulated) = match question {
             Question::Decide | Question::Explain => (
                 self.actions(&catalogue::MODIFY_INSTANCE_NETWORK_SPEC, associate),
@@ -658,79 +437,39 @@ impl Authorizer {
                 (actions, simulated)
             }
         };
-        let explain = matches!(question, Question::Explain);
-        let resource =
-            catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id);
         let principal = data.principals.get(&caller.identity);
-        // An instance entities.json knows in another region: its tags would
-        // not apply, so a tag-based forbid could be sidestepped by naming
-        // another region. Instance IDs are unique across regions: deny.
-        // Likewise an instance entities.json gives to another account: rules
-        // on this account's ARNs would miss it.
-        let outcome = match (principal, misplaced) {
-            // The instance's attributes are unknown: rules on them cannot
-            // be decided.
-            _ if failed.is_some() => Outcome::Deny(Denial {
-                action: actions[0],
-                layer: Layer::Control,
-                kind: DenyKind::ImplicitDeny,
-                policies: Vec::new(),
-                errors: vec![format!(
-                    "the attributes of instance {} could not be read from ECS (DescribeInstances): {}",
-                    request.instance_id,
-                    failed.unwrap_or_default()
-                )],
-            }),
-            (_, Some(known)) => Outcome::Deny(Denial {
-                action: actions[0],
-                layer: Layer::Control,
-                kind: DenyKind::ImplicitDeny,
-                policies: Vec::new(),
-                errors: vec![format!(
-                    "instance {} is {} (entities.json), not {}",
-                    request.instance_id,
-                    known.arn,
-                    catalogue::instance_arn(
-                        &request.region_id,
-                        &self.account_id,
-                        &request.instance_id
-                    )
-                )],
-            }),
-            (None, None) => Outcome::Deny(Denial {
-                action: actions[0],
-                layer: Layer::Identity,
-                kind: DenyKind::ImplicitDeny,
-                policies: Vec::new(),
-                errors: vec![format!(
-                    "identity {} has no principal in principals.toml",
-                    caller.identity
-                )],
-            }),
-            (Some(principal), None) => {
-                let simulation = simulated.map(|identity| simulation_context(&data, identity));
-                match self.evaluate(
-                    &data, caller, principal, request, instance, associate, &actions, now, explain,
-                    simulation, generation,
-                ) {
+        let mut results = Vec::new();
+        let outcome = match self.admit(query, &found, principal) {
+            Err((layer, error)) => unevaluated(actions[0], layer, error),
+            Ok(principal) => {
+                let call = Call {
+                    data,
+                    query,
+                    principal,
+                    instance: found.instance,
+                    generation: found.generation,
+                    associate,
+                    actions: &actions,
+                    explain: matches!(question, Question::Explain),
+                    simulated,
+                };
+                match self.evaluate(&call) {
                     Ok((outcome, evaluated)) => {
                         results = evaluated;
                         outcome
                     }
-                    Err(error) => Outcome::Deny(Denial {
-                        action: actions[0],
-                        layer: Layer::Control,
-                        kind: DenyKind::ImplicitDeny,
-                        policies: Vec::new(),
-                        errors: vec![error],
-                    }),
+                    Err(error) => unevaluated(actions[0], Layer::Control, error),
                 }
             }
         };
         let decision = Decision {
             identity: caller.identity.to_string(),
             principal: principal.map_or_else(|| caller.identity.to_string(), |p| p.arn.clone()),
-            resource,
+            resource: catalogue::instance_arn(
+                &request.region_id,
+                &self.account_id,
+                &request.instance_id,
+            ),
             actions,
             allocates_public_ip: associate,
             policy_version: data.version.clone(),
@@ -739,263 +478,111 @@ impl Authorizer {
         (decision, results)
     }
 
-    /// The request's entities: the action hierarchy, the principal and the
-    /// resource (entities.json's, or one made from the request). Kept per
-    /// principal and resource for the policy version in force: building
-    /// them and their transitive closure was a fifth of a decision.
-    #[allow(clippy::too_many_arguments)]
-    fn entities(
-        &self,
-        data: &PolicyData,
-        identity: &CallerId,
-        principal: &super::store::Principal,
-        (instance, generation): (Option<&Instance>, u64),
-        uid: &EntityUid,
-        arn: &str,
-        region: &str,
-    ) -> Result<Arc<Entities>, String> {
-        // By identity, not ARN: two identities may map to one ARN with
-        // different groups, and the entity carries the groups. By the
-        // answer's generation too: looked-up attributes change.
-        let key = (identity.clone(), uid.clone(), region.to_owned(), generation);
-        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.version != data.version {
-            cache.version.clone_from(&data.version);
-            cache.map.clear();
-        }
-        if let Some(entities) = cache.map.get(&key) {
-            return Ok(Arc::clone(entities));
-        }
-        drop(cache);
-        let resource = match instance {
-            Some(instance) => instance.entity.clone(),
-            None => Entity::new(
-                uid.clone(),
-                HashMap::from([
-                    (
-                        "arn".to_owned(),
-                        RestrictedExpression::new_string(arn.to_owned()),
-                    ),
-                    (
-                        "region".to_owned(),
-                        RestrictedExpression::new_string(region.to_owned()),
-                    ),
-                    (
-                        "account".to_owned(),
-                        RestrictedExpression::new_string(self.account_id.clone()),
-                    ),
-                    ("known".to_owned(), RestrictedExpression::new_bool(false)),
-                ]),
-                Default::default(),
-            )
-            .map_err(|e| e.to_string())?,
-        };
-        let entities = Arc::new(
-            principal
-                .entities
-                .clone()
-                .add_entities([resource], None)
-                .map_err(|e| e.to_string())?,
-        );
-        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
-        // A reload may have swapped the data in while this was built: keep
-        // only what belongs to the version in the cache.
-        if cache.version != data.version {
-            return Ok(entities);
-        }
-        if cache.map.len() >= ENTITY_SETS_KEPT {
-            cache.map.clear();
-        }
-        cache.map.insert(key, Arc::clone(&entities));
-        Ok(entities)
-    }
-
-    /// The principal, resource, context and entities a call is decided
-    /// with (entities.json's instances), for tests that evaluate other
-    /// policies on exactly what the gateway builds.
-    #[cfg(test)]
-    pub(crate) fn concrete(
-        &self,
-        caller: &Caller,
-        request: &ModifyRequest,
-        now: DateTime<Utc>,
-    ) -> Option<(EntityUid, EntityUid, Context, Arc<Entities>)> {
-        let data = self.store.current();
-        let principal = data.principals.get(&caller.identity)?;
+    /// The instance the query's source gives, and what else it tells.
+    fn find_instance<'d>(&self, data: &'d PolicyData, query: &Query<'d>) -> Found<'d> {
+        let request = query.request;
         let listed = data.instances.get(&request.instance_id);
-        let instance =
-            listed.filter(|i| i.region == request.region_id && i.account == self.account_id);
-        // One entities.json places elsewhere is denied before any policy.
-        if listed.is_some() && instance.is_none() {
-            return None;
+        let placed = |i: &&Instance| i.region == request.region_id && i.account == self.account_id;
+        match query.source {
+            Source::Entities => Found {
+                instance: listed.filter(placed),
+                misplaced: listed.filter(|i| !placed(i)),
+                generation: 0,
+                failed: None,
+            },
+            Source::Described {
+                instance,
+                generation,
+            } => Found {
+                instance,
+                misplaced: None,
+                generation: if instance.is_some() {
+                    generation
+                } else {
+                    u64::MAX
+                },
+                failed: None,
+            },
+            Source::Failed(reason) => Found {
+                instance: None,
+                misplaced: None,
+                generation: 0,
+                failed: Some(reason),
+            },
         }
-        let (arn, region) = match instance {
-            Some(i) => (i.arn.clone(), i.region.clone()),
-            None => (
-                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
-                request.region_id.clone(),
-            ),
-        };
-        let uid = EntityUid::from_type_name_and_id(
-            self.instance_type.clone(),
-            cedar_policy::EntityId::new(&request.instance_id),
-        );
-        let entities = self
-            .entities(
-                &data,
-                &caller.identity,
-                principal,
-                (instance, 0),
-                &uid,
-                &arn,
-                &region,
-            )
-            .ok()?;
-        let associate = allocates_public_ip(request, instance);
-        let context = context(caller, request, associate, now).ok()?;
-        Some((principal.uid.clone(), uid, context, entities))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate(
+    /// The principal the policies are asked about, or the layer and reason
+    /// that deny before any policy runs.
+    fn admit<'p>(
         &self,
-        data: &PolicyData,
-        caller: &Caller,
-        principal: &super::store::Principal,
-        request: &ModifyRequest,
-        instance: Option<&Instance>,
-        associate: bool,
-        actions: &[&'static str],
-        now: DateTime<Utc>,
-        explain: bool,
-        simulation: Option<[(String, RestrictedExpression); 2]>,
-        generation: u64,
-    ) -> Result<(Outcome, Vec<LayerResult>), String> {
-        let (arn, region) = match instance {
-            Some(instance) => (instance.arn.clone(), instance.region.as_str()),
-            None => (
-                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
-                request.region_id.as_str(),
-            ),
-        };
-        let resource_uid = EntityUid::from_type_name_and_id(
-            self.instance_type.clone(),
-            cedar_policy::EntityId::new(&request.instance_id),
-        );
-        let entities = self.entities(
-            data,
-            &caller.identity,
-            principal,
-            (instance, generation),
-            &resource_uid,
-            &arn,
-            region,
-        )?;
-        let context = context(caller, request, associate, now)?;
-        // ecsgateway:SimulatePrincipal's context adds the simulated identity.
-        let simulation_context = simulation
-            .map(|extra| context.clone().merge(extra).map_err(|e| e.to_string()))
-            .transpose()?;
-
-        let mut results = Vec::new();
-        'actions: for &action in actions {
-            let uid = self
-                .action_uids
-                .get(action)
-                .cloned()
-                .unwrap_or_else(|| catalogue::action_uid(action));
-            let context = match &simulation_context {
-                Some(simulation) if action == catalogue::SIMULATE_PRINCIPAL.name => {
-                    simulation.clone()
-                }
-                _ => context.clone(),
-            };
-            let cedar_request = Request::new(
-                principal.uid.clone(),
-                uid,
-                resource_uid.clone(),
-                context,
-                None,
-            )
-            .map_err(|e| e.to_string())?;
-            let probe = Probe {
-                member_of: &principal.member_of,
-                action: catalogue::ACTIONS
-                    .iter()
-                    .position(|a| a.name == action)
-                    .ok_or_else(|| format!("{action} is not in the action catalogue"))?,
-                instance_id: &request.instance_id,
-                arn: &arn,
-                region,
-                request_region: &request.region_id,
-            };
-            for layer in Layer::ALL {
-                let policies = match self.evaluation {
-                    Evaluation::Indexed => data.layer_index(layer).policies_for(&probe),
-                    Evaluation::Full => Arc::new(match layer {
-                        Layer::Control => data.control.clone(),
-                        Layer::Identity => data.identity.clone(),
-                    }),
-                };
-                let response = self
-                    .cedar
-                    .is_authorized(&cedar_request, &policies, &entities);
-                let diagnostics = response.diagnostics();
-                // Sorted: Cedar reports in no particular order, and a
-                // decision (and its log line) must not depend on it.
-                let mut failed: Vec<(String, String)> = diagnostics
-                    .errors()
-                    .map(|error| {
-                        let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-                        (e.policy_id().to_string(), error.to_string())
-                    })
-                    .collect();
-                failed.sort();
-                let (errored, errors): (Vec<String>, Vec<String>) = failed.into_iter().unzip();
-                let mut reasons: Vec<String> =
-                    diagnostics.reason().map(ToString::to_string).collect();
-                reasons.sort();
-                let result = LayerResult {
-                    action,
-                    layer,
-                    denied: if !errors.is_empty() {
-                        Some(DenyKind::ExplicitDeny)
-                    } else if response.decision() == cedar_policy::Decision::Allow {
-                        None
-                    } else if reasons.is_empty() {
-                        Some(DenyKind::ImplicitDeny)
-                    } else {
-                        Some(DenyKind::ExplicitDeny)
-                    },
-                    policies: if errors.is_empty() { reasons } else { errored },
-                    errors,
-                };
-                let denied = result.denied.is_some();
-                results.push(result);
-                // A decision stops at the first denial; an explanation goes on.
-                if denied && !explain {
-                    break 'actions;
-                }
-            }
+        query: &Query<'_>,
+        found: &Found<'_>,
+        principal: Option<&'p Principal>,
+    ) -> Result<&'p Principal, (Layer, String)> {
+        let request = query.request;
+        // The instance's attributes are unknown: rules on them cannot be
+        // decided.
+        if let Some(failed) = found.failed {
+            return Err((
+                Layer::Control,
+                format!(
+                    "the attributes of instance {} could not be read from ECS (DescribeInstances): {failed}",
+                    request.instance_id
+                ),
+            ));
         }
-        let outcome = match results.iter().find(|r| r.denied.is_some()) {
-            Some(first) => Outcome::Deny(Denial {
-                action: first.action,
-                layer: first.layer,
-                kind: first.denied.unwrap_or(DenyKind::ImplicitDeny),
-                policies: first.policies.clone(),
-                errors: first.errors.clone(),
-            }),
-            None => {
-                let mut allowed_by: Vec<String> =
-                    results.iter().flat_map(|r| r.policies.clone()).collect();
-                allowed_by.sort();
-                allowed_by.dedup();
-                Outcome::Allow {
-                    policies: allowed_by,
-                }
-            }
-        };
-        Ok((outcome, results))
+        // An instance entities.json knows in another region: its tags would
+        // not apply, so a tag-based forbid could be sidestepped by naming
+        // another region. Instance IDs are unique across regions: deny.
+        // Likewise an instance entities.json gives to another account: rules
+        // on this account's ARNs would miss it.
+        if let Some(known) = found.misplaced {
+            return Err((
+                Layer::Control,
+                format!(
+                    "instance {} is {} (entities.json), not {}",
+                    request.instance_id,
+                    known.arn,
+                    catalogue::instance_arn(
+                        &request.region_id,
+                        &self.account_id,
+                        &request.instance_id
+                    )
+                ),
+            ));
+        }
+        principal.ok_or_else(|| {
+            (
+                Layer::Identity,
+                format!(
+                    "identity {} has no principal in principals.toml",
+                    query.caller.identity
+                ),
+            )
+        })
     }
+}
+
+/// What a query's source says of the instance.
+struct Found<'a> {
+    /// The instance, placed in the request's region and the account.
+    instance: Option<&'a Instance>,
+    /// One entities.json gives another region or account.
+    misplaced: Option<&'a Instance>,
+    /// The answer's number (see [`Source::Described`]).
+    generation: u64,
+    /// Why the lookup failed.
+    failed: Option<&'a str>,
+}
+
+/// A denial before (or instead of) any policy's evaluation.
+fn unevaluated(action: &'static str, layer: Layer, error: String) -> Outcome {
+    Outcome::Deny(Denial {
+        action,
+        layer,
+        kind: DenyKind::ImplicitDeny,
+        policies: Vec::new(),
+        errors: vec![error],
+    })
 }

@@ -13,31 +13,22 @@
 //!   any evaluation error denies;
 //! - [`log`]: one structured line per decision;
 //! - [`reads`]: which policies read what only ECS can tell of an instance
-//!   (so a call denied whatever the instance is needs no lookup);
-//! - [`enforced`]: the decisions the gateway enforces (a call's, and the
-//!   Explain rpc's permission checks), each as one Cedar policy (what
-//!   `policy diff` compares);
-//! - [`diff`]: `policy diff`, proving what a change widens or narrows;
-//! - [`lint`]: `policy lint`, policies that never apply, are shadowed or can
-//!   fail to evaluate;
-//! - [`cases`]: declarative policy tests (`ecs-gateway policy test`);
-//! - [`ram`]: RAM policy documents as Cedar (`ecs-gateway policy import-ram`).
+//!   (so a call denied whatever the instance is needs no lookup).
+//!
+//! The authoring and proof tools (RAM import, policy tests, the enforced
+//! model, `policy diff` and `policy lint`) are in `crate::policy_tools`:
+//! nothing here depends on them.
 
-pub mod cases;
 pub mod catalogue;
 pub mod decide;
-pub mod diff;
-pub mod enforced;
 pub mod index;
-pub mod lint;
 pub mod log;
-pub mod ram;
 pub mod reads;
 pub mod store;
 
 use std::path::PathBuf;
 
-pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome, Source};
+pub use decide::{Authorizer, Decision, Denial, DenyKind, LayerResult, Outcome, Query, Source};
 pub use store::{Layer, Store};
 
 /// When an operator-added dependent action applies.

@@ -73,12 +73,9 @@ impl AuthorizationService for Gateway {
         let source = crate::lookup::source(answer.as_ref());
         let permission = self.authorize(true, || {
             early.unwrap_or_else(|| {
-                self.authorizer().decide_explain(
-                    &caller,
-                    &explain.request,
+                self.authorizer().may_explain(
+                    &policy::Query::new(&caller, &explain.request, now).with_source(source),
                     explain.identity.as_ref(),
-                    now,
-                    source,
                 )
             })
         });
@@ -117,10 +114,8 @@ impl AuthorizationService for Gateway {
                 .or(caller.peer),
         };
         let (decision, results) = self.authorizer().explain(
-            &subject,
-            &explain.request,
-            explain.time.unwrap_or(now),
-            source,
+            &policy::Query::new(&subject, &explain.request, explain.time.unwrap_or(now))
+                .with_source(source),
         );
         policy::log::explained(asked, Some(&decision), &trace_id);
         Ok(Response::new(response(&decision, &results)))

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{NO_SETTINGS, settings_file, undecided, working};
-use crate::{cli::exit, policy};
-use policy::diff::{Difference, Report, Verdict};
+use crate::account::AccountId;
+use crate::{cli::exit, policy_tools};
+use policy_tools::diff::{Difference, Report, Verdict};
 
 /// `policy diff`'s flags.
 #[derive(Debug, clap::Args)]
@@ -58,14 +59,14 @@ pub async fn run(args: &Args) -> ExitCode {
         .account_id
         .clone()
         .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
-        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|a| AccountId::is_valid(a))
     else {
         return undecided(
             "no account ID (digits): give --account-id or a --config with policy.account_id",
             args.json,
         );
     };
-    let options = policy::diff::Options {
+    let options = policy_tools::diff::Options {
         active: args.active.clone(),
         candidate: args.candidate.clone(),
         rules: settings
@@ -75,11 +76,11 @@ pub async fn run(args: &Args) -> ExitCode {
         time_limit: args.time_limit,
     };
     let progress = working("policy diff: proving each decision with cvc5");
-    let compared = policy::diff::run(&options).await;
+    let compared = policy_tools::diff::run(&options).await;
     progress.finish_and_clear();
     let report = match compared {
         Ok(report) => report,
-        Err(policy::diff::Undecided(reason)) => return undecided(&reason, args.json),
+        Err(policy_tools::diff::Undecided(reason)) => return undecided(&reason, args.json),
     };
     // A widening nobody can show (no counterexample reproduced through the
     // authorizer) is not a widening a CI gate may block on: said, and

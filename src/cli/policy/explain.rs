@@ -71,7 +71,7 @@ pub fn run(args: &Args) -> ExitCode {
         .clone()
         .or_else(|| settings.as_ref().and_then(|s| s.policy.account_id.clone()))
         .unwrap_or_default();
-    if account_id.is_empty() || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::account::AccountId::is_valid(&account_id) {
         eprintln!(
             "--account-id: {account_id:?} is not an Alibaba Cloud account ID (digits); give it, or a --config with policy.account_id"
         );
@@ -116,7 +116,7 @@ pub fn run(args: &Args) -> ExitCode {
         peer: Some(std::net::SocketAddr::new(args.source_ip, 0)),
     };
     let now = args.time.unwrap_or_else(chrono::Utc::now);
-    let (decision, results) = authorizer.explain(&caller, &request, now, policy::Source::Entities);
+    let (decision, results) = authorizer.explain(&policy::Query::new(&caller, &request, now));
     if args.output == client::OutputFormat::Json {
         print_json(&decision, &results);
     } else {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::{cli::exit, policy};
+use crate::{cli::exit, policy_tools};
 
 /// `policy import-ram`'s flags.
 #[derive(Debug, clap::Args)]
@@ -47,15 +47,15 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let target = match (args.group, args.principal) {
-        (Some(group), _) => policy::ram::Target::Group(group),
-        (None, Some(arn)) => policy::ram::Target::Principal(arn),
+        (Some(group), _) => policy_tools::ram::Target::Group(group),
+        (None, Some(arn)) => policy_tools::ram::Target::Principal(arn),
         (None, None) => unreachable!("clap requires --group or --principal"),
     };
     let prefix = args.id_prefix.unwrap_or_else(|| match args.layer {
         Layer::Identity => "identity.ram".to_owned(),
         Layer::Control => "control.ram".to_owned(),
     });
-    match policy::ram::import(&document, &target, &prefix) {
+    match policy_tools::ram::import(&document, &target, &prefix) {
         Ok(cedar) => {
             out_raw!("{cedar}");
             ExitCode::SUCCESS

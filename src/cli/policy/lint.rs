@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{undecided, working};
-use crate::{cli::exit, config, policy};
+use crate::{cli::exit, config, policy_tools};
 
 /// `policy lint`'s flags.
 #[derive(Debug, clap::Args)]
@@ -26,11 +26,11 @@ pub async fn run(args: &Args) -> ExitCode {
     let json = args.json;
     let progress =
         working("policy lint: proving each policy with cvc5 (about 30 s for the shipped ones)");
-    let linted = policy::lint::run(&args.policies, args.time_limit).await;
+    let linted = policy_tools::lint::run(&args.policies, args.time_limit).await;
     progress.finish_and_clear();
     let report = match linted {
         Ok(report) => report,
-        Err(policy::diff::Undecided(reason)) => return undecided(&reason, json),
+        Err(policy_tools::diff::Undecided(reason)) => return undecided(&reason, json),
     };
     if json {
         out!(

@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use crate::config;
 
+#[cfg(feature = "tools")]
 pub mod diff;
 pub mod explain;
+#[cfg(feature = "tools")]
 pub mod import_ram;
+#[cfg(feature = "tools")]
 pub mod lint;
+#[cfg(feature = "tools")]
 pub mod test;
 pub mod validate;
 
@@ -19,6 +23,7 @@ pub enum Command {
     /// file:line errors.
     Validate(validate::Args),
     /// Run declarative policy cases (default: the directory's tests/*.toml).
+    #[cfg(feature = "tools")]
     Test(test::Args),
     /// Explain the decision on a request without forwarding anything: every
     /// action (the call's and its dependent ones) in every layer, with the
@@ -35,15 +40,18 @@ pub enum Command {
     /// counterexample per difference, replayed through the authorizer.
     /// Exit 0 when it does not widen, 1 when it widens, 2 when it cannot
     /// decide (the reason and the actions not proved are printed).
+    #[cfg(feature = "tools")]
     Diff(Box<diff::Args>),
     /// Prove, with the cvc5 solver, which policies can never apply, which
     /// permits forbids always override, and which policies can fail to
     /// evaluate (with a call that makes them fail). Exit 0 when there is
     /// nothing to report, 1 when there is, 2 when it cannot decide.
+    #[cfg(feature = "tools")]
     Lint(lint::Args),
     /// Print a RAM policy document as Cedar policies that decide as RAM
     /// decides it, attached to a group or a principal; exit 1 naming the
     /// statement and the construct when it cannot be imported exactly.
+    #[cfg(feature = "tools")]
     ImportRam(import_ram::Args),
 }
 
@@ -51,10 +59,14 @@ pub enum Command {
 pub async fn run(command: Command) -> ExitCode {
     match command {
         Command::Validate(args) => validate::run(&args),
+        #[cfg(feature = "tools")]
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(&args),
+        #[cfg(feature = "tools")]
         Command::Diff(args) => diff::run(&args).await,
+        #[cfg(feature = "tools")]
         Command::Lint(args) => lint::run(&args).await,
+        #[cfg(feature = "tools")]
         Command::ImportRam(args) => import_ram::run(args),
     }
 }
@@ -72,6 +84,7 @@ const NO_SETTINGS: &str = "note: no --config: decided without a settings file's 
     [[policy.dependent_actions]], as a gateway without them would (the demo's are in \
     examples/demo.toml: --config examples/demo.toml)";
 
+#[cfg(feature = "tools")]
 /// The solver could not decide: the reason, as text or JSON, and
 /// [`super::exit::UNDECIDED`].
 fn undecided(reason: &str, json: bool) -> ExitCode {
@@ -86,6 +99,7 @@ fn undecided(reason: &str, json: bool) -> ExitCode {
     ExitCode::from(super::exit::UNDECIDED)
 }
 
+#[cfg(feature = "tools")]
 /// A spinner with the time spent, on stderr for work that takes seconds;
 /// drawn only when stderr is a terminal (quiet in pipes and CI).
 fn working(message: &'static str) -> indicatif::ProgressBar {

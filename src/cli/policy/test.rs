@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::{cli::exit, config, policy};
+use crate::{cli::exit, config, policy, policy_tools};
 
 /// `policy test`'s flags.
 #[derive(Debug, clap::Args)]
@@ -27,11 +27,11 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let files = if args.files.is_empty() {
-        policy::cases::shipped(&args.policies)
+        policy_tools::cases::shipped(&args.policies)
     } else {
         args.files
     };
-    match policy::cases::run(&store, &files) {
+    match policy_tools::cases::run(&store, &files) {
         Ok(report) => {
             for failure in &report.failures {
                 eprintln!("FAIL {failure}");

@@ -55,7 +55,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::catalogue;
+use crate::policy::catalogue;
+use condition::{Conjunct, condition};
+
+mod condition;
 
 /// A JSON value whose objects may not repeat a key: serde_json would keep
 /// the last one silently, while a reader of the document sees the first.
@@ -136,9 +139,6 @@ pub struct Refusal(pub String);
 
 /// The characters of any ARN the gateway builds.
 const ARN_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789-:/";
-
-/// Letters at most in a `StringEqualsIgnoreCase` value (2^10 variants).
-const MAX_CASE_LETTERS: u32 = 10;
 
 fn cedar_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -270,281 +270,6 @@ fn any_of(parts: Vec<String>) -> String {
     balanced(&parts)
 }
 
-/// The case variants of `value` (ASCII letters; other letters are refused).
-fn case_variants(value: &str) -> Result<Vec<String>, String> {
-    if value
-        .chars()
-        .any(|c| !c.is_ascii() && c.to_lowercase().ne(c.to_uppercase()))
-    {
-        return Err(format!(
-            "{value:?}: StringEqualsIgnoreCase on non-ASCII letters is not supported (their case folding has no exact list of spellings)"
-        ));
-    }
-    let letters = value.chars().filter(char::is_ascii_alphabetic).count();
-    if letters > MAX_CASE_LETTERS as usize {
-        return Err(format!(
-            "{value:?}: StringEqualsIgnoreCase on a value with more than {MAX_CASE_LETTERS} letters is not supported (Cedar compares case-sensitively; each letter doubles the exact variants)"
-        ));
-    }
-    let mut variants = vec![String::new()];
-    for c in value.chars() {
-        let options: Vec<String> = if c.is_ascii_alphabetic() {
-            vec![
-                c.to_ascii_lowercase().to_string(),
-                c.to_ascii_uppercase().to_string(),
-            ]
-        } else {
-            vec![c.to_string()]
-        };
-        variants = variants
-            .iter()
-            .flat_map(|v| options.iter().map(move |o| format!("{v}{o}")))
-            .collect();
-    }
-    variants.sort();
-    variants.dedup();
-    Ok(variants)
-}
-
-/// A RAM `acs:CurrentTime` value as a Cedar datetime literal, in UTC. Only
-/// whole seconds with an explicit offset (`Z` or `+08:00`): the context's
-/// time is to the second, and a value without an offset has no single
-/// meaning.
-fn cedar_datetime(value: &str) -> Result<String, String> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
-        format!(
-            "{value:?} is not an ISO 8601 time with an offset, such as 2026-12-01T08:00:00+08:00"
-        )
-    })?;
-    if parsed.timestamp_subsec_nanos() != 0 {
-        return Err(format!(
-            "{value:?}: fractions of a second are not supported (acs:CurrentTime is to the second)"
-        ));
-    }
-    let utc = parsed.with_timezone(&chrono::Utc);
-    Ok(format!(
-        "datetime({})",
-        cedar_string(&utc.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-    ))
-}
-
-fn ip_literal(value: &str) -> Result<String, String> {
-    let ok = value.parse::<std::net::IpAddr>().is_ok()
-        || value.split_once('/').is_some_and(|(ip, prefix)| {
-            let max = match ip.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(_)) => 32,
-                Ok(std::net::IpAddr::V6(_)) => 128,
-                Err(_) => return false,
-            };
-            prefix.parse::<u8>().is_ok_and(|p| p <= max)
-                && prefix.bytes().all(|b| b.is_ascii_digit())
-                && (prefix == "0" || !prefix.starts_with('0'))
-        });
-    // Cedar's ip() refuses an IPv4 address written inside an IPv6 one.
-    let ok = ok && !(value.contains(':') && value.contains('.'));
-    if ok {
-        Ok(format!("ip({})", cedar_string(value)))
-    } else {
-        Err(format!("{value:?} is not an IP address or CIDR block"))
-    }
-}
-
-/// One condition's Cedar, by what it reads.
-enum Conjunct {
-    /// The request's keys, or the instance's in a form already fail-closed
-    /// for the statement's effect: used as it is.
-    Settled(String),
-    /// The instance's tags: guarded with `resource.known` by the statement,
-    /// together with its other tag conditions.
-    Tags(String),
-}
-
-/// `ecs:AssociatePublicIpAddress` is the instance's real value: the gateway
-/// knows the instance (and decides from its billing facts), or the caller
-/// asked for a public IP (true whatever the instance). Otherwise a true may
-/// really be false; a false is always real: the gateway counts an unknown
-/// instance as one ECS gives a public IP by itself (see
-/// `decide::allocates_public_ip`).
-const ASSOCIATE_IS_REAL: &str = "(resource.known || (context.request has allocate_public_ip && context.request.allocate_public_ip))";
-
-/// The Cedar expression of one operator over one key, in a statement that
-/// allows (`allow`) or denies.
-fn condition(
-    operator: &str,
-    key: &str,
-    values: &[String],
-    allow: bool,
-) -> Result<Conjunct, String> {
-    let negated = matches!(
-        operator,
-        "StringNotEquals"
-            | "StringNotEqualsIgnoreCase"
-            | "StringNotLike"
-            | "NotIpAddress"
-            | "DateNotEquals"
-    );
-    let wrap = |alternatives: Vec<String>| {
-        let any = any_of(alternatives);
-        if negated { not(&any) } else { any }
-    };
-    let lower_key = key.to_ascii_lowercase();
-    if operator.contains(':') || operator.ends_with("IfExists") {
-        return Err(format!(
-            "operator {operator:?}: qualifiers (ForAnyValue:, ForAllValues:, …IfExists) are not supported"
-        ));
-    }
-    if operator.starts_with("Numeric") {
-        return Err(format!(
-            "operator {operator:?}: no numeric condition key applies to the actions the gateway authorizes"
-        ));
-    }
-    if let Some(tag) = key
-        .get(..16)
-        .filter(|p| p.eq_ignore_ascii_case("acs:ResourceTag/"))
-        .map(|_| &key[16..])
-    {
-        if tag.is_empty() {
-            return Err(format!("condition key {key:?}: the tag key is empty"));
-        }
-        let get = format!("resource.getTag({})", cedar_string(tag));
-        let alternatives: Vec<String> = match operator {
-            "StringEquals" | "StringNotEquals" => values
-                .iter()
-                .map(|v| format!("{get} == {}", cedar_string(v)))
-                .collect(),
-            "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => {
-                let mut all = Vec::new();
-                for v in values {
-                    all.extend(
-                        case_variants(v)?
-                            .into_iter()
-                            .map(|variant| format!("{get} == {}", cedar_string(&variant))),
-                    );
-                }
-                all
-            }
-            "StringLike" | "StringNotLike" => {
-                let mut all = Vec::new();
-                for v in values {
-                    if v.contains('?') {
-                        return Err(format!(
-                            "{operator} value {v:?}: `?` cannot be expressed exactly in Cedar over a tag's open alphabet"
-                        ));
-                    }
-                    all.push(format!("{get} like {}", cedar_string(v)));
-                }
-                all
-            }
-            _ => {
-                return Err(format!(
-                    "operator {operator:?} does not apply to {key:?} (a string)"
-                ));
-            }
-        };
-        // Without the tag: no positive operator matches, every negated one
-        // does.
-        let matched = format!(
-            "(resource.hasTag({}) && {})",
-            cedar_string(tag),
-            any_of(alternatives)
-        );
-        return Ok(Conjunct::Tags(if negated {
-            not(&matched)
-        } else {
-            matched
-        }));
-    }
-    let expr = match lower_key.as_str() {
-        "acs:sourceip" => match operator {
-            "IpAddress" | "NotIpAddress" => Ok(wrap(
-                values
-                    .iter()
-                    .map(|v| {
-                        Ok(format!(
-                            "context[\"acs:SourceIp\"].isInRange({})",
-                            ip_literal(v)?
-                        ))
-                    })
-                    .collect::<Result<_, String>>()?,
-            )),
-            _ => Err(format!(
-                "operator {operator:?} does not apply to acs:SourceIp (use IpAddress or NotIpAddress)"
-            )),
-        },
-        "acs:currenttime" => {
-            let cmp = match operator {
-                "DateEquals" | "DateNotEquals" => "==",
-                "DateLessThan" => "<",
-                "DateLessThanEquals" => "<=",
-                "DateGreaterThan" => ">",
-                "DateGreaterThanEquals" => ">=",
-                _ => {
-                    return Err(format!(
-                        "operator {operator:?} does not apply to acs:CurrentTime (use a Date operator)"
-                    ));
-                }
-            };
-            Ok(wrap(
-                values
-                    .iter()
-                    .map(|v| {
-                        Ok(format!(
-                            "context[\"acs:CurrentTime\"] {cmp} {}",
-                            cedar_datetime(v)?
-                        ))
-                    })
-                    .collect::<Result<_, String>>()?,
-            ))
-        }
-        "acs:securetransport" | "acs:mfapresent" | "ecs:associatepublicipaddress" => {
-            let name = match lower_key.as_str() {
-                "acs:securetransport" => "acs:SecureTransport",
-                "acs:mfapresent" => "acs:MFAPresent",
-                _ => "ecs:AssociatePublicIpAddress",
-            };
-            if operator != "Bool" {
-                return Err(format!(
-                    "operator {operator:?} does not apply to {name} (use Bool)"
-                ));
-            }
-            let mut wanted = (false, false);
-            let expr = any_of(
-                values
-                    .iter()
-                    .map(|v| match v.to_ascii_lowercase().as_str() {
-                        "true" => {
-                            wanted.0 = true;
-                            Ok(format!("context[{}]", cedar_string(name)))
-                        }
-                        "false" => {
-                            wanted.1 = true;
-                            Ok(format!("!context[{}]", cedar_string(name)))
-                        }
-                        _ => Err(format!("Bool value {v:?}: expected true or false")),
-                    })
-                    .collect::<Result<_, String>>()?,
-            );
-            // Of these keys only ecs:AssociatePublicIpAddress reads the
-            // instance: for an unknown one its true may really be false. A
-            // test of both values holds either way; a `Deny` on false alone
-            // must then apply, an `Allow` on true alone must not.
-            Ok(match wanted {
-                (true, false) if name == "ecs:AssociatePublicIpAddress" && allow => {
-                    format!("({expr} && {ASSOCIATE_IS_REAL})")
-                }
-                (false, true) if name == "ecs:AssociatePublicIpAddress" && !allow => {
-                    format!("({expr} || !{ASSOCIATE_IS_REAL})")
-                }
-                _ => expr,
-            })
-        }
-        _ => Err(format!(
-            "condition key {key:?} is not known to the gateway (known: acs:SourceIp, acs:CurrentTime, acs:SecureTransport, acs:MFAPresent, ecs:AssociatePublicIpAddress, acs:ResourceTag/<key>)"
-        )),
-    };
-    expr.map(Conjunct::Settled)
-}
-
 /// `action in [Action::"…", …]`.
 fn action_in(names: &[&str]) -> String {
     let names: Vec<String> = names
@@ -574,121 +299,18 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
         Some("Deny") => false,
         _ => return Err("Effect must be \"Allow\" or \"Deny\"".into()),
     };
-    // Patterns that are "*" or exactly one of the schema's action groups
-    // stay groups, so that a future action of the catalogue in that group is
-    // covered as RAM would cover it; other patterns are resolved against the
-    // catalogue as it is now.
-    let mut scope: Option<String> = None;
-    let mut conditions = Vec::new();
-    // The conditions on the instance's tags, guarded together at the end.
-    let mut tags = Vec::new();
-    let actions: Vec<&'static str> = match (fields.get("Action"), fields.get("NotAction")) {
-        (Some(patterns), None) => {
-            let patterns = strings(patterns, "Action")?;
-            check_action_patterns(&patterns, "Action")?;
-            let groups: Vec<&'static str> = catalogue::ACTIONS
-                .iter()
-                .flat_map(|a| a.wildcards.iter().copied())
-                .collect();
-            if patterns.iter().any(|p| p == "*") {
-                scope = Some("action".to_owned());
-            } else if let Some(named) = patterns
-                .iter()
-                .map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
-                .collect::<Option<Vec<&str>>>()
-            {
-                let mut named = named;
-                named.sort_unstable();
-                named.dedup();
-                scope = Some(action_in(&named));
-            }
-            catalogue::ACTIONS
-                .iter()
-                .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
-                .map(|a| a.name)
-                .collect()
-        }
-        (None, Some(patterns)) => {
-            let patterns = strings(patterns, "NotAction")?;
-            check_action_patterns(&patterns, "NotAction")?;
-            // Every action but those the patterns name, as a condition on
-            // any action: an action added to the catalogue later that the
-            // patterns do not name is covered, as RAM would cover it (a
-            // list of today's other actions would leave it out, and a Deny
-            // would fail open for it). Patterns naming a group exclude the
-            // group, future members included.
-            let groups: Vec<&'static str> = catalogue::ACTIONS
-                .iter()
-                .flat_map(|a| a.wildcards.iter().copied())
-                .collect();
-            let mut excluded: Vec<&str> = patterns
-                .iter()
-                .filter_map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
-                .chain(
-                    catalogue::ACTIONS
-                        .iter()
-                        .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
-                        .map(|a| a.name),
-                )
-                .collect();
-            excluded.sort_unstable();
-            excluded.dedup();
-            scope = Some("action".to_owned());
-            if !excluded.is_empty() {
-                conditions.push(format!("!({})", action_in(&excluded)));
-            }
-            catalogue::ACTIONS
-                .iter()
-                .filter(|a| !patterns.iter().any(|p| action_matches(p, a.name)))
-                .map(|a| a.name)
-                .collect()
-        }
+    let Actions {
+        names: actions,
+        scope,
+        excluded,
+    } = match (fields.get("Action"), fields.get("NotAction")) {
+        (Some(patterns), None) => actions(&strings(patterns, "Action")?)?,
+        (None, Some(patterns)) => not_actions(&strings(patterns, "NotAction")?)?,
         _ => return Err("exactly one of Action and NotAction is required".into()),
     };
-    match (fields.get("Resource"), fields.get("NotResource")) {
-        (Some(patterns), None) => {
-            let parts: Option<Vec<String>> = strings(patterns, "Resource")?
-                .iter()
-                .map(|p| resource_pattern(p))
-                .collect::<Result<_, _>>()?;
-            // A `*` among the patterns matches every resource.
-            if let Some(parts) = parts {
-                conditions.push(any_of(parts));
-            }
-        }
-        (None, Some(patterns)) => {
-            let parts: Option<Vec<String>> = strings(patterns, "NotResource")?
-                .iter()
-                .map(|p| resource_pattern(p))
-                .collect::<Result<_, _>>()?;
-            match parts {
-                Some(parts) => conditions.push(not(&any_of(parts))),
-                // NotResource "*": no resource.
-                None => conditions.push("false".into()),
-            }
-        }
-        _ => return Err("exactly one of Resource and NotResource is required".into()),
-    }
-    if let Some(condition_block) = fields.get("Condition") {
-        let Value::Object(operators) = condition_block else {
-            return Err("Condition must be an object of operators".into());
-        };
-        for (operator, keys) in operators {
-            let Value::Object(keys) = keys else {
-                return Err(format!("Condition {operator:?} must be an object of keys"));
-            };
-            if keys.is_empty() {
-                return Err(format!("Condition {operator:?} has no key"));
-            }
-            for (key, values) in keys {
-                let values = strings(values, &format!("Condition {operator:?} {key:?}"))?;
-                match condition(operator, key, &values, allow)? {
-                    Conjunct::Settled(expr) => conditions.push(expr),
-                    Conjunct::Tags(expr) => tags.push(expr),
-                }
-            }
-        }
-    }
+    let mut conditions: Vec<String> = excluded.into_iter().collect();
+    conditions.extend(resources(fields)?);
+    let tags = condition_block(fields, allow, &mut conditions)?;
     // An unknown instance has no tags for the policies, but real ones for
     // RAM: a Deny reading them applies, an Allow does not (fail closed).
     // Only the tag conditions are guarded, so a Deny still needs its other
@@ -717,6 +339,143 @@ fn statement(value: &Value, principal: &str) -> Result<(bool, Option<String>), S
     }
     text.push_str(";\n");
     Ok((allow, Some(text)))
+}
+
+/// The catalogue actions a statement names, and how its scope says so.
+struct Actions {
+    /// The catalogue's actions it covers today.
+    names: Vec<&'static str>,
+    /// The action scope, when not a list of `names`: `action` (any), or
+    /// the schema's groups.
+    scope: Option<String>,
+    /// A condition excluding actions (NotAction).
+    excluded: Option<String>,
+}
+
+/// The schema's action groups (`ecs:*`, …).
+fn action_groups() -> Vec<&'static str> {
+    catalogue::ACTIONS
+        .iter()
+        .flat_map(|a| a.wildcards.iter().copied())
+        .collect()
+}
+
+/// An `Action` element. Patterns that are "*" or exactly one of the
+/// schema's action groups stay groups, so that a future action of the
+/// catalogue in that group is covered as RAM would cover it; other patterns
+/// are resolved against the catalogue as it is now.
+fn actions(patterns: &[String]) -> Result<Actions, String> {
+    check_action_patterns(patterns, "Action")?;
+    let groups = action_groups();
+    let mut scope = None;
+    if patterns.iter().any(|p| p == "*") {
+        scope = Some("action".to_owned());
+    } else if let Some(named) = patterns
+        .iter()
+        .map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
+        .collect::<Option<Vec<&str>>>()
+    {
+        let mut named = named;
+        named.sort_unstable();
+        named.dedup();
+        scope = Some(action_in(&named));
+    }
+    let names = catalogue::ACTIONS
+        .iter()
+        .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
+        .map(|a| a.name)
+        .collect();
+    Ok(Actions {
+        names,
+        scope,
+        excluded: None,
+    })
+}
+
+/// A `NotAction` element: every action but those the patterns name, as a
+/// condition on any action: an action added to the catalogue later that
+/// the patterns do not name is covered, as RAM would cover it (a list of
+/// today's other actions would leave it out, and a Deny would fail open
+/// for it). Patterns naming a group exclude the group, future members
+/// included.
+fn not_actions(patterns: &[String]) -> Result<Actions, String> {
+    check_action_patterns(patterns, "NotAction")?;
+    let groups = action_groups();
+    let mut excluded: Vec<&str> = patterns
+        .iter()
+        .filter_map(|p| groups.iter().find(|g| g.eq_ignore_ascii_case(p)).copied())
+        .chain(
+            catalogue::ACTIONS
+                .iter()
+                .filter(|a| patterns.iter().any(|p| action_matches(p, a.name)))
+                .map(|a| a.name),
+        )
+        .collect();
+    excluded.sort_unstable();
+    excluded.dedup();
+    let names = catalogue::ACTIONS
+        .iter()
+        .filter(|a| !patterns.iter().any(|p| action_matches(p, a.name)))
+        .map(|a| a.name)
+        .collect();
+    Ok(Actions {
+        names,
+        scope: Some("action".to_owned()),
+        excluded: (!excluded.is_empty()).then(|| format!("!({})", action_in(&excluded))),
+    })
+}
+
+/// The `Resource` or `NotResource` element as a condition (`None`: every
+/// resource).
+fn resources(fields: &serde_json::Map<String, Value>) -> Result<Option<String>, String> {
+    let patterns = |value: &Value, element: &str| -> Result<Option<Vec<String>>, String> {
+        strings(value, element)?
+            .iter()
+            .map(|p| resource_pattern(p))
+            .collect::<Result<_, _>>()
+    };
+    match (fields.get("Resource"), fields.get("NotResource")) {
+        // A `*` among the patterns matches every resource.
+        (Some(value), None) => Ok(patterns(value, "Resource")?.map(any_of)),
+        (None, Some(value)) => Ok(Some(match patterns(value, "NotResource")? {
+            Some(parts) => not(&any_of(parts)),
+            // NotResource "*": no resource.
+            None => "false".into(),
+        })),
+        _ => Err("exactly one of Resource and NotResource is required".into()),
+    }
+}
+
+/// The `Condition` element: its settled conditions added to `conditions`,
+/// its conditions on the instance's tags returned (to be guarded together).
+fn condition_block(
+    fields: &serde_json::Map<String, Value>,
+    allow: bool,
+    conditions: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let mut tags = Vec::new();
+    let Some(condition_block) = fields.get("Condition") else {
+        return Ok(tags);
+    };
+    let Value::Object(operators) = condition_block else {
+        return Err("Condition must be an object of operators".into());
+    };
+    for (operator, keys) in operators {
+        let Value::Object(keys) = keys else {
+            return Err(format!("Condition {operator:?} must be an object of keys"));
+        };
+        if keys.is_empty() {
+            return Err(format!("Condition {operator:?} has no key"));
+        }
+        for (key, values) in keys {
+            let values = strings(values, &format!("Condition {operator:?} {key:?}"))?;
+            match condition(operator, key, &values, allow)? {
+                Conjunct::Settled(expr) => conditions.push(expr),
+                Conjunct::Tags(expr) => tags.push(expr),
+            }
+        }
+    }
+    Ok(tags)
 }
 
 /// The Cedar policies of a RAM policy document.
@@ -755,7 +514,7 @@ pub fn import(document: &str, target: &Target, id_prefix: &str) -> Result<String
     let principal = match target {
         Target::Group(name) => format!("principal in Ram::Group::{}", cedar_string(name)),
         Target::Principal(arn) => {
-            let kind = super::store::principal_type(arn)
+            let kind = crate::policy::store::principal_type(arn)
                 .map(|(kind, _)| kind)
                 .ok_or_else(|| {
                     refuse(format!(
@@ -797,6 +556,7 @@ pub fn import(document: &str, target: &Target, id_prefix: &str) -> Result<String
 
 #[cfg(test)]
 mod tests {
+    use super::condition::{ASSOCIATE_IS_REAL, case_variants, cedar_datetime, ip_literal};
     use super::*;
 
     fn chars(s: &str) -> Vec<char> {

@@ -39,15 +39,19 @@
 //! for another identity, where `A` is `ecsgateway:SimulatePrincipal` and
 //! `ecsgateway:Explain` is decided first, as a dependent action is, but with
 //! the explained call's context, which lacks the simulation keys
-//! ([`decide`](super::decide) evaluates it so). An Explain is decided on the
+//! ([`decide`](crate::policy::decide) evaluates it so). An Explain is decided on the
 //! explained call, validated as a call is, so `W` holds for it too.
 
 use serde_json::{Value, json};
 
-use super::catalogue::{self, Action};
-use super::store::PolicyData;
-use super::{DependentRule, When};
-use crate::validate::{MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, SMALL_BANDWIDTH_OUT};
+use crate::policy::catalogue::{self, Action};
+use crate::policy::store::PolicyData;
+use crate::policy::{DependentRule, When};
+use expr::{all, any, attr, binary, boolean, entity, ite, not, var};
+use well_formed::well_formed;
+
+mod expr;
+mod well_formed;
 
 /// Why the enforced decision cannot be written as one policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,71 +60,6 @@ pub struct Unsupported(pub String);
 
 fn unsupported(message: impl Into<String>) -> Unsupported {
     Unsupported(message.into())
-}
-
-fn var(name: &str) -> Value {
-    json!({ "Var": name })
-}
-
-fn boolean(value: bool) -> Value {
-    json!({ "Value": value })
-}
-
-fn string(value: &str) -> Value {
-    json!({ "Value": value })
-}
-
-fn long(value: i64) -> Value {
-    json!({ "Value": value })
-}
-
-fn binary(op: &str, left: Value, right: Value) -> Value {
-    json!({ op: { "left": left, "right": right } })
-}
-
-fn not(arg: Value) -> Value {
-    json!({ "!": { "arg": arg } })
-}
-
-fn ite(cond: Value, then: Value, otherwise: Value) -> Value {
-    json!({ "if-then-else": { "if": cond, "then": then, "else": otherwise } })
-}
-
-fn attr(left: Value, name: &str) -> Value {
-    json!({ ".": { "left": left, "attr": name } })
-}
-
-fn has(left: Value, name: &str) -> Value {
-    json!({ "has": { "left": left, "attr": name } })
-}
-
-/// `a && b && …`, `true` when empty.
-fn all(terms: Vec<Value>) -> Value {
-    balanced("&&", terms).unwrap_or_else(|| boolean(true))
-}
-
-/// `a || b || …`, `false` when empty.
-fn any(terms: Vec<Value>) -> Value {
-    balanced("||", terms).unwrap_or_else(|| boolean(false))
-}
-
-/// The terms joined by `op` as a balanced tree, keeping their order (which
-/// Cedar's short-circuit evaluation follows): a chain of hundreds of
-/// policies would be as deep as it is long, and Cedar's recursive parser
-/// and evaluator would run out of stack.
-fn balanced(op: &str, mut terms: Vec<Value>) -> Option<Value> {
-    match terms.len() {
-        0 => None,
-        1 => terms.pop(),
-        n => {
-            let right = terms.split_off(n / 2);
-            Some(binary(op, balanced(op, terms)?, balanced(op, right)?))
-        }
-    }
-}
-
-fn entity(uid: &Value) -> Value {
-    json!({ "Value": { "__entity": uid } })
 }
 
 /// A principal or resource scope constraint as an expression on `var`.
@@ -349,226 +288,6 @@ fn without_keys(
     }
 }
 
-fn extension(name: &str, arg: &str) -> Value {
-    json!({ name: [ { "Value": arg } ] })
-}
-
-fn method(receiver: Value, name: &str, args: Vec<Value>) -> Value {
-    let mut all = vec![receiver];
-    all.extend(args);
-    json!({ name: all })
-}
-
-/// `from` ≤ `time` < `until` (dates).
-fn between(time: Value, from: &str, until: &str) -> Value {
-    binary(
-        "&&",
-        binary(">=", time.clone(), extension("datetime", from)),
-        binary("<", time, extension("datetime", until)),
-    )
-}
-
-/// The request's facts every real call satisfies (what the validator and
-/// the gateway guarantee), as a Cedar condition; the instance's account is
-/// `account_id`'s when given.
-fn well_formed(account_id: Option<&str>) -> Value {
-    let request = || attr(var("context"), "request");
-    let field = |name: &str| attr(request(), name);
-    let has_field = |name: &str| has(request(), name);
-    let resource = || var("resource");
-    let known = || attr(resource(), "known");
-    let out = || field("internet_max_bandwidth_out");
-    let bandwidth_in = || field("internet_max_bandwidth_in");
-    let effective = || field("effective_bandwidth_in");
-    let small = long(i64::from(SMALL_BANDWIDTH_OUT));
-    // ECS's inbound default: 10 up to 10 Mbit/s out, else the outbound value.
-    let default_in = ite(binary(">", out(), small.clone()), out(), small);
-    // ecs:AssociatePublicIpAddress, as decide::allocates_public_ip computes it.
-    let asks = binary(
-        "&&",
-        has_field("allocate_public_ip"),
-        field("allocate_public_ip"),
-    );
-    let raises = all(vec![
-        has_field("internet_max_bandwidth_out"),
-        binary(">", out(), long(0)),
-        any(vec![
-            not(known()),
-            binary(
-                "&&",
-                not(binary(
-                    "&&",
-                    has(resource(), "chargeType"),
-                    binary("==", attr(resource(), "chargeType"), string("PostPaid")),
-                )),
-                not(binary(
-                    "&&",
-                    has(resource(), "hasPublicIp"),
-                    attr(resource(), "hasPublicIp"),
-                )),
-            ),
-        ]),
-    ]);
-    // `if a then b else true`: the strict validator follows `has` into the
-    // `then` branch (not through `!a || b`).
-    let implies = |a: Value, b: Value| ite(a, b, boolean(true));
-    all(vec![
-        binary("==", attr(resource(), "region"), field("region_id")),
-        account_id.map_or_else(
-            || boolean(true),
-            |account| binary("==", attr(resource(), "account"), string(account)),
-        ),
-        // An instance the gateway does not know has none of these.
-        implies(
-            not(known()),
-            all(vec![
-                not(has(resource(), "chargeType")),
-                not(has(resource(), "hasPublicIp")),
-                not(has(resource(), "internetChargeType")),
-                not(has(resource(), "internetMaxBandwidthOut")),
-                not(has(resource(), "internetMaxBandwidthIn")),
-            ]),
-        ),
-        binary(
-            "==",
-            attr(var("context"), "ecs:AssociatePublicIpAddress"),
-            any(vec![asks, raises]),
-        ),
-        implies(
-            has_field("internet_max_bandwidth_out"),
-            binary(
-                "&&",
-                binary(">=", out(), long(0)),
-                binary("<=", out(), long(i64::from(MAX_BANDWIDTH_OUT))),
-            ),
-        ),
-        implies(
-            has_field("internet_max_bandwidth_in"),
-            binary(
-                "&&",
-                binary(">=", bandwidth_in(), long(1)),
-                binary("<=", bandwidth_in(), long(i64::from(MAX_BANDWIDTH_OUT))),
-            ),
-        ),
-        // The inbound bound follows the outbound value (10 up to 10 Mbit/s).
-        implies(
-            binary(
-                "&&",
-                has_field("internet_max_bandwidth_in"),
-                has_field("internet_max_bandwidth_out"),
-            ),
-            binary(
-                "<=",
-                bandwidth_in(),
-                ite(
-                    binary(">", out(), long(i64::from(SMALL_BANDWIDTH_OUT))),
-                    out(),
-                    long(i64::from(SMALL_BANDWIDTH_OUT)),
-                ),
-            ),
-        ),
-        // Pay-by-traffic caps the outbound bandwidth.
-        implies(
-            binary(
-                "&&",
-                has_field("internet_max_bandwidth_out"),
-                binary(
-                    "&&",
-                    has_field("network_charge_type"),
-                    binary("==", field("network_charge_type"), string("PayByTraffic")),
-                ),
-            ),
-            binary(
-                "<=",
-                out(),
-                long(i64::from(MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC)),
-            ),
-        ),
-        // A public IP needs an outbound bandwidth above 0.
-        implies(
-            binary(
-                "&&",
-                has_field("allocate_public_ip"),
-                binary(
-                    "&&",
-                    field("allocate_public_ip"),
-                    has_field("internet_max_bandwidth_out"),
-                ),
-            ),
-            binary(">", out(), long(0)),
-        ),
-        // A temporary upgrade is of the outbound bandwidth.
-        implies(
-            has_field("start_time"),
-            has_field("internet_max_bandwidth_out"),
-        ),
-        // Something to change.
-        any(vec![
-            has_field("internet_max_bandwidth_out"),
-            has_field("internet_max_bandwidth_in"),
-            has_field("network_charge_type"),
-            has_field("allocate_public_ip"),
-        ]),
-        // effective_bandwidth_in: the caller's inbound value, else the
-        // default for the outbound one, else absent.
-        ite(
-            has_field("internet_max_bandwidth_in"),
-            binary(
-                "&&",
-                has_field("effective_bandwidth_in"),
-                binary("==", effective(), bandwidth_in()),
-            ),
-            ite(
-                has_field("internet_max_bandwidth_out"),
-                binary(
-                    "&&",
-                    has_field("effective_bandwidth_in"),
-                    binary("==", effective(), default_in),
-                ),
-                not(has_field("effective_bandwidth_in")),
-            ),
-        ),
-        implies(
-            has_field("network_charge_type"),
-            any(vec![
-                binary("==", field("network_charge_type"), string("PayByBandwidth")),
-                binary("==", field("network_charge_type"), string("PayByTraffic")),
-            ]),
-        ),
-        // A temporary upgrade has both times, and only then.
-        binary("==", field("temporary_upgrade"), has_field("start_time")),
-        binary("==", has_field("start_time"), has_field("end_time")),
-        // Times a call can carry: the gateway's clock reads this century
-        // or the next; a temporary upgrade's times are protobuf timestamps
-        // (years 1 to 9999), three hours or more apart.
-        between(
-            attr(var("context"), "acs:CurrentTime"),
-            "2000-01-01",
-            "2200-01-01",
-        ),
-        implies(
-            has_field("start_time"),
-            between(field("start_time"), "0001-01-01", "9999-12-31T23:59:59Z"),
-        ),
-        implies(
-            has_field("end_time"),
-            between(field("end_time"), "0001-01-01", "9999-12-31T23:59:59Z"),
-        ),
-        implies(
-            binary("&&", has_field("start_time"), has_field("end_time")),
-            binary(
-                ">=",
-                field("end_time"),
-                method(
-                    field("start_time"),
-                    "offset",
-                    vec![extension("duration", "3h")],
-                ),
-            ),
-        ),
-    ])
-}
-
 /// The decisions the gateway makes, each named by the action of the
 /// request it is proved over: a ModifyInstanceNetworkSpec call (with its
 /// dependent actions), an Explain of one's own call, and an Explain for
@@ -590,7 +309,7 @@ struct Check {
 }
 
 /// The actions a request of `action` is decided with, in the gateway's
-/// order (see [`decide`](super::decide)): for an Explain for another
+/// order (see [`decide`](crate::policy::decide)): for an Explain for another
 /// identity `ecsgateway:Explain` (on the explained call's context), then
 /// the action itself, then each dependent action with its guard.
 fn checks(action: &'static Action, rules: &[DependentRule]) -> Result<Vec<Check>, Unsupported> {
@@ -986,7 +705,7 @@ mod tests {
     /// the shipped policies with the demo's dependent action.
     #[test]
     fn the_enforced_policy_decides_every_call_as_the_gateway_does() {
-        let authorizer = super::super::Config {
+        let authorizer = crate::policy::Config {
             dir: shipped(),
             account_id: "1234567890123456".into(),
             dependent_actions: vec![demo_rule()],
@@ -1061,7 +780,7 @@ mod tests {
     /// and with `ecsgateway:SimulatePrincipal` for another identity.
     #[test]
     fn the_enforced_policies_decide_every_explain_as_the_gateway_does() {
-        let authorizer = super::super::Config {
+        let authorizer = crate::policy::Config {
             dir: shipped(),
             account_id: "1234567890123456".into(),
             dependent_actions: vec![demo_rule()],
@@ -1071,7 +790,7 @@ mod tests {
         let data = authorizer.store().current();
         // The keys the model takes away from Explain's context are those the
         // gateway adds for SimulatePrincipal.
-        let added: Vec<String> = super::super::decide::simulation_context(
+        let added: Vec<String> = crate::policy::decide::simulation_context(
             &data,
             &CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
         )
@@ -1119,12 +838,9 @@ mod tests {
                     let now = chrono::DateTime::from_timestamp(now, 0).unwrap();
                     let simulated = simulated.filter(|s| *s != caller.identity);
                     let gateway = authorizer
-                        .decide_explain(
-                            &caller,
-                            &request,
+                        .may_explain(
+                            &crate::policy::Query::new(&caller, &request, now),
                             simulated.as_ref(),
-                            now,
-                            super::super::Source::Entities,
                         )
                         .allowed();
                     let Some((principal, resource, context, entities)) =
@@ -1138,7 +854,7 @@ mod tests {
                             &catalogue::SIMULATE_PRINCIPAL,
                             &simulate,
                             context
-                                .merge(super::super::decide::simulation_context(&data, identity))
+                                .merge(crate::policy::decide::simulation_context(&data, identity))
                                 .unwrap(),
                         ),
                     };

@@ -38,9 +38,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::store::JwtSubject;
-use super::{Authorizer, DependentRule, Outcome, Store};
+use crate::account::AccountId;
 use crate::identity::{Caller, CallerId, Via};
+use crate::policy::store::JwtSubject;
+use crate::policy::{Authorizer, DependentRule, Outcome, Query, Store};
 use crate::{pb, validate};
 
 /// A case file.
@@ -240,13 +241,9 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
     let decision = match (case.explain, &simulated) {
         (false, None) => authorizer.decide(&caller, &request, now),
         (false, Some(_)) => return Err("simulate_* needs explain = true".into()),
-        (true, simulated) => authorizer.decide_explain(
-            &caller,
-            &request,
-            simulated.as_ref(),
-            now,
-            super::Source::Entities,
-        ),
+        (true, simulated) => {
+            authorizer.may_explain(&Query::new(&caller, &request, now), simulated.as_ref())
+        }
     };
     let sorted = |mut v: Vec<String>| {
         v.sort();
@@ -256,8 +253,8 @@ fn check(case: &Case, region: Option<&str>, authorizer: &Authorizer) -> Result<(
         Outcome::Allow { policies } => (Expect::Allow, None, None, policies.clone()),
         Outcome::Deny(d) => (
             match d.kind {
-                super::DenyKind::ExplicitDeny => Expect::ExplicitDeny,
-                super::DenyKind::ImplicitDeny => Expect::ImplicitDeny,
+                crate::policy::DenyKind::ExplicitDeny => Expect::ExplicitDeny,
+                crate::policy::DenyKind::ImplicitDeny => Expect::ImplicitDeny,
             },
             Some(d.layer.as_str()),
             Some(d.action),
@@ -308,7 +305,7 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
     let mut report = Report::default();
     for path in files {
         let file = read(path)?;
-        if file.account_id.is_empty() || !file.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        if file.account_id.parse::<AccountId>().is_err() {
             return Err(Error::Parse {
                 path: path.clone(),
                 message: format!(
@@ -317,9 +314,11 @@ pub fn run(store: &Arc<Store>, files: &[PathBuf]) -> Result<Report, Error> {
                 ),
             });
         }
-        super::check_dependent_actions(&file.dependent_actions).map_err(|e| Error::Parse {
-            path: path.clone(),
-            message: e.to_string(),
+        crate::policy::check_dependent_actions(&file.dependent_actions).map_err(|e| {
+            Error::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            }
         })?;
         let authorizer = Authorizer::new(
             store.clone(),

@@ -1,0 +1,350 @@
+//! The policies asked: the request's entities (kept per principal and
+//! resource for the policy version in force), one Cedar request per action,
+//! each layer's answer, and the outcome they make.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
+#[cfg(test)]
+use chrono::{DateTime, Utc};
+
+use super::context::{context, simulation_context};
+use super::{Authorizer, Denial, DenyKind, Evaluation, LayerResult, Outcome, Query};
+#[cfg(test)]
+use crate::identity::Caller;
+use crate::identity::CallerId;
+use crate::policy::catalogue;
+use crate::policy::index::Probe;
+use crate::policy::store::{Instance, Layer, PolicyData, Principal};
+use crate::validate::ModifyRequest;
+
+/// Request entities by principal, resource and region, for one policy
+/// version.
+#[derive(Default)]
+pub(super) struct EntityCache {
+    version: String,
+    map: HashMap<(CallerId, EntityUid, String, u64), Arc<Entities>>,
+}
+
+/// Entity sets kept before the cache is emptied.
+const ENTITY_SETS_KEPT: usize = 4096;
+
+/// A call admitted to evaluation: the query, with what the decision
+/// resolved for it.
+pub(super) struct Call<'a> {
+    /// The policies in force.
+    pub(super) data: &'a PolicyData,
+    /// What is asked.
+    pub(super) query: &'a Query<'a>,
+    /// The caller's principal.
+    pub(super) principal: &'a Principal,
+    /// The instance, when its attributes are known.
+    pub(super) instance: Option<&'a Instance>,
+    /// The lookup answer's number.
+    pub(super) generation: u64,
+    /// `ecs:AssociatePublicIpAddress`.
+    pub(super) associate: bool,
+    /// The actions to authorize, in order.
+    pub(super) actions: &'a [&'static str],
+    /// Evaluate past the first denial.
+    pub(super) explain: bool,
+    /// The identity an Explain simulates, if another.
+    pub(super) simulated: Option<&'a CallerId>,
+}
+
+/// The resource a call is decided on.
+struct Resource<'a> {
+    /// `Ecs::Instance::"<id>"`.
+    uid: EntityUid,
+    /// Its ARN.
+    arn: String,
+    /// Its region.
+    region: &'a str,
+}
+
+impl Authorizer {
+    /// The resource: entities.json's or ECS's instance, or one made from
+    /// the request.
+    fn resource<'a>(
+        &self,
+        request: &'a ModifyRequest,
+        instance: Option<&'a Instance>,
+    ) -> Resource<'a> {
+        let (arn, region) = match instance {
+            Some(instance) => (instance.arn.clone(), instance.region.as_str()),
+            None => (
+                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
+                request.region_id.as_str(),
+            ),
+        };
+        let uid = EntityUid::from_type_name_and_id(
+            self.instance_type.clone(),
+            cedar_policy::EntityId::new(&request.instance_id),
+        );
+        Resource { uid, arn, region }
+    }
+
+    /// The request's entities: the action hierarchy, the principal and the
+    /// resource (entities.json's, or one made from the request). Kept per
+    /// principal and resource for the policy version in force: building
+    /// them and their transitive closure was a fifth of a decision.
+    fn entities(
+        &self,
+        data: &PolicyData,
+        (identity, principal): (&CallerId, &Principal),
+        (instance, generation): (Option<&Instance>, u64),
+        resource: &Resource<'_>,
+    ) -> Result<Arc<Entities>, String> {
+        // By identity, not ARN: two identities may map to one ARN with
+        // different groups, and the entity carries the groups. By the
+        // answer's generation too: looked-up attributes change.
+        let key = (
+            identity.clone(),
+            resource.uid.clone(),
+            resource.region.to_owned(),
+            generation,
+        );
+        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version != data.version {
+            cache.version.clone_from(&data.version);
+            cache.map.clear();
+        }
+        if let Some(entities) = cache.map.get(&key) {
+            return Ok(Arc::clone(entities));
+        }
+        drop(cache);
+        let resource = match instance {
+            Some(instance) => instance.entity.clone(),
+            None => self.unknown_instance(resource)?,
+        };
+        let entities = Arc::new(
+            principal
+                .entities
+                .clone()
+                .add_entities([resource], None)
+                .map_err(|e| e.to_string())?,
+        );
+        let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        // A reload may have swapped the data in while this was built: keep
+        // only what belongs to the version in the cache.
+        if cache.version != data.version {
+            return Ok(entities);
+        }
+        if cache.map.len() >= ENTITY_SETS_KEPT {
+            cache.map.clear();
+        }
+        cache.map.insert(key, Arc::clone(&entities));
+        Ok(entities)
+    }
+
+    /// An instance the gateway knows nothing about: `known` false.
+    fn unknown_instance(&self, resource: &Resource<'_>) -> Result<Entity, String> {
+        Entity::new(
+            resource.uid.clone(),
+            HashMap::from([
+                (
+                    "arn".to_owned(),
+                    RestrictedExpression::new_string(resource.arn.clone()),
+                ),
+                (
+                    "region".to_owned(),
+                    RestrictedExpression::new_string(resource.region.to_owned()),
+                ),
+                (
+                    "account".to_owned(),
+                    RestrictedExpression::new_string(self.account_id.clone()),
+                ),
+                ("known".to_owned(), RestrictedExpression::new_bool(false)),
+            ]),
+            Default::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// The principal, resource, context and entities a call is decided
+    /// with (entities.json's instances), for tests that evaluate other
+    /// policies on exactly what the gateway builds.
+    #[cfg(test)]
+    pub(crate) fn concrete(
+        &self,
+        caller: &Caller,
+        request: &ModifyRequest,
+        now: DateTime<Utc>,
+    ) -> Option<(EntityUid, EntityUid, Context, Arc<Entities>)> {
+        let data = self.store.current();
+        let principal = data.principals.get(&caller.identity)?;
+        let listed = data.instances.get(&request.instance_id);
+        let instance =
+            listed.filter(|i| i.region == request.region_id && i.account == self.account_id);
+        // One entities.json places elsewhere is denied before any policy.
+        if listed.is_some() && instance.is_none() {
+            return None;
+        }
+        let resource = self.resource(request, instance);
+        let entities = self
+            .entities(
+                &data,
+                (&caller.identity, principal),
+                (instance, 0),
+                &resource,
+            )
+            .ok()?;
+        let associate = super::allocates_public_ip(request, instance);
+        let context = context(caller, request, associate, now).ok()?;
+        Some((principal.uid.clone(), resource.uid, context, entities))
+    }
+
+    /// Every action of the call in every layer, in order (stopping at the
+    /// first denial unless explaining), and the outcome.
+    pub(super) fn evaluate(&self, call: &Call<'_>) -> Result<(Outcome, Vec<LayerResult>), String> {
+        let Query {
+            caller, request, ..
+        } = *call.query;
+        let resource = self.resource(request, call.instance);
+        let entities = self.entities(
+            call.data,
+            (&caller.identity, call.principal),
+            (call.instance, call.generation),
+            &resource,
+        )?;
+        let context = context(caller, request, call.associate, call.query.now)?;
+        // ecsgateway:SimulatePrincipal's context adds the simulated identity.
+        let simulation_context = call
+            .simulated
+            .map(|identity| {
+                context
+                    .clone()
+                    .merge(simulation_context(call.data, identity))
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()?;
+
+        let mut results = Vec::new();
+        'actions: for &action in call.actions {
+            let context = match &simulation_context {
+                Some(simulation) if action == catalogue::SIMULATE_PRINCIPAL.name => {
+                    simulation.clone()
+                }
+                _ => context.clone(),
+            };
+            let cedar_request = self.cedar_request(call.principal, action, &resource, context)?;
+            let probe = Probe {
+                member_of: &call.principal.member_of,
+                action: catalogue::ACTIONS
+                    .iter()
+                    .position(|a| a.name == action)
+                    .ok_or_else(|| format!("{action} is not in the action catalogue"))?,
+                instance_id: &request.instance_id,
+                arn: &resource.arn,
+                region: resource.region,
+                request_region: &request.region_id,
+            };
+            for layer in Layer::ALL {
+                let result =
+                    self.ask_layer(call.data, layer, &probe, &cedar_request, &entities, action);
+                let denied = result.denied.is_some();
+                results.push(result);
+                // A decision stops at the first denial; an explanation goes on.
+                if denied && !call.explain {
+                    break 'actions;
+                }
+            }
+        }
+        Ok((outcome(&results), results))
+    }
+
+    /// The Cedar request for one action.
+    fn cedar_request(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        resource: &Resource<'_>,
+        context: Context,
+    ) -> Result<Request, String> {
+        let uid = self
+            .action_uids
+            .get(action)
+            .cloned()
+            .unwrap_or_else(|| catalogue::action_uid(action));
+        Request::new(
+            principal.uid.clone(),
+            uid,
+            resource.uid.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// One layer's answer to one action's request.
+    fn ask_layer(
+        &self,
+        data: &PolicyData,
+        layer: Layer,
+        probe: &Probe<'_>,
+        request: &Request,
+        entities: &Entities,
+        action: &'static str,
+    ) -> LayerResult {
+        let policies = match self.evaluation {
+            Evaluation::Indexed => data.layer_index(layer).policies_for(probe),
+            Evaluation::Full => Arc::new(match layer {
+                Layer::Control => data.control.clone(),
+                Layer::Identity => data.identity.clone(),
+            }),
+        };
+        let response = self.cedar.is_authorized(request, &policies, entities);
+        let diagnostics = response.diagnostics();
+        // Sorted: Cedar reports in no particular order, and a
+        // decision (and its log line) must not depend on it.
+        let mut failed: Vec<(String, String)> = diagnostics
+            .errors()
+            .map(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                (e.policy_id().to_string(), error.to_string())
+            })
+            .collect();
+        failed.sort();
+        let (errored, errors): (Vec<String>, Vec<String>) = failed.into_iter().unzip();
+        let mut reasons: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        reasons.sort();
+        LayerResult {
+            action,
+            layer,
+            denied: if !errors.is_empty() {
+                Some(DenyKind::ExplicitDeny)
+            } else if response.decision() == cedar_policy::Decision::Allow {
+                None
+            } else if reasons.is_empty() {
+                Some(DenyKind::ImplicitDeny)
+            } else {
+                Some(DenyKind::ExplicitDeny)
+            },
+            policies: if errors.is_empty() { reasons } else { errored },
+            errors,
+        }
+    }
+}
+
+/// The first denial, or the allow with every permit that allowed.
+fn outcome(results: &[LayerResult]) -> Outcome {
+    match results.iter().find(|r| r.denied.is_some()) {
+        Some(first) => Outcome::Deny(Denial {
+            action: first.action,
+            layer: first.layer,
+            kind: first.denied.unwrap_or(DenyKind::ImplicitDeny),
+            policies: first.policies.clone(),
+            errors: first.errors.clone(),
+        }),
+        None => {
+            let mut allowed_by: Vec<String> =
+                results.iter().flat_map(|r| r.policies.clone()).collect();
+            allowed_by.sort();
+            allowed_by.dedup();
+            Outcome::Allow {
+                policies: allowed_by,
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! entities.json: the instances the gateway knows, with their attributes
+//! and tags, checked against the schema and against the ARN RAM would check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use cedar_policy::{Entities, Entity, Schema};
+
+use super::files::{Version, read};
+use super::{Problems, line_of};
+use crate::account::AccountId;
+use crate::policy::catalogue;
+
+/// What entities.json says about an instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The entity, with its tags.
+    pub entity: Entity,
+    /// Its `arn` attribute.
+    pub arn: String,
+    /// Its region.
+    pub region: String,
+    /// Its account.
+    pub account: String,
+    /// `PrePaid` or `PostPaid`, where known.
+    pub charge_type: Option<String>,
+    /// Whether it has a public IP, where known.
+    pub has_public_ip: Option<bool>,
+}
+
+/// Reads entities.json: every instance, marked known and checked against
+/// the schema and its ARN.
+pub(super) fn load(
+    path: &Path,
+    schema: &Schema,
+    problems: &mut Problems,
+    hasher: &mut Version,
+) -> HashMap<String, Instance> {
+    let Some(text) = read(path, problems, hasher) else {
+        return HashMap::new();
+    };
+    let mut json: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(e) => {
+            problems.add(path, Some(e.line()), e.to_string());
+            return HashMap::new();
+        }
+    };
+    if let Err(message) = mark_known(&mut json) {
+        problems.add(path, None, message);
+        return HashMap::new();
+    }
+    let entities = match Entities::from_json_value(json, Some(schema)) {
+        Ok(entities) => entities,
+        Err(e) => {
+            problems.add(path, None, crate::telemetry::chain(&e));
+            return HashMap::new();
+        }
+    };
+    let mut instances = BTreeMap::new();
+    for entity in entities.iter() {
+        if entity.uid().type_name().to_string() != "Ecs::Instance" {
+            continue;
+        }
+        match instance(entity) {
+            Ok(instance) => {
+                instances.insert(entity.uid().id().unescaped().to_owned(), instance);
+            }
+            Err(message) => {
+                let uid = entity.uid();
+                let id = uid.id().unescaped();
+                let line = text.find(&format!("\"{id}\"")).map(|o| line_of(&text, o));
+                problems.add(path, line, message);
+            }
+        }
+    }
+    instances.into_iter().collect()
+}
+
+/// Sets every instance's `known` attribute. It is the gateway's to say:
+/// true for every instance described here (a file may not claim
+/// otherwise).
+fn mark_known(json: &mut serde_json::Value) -> Result<(), &'static str> {
+    let Some(items) = json.as_array_mut() else {
+        return Ok(());
+    };
+    for item in items {
+        let is_instance = item
+            .pointer("/uid/type")
+            .and_then(serde_json::Value::as_str)
+            == Some("Ecs::Instance");
+        if let Some(attrs) = item
+            .get_mut("attrs")
+            .and_then(serde_json::Value::as_object_mut)
+            .filter(|_| is_instance)
+        {
+            if attrs
+                .get("known")
+                .is_some_and(|k| k != &serde_json::Value::Bool(true))
+            {
+                return Err(
+                    "an instance's known attribute is set by the gateway (true for every instance described here): remove it",
+                );
+            }
+            attrs.insert("known".into(), serde_json::Value::Bool(true));
+        }
+    }
+    Ok(())
+}
+
+/// One `Ecs::Instance` entity as an [`Instance`], or what is wrong with it.
+fn instance(entity: &Entity) -> Result<Instance, String> {
+    let string = |name: &str| match entity.attr(name) {
+        Some(Ok(cedar_policy::EvalResult::String(s))) => Some(s),
+        _ => None,
+    };
+    // Rules match the ARN attribute; it must be the ARN RAM would
+    // check, built from the instance's own region, account and id.
+    let id = entity.uid().id().unescaped().to_owned();
+    let (region, account, arn) = (
+        string("region").unwrap_or_default(),
+        string("account").unwrap_or_default(),
+        string("arn").unwrap_or_default(),
+    );
+    if !AccountId::is_valid(&account) {
+        return Err(format!(
+            "instance {id}: account {account:?} is not an Alibaba Cloud account ID (digits)"
+        ));
+    }
+    let expected = catalogue::instance_arn(&region, &account, &id);
+    if arn != expected {
+        return Err(format!(
+            "instance {id}: arn is {arn:?}, expected {expected:?} (from its region, account and id)"
+        ));
+    }
+    let has_public_ip = match entity.attr("hasPublicIp") {
+        Some(Ok(cedar_policy::EvalResult::Bool(b))) => Some(b),
+        _ => None,
+    };
+    Ok(Instance {
+        arn,
+        region,
+        account,
+        charge_type: string("chargeType"),
+        has_public_ip,
+        entity: entity.clone(),
+    })
+}
