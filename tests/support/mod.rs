@@ -69,8 +69,8 @@ pub struct Gateway {
 /// names, as `ecs-gateway serve` does (without its policy watchers). The
 /// gateway's logs go to the test's captured output.
 pub async fn spawn(config: Config) -> Gateway {
-    capture_logs();
     let stack = server::build(&config).unwrap();
+    capture_logs();
     let metrics = stack.metrics.clone();
     let listener = server::bind(config.listen, server::LISTEN_SETTING)
         .await
