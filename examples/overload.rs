@@ -8,13 +8,12 @@
 //! cargo run --release --example overload -- --limit 64 --callers 2000 --seconds 10 --latency-ms 20
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecs_gateway::credentials::{self, Credentials, Secret};
 use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
 use ecs_gateway::simulator::{self, Chaos, Simulator};
-use ecs_gateway::{config, identity, pb, policy, server, telemetry, upstream};
+use ecs_gateway::{config, pb, server};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -75,55 +74,27 @@ fn main() {
 
     let gateway_rt = runtime("gateway");
     let addr = gateway_rt.block_on(async {
-        let authorizer = Arc::new(
-            policy::Config {
-                dir: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
-                account_id: simulator::DEMO_ACCOUNT_ID.into(),
-                dependent_actions: vec![],
-            }
-            .build()
-            .unwrap(),
-        );
-        let metrics = Arc::new(telemetry::Metrics::new(Some(authorizer.store().clone())));
-        let provider = credentials::Config::Static(Credentials {
+        // The demo's settings, through the production wiring.
+        let mut config = config::load(&config::Flags::default(), |_| None).unwrap();
+        config.upstream.endpoint = sim_url;
+        config.credentials = Some(credentials::Config::Static(Credentials {
             access_key_id: simulator::DEMO_ACCESS_KEY_ID.into(),
             access_key_secret: Secret::new(simulator::DEMO_ACCESS_KEY_SECRET),
             security_token: None,
-        })
-        .build()
-        .unwrap();
-        let client = upstream::Config {
-            endpoint: sim_url,
-            ..upstream::Config::default()
-        }
-        .build(
-            Arc::new(provider),
-            metrics.clone(),
-            ecs_gateway::error::ECS_CODES,
-        )
-        .unwrap();
-        let parts = server::Parts {
-            gateway: server::Gateway::new(client, authorizer, metrics.clone()),
-            identity: Arc::new(
-                identity::Config {
-                    jwt: None,
-                    trust_forwarded_client_cert: true,
-                    source_address_header: Default::default(),
-                }
-                .build()
-                .unwrap(),
-            ),
-            tls: None,
-            metrics,
-            settings: config::ServerSettings {
-                max_concurrent_calls: limit,
-                ..config::ServerSettings::default()
-            },
-            shadow_pending: None,
-        };
+        }));
+        config.identity.trust_forwarded_client_cert = true;
+        config.policy.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into();
+        config.policy.account_id = Some(simulator::DEMO_ACCOUNT_ID.into());
+        config.server.max_concurrent_calls = limit;
+        let stack = server::build(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(server::serve(parts, listener, None, std::future::pending()));
+        tokio::spawn(server::serve_on(
+            stack,
+            listener,
+            None,
+            std::future::pending(),
+        ));
         addr
     });
 

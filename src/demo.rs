@@ -99,8 +99,8 @@ pub async fn run(
     if !settings_file {
         settings.policy.dependent_actions = vec![demo_dependent_action()];
     }
-    let parts = server::build(&settings)?;
-    let _watchers = server::watch_policies(&parts);
+    let stack = server::build(&settings)?;
+    let _watchers = server::watch_policies(&stack);
     let listener = server::bind(listen, server::LISTEN_SETTING).await?;
     let admin = server::bind(admin_listen, server::ADMIN_LISTEN_SETTING).await?;
     // With port 0 the system picks the port: show the one bound.
@@ -111,7 +111,7 @@ pub async fn run(
         banner(listen, simulator_addr, &settings.upstream.endpoint)
     );
     println!("Metrics: http://{admin_listen}/metrics (also /healthz, /readyz)");
-    server::serve(parts, listener, Some(admin), shutdown).await?;
+    server::serve_on(stack, listener, Some(admin), shutdown).await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::policy::{Decision, Outcome};
 use crate::telemetry::chain;
-use crate::{identity, overload, policy, upstream, validate};
+use crate::{admission, identity, policy, upstream, validate};
 use catalogue::Entry;
 
 /// Every way a call can fail, one variant per stage.
@@ -38,7 +38,7 @@ pub enum Error {
     },
     /// The call was not admitted (load shedding, message limits).
     #[error(transparent)]
-    Admission(#[from] overload::Error),
+    Admission(#[from] admission::Error),
     /// The instance lookup refused the call: the caller (or all callers)
     /// asked ECS as often as they may for now.
     #[error(transparent)]
@@ -147,12 +147,12 @@ pub fn reject_identity(error: identity::Error) -> http::Response<tonic::body::Bo
 }
 
 /// The HTTP response of a call the admission layer refused.
-pub fn reject_admission(error: overload::Error) -> http::Response<tonic::body::Body> {
+pub fn reject_admission(error: admission::Error) -> http::Response<tonic::body::Body> {
     Status::from(Error::Admission(error)).into_http()
 }
 
 /// The trailers of a health or reflection stream the admission layer ended.
-pub fn end_admitted_stream(error: overload::Error) -> http::HeaderMap {
+pub fn end_admitted_stream(error: admission::Error) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     let status = Status::from(Error::Admission(error));
     if let Err(status) = status.add_header(&mut trailers) {
@@ -164,12 +164,12 @@ pub fn end_admitted_stream(error: overload::Error) -> http::HeaderMap {
 }
 
 /// The admission layer's answers, from this mapping.
-pub const ADMISSION: overload::Answers = overload::Answers {
+pub const ADMISSION: admission::Refusals = admission::Refusals {
     reject: reject_admission,
     trailers: end_admitted_stream,
 };
 
-fn admission(error: &overload::Error) -> Status {
+fn admission(error: &admission::Error) -> Status {
     let with_detail = |code: &str, detail: String| {
         let entry = catalogue::get(code);
         from_entry(
@@ -179,35 +179,35 @@ fn admission(error: &overload::Error) -> Status {
         )
     };
     match *error {
-        overload::Error::NoCaller => {
+        admission::Error::NoCaller => {
             let entry = catalogue::get(identity::Error::Missing.code());
             from_entry(entry, identity::Error::Missing.to_string(), HashMap::new())
         }
-        overload::Error::Overloaded { limit } => {
+        admission::Error::Overloaded { limit } => {
             shed("GatewayOverloaded", limit, "calls in flight")
         }
-        overload::Error::CallerOverloaded { limit } => {
+        admission::Error::CallerOverloaded { limit } => {
             shed("GatewayCallerOverloaded", limit, "calls per caller")
         }
-        overload::Error::ReceiveTimeout { timeout } => {
+        admission::Error::ReceiveTimeout { timeout } => {
             with_detail("GatewayReceiveTimeout", format!("within {timeout:?}"))
         }
-        overload::Error::MessageTooLarge { limit } => {
+        admission::Error::MessageTooLarge { limit } => {
             with_detail("GatewayMessageTooLarge", format!("limit {limit} bytes"))
         }
-        overload::Error::Cancelled(_) => {
+        admission::Error::Cancelled(_) => {
             let entry = catalogue::get("GatewayCallCancelled");
             from_entry(entry, entry.message.to_owned(), HashMap::new())
         }
-        overload::Error::StreamsExhausted { limit, scope } => shed(
+        admission::Error::StreamsExhausted { limit, scope } => shed(
             "GatewayStreamsExhausted",
             limit,
             &format!("health and reflection streams {scope}"),
         ),
-        overload::Error::StreamIdle { idle } => {
+        admission::Error::StreamIdle { idle } => {
             with_detail("GatewayStreamExpired", format!("nothing sent for {idle:?}"))
         }
-        overload::Error::StreamDeadline { limit } => {
+        admission::Error::StreamDeadline { limit } => {
             with_detail("GatewayStreamExpired", format!("open for {limit:?}"))
         }
     }

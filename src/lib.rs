@@ -5,7 +5,7 @@
 //! A call flows through one module per stage, in the order written in
 //! [`server`]:
 //!
-//! 1. [`identity`] and [`overload`] (tower layers): who is calling, then
+//! 1. [`identity`] and [`admission`] (tower layers): who is calling, then
 //!    admission (the message first, then a place per caller and overall);
 //! 2. [`validate`]: every documented parameter rule, all violations at once;
 //! 3. [`policy`]: Cedar policies that decide as RAM does;
@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod admission;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -34,7 +35,6 @@ pub mod error;
 pub mod fuzzing;
 pub mod identity;
 pub mod lookup;
-pub mod overload;
 pub mod policy;
 #[cfg(feature = "tools")]
 pub mod policy_tools;

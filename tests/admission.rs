@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ecs_gateway::pb;
-use ecs_gateway::simulator::Fault;
+use ecs_gateway::simulator::{self, Fault};
 use tonic::Code;
 
 const METHOD: &str = "/ecsgateway.v1.InstanceNetworkService/ModifyInstanceNetworkSpec";
@@ -83,8 +83,7 @@ fn out(mbps: i32) -> pb::ModifyInstanceNetworkSpecRequest {
 #[tokio::test]
 async fn a_caller_that_goes_away_mid_message_is_counted_cancelled() {
     let h = support::start().await;
-    let parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    let (addr, admin, _stop) = support::spawn_gateway_with_admin(parts).await;
+    let (addr, admin) = (h.gateway.addr, h.gateway.admin_addr);
     let (mut send, connection) = connect(addr).await;
     let (_response, mut stream) = open_call(&mut send, addr, support::NETOPS).await;
     // A frame header announcing 100 bytes, then only 3 of them.
@@ -116,15 +115,16 @@ async fn a_caller_that_goes_away_mid_message_is_counted_cancelled() {
 
 #[tokio::test]
 async fn streams_that_never_send_their_message_hold_no_place() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.receive_timeout = Duration::from_secs(2);
-    let limits = (
-        parts.settings.max_concurrent_calls,
-        parts.settings.max_concurrent_calls_per_caller,
-    );
-    assert_eq!(limits, (512, 128), "the shipped defaults");
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.receive_timeout = Duration::from_secs(2);
+        let limits = (
+            c.server.max_concurrent_calls,
+            c.server.max_concurrent_calls_per_caller,
+        );
+        assert_eq!(limits, (512, 128), "the shipped defaults");
+    })
+    .await;
+    let addr = h.gateway.addr;
     // An authenticated identity that no principal maps opens 750 calls
     // (3 connections × 250 streams) and never sends a message: before
     // admission waited for the message, these took 512 places.
@@ -164,11 +164,12 @@ async fn streams_that_never_send_their_message_hold_no_place() {
 
 #[tokio::test]
 async fn one_caller_cannot_take_every_place() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.max_concurrent_calls = 4;
-    parts.settings.max_concurrent_calls_per_caller = 2;
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.max_concurrent_calls = 4;
+        c.server.max_concurrent_calls_per_caller = 2;
+    })
+    .await;
+    let addr = h.gateway.addr;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -257,18 +258,19 @@ async fn status_of(response: h2::client::ResponseFuture) -> String {
 /// before it is buffered, and streams are bounded per connection.
 #[tokio::test]
 async fn a_strangers_health_and_reflection_streams_are_bounded() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.reflection = true;
-    assert_eq!(
-        (
-            parts.settings.max_unauthenticated_streams_per_connection,
-            parts.settings.unauthenticated_idle_timeout
-        ),
-        (8, Duration::from_secs(10)),
-        "the shipped defaults"
-    );
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.reflection = true;
+        assert_eq!(
+            (
+                c.server.max_unauthenticated_streams_per_connection,
+                c.server.unauthenticated_idle_timeout
+            ),
+            (8, Duration::from_secs(10)),
+            "the shipped defaults"
+        );
+    })
+    .await;
+    let addr = h.gateway.addr;
 
     // A reflection stream announcing 4 MiB and sending 4 KiB of it is ended
     // at once (it waited for the rest before), long before the idle timeout.
@@ -310,12 +312,13 @@ async fn a_strangers_health_and_reflection_streams_are_bounded() {
 /// and every stream at the server's deadline, with DEADLINE_EXCEEDED.
 #[tokio::test]
 async fn idle_and_long_health_and_reflection_streams_end() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.reflection = true;
-    parts.settings.unauthenticated_idle_timeout = Duration::from_millis(300);
-    parts.settings.request_timeout = Duration::from_secs(2);
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.reflection = true;
+        c.server.unauthenticated_idle_timeout = Duration::from_millis(300);
+        c.server.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let addr = h.gateway.addr;
     let (mut send, _connection) = connect(addr).await;
     let deadline_exceeded = (Code::DeadlineExceeded as i32).to_string();
 
@@ -359,12 +362,13 @@ async fn idle_and_long_health_and_reflection_streams_end() {
 /// once, and other callers are served.
 #[tokio::test]
 async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.max_concurrent_calls_per_caller = 6;
-    parts.settings.receive_timeout = Duration::from_secs(4);
-    assert_eq!(parts.settings.max_concurrent_calls_per_unmapped_caller, 4);
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.max_concurrent_calls_per_caller = 6;
+        c.server.receive_timeout = Duration::from_secs(4);
+        assert_eq!(c.server.max_concurrent_calls_per_unmapped_caller, 4);
+    })
+    .await;
+    let addr = h.gateway.addr;
 
     let resource_exhausted = (Code::ResourceExhausted as i32).to_string();
     for (identity, opened, share) in [
@@ -415,11 +419,12 @@ async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
 /// for want of a place in all.
 #[tokio::test]
 async fn a_peer_that_opens_no_window_cannot_keep_the_places() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.max_unauthenticated_streams = 8;
-    parts.settings.request_timeout = Duration::from_secs(2);
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.max_unauthenticated_streams = 8;
+        c.server.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let addr = h.gateway.addr;
 
     // Eight Watch streams, on a connection whose window is zero.
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

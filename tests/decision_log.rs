@@ -31,6 +31,7 @@ async fn logs_one_line_per_decision() {
         format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap(),
     );
     let response = h
+        .gateway
         .client
         .clone()
         .modify_instance_network_spec(allowed)

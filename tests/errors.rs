@@ -49,14 +49,10 @@ fn every_reference_code_has_a_row() {
 #[tokio::test]
 async fn every_ecs_code_reaches_the_caller() {
     // One attempt, no breaker: each injected answer is the caller's answer.
-    let h = support::start_with(
-        ecs_gateway::simulator::Config::demo(),
-        support::demo_credentials(),
-        |c| {
-            c.max_attempts = 1;
-            c.breaker_failures = 10_000;
-        },
-    )
+    let h = support::start_with(ecs_gateway::simulator::Config::demo(), |c| {
+        c.upstream.max_attempts = 1;
+        c.upstream.breaker_failures = 10_000;
+    })
     .await;
     for entry in CATALOGUE.iter().filter(|e| e.source != Source::Gateway) {
         h.sim.inject(Fault::Error {

@@ -63,7 +63,7 @@ fn rows(response: &pb::ExplainResponse) -> Vec<String> {
 async fn explains_every_layer_for_the_caller_or_a_simulated_identity_and_forwards_nothing() {
     let logs = support::capture_json_logs();
     let harness = support::start().await;
-    let mut client = AuthorizationServiceClient::new(support::channel(harness.gateway_addr).await);
+    let mut client = AuthorizationServiceClient::new(support::channel(harness.gateway.addr).await);
     let before = harness.sim.instance("i-demo-postpaid").unwrap();
 
     // 1. The app team explains its own denied call: the control layer's
@@ -289,7 +289,7 @@ async fn explains_every_layer_for_the_caller_or_a_simulated_identity_and_forward
 async fn health_reports_the_authorization_service() {
     let harness = support::start().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(
-        support::channel(harness.gateway_addr).await,
+        support::channel(harness.gateway.addr).await,
     );
     let status = health
         .check(tonic_health::pb::HealthCheckRequest {

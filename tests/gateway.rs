@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use ecs_gateway::pb;
 use ecs_gateway::simulator::{self, ChargeType, Fault, Instance, NetworkType, Status};
-use support::{reason, request, start, start_gateway, start_with};
+use support::{reason, request, start, start_with};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -379,7 +379,7 @@ fn refusing_world() -> simulator::Config {
 
 #[tokio::test]
 async fn passes_on_every_refusal_of_the_simulator() {
-    let h = start_with(refusing_world(), support::demo_credentials(), |_| {}).await;
+    let h = start_with(refusing_world(), |_| {}).await;
     let temporary = |id: &str, mbps: i32, start: DateTime<Utc>, end: DateTime<Utc>| {
         let mut r = out(id, mbps);
         r.start_time = ts(start);
@@ -603,7 +603,7 @@ async fn passes_on_account_refusals() {
 async fn throttling_reaches_the_caller_with_retry_info() {
     let mut world = simulator::Config::demo();
     world.throttle_per_second = Some(1);
-    let h = start_with(world, support::demo_credentials(), |_| {}).await;
+    let h = start_with(world, |_| {}).await;
     h.call(out("i-demo-postpaid", 6)).await.unwrap();
     let status = h.call(out("i-demo-postpaid", 7)).await.unwrap_err();
     assert_eq!(
@@ -643,12 +643,22 @@ async fn applies_a_repeated_client_token_once() {
     assert_eq!(h.sim.instance("i-demo-prepaid").unwrap().bandwidth_out, 20);
 }
 
+/// A gateway signing with `credentials`, forwarding to `endpoint`.
+async fn spawn_signing_with(
+    endpoint: &str,
+    credentials: ecs_gateway::credentials::Credentials,
+) -> support::Gateway {
+    let mut config = support::config(endpoint);
+    config.credentials = Some(ecs_gateway::credentials::Config::Static(credentials));
+    support::spawn(config).await
+}
+
 #[tokio::test]
 async fn a_gateway_with_a_wrong_secret_is_refused() {
     let sim = start().await;
     let mut credentials = support::demo_credentials();
     credentials.access_key_secret = ecs_gateway::credentials::Secret::new("wrong-secret");
-    let h = start_gateway(&sim.sim_url, credentials, |_| {}).await;
+    let h = spawn_signing_with(&sim.sim_url, credentials).await;
     let status = h.call(out("i-demo-postpaid", 10)).await.unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
@@ -666,7 +676,7 @@ async fn a_gateway_with_a_wrong_secret_is_refused() {
 
     let mut unknown = support::demo_credentials();
     unknown.access_key_id = "LTAIunknown".into();
-    let h = start_gateway(&sim.sim_url, unknown, |_| {}).await;
+    let h = spawn_signing_with(&sim.sim_url, unknown).await;
     let status = h.call(out("i-demo-postpaid", 10)).await.unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
@@ -687,7 +697,10 @@ async fn signs_with_sts_credentials() {
         access_key_secret: ecs_gateway::credentials::Secret::new("sts-secret"),
         security_token: Some(ecs_gateway::credentials::Secret::new("CAIS-token")),
     };
-    let h = start_with(world, credentials, |_| {}).await;
+    let h = start_with(world, |c| {
+        c.credentials = Some(ecs_gateway::credentials::Config::Static(credentials));
+    })
+    .await;
     h.call(out("i-demo-postpaid", 9)).await.unwrap();
 }
 
@@ -699,12 +712,7 @@ async fn an_unreachable_endpoint_is_unavailable() {
         .local_addr()
         .unwrap()
         .port();
-    let h = start_gateway(
-        &format!("http://127.0.0.1:{port}"),
-        support::demo_credentials(),
-        |_| {},
-    )
-    .await;
+    let h = support::spawn(support::config(&format!("http://127.0.0.1:{port}"))).await;
     let status = h.call(out("i-demo-postpaid", 10)).await.unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
@@ -715,13 +723,9 @@ async fn an_unreachable_endpoint_is_unavailable() {
 
 #[tokio::test]
 async fn a_slow_endpoint_is_deadline_exceeded() {
-    let h = start_with(
-        simulator::Config::demo(),
-        support::demo_credentials(),
-        |c| {
-            c.timeout = Duration::from_millis(200);
-        },
-    )
+    let h = start_with(simulator::Config::demo(), |c| {
+        c.upstream.timeout = Duration::from_millis(200);
+    })
     .await;
     h.sim.inject(Fault::Latency(Duration::from_secs(3)));
     let status = h.call(out("i-demo-postpaid", 10)).await.unwrap_err();
@@ -742,6 +746,7 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
     call.metadata_mut()
         .insert("grpc-timeout", "300m".parse().unwrap());
     let status = h
+        .gateway
         .client
         .clone()
         .modify_instance_network_spec(call)
@@ -766,12 +771,7 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
 #[tokio::test]
 async fn unreadable_answers_are_unavailable() {
     // One attempt: tests/resilience.rs covers the retries.
-    let h = start_with(
-        simulator::Config::demo(),
-        support::demo_credentials(),
-        |c| c.max_attempts = 1,
-    )
-    .await;
+    let h = start_with(simulator::Config::demo(), |c| c.upstream.max_attempts = 1).await;
     h.sim.inject(Fault::Garbage);
     h.sim.inject(Fault::HttpStatus(502));
     for _ in 0..2 {

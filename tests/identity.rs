@@ -15,7 +15,7 @@ use ecs_gateway::{pb, simulator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -40,23 +40,30 @@ fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, spiffe: Option<&str>) -> (St
 struct Running {
     addr: std::net::SocketAddr,
     sim: simulator::Simulator,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    /// The simulator (and an unused gateway) live as long as this one.
-    _upstream: support::Harness,
+    /// The simulator and the gateway live as long as this one.
+    _harness: support::Harness,
+    /// The gateway's TLS files.
+    _tls: Option<ServerTls>,
 }
 
-async fn start(tls: Option<ServerTlsConfig>, identity: identity::Config) -> Running {
-    let sim_harness = support::start().await;
-    let sim = sim_harness.sim.clone();
-    let mut parts = support::parts(&sim_harness.sim_url, support::demo_credentials(), |_| {});
-    parts.identity = Arc::new(identity.build().unwrap());
-    parts.tls = tls;
-    let (addr, stop) = support::spawn_gateway(parts).await;
+async fn start(tls: Option<ServerTls>, identity: identity::Config) -> Running {
+    start_with(tls, |c| c.identity = identity).await
+}
+
+async fn start_with(
+    tls: Option<ServerTls>,
+    tune: impl FnOnce(&mut ecs_gateway::config::Config),
+) -> Running {
+    let harness = support::start_with(simulator::Config::demo(), |c| {
+        c.tls = tls.as_ref().map(|tls| tls.config.clone());
+        tune(c);
+    })
+    .await;
     Running {
-        addr,
-        sim,
-        _stop: stop,
-        _upstream: sim_harness,
+        addr: harness.gateway.addr,
+        sim: harness.sim.clone(),
+        _harness: harness,
+        _tls: tls,
     }
 }
 
@@ -92,16 +99,33 @@ async fn tls_call(
         .map(tonic::Response::into_inner)
 }
 
+/// The gateway's TLS settings and the directory holding their files.
+struct ServerTls {
+    config: ecs_gateway::config::TlsConfig,
+    _dir: tempfile::TempDir,
+}
+
 fn server_tls(
     ca: &CertifiedIssuer<'static, KeyPair>,
     client_ca: &str,
     required: bool,
-) -> ServerTlsConfig {
+) -> ServerTls {
     let (cert, key) = leaf(ca, None);
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(client_ca))
-        .client_auth_optional(!required)
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    ServerTls {
+        config: ecs_gateway::config::TlsConfig {
+            cert: write("server.pem", &cert),
+            key: write("server.key", &key),
+            client_ca: Some(write("client-ca.pem", client_ca)),
+            require_client_cert: required,
+        },
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
@@ -239,11 +263,10 @@ fn token(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Claims<'_>) -> S
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
-/// The keys' JWKS in a file of its own directory (removed by the test).
-fn jwks_file(keys: &Keys) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-jwks-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jwks = dir.join("jwks.json");
+/// The keys' JWKS in a file of its own directory (removed when dropped).
+fn jwks_file(keys: &Keys) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
     (dir, jwks)
 }
@@ -285,7 +308,7 @@ async fn bearer_call(
 #[tokio::test]
 async fn jwt_accepts_valid_tokens_and_refuses_bad_ones() {
     let keys = keys();
-    let (dir, jwks) = jwks_file(&keys);
+    let (_dir, jwks) = jwks_file(&keys);
     let running = start(None, jwt_config(JwksSource::File(jwks))).await;
 
     let alice = claims("alice@demo.local");
@@ -371,7 +394,6 @@ async fn jwt_accepts_valid_tokens_and_refuses_bad_ones() {
     }
     // Only the two valid calls reached ECS.
     assert_eq!(running.sim.calls(), 2);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
@@ -421,6 +443,7 @@ async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
     call.metadata_mut()
         .insert("x-forwarded-for", "192.168.1.10".parse().unwrap());
     let status = h
+        .gateway
         .client
         .clone()
         .modify_instance_network_spec(call)
@@ -439,7 +462,8 @@ async fn behind_a_sidecar_the_source_ip_is_the_forwarded_one() {
     support::with_identity(&mut call, support::NETOPS);
     call.metadata_mut()
         .insert("x-forwarded-for", "10.9.8.7".parse().unwrap());
-    h.client
+    h.gateway
+        .client
         .clone()
         .modify_instance_network_spec(call)
         .await
@@ -456,7 +480,8 @@ async fn call_with(
     for (name, value) in metadata {
         call.metadata_mut().append(*name, value.parse().unwrap());
     }
-    h.client
+    h.gateway
+        .client
         .clone()
         .modify_instance_network_spec(call)
         .await
@@ -582,7 +607,7 @@ async fn a_forwarded_for_entry_that_does_not_parse_denies() {
 #[tokio::test]
 async fn a_jwt_subject_that_reads_like_a_spiffe_id_is_not_that_identity() {
     let keys = keys();
-    let (dir, jwks) = jwks_file(&keys);
+    let (_dir, jwks) = jwks_file(&keys);
     let running = start(None, jwt_config(JwksSource::File(jwks))).await;
     let status = bearer_call(
         &running,
@@ -602,7 +627,6 @@ async fn a_jwt_subject_that_reads_like_a_spiffe_id_is_not_that_identity() {
         status.message()
     );
     assert_eq!(running.sim.calls(), 0);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Serves `routes` on loopback; returns the base URL.
@@ -714,27 +738,16 @@ async fn the_caller_gets_its_client_token_even_when_identity_was_slow() {
         }),
     ))
     .await;
-    let sim_harness = support::start().await;
-    sim_harness
+    let running = start_with(None, |c| {
+        c.upstream.timeout = Duration::from_secs(1);
+        c.upstream.attempt_timeout = Duration::from_secs(1);
+        c.identity = jwt_config(JwksSource::Url(format!("{base}/jwks")));
+        c.server.request_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    running
         .sim
         .inject(simulator::Fault::Latency(Duration::from_secs(5)));
-    let mut parts = support::parts(&sim_harness.sim_url, support::demo_credentials(), |c| {
-        c.timeout = Duration::from_secs(1);
-        c.attempt_timeout = Duration::from_secs(1);
-    });
-    parts.identity = Arc::new(
-        jwt_config(JwksSource::Url(format!("{base}/jwks")))
-            .build()
-            .unwrap(),
-    );
-    parts.settings.request_timeout = Duration::from_millis(1500);
-    let (addr, _stop) = support::spawn_gateway(parts).await;
-    let running = Running {
-        addr,
-        sim: sim_harness.sim.clone(),
-        _stop,
-        _upstream: sim_harness,
-    };
     let status = bearer_call(
         &running,
         &token(
@@ -761,7 +774,7 @@ async fn the_caller_gets_its_client_token_even_when_identity_was_slow() {
 #[tokio::test]
 async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
     let keys = keys();
-    let (dir, jwks) = jwks_file(&keys);
+    let (_dir, jwks) = jwks_file(&keys);
     let mut config = jwt_config(JwksSource::File(jwks));
     config.trust_forwarded_client_cert = true;
     let running = start(None, config).await;
@@ -807,7 +820,6 @@ async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
     );
     call(Some("10.9.8.7")).await.unwrap();
     assert_eq!(running.sim.calls(), 1);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Issue 20, item 8: Istio's inbound sidecar passes a caller's own
@@ -817,20 +829,14 @@ async fn behind_a_sidecar_a_jwt_callers_address_is_the_forwarded_one() {
 /// overwrites, only that header is read.
 #[tokio::test]
 async fn behind_istio_the_source_is_the_header_the_sidecar_overwrites() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.identity = std::sync::Arc::new(
-        ecs_gateway::identity::Config {
-            jwt: None,
-            trust_forwarded_client_cert: true,
-            source_address_header: ecs_gateway::identity::forwarded::SourceHeader::Overwritten(
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.identity.source_address_header =
+            ecs_gateway::identity::forwarded::SourceHeader::Overwritten(
                 "x-ecs-gateway-source-address".parse().unwrap(),
-            ),
-        }
-        .build()
-        .unwrap(),
-    );
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+            );
+    })
+    .await;
+    let addr = h.gateway.addr;
     let mut client = pb::instance_network_service_client::InstanceNetworkServiceClient::new(
         support::channel(addr).await,
     );

@@ -19,7 +19,8 @@ struct World {
     calls: InstanceNetworkServiceClient<Channel>,
     explain: AuthorizationServiceClient<Channel>,
     metrics: Arc<ecs_gateway::telemetry::Metrics>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _gateway: support::Gateway,
+    _stop_sim: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The demo world plus instances entities.json does not list: a production
@@ -50,14 +51,14 @@ async fn world_with(
     tune: impl FnOnce(&mut simulator::Config),
     lookup: ecs_gateway::lookup::Config,
 ) -> World {
-    world_with_gateway(credentials, tune, lookup, |gateway| gateway).await
+    world_with_gateway(credentials, tune, lookup, |_| {}).await
 }
 
 async fn world_with_gateway(
     credentials: ecs_gateway::credentials::Credentials,
     tune: impl FnOnce(&mut simulator::Config),
     lookup: ecs_gateway::lookup::Config,
-    gateway: impl FnOnce(ecs_gateway::server::Gateway) -> ecs_gateway::server::Gateway,
+    settings: impl FnOnce(&mut ecs_gateway::config::Config),
 ) -> World {
     let mut config = simulator::Config::demo();
     tune(&mut config);
@@ -78,23 +79,20 @@ async fn world_with_gateway(
         instance.bandwidth_out = u32::from(ip.is_some());
         config.instances.push(instance);
     }
-    let sim = Simulator::new(config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(listener, std::future::pending()));
-    let mut parts = support::parts(&sim_url, credentials, |u| {
-        u.max_attempts = 1;
-    });
-    parts.gateway = gateway(parts.gateway.with_lookup(Some(&lookup)));
-    let metrics = parts.metrics.clone();
-    let (addr, stop) = support::spawn_gateway(parts).await;
-    let channel = support::channel(addr).await;
+    let (sim, sim_url, stop_sim) = support::simulator(config).await;
+    let mut config = support::config(&sim_url);
+    config.credentials = Some(ecs_gateway::credentials::Config::Static(credentials));
+    config.upstream.max_attempts = 1;
+    config.policy.instance_lookup = Some(lookup);
+    settings(&mut config);
+    let gateway = support::spawn(config).await;
     World {
         sim,
-        calls: InstanceNetworkServiceClient::new(channel.clone()),
-        explain: AuthorizationServiceClient::new(channel),
-        metrics,
-        _stop: stop,
+        calls: gateway.client.clone(),
+        explain: AuthorizationServiceClient::new(support::channel(gateway.addr).await),
+        metrics: gateway.metrics.clone(),
+        _gateway: gateway,
+        _stop_sim: stop_sim,
     }
 }
 
@@ -585,27 +583,18 @@ async fn an_explain_refused_whatever_the_instance_is_needs_no_lookup() {
 async fn shadow_policies_that_need_the_instance_are_not_compared_on_early_denials() {
     // The candidate drops the region guardrail: whether webapp's call
     // allocates a public IP (so the instance) decides it.
-    let candidate = std::env::temp_dir().join(format!("ecs-gw-shadow-{}", uuid::Uuid::new_v4()));
-    support::copy_dir(&support::policies_dir(), &candidate);
-    let guardrails = candidate.join("control/guardrails.cedar");
+    let candidate = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), candidate.path());
+    let guardrails = candidate.path().join("control/guardrails.cedar");
     let text = std::fs::read_to_string(&guardrails).unwrap();
     let start = text.find("@id(\"control.allowed-regions\")").unwrap();
     let end = start + text[start..].find(";\n").unwrap() + 2;
     std::fs::write(&guardrails, format!("{}{}", &text[..start], &text[end..])).unwrap();
-    let shadow = std::sync::Arc::new(
-        ecs_gateway::policy::Config {
-            dir: candidate.clone(),
-            account_id: support::DEMO_ACCOUNT_ID.into(),
-            dependent_actions: vec![],
-        }
-        .build()
-        .unwrap(),
-    );
     let world = world_with_gateway(
         support::demo_credentials(),
         |_| {},
         ecs_gateway::lookup::Config::default(),
-        |gateway| gateway.with_shadow(Some(shadow)),
+        |c| c.policy.shadow_dir = Some(candidate.path().to_owned()),
     )
     .await;
     let request = pb::ModifyInstanceNetworkSpecRequest {
@@ -619,5 +608,4 @@ async fn shadow_policies_that_need_the_instance_are_not_compared_on_early_denial
         "{text}"
     );
     assert!(!text.contains("result=\"agree\""), "{text}");
-    std::fs::remove_dir_all(candidate).unwrap();
 }

@@ -8,28 +8,9 @@ mod support;
 use std::time::Duration;
 
 use ecs_gateway::pb;
-use ecs_gateway::simulator::Fault;
+use ecs_gateway::simulator::{self, Fault};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
-
-struct Running {
-    h: support::Harness,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-async fn start() -> Running {
-    let h = support::start().await;
-    let parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    let (addr, admin, stop) = support::spawn_gateway_with_admin(parts).await;
-    Running {
-        h,
-        addr,
-        admin,
-        stop: Some(stop),
-    }
-}
 
 async fn get(url: String) -> (u16, String) {
     ecs_gateway::install_crypto_provider();
@@ -69,33 +50,39 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_calls_decisions_and_upstream() {
-    let r = start().await;
-    call_as(r.addr, Some(support::NETOPS), 11).await.unwrap();
-    call_as(r.addr, Some(support::NETOPS), 12).await.unwrap();
-    call_as(r.addr, Some(support::WEBAPP), 50)
+    let r = support::start().await;
+    call_as(r.gateway.addr, Some(support::NETOPS), 11)
+        .await
+        .unwrap();
+    call_as(r.gateway.addr, Some(support::NETOPS), 12)
+        .await
+        .unwrap();
+    call_as(r.gateway.addr, Some(support::WEBAPP), 50)
         .await
         .unwrap_err();
-    call_as(r.addr, Some(support::NETOPS), 999)
+    call_as(r.gateway.addr, Some(support::NETOPS), 999)
         .await
         .unwrap_err();
-    call_as(r.addr, None, 10).await.unwrap_err();
+    call_as(r.gateway.addr, None, 10).await.unwrap_err();
     // A previous request still running, then served on the retry.
-    r.h.sim.inject(Fault::Error {
+    r.sim.inject(Fault::Error {
         code: "LastRequestProcessing".into(),
         http_status: 400,
     });
-    call_as(r.addr, Some(support::NETOPS), 13).await.unwrap();
+    call_as(r.gateway.addr, Some(support::NETOPS), 13)
+        .await
+        .unwrap();
     // A final refusal.
-    r.h.sim.inject(Fault::Error {
+    r.sim.inject(Fault::Error {
         code: "IncorrectInstanceStatus".into(),
         http_status: 403,
     });
-    call_as(r.addr, Some(support::NETOPS), 14)
+    call_as(r.gateway.addr, Some(support::NETOPS), 14)
         .await
         .unwrap_err();
 
     // A made-up method must not mint a label value.
-    let channel = Channel::from_shared(format!("http://{}", r.addr))
+    let channel = Channel::from_shared(format!("http://{}", r.gateway.addr))
         .unwrap()
         .connect()
         .await
@@ -112,7 +99,7 @@ async fn metrics_count_calls_decisions_and_upstream() {
     assert!(made_up.is_err());
     // Nor a made-up method under a real service.
     let mut grpc = tonic::client::Grpc::new(
-        Channel::from_shared(format!("http://{}", r.addr))
+        Channel::from_shared(format!("http://{}", r.gateway.addr))
             .unwrap()
             .connect()
             .await
@@ -130,7 +117,7 @@ async fn metrics_count_calls_decisions_and_upstream() {
         .await;
     assert!(minted.is_err());
 
-    let (status, metrics) = get(format!("http://{}/metrics", r.admin)).await;
+    let (status, metrics) = get(format!("http://{}/metrics", r.gateway.admin_addr)).await;
     assert!(
         !metrics.contains("Random123")
             && !metrics.contains("attacker")
@@ -200,7 +187,7 @@ async fn metrics_count_calls_decisions_and_upstream() {
         "{metrics}"
     );
     assert_eq!(
-        r.h.sim.calls(),
+        r.sim.calls(),
         5,
         "only the allowed and valid calls reached ECS, the throttled one twice"
     );
@@ -215,18 +202,29 @@ async fn metrics_count_calls_decisions_and_upstream() {
     assert!(value(&metrics, "ecs_gateway_policies").is_some_and(|n| n >= 10.0));
     assert!(metrics.contains("# TYPE ecs_gateway_grpc_call_duration_seconds histogram"));
 
-    assert_eq!(get(format!("http://{}/healthz", r.admin)).await.0, 200);
-    assert_eq!(get(format!("http://{}/readyz", r.admin)).await.0, 200);
+    assert_eq!(
+        get(format!("http://{}/healthz", r.gateway.admin_addr))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(format!("http://{}/readyz", r.gateway.admin_addr))
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
 async fn health_and_reflection_need_no_identity() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.reflection = true;
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.reflection = true;
+    })
+    .await;
+    let addr = h.gateway.addr;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -304,8 +302,8 @@ async fn health_and_reflection_need_no_identity() {
 #[tokio::test]
 async fn reflection_is_off_unless_enabled() {
     use tonic_reflection::pb::v1 as reflection;
-    let r = start().await;
-    let channel = Channel::from_shared(format!("http://{}", r.addr))
+    let r = support::start().await;
+    let channel = Channel::from_shared(format!("http://{}", r.gateway.addr))
         .unwrap()
         .connect()
         .await
@@ -330,18 +328,22 @@ async fn reflection_is_off_unless_enabled() {
 
 #[tokio::test]
 async fn readiness_turns_false_while_calls_drain() {
-    let mut r = start().await;
-    r.h.sim.inject(Fault::Latency(Duration::from_secs(3)));
-    let addr = r.addr;
+    let mut r = support::start().await;
+    r.sim.inject(Fault::Latency(Duration::from_secs(3)));
+    let addr = r.gateway.addr;
     let slow = tokio::spawn(async move { call_as(addr, Some(support::NETOPS), 15).await });
     // Let the slow call reach the simulator, then ask the gateway to stop.
-    while r.h.sim.calls() == 0 {
+    while r.sim.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    r.stop.take().unwrap().send(()).unwrap();
+    r.gateway.stop();
     let mut not_ready = false;
     for _ in 0..50 {
-        if get(format!("http://{}/readyz", r.admin)).await.0 == 503 {
+        if get(format!("http://{}/readyz", r.gateway.admin_addr))
+            .await
+            .0
+            == 503
+        {
             not_ready = true;
             break;
         }
@@ -349,8 +351,5 @@ async fn readiness_turns_false_while_calls_drain() {
     }
     assert!(not_ready, "readiness stayed true during shutdown");
     slow.await.unwrap().expect("the call in flight finished");
-    assert_eq!(
-        r.h.sim.instance("i-demo-postpaid").unwrap().bandwidth_out,
-        15
-    );
+    assert_eq!(r.sim.instance("i-demo-postpaid").unwrap().bandwidth_out, 15);
 }

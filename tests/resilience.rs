@@ -24,16 +24,12 @@ fn out(mbps: i32, token: &str) -> pb::ModifyInstanceNetworkSpecRequest {
 
 /// A simulator and a gateway whose upstream settings `tune` changes.
 async fn start(tune: impl FnOnce(&mut upstream::Config)) -> support::Harness {
-    support::start_with(
-        simulator::Config::demo(),
-        support::demo_credentials(),
-        |c| {
-            // Fast backoff keeps the tests quick; the logic is the same.
-            c.backoff = Duration::from_millis(5);
-            c.max_backoff = Duration::from_millis(20);
-            tune(c);
-        },
-    )
+    support::start_with(simulator::Config::demo(), |c| {
+        // Fast backoff keeps the tests quick; the logic is the same.
+        c.upstream.backoff = Duration::from_millis(5);
+        c.upstream.max_backoff = Duration::from_millis(20);
+        tune(&mut c.upstream);
+    })
     .await
 }
 
@@ -188,7 +184,7 @@ async fn every_change_is_applied_exactly_once_despite_random_failures() {
     let calls = 60;
     let mut tasks = Vec::new();
     for i in 0..calls {
-        let client = h.client.clone();
+        let client = h.gateway.client.clone();
         tasks.push(tokio::spawn(async move {
             let mut request = tonic::Request::new(out(1 + (i % 10), &format!("once-{i}")));
             support::with_identity(&mut request, support::NETOPS);
@@ -219,16 +215,11 @@ async fn the_circuit_opens_on_a_dead_endpoint_and_answers_at_once() {
         .local_addr()
         .unwrap()
         .port();
-    let h = support::start_gateway(
-        &format!("http://127.0.0.1:{port}"),
-        support::demo_credentials(),
-        |c| {
-            c.max_attempts = 1;
-            c.breaker_failures = 2;
-            c.breaker_open_for = Duration::from_secs(30);
-        },
-    )
-    .await;
+    let mut config = support::config(&format!("http://127.0.0.1:{port}"));
+    config.upstream.max_attempts = 1;
+    config.upstream.breaker_failures = 2;
+    config.upstream.breaker_open_for = Duration::from_secs(30);
+    let h = support::spawn(config).await;
     for _ in 0..2 {
         let status = h.call(out(26, "")).await.unwrap_err();
         assert_eq!(reason(&status), "UpstreamUnavailable");
@@ -298,6 +289,7 @@ async fn faults_reach_the_caller_with_the_right_code() {
     slow.metadata_mut()
         .insert("grpc-timeout", "400m".parse().unwrap());
     let status = h
+        .gateway
         .client
         .clone()
         .modify_instance_network_spec(slow)
@@ -311,10 +303,11 @@ async fn faults_reach_the_caller_with_the_right_code() {
 
 #[tokio::test]
 async fn sheds_calls_beyond_the_limit_at_once() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.max_concurrent_calls = 2;
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.max_concurrent_calls = 2;
+    })
+    .await;
+    let addr = h.gateway.addr;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -355,17 +348,12 @@ async fn sheds_calls_beyond_the_limit_at_once() {
 
 #[tokio::test]
 async fn shutdown_cuts_calls_still_running_after_the_grace_period() {
-    let h = support::start().await;
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |c| {
-        c.attempt_timeout = Duration::from_secs(20)
-    });
-    parts.settings.shutdown_grace = Duration::from_millis(300);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ecs_gateway::server::serve(parts, listener, None, async {
-        let _ = stopped.await;
-    }));
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.upstream.attempt_timeout = Duration::from_secs(20);
+        c.server.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
+    let addr = h.gateway.addr;
     h.sim.inject(Fault::Latency(Duration::from_secs(10)));
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -382,8 +370,7 @@ async fn shutdown_cuts_calls_still_running_after_the_grace_period() {
     while h.sim.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    h.gateway.stopped().await.unwrap();
     // Answered by the gateway at the end of the grace period; waiting out
     // the 10 s upstream would have brought ECS's success instead.
     let status = stuck.await.unwrap().unwrap_err();
@@ -446,7 +433,7 @@ impl tonic::codec::Codec for RawCodec {
 #[tokio::test]
 async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
     let h = support::start().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", h.gateway_addr))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", h.gateway.addr))
         .unwrap()
         .connect()
         .await
@@ -492,14 +479,15 @@ async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
 
 #[tokio::test]
 async fn a_flood_is_served_or_refused_and_nothing_breaks() {
-    let h = support::start().await;
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.server.max_concurrent_calls = 16;
+    })
+    .await;
     h.sim.set_chaos(Chaos {
         latency: Duration::from_millis(100),
         ..Chaos::default()
     });
-    let mut parts = support::parts(&h.sim_url, support::demo_credentials(), |_| {});
-    parts.settings.max_concurrent_calls = 16;
-    let (addr, _stop) = support::spawn_gateway(parts).await;
+    let addr = h.gateway.addr;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

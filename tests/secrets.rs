@@ -72,7 +72,10 @@ async fn secrets_never_leave_the_signer() {
         secret: Secret::new(SECRET),
         security_token: Some(Secret::new(TOKEN)),
     }];
-    let h = support::start_with(world, credentials(), |_| {}).await;
+    let h = support::start_with(world, |c| {
+        c.credentials = Some(ecs_gateway::credentials::Config::Static(credentials()));
+    })
+    .await;
     let mut request = support::request("i-demo-postpaid");
     request.internet_max_bandwidth_out = Some(10);
     let response = h.call(request.clone()).await.unwrap();
@@ -81,7 +84,9 @@ async fn secrets_never_leave_the_signer() {
     // ECS refusing the signature and quoting what it signed.
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let endpoint = echoing_endpoint(bodies.clone()).await;
-    let refused = support::start_gateway(&endpoint, credentials(), |_| {}).await;
+    let mut config = support::config(&endpoint);
+    config.credentials = Some(ecs_gateway::credentials::Config::Static(credentials()));
+    let refused = support::spawn(config).await;
     let status = refused.call(request.clone()).await.unwrap_err();
     shown.push(format!("{status:?}"));
     shown.push(format!("{:?}", status.metadata()));
@@ -99,7 +104,7 @@ async fn secrets_never_leave_the_signer() {
     let client = ecs_gateway::upstream::Config::default()
         .build(
             Arc::new(provider),
-            support::metrics(),
+            Arc::new(ecs_gateway::telemetry::Metrics::default()),
             ecs_gateway::error::ECS_CODES,
         )
         .unwrap();

@@ -2,8 +2,7 @@
 //! on every call; a disagreement is logged (both decisions, their determining
 //! policies and versions) and counted, never enforced.
 
-use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
-use ecs_gateway::{pb, policy, simulator};
+use ecs_gateway::{pb, simulator};
 
 mod support;
 
@@ -12,27 +11,15 @@ async fn shadow_policies_are_compared_logged_and_never_enforced() {
     let logs = support::capture_json_logs();
 
     // The candidate: the app teams' permissions removed.
-    let candidate = std::env::temp_dir().join(format!("ecs-gw-shadow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&candidate);
-    support::copy_dir(&support::policies_dir(), &candidate);
-    std::fs::remove_file(candidate.join("identity/app-teams.cedar")).unwrap();
-    let shadow = policy::Config {
-        dir: candidate.clone(),
-        account_id: "1234567890123456".into(),
-        dependent_actions: vec![],
-    }
-    .build()
-    .unwrap();
-
-    let sim = simulator::Simulator::new(simulator::Config::demo());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(listener, std::future::pending()));
-    let mut parts = support::parts(&sim_url, support::demo_credentials(), |_| {});
-    parts.gateway = parts.gateway.with_shadow(Some(std::sync::Arc::new(shadow)));
-    let metrics = parts.metrics.clone();
-    let (addr, _stop) = support::spawn_gateway(parts).await;
-    let mut client = InstanceNetworkServiceClient::new(support::channel(addr).await);
+    let candidate = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), candidate.path());
+    std::fs::remove_file(candidate.path().join("identity/app-teams.cedar")).unwrap();
+    let h = support::start_with(simulator::Config::demo(), |c| {
+        c.policy.shadow_dir = Some(candidate.path().to_owned());
+    })
+    .await;
+    let metrics = h.gateway.metrics.clone();
+    let mut client = h.gateway.client.clone();
 
     let call = |identity: &'static str| {
         let mut request = tonic::Request::new(pb::ModifyInstanceNetworkSpecRequest {
@@ -84,7 +71,6 @@ async fn shadow_policies_are_compared_logged_and_never_enforced() {
         "ImplicitDeny by identity on ecs:ModifyInstanceNetworkSpec ()"
     );
     assert_ne!(line["active_version"], line["candidate_version"]);
-    let _ = std::fs::remove_dir_all(&candidate);
 }
 
 /// Issue 20, item 7: a shadow directory that does not load made `serve` and
@@ -93,9 +79,9 @@ async fn shadow_policies_are_compared_logged_and_never_enforced() {
 /// turns shadow mode on when the directory is fixed.
 #[tokio::test]
 async fn a_broken_shadow_directory_starts_the_gateway_with_shadow_off() {
-    let candidate =
-        std::env::temp_dir().join(format!("ecs-gw-shadow-broken-{}", uuid::Uuid::new_v4()));
-    support::copy_dir(&support::policies_dir(), &candidate);
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = dir.path();
+    support::copy_dir(&support::policies_dir(), candidate);
     let good = std::fs::read_to_string(candidate.join("identity/app-teams.cedar")).unwrap();
     std::fs::write(
         candidate.join("identity/app-teams.cedar"),
@@ -122,27 +108,26 @@ async fn a_broken_shadow_directory_starts_the_gateway_with_shadow_off() {
         env.get(name).cloned()
     })
     .unwrap();
-    let parts = ecs_gateway::server::build(&config).expect("starts with shadow mode off");
-    assert!(parts.gateway.shadow().is_none());
+    let stack = ecs_gateway::server::build(&config).expect("starts with shadow mode off");
+    assert!(stack.gateway.shadow().is_none());
     assert!(
-        parts
+        stack
             .metrics
             .encode()
             .contains("ecs_gateway_shadow_load_failures_total 1"),
         "{}",
-        parts.metrics.encode()
+        stack.metrics.encode()
     );
-    let _watchers = ecs_gateway::server::watch_policies(&parts);
+    let _watchers = ecs_gateway::server::watch_policies(&stack);
     // Fixed: the next change loads it.
     std::fs::write(candidate.join("identity/app-teams.cedar"), good).unwrap();
     let mut loaded = false;
     for _ in 0..100 {
-        if parts.gateway.shadow().is_some() {
+        if stack.gateway.shadow().is_some() {
             loaded = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(loaded, "the fixed candidate was picked up");
-    std::fs::remove_dir_all(candidate).unwrap();
 }

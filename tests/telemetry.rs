@@ -156,6 +156,7 @@ async fn exports_the_span_tree_of_every_call() {
     call.metadata_mut()
         .insert("baggage", "user.email=ops%40example.com".parse().unwrap());
     let response = h
+        .gateway
         .client
         .clone()
         .modify_instance_network_spec(call)

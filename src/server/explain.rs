@@ -11,9 +11,8 @@
 //! decided with every action and layer evaluated, and nothing is forwarded.
 
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
 
-use super::{Gateway, caller, trace_id};
+use super::{Gateway, validated};
 use crate::error::Error;
 use crate::identity::Caller;
 use crate::pb;
@@ -27,25 +26,12 @@ impl AuthorizationService for Gateway {
         &self,
         request: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
-        let span = tracing::Span::current();
-        // 1. identity
-        let caller = caller(&request)?;
-        let (arrived, limit) = self.deadline(&request);
-        let trace_id = trace_id(request.metadata());
-        span.record("trace_id", trace_id.as_str());
-        span.record("enduser.id", tracing::field::display(&caller.identity));
-
+        // 1. identity: resolved by the layer.
+        let call = self.begin(&request)?;
+        let caller = &call.caller;
         // 2. validate
-        let explain = {
-            let stage = tracing::info_span!(target: crate::telemetry::trace::STAGE, "validate", otel.status_code = Empty, error.type = Empty);
-            let _entered = stage.enter();
-            validate::explain_request(request.into_inner()).map_err(|rejection| {
-                crate::telemetry::trace::fail(&stage, rejection.code());
-                Error::from(rejection)
-            })?
-        };
-        span.record("ecs.instance_id", explain.request.instance_id.as_str());
-        span.record("cloud.region", explain.request.region_id.as_str());
+        let explain = validated(validate::explain_request, request.into_inner())?;
+        call.name_instance(&explain.request.region_id, &explain.request.instance_id);
 
         // 3. may the caller ask? (With the instance's attributes from ECS
         //    when the lookup is on and they can change the answer: a caller
@@ -53,7 +39,7 @@ impl AuthorizationService for Gateway {
         let now = chrono::Utc::now();
         let early = self.lookup.as_ref().and_then(|_| {
             self.authorizer().deny_explain_before_lookup(
-                &caller,
+                caller,
                 &explain.request,
                 explain.identity.as_ref(),
                 now,
@@ -62,26 +48,22 @@ impl AuthorizationService for Gateway {
         let answer = match early {
             Some(_) => None,
             None => {
-                self.look_up(
-                    &caller,
-                    &explain.request,
-                    limit.saturating_sub(arrived.elapsed()),
-                )
-                .await?
+                self.look_up(caller, &explain.request, call.remaining())
+                    .await?
             }
         };
         let source = crate::lookup::source(answer.as_ref());
-        let permission = self.authorize(true, || {
+        let permission = self.decide_in_span(true, || {
             early.unwrap_or_else(|| {
                 self.authorizer().may_explain(
-                    &policy::Query::new(&caller, &explain.request, now).with_source(source),
+                    &policy::Query::new(caller, &explain.request, now).with_source(source),
                     explain.identity.as_ref(),
                 )
             })
         });
         policy::log::record(
             &permission,
-            &trace_id,
+            &call.trace_id,
             &explain.request.client_token.value,
             After::default(),
         );
@@ -98,7 +80,7 @@ impl AuthorizationService for Gateway {
             overrides: &overrides,
         };
         if !permission.allowed() {
-            policy::log::explained(asked, None, &trace_id);
+            policy::log::explained(asked, None, &call.trace_id);
             return Err(Error::Denied(Box::new(permission)).into());
         }
 
@@ -117,7 +99,7 @@ impl AuthorizationService for Gateway {
             &policy::Query::new(&subject, &explain.request, explain.time.unwrap_or(now))
                 .with_source(source),
         );
-        policy::log::explained(asked, Some(&decision), &trace_id);
+        policy::log::explained(asked, Some(&decision), &call.trace_id);
         Ok(Response::new(response(&decision, &results)))
     }
 }

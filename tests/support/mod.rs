@@ -1,15 +1,22 @@
 //! Starts the ECS simulator and the gateway on `127.0.0.1:0` and hands out a
 //! real tonic client over TCP. Both servers stop when the harness drops.
+//!
+//! Every gateway a test starts is built from a [`config`] (the shipped
+//! policies, the demo's account and identity trust, a simulator to forward
+//! to) with the fields the test needs changed, and served by [`spawn`]
+//! through the production wiring: `server::build`, then `server::serve_on`
+//! with a shutdown future, as `ecs-gateway serve` does.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecs_gateway::config::{self, Config};
 use ecs_gateway::credentials::{self, Credentials, Secret};
 use ecs_gateway::pb::instance_network_service_client::InstanceNetworkServiceClient;
 use ecs_gateway::simulator::{self, Simulator};
-use ecs_gateway::{identity, pb, policy};
-use ecs_gateway::{server, upstream};
+use ecs_gateway::telemetry::Metrics;
+use ecs_gateway::{pb, server, upstream};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -27,113 +34,141 @@ pub fn policies_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
-/// An authorizer over the shipped policies, configured as the demo is.
-pub fn authorizer() -> Arc<policy::Authorizer> {
-    Arc::new(
-        policy::Config {
-            dir: policies_dir(),
-            account_id: DEMO_ACCOUNT_ID.into(),
-            dependent_actions: vec![ecs_gateway::demo::demo_dependent_action()],
-        }
-        .build()
-        .unwrap(),
-    )
+/// The settings of a test's gateway, as the demo has them: the shipped
+/// policies with the demo's account and dependent action, callers named in
+/// `x-forwarded-client-cert` (trusted), signing with the demo key and
+/// forwarding to `endpoint`; both ports on `127.0.0.1:0`. The rest are
+/// `serve`'s defaults. Change what the test is about, then [`spawn`].
+pub fn config(endpoint: &str) -> Config {
+    let mut config = config::load(&config::Flags::default(), |_| None).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.upstream.endpoint = endpoint.to_owned();
+    config.credentials = Some(credentials::Config::Static(demo_credentials()));
+    config.identity.trust_forwarded_client_cert = true;
+    config.policy.dir = policies_dir();
+    config.policy.account_id = Some(DEMO_ACCOUNT_ID.into());
+    config.policy.dependent_actions = vec![ecs_gateway::demo::demo_dependent_action()];
+    config
 }
 
-/// Identity as the demo has it: the forwarded client certificate is trusted.
-pub fn trusting_resolver() -> Arc<identity::Resolver> {
-    Arc::new(
-        identity::Config {
-            jwt: None,
-            trust_forwarded_client_cert: true,
-            source_address_header: Default::default(),
-        }
-        .build()
-        .unwrap(),
-    )
+/// A gateway serving on loopback ports; it stops (as on SIGTERM) when
+/// dropped.
+pub struct Gateway {
+    pub addr: std::net::SocketAddr,
+    /// The admin port: /metrics, /healthz, /readyz.
+    pub admin_addr: std::net::SocketAddr,
+    pub metrics: Arc<Metrics>,
+    /// A client connected to `addr`.
+    pub client: InstanceNetworkServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<Result<(), server::RunError>>,
 }
 
-/// Serves `parts` on a loopback port until the sender is dropped or fires.
-/// The gateway's logs go to the test's captured output.
-pub async fn spawn_gateway(parts: server::Parts) -> (std::net::SocketAddr, oneshot::Sender<()>) {
-    let (addr, _, stop) = spawn_gateway_with_admin(parts).await;
-    (addr, stop)
-}
-
-/// Serves `parts` and its admin port on loopback ports.
-pub async fn spawn_gateway_with_admin(
-    parts: server::Parts,
-) -> (
-    std::net::SocketAddr,
-    std::net::SocketAddr,
-    oneshot::Sender<()>,
-) {
+/// Builds the gateway `config` describes and serves it on the ports it
+/// names, as `ecs-gateway serve` does (without its policy watchers). The
+/// gateway's logs go to the test's captured output.
+pub async fn spawn(config: Config) -> Gateway {
+    let stack = server::build(&config).unwrap();
     capture_logs();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = stack.metrics.clone();
+    let listener = server::bind(config.listen, server::LISTEN_SETTING)
+        .await
+        .unwrap();
+    let admin = server::bind(config.admin_listen, server::ADMIN_LISTEN_SETTING)
+        .await
+        .unwrap();
     let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(parts, listener, Some(admin), async {
+    let served = tokio::spawn(server::serve_on(stack, listener, Some(admin), async {
         let _ = stopped.await;
     }));
-    (addr, admin_addr, stop)
-}
-
-/// Metrics that count into a registry of their own.
-pub fn metrics() -> Arc<ecs_gateway::telemetry::Metrics> {
-    Arc::new(ecs_gateway::telemetry::Metrics::default())
-}
-
-/// A gateway over `upstream_endpoint` with the shipped policies, as parts.
-pub fn parts(
-    endpoint: &str,
-    credentials: Credentials,
-    tune: impl FnOnce(&mut upstream::Config),
-) -> server::Parts {
-    let mut config = upstream::Config {
-        endpoint: endpoint.to_owned(),
-        ..upstream::Config::default()
-    };
-    tune(&mut config);
-    let authorizer = authorizer();
-    let store: Arc<dyn ecs_gateway::telemetry::metrics::PolicyState> = authorizer.store().clone();
-    let metrics = Arc::new(ecs_gateway::telemetry::Metrics::new(Some(store)));
-    let provider = credentials::Config::Static(credentials).build().unwrap();
-    let gateway = server::Gateway::new(
-        config
-            .build(
-                Arc::new(provider),
-                metrics.clone(),
-                ecs_gateway::error::ECS_CODES,
-            )
-            .unwrap(),
-        authorizer,
-        metrics.clone(),
-    );
-    server::Parts {
-        gateway,
-        identity: trusting_resolver(),
-        tls: None,
+    Gateway {
+        addr,
+        admin_addr,
         metrics,
-        settings: ecs_gateway::config::ServerSettings::default(),
-        shadow_pending: None,
+        client: InstanceNetworkServiceClient::new(channel(addr).await),
+        stop: Some(stop),
+        served,
     }
 }
 
-/// The simulator, the gateway and a client connected to it.
+impl Gateway {
+    /// Asks it to stop, as SIGTERM does, without waiting: readiness turns
+    /// false and calls in flight drain.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops it and waits until it has: what `serve_on` returned.
+    pub async fn stopped(mut self) -> Result<(), server::RunError> {
+        self.stop();
+        self.served.await.unwrap()
+    }
+
+    /// Calls as the network admin.
+    pub async fn call(
+        &self,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        self.call_as(NETOPS, request).await
+    }
+
+    /// Calls as `identity`, named in x-forwarded-client-cert.
+    pub async fn call_as(
+        &self,
+        identity: &str,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        let mut request = tonic::Request::new(request);
+        with_identity(&mut request, identity);
+        self.client
+            .clone()
+            .modify_instance_network_spec(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// The ECS simulator on a loopback port, holding `world`; it stops when
+/// the returned sender is dropped.
+pub async fn simulator(world: simulator::Config) -> (Simulator, String, oneshot::Sender<()>) {
+    let sim = Simulator::new(world);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(sim.clone().serve(listener, async {
+        let _ = stopped.await;
+    }));
+    (sim, url, stop)
+}
+
+/// The simulator and a gateway forwarding to it.
 pub struct Harness {
     pub sim: Simulator,
     pub sim_url: String,
-    pub client: InstanceNetworkServiceClient<Channel>,
-    pub gateway_addr: std::net::SocketAddr,
-    stop: Vec<oneshot::Sender<()>>,
+    pub gateway: Gateway,
+    _stop_sim: oneshot::Sender<()>,
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for stop in self.stop.drain(..) {
-            let _ = stop.send(());
-        }
+impl Harness {
+    /// Calls as the network admin.
+    pub async fn call(
+        &self,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        self.gateway.call(request).await
+    }
+
+    /// Calls as `identity`, named in x-forwarded-client-cert.
+    pub async fn call_as(
+        &self,
+        identity: &str,
+        request: pb::ModifyInstanceNetworkSpecRequest,
+    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
+        self.gateway.call_as(identity, request).await
     }
 }
 
@@ -145,45 +180,22 @@ pub fn demo_credentials() -> Credentials {
     }
 }
 
-/// The demo world, signed with the demo key.
+/// The demo world, and a gateway as [`config`] has it.
 pub async fn start() -> Harness {
-    start_with(simulator::Config::demo(), demo_credentials(), |_| {}).await
+    start_with(simulator::Config::demo(), |_| {}).await
 }
 
-/// A simulator holding `world`, a gateway signing with `credentials`, and
-/// `tune` to change the gateway's upstream settings.
-pub async fn start_with(
-    world: simulator::Config,
-    credentials: Credentials,
-    tune: impl FnOnce(&mut upstream::Config),
-) -> Harness {
-    let sim = Simulator::new(world);
-    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
-    let (stop_sim, sim_stopped) = oneshot::channel::<()>();
-    tokio::spawn(sim.clone().serve(sim_listener, async {
-        let _ = sim_stopped.await;
-    }));
-    let mut harness = start_gateway(&sim_url, credentials, tune).await;
-    harness.sim = sim;
-    harness.stop.push(stop_sim);
-    harness
-}
-
-/// A gateway forwarding to `endpoint`, with an idle simulator handle.
-pub async fn start_gateway(
-    endpoint: &str,
-    credentials: Credentials,
-    tune: impl FnOnce(&mut upstream::Config),
-) -> Harness {
-    let (gateway_addr, stop) = spawn_gateway(parts(endpoint, credentials, tune)).await;
-    let channel = channel(gateway_addr).await;
+/// A simulator holding `world`, and a gateway forwarding to it with the
+/// settings `tune` changes in [`config`].
+pub async fn start_with(world: simulator::Config, tune: impl FnOnce(&mut Config)) -> Harness {
+    let (sim, sim_url, stop_sim) = simulator(world).await;
+    let mut config = config(&sim_url);
+    tune(&mut config);
     Harness {
-        sim: Simulator::new(simulator::Config::demo()),
-        sim_url: endpoint.to_owned(),
-        client: InstanceNetworkServiceClient::new(channel),
-        gateway_addr,
-        stop: vec![stop],
+        sim,
+        gateway: spawn(config).await,
+        sim_url,
+        _stop_sim: stop_sim,
     }
 }
 
@@ -207,31 +219,6 @@ pub fn request(instance_id: &str) -> pb::ModifyInstanceNetworkSpecRequest {
         region_id: DEMO_REGION.into(),
         instance_id: instance_id.into(),
         ..Default::default()
-    }
-}
-
-impl Harness {
-    /// Calls as the network admin.
-    pub async fn call(
-        &self,
-        request: pb::ModifyInstanceNetworkSpecRequest,
-    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
-        self.call_as(NETOPS, request).await
-    }
-
-    /// Calls as `identity`, named in x-forwarded-client-cert.
-    pub async fn call_as(
-        &self,
-        identity: &str,
-        request: pb::ModifyInstanceNetworkSpecRequest,
-    ) -> Result<pb::ModifyInstanceNetworkSpecResponse, tonic::Status> {
-        let mut request = tonic::Request::new(request);
-        with_identity(&mut request, identity);
-        self.client
-            .clone()
-            .modify_instance_network_spec(request)
-            .await
-            .map(tonic::Response::into_inner)
     }
 }
 

@@ -41,7 +41,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::codegen::Bytes;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-use super::{Answers, BoxFuture, Counted, Counts, Error};
+use super::{BoxFuture, Counted, Counts, Error, Refusals};
 
 /// Largest health or reflection request message, bytes: a service name or
 /// a symbol is a few dozen.
@@ -80,10 +80,10 @@ pub(crate) struct Streams {
     per_connection: Counts<Option<SocketAddr>>,
 }
 
-/// What an open stream holds, given back when its response ends or its
-/// timer does.
+/// An open stream's place, on its connection and (health `Check` aside)
+/// in all, given back when its response ends or its timer does.
 #[derive(Debug)]
-struct Held {
+struct StreamPlace {
     _all: Option<OwnedSemaphorePermit>,
     _connection: Counted<Option<SocketAddr>>,
 }
@@ -100,7 +100,7 @@ impl Streams {
         }
     }
 
-    fn open(&self, connection: Option<SocketAddr>, exempt: bool) -> Result<Held, Error> {
+    fn open(&self, connection: Option<SocketAddr>, exempt: bool) -> Result<StreamPlace, Error> {
         let connection = self
             .per_connection
             .take(connection, self.limits.max_streams_per_connection)
@@ -121,7 +121,7 @@ impl Streams {
                     })?,
             )
         };
-        Ok(Held {
+        Ok(StreamPlace {
             _all: all,
             _connection: connection,
         })
@@ -133,7 +133,7 @@ impl Streams {
         self: Arc<Self>,
         request: http::Request<tonic::body::Body>,
         mut inner: S,
-        answers: Answers,
+        refusals: Refusals,
     ) -> BoxFuture<Result<S::Response, S::Error>>
     where
         S: tower::Service<
@@ -145,9 +145,9 @@ impl Streams {
         S::Error: Send + 'static,
     {
         let exempt = request.uri().path() == HEALTH_CHECK;
-        let held = match self.open(connection(request.extensions()), exempt) {
-            Ok(held) => held,
-            Err(error) => return Box::pin(std::future::ready(Ok((answers.reject)(error)))),
+        let place = match self.open(connection(request.extensions()), exempt) {
+            Ok(place) => place,
+            Err(error) => return Box::pin(std::future::ready(Ok((refusals.reject)(error)))),
         };
         let activity = Arc::new(Activity::new());
         let mut watchdog = Watchdog::new(activity.clone(), &self.limits);
@@ -156,7 +156,7 @@ impl Streams {
         let timer = {
             let activity = activity.clone();
             AbortOnDrop(tokio::spawn(async move {
-                let _held = held;
+                let _place = place;
                 let error = std::future::poll_fn(|cx| watchdog.poll_expired(cx)).await;
                 tracing::info!(%error, "health or reflection stream ended");
                 activity.expire(error);
@@ -174,14 +174,14 @@ impl Streams {
             let response = tokio::select! {
                 response = &mut call => response?,
                 error = std::future::poll_fn(|cx| activity.poll_expired(Side::Call, cx)) => {
-                    return Ok((answers.reject)(error));
+                    return Ok((refusals.reject)(error));
                 }
             };
             Ok(response.map(|body| {
                 tonic::body::Body::new(Bounded {
                     inner: body,
                     activity,
-                    trailers: answers.trailers,
+                    trailers: refusals.trailers,
                     done: false,
                     _timer: timer,
                 })

@@ -11,7 +11,7 @@
 //!    places (below): one identity cannot have more messages arriving than
 //!    its share, so it cannot hold more than its share of receive buffers;
 //! 2. its caller (the authenticated identity) holds fewer than
-//!    `max_calls_per_caller` places: one identity cannot take every place.
+//!    `max_calls_per_caller` capacity: one identity cannot take every place.
 //!    An identity that no principal maps (it will be denied) gets
 //!    `max_calls_per_unmapped_caller`, and all of them together one
 //!    caller's share: strangers with certificates cannot fill the gateway;
@@ -53,13 +53,14 @@ pub enum Error {
     /// Every place is taken.
     #[error("overloaded: {limit} calls in flight")]
     Overloaded {
-        /// The concurrency limit.
+        /// `max_calls`.
         limit: usize,
     },
     /// The caller holds as many places as one caller may.
     #[error("caller overloaded: {limit} calls in flight")]
     CallerOverloaded {
-        /// The per-caller limit.
+        /// The caller's limit: `max_calls_per_caller`, or
+        /// `max_calls_per_unmapped_caller` for an unmapped identity.
         limit: usize,
     },
     /// The request message did not arrive in time.
@@ -81,7 +82,7 @@ pub enum Error {
     /// all) is open.
     #[error("too many health and reflection streams: {limit} {scope}")]
     StreamsExhausted {
-        /// The limit.
+        /// Streams allowed at once in that scope.
         limit: usize,
         /// `per connection` or `in all`.
         scope: &'static str,
@@ -112,7 +113,7 @@ pub type IsMapped = Arc<dyn Fn(&CallerId) -> bool + Send + Sync>;
 /// The refusal functions (`error.rs`'s mapping): the layer knows nothing
 /// of gRPC statuses.
 #[derive(Debug, Clone, Copy)]
-pub struct Answers {
+pub struct Refusals {
     /// Before the service ran.
     pub reject: Reject,
     /// A stream cut short.
@@ -125,7 +126,8 @@ const ADMITTED_PREFIX: &str = "/ecsgateway.v1.";
 /// The gRPC frame header: a compression flag and a 4-byte length.
 const FRAME_HEADER: usize = 5;
 
-/// Admission limits.
+/// How many calls are admitted, per caller and in all, and how long and
+/// large their messages may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Calls served at once.
@@ -140,7 +142,7 @@ pub struct Limits {
     pub receive_timeout: Duration,
     /// Largest request message, bytes.
     pub max_message_size: usize,
-    /// Health and reflection.
+    /// Bounds of health and reflection streams, which take no place.
     pub unauthenticated: unauthenticated::Limits,
 }
 
@@ -150,16 +152,16 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Permit(#[allow(dead_code)] Arc<Place>);
 
-/// What a permit holds: a place among all, and its caller's shares.
+/// What a permit holds: a place among all, and its caller's share.
 #[derive(Debug)]
 struct Place {
     _all: OwnedSemaphorePermit,
-    _shares: Shares,
+    _share: CallerShare,
 }
 
 /// Who a share is counted for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Holder {
+enum ShareKey {
     /// One identity.
     Caller(String),
     /// Every identity that no principal maps, together.
@@ -222,19 +224,20 @@ impl<K: std::hash::Hash + Eq> Drop for Counted<K> {
     }
 }
 
-/// A caller's shares of one pool: its own and, for an unmapped identity,
-/// the unmapped identities' together.
+/// A caller's share of one pool, counted for the identity and, for an
+/// identity no principal maps, also for the unmapped identities together;
+/// given back on drop.
 #[derive(Debug)]
-struct Shares {
-    _own: Counted<Holder>,
-    _unmapped: Option<Counted<Holder>>,
+struct CallerShare {
+    _own: Counted<ShareKey>,
+    _unmapped: Option<Counted<ShareKey>>,
 }
 
-/// A pool: a limit in all and shares per caller.
+/// A pool of places: a limit in all, and the shares of it per caller.
 #[derive(Debug)]
 struct Pool {
     all: Arc<Semaphore>,
-    shares: Counts<Holder>,
+    shares: Counts<ShareKey>,
 }
 
 impl Pool {
@@ -245,18 +248,23 @@ impl Pool {
         }
     }
 
-    /// A caller's shares, or the refusal.
-    fn shares(&self, caller: &CallerId, mapped: bool, limits: &Limits) -> Result<Shares, Error> {
+    /// A caller's share, or the refusal.
+    fn share(
+        &self,
+        caller: &CallerId,
+        mapped: bool,
+        limits: &Limits,
+    ) -> Result<CallerShare, Error> {
         let refused = |limit| Error::CallerOverloaded { limit };
         if mapped {
             let own = self
                 .shares
                 .take(
-                    Holder::Caller(caller.to_string()),
+                    ShareKey::Caller(caller.to_string()),
                     limits.max_calls_per_caller,
                 )
                 .ok_or_else(|| refused(limits.max_calls_per_caller))?;
-            return Ok(Shares {
+            return Ok(CallerShare {
                 _own: own,
                 _unmapped: None,
             });
@@ -264,24 +272,24 @@ impl Pool {
         let own = self
             .shares
             .take(
-                Holder::Caller(caller.to_string()),
+                ShareKey::Caller(caller.to_string()),
                 limits.max_calls_per_unmapped_caller,
             )
             .ok_or_else(|| refused(limits.max_calls_per_unmapped_caller))?;
         let unmapped = self
             .shares
-            .take(Holder::Unmapped, limits.max_calls_per_caller)
+            .take(ShareKey::Unmapped, limits.max_calls_per_caller)
             .ok_or_else(|| refused(limits.max_calls_per_unmapped_caller))?;
-        Ok(Shares {
+        Ok(CallerShare {
             _own: own,
             _unmapped: Some(unmapped),
         })
     }
 
-    /// A place and the caller's shares, or why there is none. On refusal
+    /// A place and the caller's share, or why there is none. On refusal
     /// what was taken is given back.
     fn take(&self, caller: &CallerId, mapped: bool, limits: &Limits) -> Result<Place, Error> {
-        let shares = self.shares(caller, mapped, limits)?;
+        let share = self.share(caller, mapped, limits)?;
         let all = self
             .all
             .clone()
@@ -291,33 +299,33 @@ impl Pool {
             })?;
         Ok(Place {
             _all: all,
-            _shares: shares,
+            _share: share,
         })
     }
 }
 
-/// The places, shared by every connection: those of calls admitted, and
-/// those of messages arriving.
-struct Places {
+/// Every place, shared by every connection: the pool of calls admitted and
+/// the pool of messages arriving, under the same limits.
+struct Capacity {
     limits: Limits,
-    held: Pool,
-    receiving: Pool,
+    calls: Pool,
+    arriving: Pool,
     is_mapped: IsMapped,
 }
 
-impl std::fmt::Debug for Places {
+impl std::fmt::Debug for Capacity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Places")
+        f.debug_struct("Capacity")
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
-impl Places {
+impl Capacity {
     fn new(limits: Limits, is_mapped: IsMapped) -> Self {
         Self {
-            held: Pool::new(limits.max_calls),
-            receiving: Pool::new(limits.max_calls),
+            calls: Pool::new(limits.max_calls),
+            arriving: Pool::new(limits.max_calls),
             limits,
             is_mapped,
         }
@@ -325,52 +333,54 @@ impl Places {
 
     /// A place for `caller`, or why there is none.
     fn admit(&self, caller: &CallerId, mapped: bool) -> Result<Permit, Error> {
-        self.held
+        self.calls
             .take(caller, mapped, &self.limits)
             .map(|place| Permit(Arc::new(place)))
     }
 }
 
-/// The tower layer.
+/// The admission layer: admits calls to the gateway's own service within
+/// its [`Limits`] and bounds health and reflection apart; it runs after
+/// the identity layer, whose caller it counts.
 #[derive(Debug, Clone)]
-pub struct OverloadLayer {
-    places: Arc<Places>,
+pub struct AdmissionLayer {
+    capacity: Arc<Capacity>,
     unauthenticated: Arc<unauthenticated::Streams>,
-    answers: Answers,
+    refusals: Refusals,
 }
 
-impl OverloadLayer {
+impl AdmissionLayer {
     /// Admits calls within `limits`, telling mapped identities from others
-    /// by `is_mapped`; refusals are answered by `answers`.
-    pub fn new(limits: Limits, is_mapped: IsMapped, answers: Answers) -> Self {
+    /// by `is_mapped`; refusals are answered by `refusals`.
+    pub fn new(limits: Limits, is_mapped: IsMapped, refusals: Refusals) -> Self {
         Self {
             unauthenticated: Arc::new(unauthenticated::Streams::new(limits.unauthenticated)),
-            places: Arc::new(Places::new(limits, is_mapped)),
-            answers,
+            capacity: Arc::new(Capacity::new(limits, is_mapped)),
+            refusals,
         }
     }
 }
 
-impl<S> tower::Layer<S> for OverloadLayer {
-    type Service = Overload<S>;
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Overload {
+        Admission {
             inner,
-            places: self.places.clone(),
+            capacity: self.capacity.clone(),
             unauthenticated: self.unauthenticated.clone(),
-            answers: self.answers,
+            refusals: self.refusals,
         }
     }
 }
 
-/// The service of [`OverloadLayer`].
+/// The service of [`AdmissionLayer`].
 #[derive(Debug, Clone)]
-pub struct Overload<S> {
+pub struct Admission<S> {
     inner: S,
-    places: Arc<Places>,
+    capacity: Arc<Capacity>,
     unauthenticated: Arc<unauthenticated::Streams>,
-    answers: Answers,
+    refusals: Refusals,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -396,7 +406,7 @@ async fn receive(body: tonic::body::Body, limits: &Limits) -> Result<tonic::code
     }
 }
 
-impl<S> tower::Service<http::Request<tonic::body::Body>> for Overload<S>
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Admission<S>
 where
     S: tower::Service<
             http::Request<tonic::body::Body>,
@@ -423,28 +433,28 @@ where
             return self
                 .unauthenticated
                 .clone()
-                .serve(request, inner, self.answers);
+                .serve(request, inner, self.refusals);
         }
-        let places = self.places.clone();
-        let reject = self.answers.reject;
+        let capacity = self.capacity.clone();
+        let reject = self.refusals.reject;
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             // The identity layer runs first and puts the caller in; without
             // one, nothing is admitted (all anonymous calls would otherwise
-            // share one caller's places).
+            // share one caller's capacity).
             let Some(caller) = parts.extensions.get::<Caller>().map(|c| c.identity.clone()) else {
                 return Ok(reject(Error::NoCaller));
             };
-            let mapped = (places.is_mapped)(&caller);
+            let mapped = (capacity.is_mapped)(&caller);
             // A share of the messages arriving is taken before the first
             // byte is read: over it, the stream is refused, and what the
             // connection buffered for it is dropped with it.
-            let admitted = match places.receiving.take(&caller, mapped, &places.limits) {
-                Ok(receiving) => {
-                    let received = receive(body, &places.limits).await;
-                    drop(receiving);
+            let admitted = match capacity.arriving.take(&caller, mapped, &capacity.limits) {
+                Ok(arriving) => {
+                    let received = receive(body, &capacity.limits).await;
+                    drop(arriving);
                     received.and_then(|message| {
-                        places
+                        capacity
                             .admit(&caller, mapped)
                             .map(|permit| (message, permit))
                     })
@@ -472,8 +482,8 @@ where
 mod tests {
     use super::*;
 
-    fn places(max_calls: usize, max_calls_per_caller: usize) -> Places {
-        Places::new(
+    fn capacity(max_calls: usize, max_calls_per_caller: usize) -> Capacity {
+        Capacity::new(
             Limits {
                 max_calls,
                 max_calls_per_caller,
@@ -492,7 +502,7 @@ mod tests {
 
     #[test]
     fn one_caller_cannot_take_every_place() {
-        let p = places(4, 2);
+        let p = capacity(4, 2);
         let a1 = p.admit(&id("a"), true).unwrap();
         let _a2 = p.admit(&id("a"), true).unwrap();
         assert!(matches!(
@@ -506,16 +516,16 @@ mod tests {
             Err(Error::Overloaded { limit: 4 })
         ));
         // A refusal for lack of places gives the caller's share back.
-        let c = Holder::Caller("c".into());
-        assert_eq!(p.held.shares.get(&c), None);
+        let c = ShareKey::Caller("c".into());
+        assert_eq!(p.calls.shares.get(&c), None);
         drop(a1);
         p.admit(&id("c"), true).unwrap();
-        assert_eq!(p.held.shares.get(&Holder::Caller("a".into())), Some(1));
+        assert_eq!(p.calls.shares.get(&ShareKey::Caller("a".into())), Some(1));
     }
 
     #[test]
     fn unmapped_identities_share_one_callers_places() {
-        let p = places(8, 2);
+        let p = capacity(8, 2);
         // Each unmapped identity gets one; all of them together two.
         let _x = p.admit(&id("x"), false).unwrap();
         assert!(matches!(
@@ -527,7 +537,7 @@ mod tests {
             p.admit(&id("z"), false),
             Err(Error::CallerOverloaded { limit: 1 })
         ));
-        assert_eq!(p.held.shares.get(&Holder::Caller("z".into())), None);
+        assert_eq!(p.calls.shares.get(&ShareKey::Caller("z".into())), None);
         // Mapped callers keep theirs.
         p.admit(&id("netops"), true).unwrap();
     }
