@@ -157,7 +157,7 @@ fn decision_log(c: &mut Criterion) {
                     black_box(&decision),
                     "0af7651916cd43dd8448eb211c80319c",
                     "bench-token",
-                    policy::log::After {
+                    policy::log::UpstreamResult {
                         request_id: Some("473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"),
                         error_code: None,
                         ecs_client_token: Some(

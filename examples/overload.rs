@@ -85,7 +85,7 @@ fn main() {
         config.identity.trust_forwarded_client_cert = true;
         config.policy.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into();
         config.policy.account_id = Some(simulator::DEMO_ACCOUNT_ID.into());
-        config.server.max_concurrent_calls = limit;
+        config.admission.max_calls = limit;
         let stack = server::build(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -146,6 +146,23 @@ pub struct Limits {
     pub unauthenticated: unauthenticated::Limits,
 }
 
+/// The largest request message a call may send: the documented parameters
+/// fit many times over.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_calls: 512,
+            max_calls_per_caller: 128,
+            max_calls_per_unmapped_caller: 4,
+            receive_timeout: Duration::from_secs(5),
+            max_message_size: MAX_MESSAGE_SIZE,
+            unauthenticated: unauthenticated::Limits::default(),
+        }
+    }
+}
+
 /// A call's place, in the request's extensions. The handler hands a clone
 /// to work that outlives the call (the detached ECS call), so a caller who
 /// goes away does not free the place early.

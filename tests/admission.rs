@@ -116,11 +116,8 @@ async fn a_caller_that_goes_away_mid_message_is_counted_cancelled() {
 #[tokio::test]
 async fn streams_that_never_send_their_message_hold_no_place() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.receive_timeout = Duration::from_secs(2);
-        let limits = (
-            c.server.max_concurrent_calls,
-            c.server.max_concurrent_calls_per_caller,
-        );
+        c.admission.receive_timeout = Duration::from_secs(2);
+        let limits = (c.admission.max_calls, c.admission.max_calls_per_caller);
         assert_eq!(limits, (512, 128), "the shipped defaults");
     })
     .await;
@@ -165,8 +162,8 @@ async fn streams_that_never_send_their_message_hold_no_place() {
 #[tokio::test]
 async fn one_caller_cannot_take_every_place() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.max_concurrent_calls = 4;
-        c.server.max_concurrent_calls_per_caller = 2;
+        c.admission.max_calls = 4;
+        c.admission.max_calls_per_caller = 2;
     })
     .await;
     let addr = h.gateway.addr;
@@ -262,8 +259,8 @@ async fn a_strangers_health_and_reflection_streams_are_bounded() {
         c.server.reflection = true;
         assert_eq!(
             (
-                c.server.max_unauthenticated_streams_per_connection,
-                c.server.unauthenticated_idle_timeout
+                c.admission.unauthenticated.max_streams_per_connection,
+                c.admission.unauthenticated.idle_timeout
             ),
             (8, Duration::from_secs(10)),
             "the shipped defaults"
@@ -314,8 +311,9 @@ async fn a_strangers_health_and_reflection_streams_are_bounded() {
 async fn idle_and_long_health_and_reflection_streams_end() {
     let h = support::start_with(simulator::Config::demo(), |c| {
         c.server.reflection = true;
-        c.server.unauthenticated_idle_timeout = Duration::from_millis(300);
+        c.admission.unauthenticated.idle_timeout = Duration::from_millis(300);
         c.server.request_timeout = Duration::from_secs(2);
+        c.admission.unauthenticated.deadline = c.server.request_timeout;
     })
     .await;
     let addr = h.gateway.addr;
@@ -363,9 +361,9 @@ async fn idle_and_long_health_and_reflection_streams_end() {
 #[tokio::test]
 async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.max_concurrent_calls_per_caller = 6;
-        c.server.receive_timeout = Duration::from_secs(4);
-        assert_eq!(c.server.max_concurrent_calls_per_unmapped_caller, 4);
+        c.admission.max_calls_per_caller = 6;
+        c.admission.receive_timeout = Duration::from_secs(4);
+        assert_eq!(c.admission.max_calls_per_unmapped_caller, 4);
     })
     .await;
     let addr = h.gateway.addr;
@@ -420,8 +418,9 @@ async fn one_identitys_unfinished_messages_are_bounded_by_its_share() {
 #[tokio::test]
 async fn a_peer_that_opens_no_window_cannot_keep_the_places() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.max_unauthenticated_streams = 8;
+        c.admission.unauthenticated.max_streams = 8;
         c.server.request_timeout = Duration::from_secs(2);
+        c.admission.unauthenticated.deadline = c.server.request_timeout;
     })
     .await;
     let addr = h.gateway.addr;

@@ -304,7 +304,7 @@ async fn faults_reach_the_caller_with_the_right_code() {
 #[tokio::test]
 async fn sheds_calls_beyond_the_limit_at_once() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.max_concurrent_calls = 2;
+        c.admission.max_calls = 2;
     })
     .await;
     let addr = h.gateway.addr;
@@ -480,7 +480,7 @@ async fn hostile_frames_get_a_clean_error_and_the_server_stays_up() {
 #[tokio::test]
 async fn a_flood_is_served_or_refused_and_nothing_breaks() {
     let h = support::start_with(simulator::Config::demo(), |c| {
-        c.server.max_concurrent_calls = 16;
+        c.admission.max_calls = 16;
     })
     .await;
     h.sim.set_chaos(Chaos {

@@ -50,8 +50,11 @@ pub struct Config {
     pub identity: identity::Config,
     /// Authorization.
     pub policy: PolicySettings,
-    /// Inbound protection and shutdown.
+    /// Reflection, the calls' deadline, shutdown.
     pub server: ServerSettings,
+    /// Which calls are taken in (places per caller and in all, the message's
+    /// arrival, health and reflection streams).
+    pub admission: crate::admission::Limits,
     /// Every setting as read, with the source that won, for
     /// `serve --check`.
     pub effective: Vec<Effective>,
@@ -80,32 +83,14 @@ impl Config {
     }
 }
 
-/// Inbound protection and shutdown.
+/// The server's own settings (admission has its own: [`Config::admission`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
-    /// Calls served at once; more are refused at once with
-    /// RESOURCE_EXHAUSTED instead of queueing.
-    pub max_concurrent_calls: usize,
-    /// Calls one identity may have served (and messages it may have
-    /// arriving) at once, so that one caller cannot take every place.
-    pub max_concurrent_calls_per_caller: usize,
-    /// The same for an identity no principal maps (its calls are denied);
-    /// all such identities together get `max_concurrent_calls_per_caller`.
-    pub max_concurrent_calls_per_unmapped_caller: usize,
-    /// Longest wait for a call's request message; until it has arrived the
-    /// call holds no place.
-    pub receive_timeout: Duration,
     /// Serve gRPC server reflection (v1 and v1alpha); off in `serve` by
     /// default, on in the demo.
     pub reflection: bool,
-    /// Health and reflection streams open at once, in all.
-    pub max_unauthenticated_streams: usize,
-    /// Health and reflection streams open at once on one connection.
-    pub max_unauthenticated_streams_per_connection: usize,
-    /// Longest a health or reflection stream's open request side may send
-    /// nothing.
-    pub unauthenticated_idle_timeout: Duration,
-    /// Longest a call may take when the caller sets no deadline.
+    /// Longest a call may take when the caller sets no deadline (and the
+    /// cap of those that do).
     pub request_timeout: Duration,
     /// How long calls in flight may finish after SIGTERM.
     pub shutdown_grace: Duration,
@@ -114,14 +99,7 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            max_concurrent_calls: 512,
-            max_concurrent_calls_per_caller: 128,
-            max_concurrent_calls_per_unmapped_caller: 4,
-            receive_timeout: Duration::from_secs(5),
             reflection: false,
-            max_unauthenticated_streams: 64,
-            max_unauthenticated_streams_per_connection: 8,
-            unauthenticated_idle_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(25),
         }
@@ -250,11 +228,18 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
         Some((path, text)) => dependent_actions(path, text)?,
         None => Vec::new(),
     };
+    // Read in the table's order, which is the order `serve --check` prints.
+    let listen = sections::address(&mut r, &table::LISTEN, DEFAULT_LISTEN)?;
+    let admin_listen = sections::address(&mut r, &table::ADMIN_LISTEN, DEFAULT_ADMIN_LISTEN)?;
+    let upstream = sections::upstream(&mut r)?;
+    let server = sections::server(&mut r)?;
+    let admission = sections::admission(&mut r, server.request_timeout)?;
     let config = Config {
-        listen: sections::address(&mut r, &table::LISTEN, DEFAULT_LISTEN)?,
-        admin_listen: sections::address(&mut r, &table::ADMIN_LISTEN, DEFAULT_ADMIN_LISTEN)?,
-        upstream: sections::upstream(&mut r)?,
-        server: sections::server(&mut r)?,
+        listen,
+        admin_listen,
+        upstream,
+        server,
+        admission,
         credentials: sections::credentials(&mut r)?,
         tls: sections::tls(&mut r)?,
         identity: sections::identity(&mut r)?,

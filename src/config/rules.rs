@@ -28,46 +28,47 @@ pub(super) fn check(config: &Config) -> Result<(), Error> {
             "cannot be used with TLS on the gRPC port: a TLS client without a certificate could name itself in x-forwarded-client-cert; trust the header only behind a sidecar that terminates TLS",
         ));
     }
-    let s = &config.server;
+    let s = &config.admission;
     let n = |v: usize| v as u64;
     at_most(
         (
             "server.max_concurrent_calls_per_unmapped_caller",
-            n(s.max_concurrent_calls_per_unmapped_caller),
+            n(s.max_calls_per_unmapped_caller),
         ),
         (
             "server.max_concurrent_calls_per_caller",
-            n(s.max_concurrent_calls_per_caller),
+            n(s.max_calls_per_caller),
         ),
     )?;
     at_most(
         (
             "server.max_unauthenticated_streams_per_connection",
-            n(s.max_unauthenticated_streams_per_connection),
+            n(s.unauthenticated.max_streams_per_connection),
         ),
         (
             "server.max_unauthenticated_streams",
-            n(s.max_unauthenticated_streams),
+            n(s.unauthenticated.max_streams),
         ),
     )?;
     at_most(
         (
             "server.max_concurrent_calls_per_caller",
-            n(s.max_concurrent_calls_per_caller),
+            n(s.max_calls_per_caller),
         ),
-        ("server.max_concurrent_calls", n(s.max_concurrent_calls)),
+        ("server.max_concurrent_calls", n(s.max_calls)),
     )?;
     // The gateway's own answer, which carries the client_token, must come
     // before the server cancels the call at request_timeout: the upstream
     // budget has to end first, message reception included.
     let timeout = config.upstream.timeout;
-    if timeout + s.receive_timeout >= s.request_timeout {
+    let request_timeout = config.server.request_timeout;
+    if timeout + s.receive_timeout >= request_timeout {
         return Err(invalid(
             "upstream.timeout",
             format!(
                 "{timeout:?} plus server.receive_timeout ({:?}) is not shorter than server.request_timeout ({:?}): \
                  calls could be cancelled while ECS is still being called, and their callers would not get their client_token back",
-                s.receive_timeout, s.request_timeout
+                s.receive_timeout, request_timeout
             ),
         ));
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::read::{Reader, endpoint};
 use super::table as t;
 use super::{Error, PolicySettings, ServerSettings, TlsConfig, invalid};
+use crate::admission::{self, unauthenticated};
 use crate::credentials::{self, Credentials, Secret};
 use crate::identity::{self, JwksSource, JwtConfig, forwarded::SourceHeader};
 use crate::policy::DependentRule;
@@ -50,35 +51,48 @@ pub(super) fn upstream(r: &mut Reader) -> Result<upstream::Config, Error> {
 
 pub(super) fn server(r: &mut Reader) -> Result<ServerSettings, Error> {
     let d = ServerSettings::default();
-    let max_concurrent_calls = r.count(&t::MAX_CONCURRENT_CALLS, d.max_concurrent_calls)?;
     Ok(ServerSettings {
-        max_concurrent_calls,
-        // A quarter of the places by default: a runaway caller is capped
-        // while four busy ones can still fill the gateway.
-        max_concurrent_calls_per_caller: r.count(
-            &t::MAX_CONCURRENT_CALLS_PER_CALLER,
-            (max_concurrent_calls / 4).max(1),
-        )?,
-        max_concurrent_calls_per_unmapped_caller: r.count(
-            &t::MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER,
-            d.max_concurrent_calls_per_unmapped_caller,
-        )?,
-        receive_timeout: r.duration(&t::RECEIVE_TIMEOUT, d.receive_timeout)?,
         reflection: r.boolean(&t::REFLECTION, d.reflection)?,
-        max_unauthenticated_streams: r.count(
-            &t::MAX_UNAUTHENTICATED_STREAMS,
-            d.max_unauthenticated_streams,
-        )?,
-        max_unauthenticated_streams_per_connection: r.count(
-            &t::MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION,
-            d.max_unauthenticated_streams_per_connection,
-        )?,
-        unauthenticated_idle_timeout: r.duration(
-            &t::UNAUTHENTICATED_IDLE_TIMEOUT,
-            d.unauthenticated_idle_timeout,
-        )?,
         request_timeout: r.duration(&t::REQUEST_TIMEOUT, d.request_timeout)?,
         shutdown_grace: r.duration(&t::SHUTDOWN_GRACE, d.shutdown_grace)?,
+    })
+}
+
+/// The admission layer's limits; health and reflection streams end at
+/// `server.request_timeout` too.
+pub(super) fn admission(
+    r: &mut Reader,
+    request_timeout: Duration,
+) -> Result<admission::Limits, Error> {
+    let d = admission::Limits::default();
+    let max_calls = r.count(&t::MAX_CONCURRENT_CALLS, d.max_calls)?;
+    Ok(admission::Limits {
+        max_calls,
+        // A quarter of the places by default: a runaway caller is capped
+        // while four busy ones can still fill the gateway.
+        max_calls_per_caller: r
+            .count(&t::MAX_CONCURRENT_CALLS_PER_CALLER, (max_calls / 4).max(1))?,
+        max_calls_per_unmapped_caller: r.count(
+            &t::MAX_CONCURRENT_CALLS_PER_UNMAPPED_CALLER,
+            d.max_calls_per_unmapped_caller,
+        )?,
+        receive_timeout: r.duration(&t::RECEIVE_TIMEOUT, d.receive_timeout)?,
+        max_message_size: d.max_message_size,
+        unauthenticated: unauthenticated::Limits {
+            max_streams: r.count(
+                &t::MAX_UNAUTHENTICATED_STREAMS,
+                d.unauthenticated.max_streams,
+            )?,
+            max_streams_per_connection: r.count(
+                &t::MAX_UNAUTHENTICATED_STREAMS_PER_CONNECTION,
+                d.unauthenticated.max_streams_per_connection,
+            )?,
+            idle_timeout: r.duration(
+                &t::UNAUTHENTICATED_IDLE_TIMEOUT,
+                d.unauthenticated.idle_timeout,
+            )?,
+            deadline: request_timeout,
+        },
     })
 }
 

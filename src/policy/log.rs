@@ -6,9 +6,11 @@
 
 use super::decide::{Decision, Outcome};
 
-/// What happened after the decision, for the same line.
+/// What came of an allowed call upstream (ECS's RequestId, its error code,
+/// the ClientToken it saw), for the decision's line; empty when the call
+/// never reached ECS.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct After<'a> {
+pub struct UpstreamResult<'a> {
     /// ECS's RequestId, when the call reached ECS.
     pub request_id: Option<&'a str>,
     /// The error code, when the call failed after the decision.
@@ -19,7 +21,12 @@ pub struct After<'a> {
 }
 
 /// Writes the decision's line.
-pub fn record(decision: &Decision, trace_id: &str, client_token: &str, after: After<'_>) {
+pub fn record(
+    decision: &Decision,
+    trace_id: &str,
+    client_token: &str,
+    upstream: UpstreamResult<'_>,
+) {
     let actions = decision.actions.join(",");
     match &decision.outcome {
         Outcome::Allow { policies } => tracing::info!(
@@ -34,9 +41,9 @@ pub fn record(decision: &Decision, trace_id: &str, client_token: &str, after: Af
             associate_public_ip = decision.allocates_public_ip,
             policy_version = %decision.policy_version,
             client_token,
-            ecs_client_token = after.ecs_client_token.unwrap_or(""),
-            request_id = after.request_id.unwrap_or(""),
-            error_code = after.error_code.unwrap_or(""),
+            ecs_client_token = upstream.ecs_client_token.unwrap_or(""),
+            request_id = upstream.request_id.unwrap_or(""),
+            error_code = upstream.error_code.unwrap_or(""),
             "authorization decision"
         ),
         Outcome::Deny(denial) => tracing::info!(

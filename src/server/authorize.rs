@@ -15,7 +15,7 @@ use tracing::field::Empty;
 use super::{Call, Gateway};
 use crate::error::Error;
 use crate::identity::Caller;
-use crate::policy::{self, log::After};
+use crate::policy::{self, log::UpstreamResult};
 use crate::telemetry;
 use crate::{lookup, upstream, validate};
 
@@ -40,7 +40,7 @@ impl Gateway {
                 &decision,
                 &call.trace_id,
                 &request.client_token.value,
-                After::default(),
+                UpstreamResult::default(),
             );
             return Err(Error::Denied(Box::new(decision)));
         }

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::identity::Caller;
 use crate::pb;
 use crate::pb::authorization_service_server::AuthorizationService;
-use crate::policy::{self, DenyKind, Layer, LayerResult, log::After};
+use crate::policy::{self, DenyKind, Layer, LayerResult, log::UpstreamResult};
 use crate::validate;
 
 #[tonic::async_trait]
@@ -65,7 +65,7 @@ impl AuthorizationService for Gateway {
             &permission,
             &call.trace_id,
             &explain.request.client_token.value,
-            After::default(),
+            UpstreamResult::default(),
         );
         let asker = caller.identity.to_string();
         let identity = explain

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use super::{Call, Gateway};
 use crate::error::Error;
 use crate::pb;
-use crate::policy::{self, log::After};
+use crate::policy::{self, log::UpstreamResult};
 use crate::{upstream, validate};
 
 /// An allowed call on its way to ECS.
@@ -65,8 +65,8 @@ impl Gateway {
                     .forget(&request.region_id, &request.instance_id)
                     .await;
             }
-            let after = after(&result, &request.client_token.value);
-            policy::log::record(&decision, &trace_id, &logged_token, after);
+            let upstream = upstream_result(&result, &request.client_token.value);
+            policy::log::record(&decision, &trace_id, &logged_token, upstream);
             result
         };
         Forwarding {
@@ -78,23 +78,23 @@ impl Gateway {
 }
 
 /// What happened upstream, for the decision log's line.
-fn after<'a>(
+fn upstream_result<'a>(
     result: &'a Result<upstream::Reply, upstream::Error>,
     ecs_client_token: &'a str,
-) -> After<'a> {
+) -> UpstreamResult<'a> {
     let ecs_client_token = Some(ecs_client_token);
     match result {
-        Ok(reply) => After {
+        Ok(reply) => UpstreamResult {
             request_id: Some(&reply.request_id),
             error_code: None,
             ecs_client_token,
         },
-        Err(upstream::Error::Ecs(e)) => After {
+        Err(upstream::Error::Ecs(e)) => UpstreamResult {
             request_id: Some(&e.request_id),
             error_code: Some(&e.code),
             ecs_client_token,
         },
-        Err(_) => After {
+        Err(_) => UpstreamResult {
             request_id: None,
             error_code: Some("UpstreamFailure"),
             ecs_client_token,

@@ -23,8 +23,7 @@ use crate::pb::instance_network_service_server::InstanceNetworkServiceServer;
 use crate::telemetry::{self, Metrics};
 use crate::{identity, policy};
 
-/// Largest request or response message, bytes: a request is a few hundred.
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+pub use crate::admission::MAX_MESSAGE_SIZE;
 
 /// Serves `stack` on `listener` (and the admin routes on `admin`, when
 /// given) until `shutdown` completes. Then health turns NOT_SERVING and
@@ -87,7 +86,7 @@ pub async fn serve_on(
             crate::error::reject_identity,
         ))
         .layer(admission::AdmissionLayer::new(
-            admission_limits(&stack.settings),
+            stack.admission,
             is_mapped(gateway.authorizer().store().clone()),
             crate::error::ADMISSION,
         ))
@@ -196,23 +195,6 @@ impl AdminPort {
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
-    }
-}
-
-/// The admission layer's limits, from the server's settings.
-fn admission_limits(settings: &ServerSettings) -> admission::Limits {
-    admission::Limits {
-        max_calls: settings.max_concurrent_calls,
-        max_calls_per_caller: settings.max_concurrent_calls_per_caller,
-        max_calls_per_unmapped_caller: settings.max_concurrent_calls_per_unmapped_caller,
-        receive_timeout: settings.receive_timeout,
-        max_message_size: MAX_MESSAGE_SIZE,
-        unauthenticated: unauthenticated::Limits {
-            max_streams: settings.max_unauthenticated_streams,
-            max_streams_per_connection: settings.max_unauthenticated_streams_per_connection,
-            idle_timeout: settings.unauthenticated_idle_timeout,
-            deadline: settings.request_timeout,
-        },
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::{Gateway, serve_on, watch_policies};
+use crate::admission;
 use crate::config::{Config, ServerSettings, TlsConfig};
 use crate::telemetry::{self, Metrics};
 use crate::{identity, policy, upstream};
@@ -25,8 +26,10 @@ pub struct Stack {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Metrics, readiness and the admin port's routes.
     pub metrics: Arc<Metrics>,
-    /// Inbound limits, timeouts and the shutdown grace period.
+    /// Reflection, the calls' deadline and the shutdown grace period.
     pub settings: ServerSettings,
+    /// The admission layer's limits.
+    pub admission: admission::Limits,
     /// Shadow policies that could not be loaded at start: loaded (and shadow
     /// mode turned on) once they can be ([`watch_policies`]).
     pub shadow_pending: Option<policy::Config>,
@@ -138,6 +141,7 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,
         settings: config.server.clone(),
+        admission: config.admission,
         shadow_pending,
     })
 }
