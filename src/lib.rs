@@ -5,7 +5,7 @@
 //! A call flows through one module per stage, in the order written in
 //! [`server`]:
 //!
-//! 1. [`identity`] and [`admission`] (tower layers): who is calling, then
+//! 1. [`identity`] and `admission` (tower layers): who is calling, then
 //!    admission (the message first, then a place per caller and overall);
 //! 2. [`validate`]: every documented parameter rule, all violations at once;
 //! 3. [`policy`]: Cedar policies that decide as RAM does;
@@ -17,16 +17,16 @@
 //! one place that turns them into gRPC statuses, with codes fixed by its
 //! [`error::catalogue`]. Imports run one way (`.ci/module-cycles.py` checks
 //! it). [`simulator`] is a faithful ECS stand-in for tests and the [`demo`];
-//! [`client`] is the `call` command's client; [`cli`] holds every command.
+//! `client` is the `call` command's client; [`cli`] holds every command.
 //! The policy authoring and proof tools (`policy_tools`, behind the default
 //! `tools` feature) never run on a call.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod account;
-pub mod admission;
+pub(crate) mod account;
+pub(crate) mod admission;
 pub mod cli;
-pub mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod credentials;
 pub mod demo;

@@ -1,14 +1,14 @@
 //! The `ecs-gateway` command line: one file per command, each owning its
-//! arguments and a `run` that returns the process's exit code ([`exit`]
-//! names them). `src/main.rs` only calls [`main`].
+//! arguments and a `run` that returns the process's exit code (the module
+//! `exit` names them). `src/main.rs` only calls [`main`].
 //!
 //! | command | file |
 //! |---|---|
-//! | `serve` | [`serve`] |
-//! | `demo` | [`demo`] |
-//! | `simulator` | [`simulator`] |
-//! | `call` | [`call`] (the client itself is [`crate::client`]) |
-//! | `policy validate`, `test`, `explain`, `diff`, `lint`, `import-ram` | [`policy`] and its files |
+//! | `serve` | `cli/serve.rs` |
+//! | `demo` | `cli/demo.rs` |
+//! | `simulator` | `cli/simulator.rs` |
+//! | `call` | `cli/call.rs` (the client itself is `client.rs`) |
+//! | `policy validate`, `test`, `explain`, `diff`, `lint`, `import-ram` | `cli/policy/`, one file each |
 
 use std::process::ExitCode;
 
@@ -39,15 +39,15 @@ macro_rules! out_raw {
     }};
 }
 
-pub mod call;
-pub mod demo;
-pub mod policy;
-pub mod serve;
-pub mod simulator;
+mod call;
+mod demo;
+mod policy;
+mod serve;
+mod simulator;
 
 /// The exit codes of every command but `call` (whose codes are
 /// [`crate::client::Outcome`], listed in its `--help`).
-pub mod exit {
+pub(crate) mod exit {
     /// The command did what was asked; `policy explain`: allowed;
     /// `policy diff`: the candidate does not widen.
     pub const SUCCESS: u8 = 0;
@@ -58,6 +58,7 @@ pub mod exit {
     pub const DENIED: u8 = 2;
     /// `policy diff` and `policy lint`: the solver could not decide (the
     /// reason is printed), or a widening no counterexample confirms.
+    #[cfg_attr(not(feature = "tools"), allow(dead_code))]
     pub const UNDECIDED: u8 = 2;
     /// A setting is missing or wrong; nothing was bound.
     pub const BAD_SETTINGS: u8 = 64;

@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use crate::config;
 
 #[cfg(feature = "tools")]
-pub mod diff;
-pub mod explain;
+mod diff;
+mod explain;
 #[cfg(feature = "tools")]
-pub mod import_ram;
+mod import_ram;
 #[cfg(feature = "tools")]
-pub mod lint;
+mod lint;
 #[cfg(feature = "tools")]
-pub mod test;
-pub mod validate;
+mod test;
+mod validate;
 
 /// The `policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
