@@ -5,7 +5,7 @@
 //! A call flows through one module per stage, in the order written in
 //! [`server`]:
 //!
-//! 1. [`identity`] and `admission` (tower layers): who is calling, then
+//! 1. [`identity`] and [`admission`] (tower layers): who is calling, then
 //!    admission (the message first, then a place per caller and overall);
 //! 2. [`validate`]: every documented parameter rule, all violations at once;
 //! 3. [`policy`]: Cedar policies that decide as RAM does;
@@ -24,7 +24,7 @@
 #![warn(missing_docs)]
 
 pub(crate) mod account;
-pub(crate) mod admission;
+pub mod admission;
 pub mod cli;
 pub(crate) mod client;
 pub mod config;

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! The layers (trace, [`identity::IdentityLayer`],
-//! `admission::AdmissionLayer`) are stacked in [`serve_on`]; the stages
+//! [`admission::AdmissionLayer`]) are stacked in [`serve_on`]; the stages
 //! run in [`Gateway`]'s handler in this order, so that authorization sees a
 //! typed, valid request (the caller is already authenticated, so a
 //! validation error leaks nothing). Errors become statuses in `error.rs`
