@@ -373,22 +373,10 @@ impl Authorizer {
         actions
     }
 
-    /// Decides a ModifyInstanceNetworkSpec call: [`Self::authorize`] with
-    /// entities.json's instances.
+    /// [`Self::authorize`] for a query with entities.json's instances (the
+    /// short form the tools and tests use).
     pub fn decide(&self, caller: &Caller, request: &ModifyRequest, now: DateTime<Utc>) -> Decision {
         self.authorize(&Query::new(caller, request, now))
-    }
-
-    /// Decides a call with the instance's attributes from `source`:
-    /// [`Self::authorize`] from the query's parts.
-    pub fn decide_with(
-        &self,
-        caller: &Caller,
-        request: &ModifyRequest,
-        now: DateTime<Utc>,
-        source: Source<'_>,
-    ) -> Decision {
-        self.authorize(&Query::new(caller, request, now).with_source(source))
     }
 
     /// Decides a ModifyInstanceNetworkSpec call: may it go ahead?

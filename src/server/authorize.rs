@@ -76,9 +76,9 @@ impl Gateway {
             (None, answer) => lookup::source(answer.as_ref()),
         };
         let early_denied = early.is_some();
+        let query = policy::Query::new(caller, request, now).with_source(source);
         Ok(self.decide_in_span(false, || {
-            let decision =
-                early.unwrap_or_else(|| self.authorizer.decide_with(caller, request, now, source));
+            let decision = early.unwrap_or_else(|| self.authorizer.authorize(&query));
             if let Some(shadow) = &*self.shadow.load() {
                 // Without the instance's attributes the candidate can be
                 // compared only where it, too, decides without them: a
@@ -87,7 +87,7 @@ impl Gateway {
                 let candidate = if early_denied {
                     shadow.deny_before_lookup(caller, request, now)
                 } else {
-                    Some(shadow.decide_with(caller, request, now, source))
+                    Some(shadow.authorize(&query))
                 };
                 self.compare_shadow(&decision, candidate.as_ref(), trace_id);
             }
