@@ -1072,3 +1072,28 @@ fn proofs_show_progress_only_on_a_terminal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("proving"), "{stderr}");
 }
+
+/// A taken gRPC port names the setting and the source that chose it, so an
+/// operator knows which of the file, the variable or the flag to change.
+#[test]
+fn a_taken_port_names_the_source_of_its_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["serve", "--account-id", "1234567890123456"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env("ECS_GATEWAY_LISTEN", &addr)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tBind")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "bind-secret")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr} (listen, from ECS_GATEWAY_LISTEN)"
+        )),
+        "{stderr}"
+    );
+}

@@ -61,6 +61,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where a setting's value came from, for messages about it:
+    /// `listen, from ECS_GATEWAY_LISTEN`, or for a default the names that
+    /// would set it.
+    pub fn origin(&self, setting: &table::Setting) -> String {
+        let from = self
+            .effective
+            .iter()
+            .find(|e| e.key == setting.key)
+            .and_then(|e| e.from.as_deref());
+        match from {
+            Some(from) => format!("{}, from {from}", setting.key),
+            None => {
+                let names: Vec<&str> = [setting.flag, setting.var, setting.key]
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                format!("{} by default: set {}", setting.key, names.join(", "))
+            }
+        }
+    }
+
     /// What is allowed but probably wrong, said at start (WARN) and by
     /// `serve --check`.
     pub fn warnings(&self) -> Vec<String> {

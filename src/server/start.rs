@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use super::{Gateway, serve_on, watch_policies};
 use crate::admission;
-use crate::config::{Config, ServerSettings, TlsConfig};
+use crate::config::{Config, ServerSettings, TlsConfig, table};
 use crate::telemetry::{self, Metrics};
 use crate::{identity, policy, upstream};
 
@@ -76,7 +76,7 @@ pub enum RunError {
         /// The address that could not be bound.
         addr: std::net::SocketAddr,
         /// Where it is set, for the message.
-        setting: &'static str,
+        setting: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
@@ -198,13 +198,13 @@ fn tls(config: &TlsConfig) -> Result<tonic::transport::ServerTlsConfig, RunError
 /// The address is taken or not ours.
 pub async fn bind(
     addr: std::net::SocketAddr,
-    setting: &'static str,
+    setting: impl Into<String>,
 ) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind {
             addr,
-            setting,
+            setting: setting.into(),
             source,
         })
 }
@@ -228,8 +228,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let stack = build(&config)?;
     let _watchers = watch_policies(&stack);
     let shutdown = shutdown_signal();
-    let listener = bind(config.listen, LISTEN_SETTING).await?;
-    let admin = bind(config.admin_listen, ADMIN_LISTEN_SETTING).await?;
+    let listener = bind(config.listen, config.origin(&table::LISTEN)).await?;
+    let admin = bind(
+        config.admin_listen,
+        format!(
+            "{}: the admin port (/metrics, /readyz)",
+            config.origin(&table::ADMIN_LISTEN)
+        ),
+    )
+    .await?;
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,
