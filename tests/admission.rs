@@ -313,7 +313,6 @@ async fn idle_and_long_health_and_reflection_streams_end() {
         c.server.reflection = true;
         c.admission.unauthenticated.idle_timeout = Duration::from_millis(300);
         c.server.request_timeout = Duration::from_secs(2);
-        c.admission.unauthenticated.deadline = c.server.request_timeout;
     })
     .await;
     let addr = h.gateway.addr;
@@ -420,7 +419,6 @@ async fn a_peer_that_opens_no_window_cannot_keep_the_places() {
     let h = support::start_with(simulator::Config::demo(), |c| {
         c.admission.unauthenticated.max_streams = 8;
         c.server.request_timeout = Duration::from_secs(2);
-        c.admission.unauthenticated.deadline = c.server.request_timeout;
     })
     .await;
     let addr = h.gateway.addr;

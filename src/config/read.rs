@@ -51,10 +51,42 @@ struct Found {
     from: String,
 }
 
-/// The settings file's scalar values by dotted key, checked against the
-/// table of settings.
+/// The value in the settings file must be of the setting's TOML type.
+fn check_kind(s: &Setting, found: Option<(&String, Kind)>, expected: Kind) -> Result<(), Error> {
+    match found {
+        Some((_, kind)) if kind != expected => Err(super::invalid(
+            s.key,
+            format!("takes {} in the settings file", expected.expected()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The TOML type a setting takes in the settings file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string: addresses, paths, durations, names.
+    Text,
+    /// A whole number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Text => "a string (in quotes)",
+            Self::Number => "a whole number (without quotes)",
+            Self::Boolean => "true or false (without quotes)",
+        }
+    }
+}
+
+/// The settings file's scalar values by dotted key, with their TOML type,
+/// checked against the table of settings.
 #[derive(Debug, Default)]
-struct FileValues(BTreeMap<String, String>);
+struct FileValues(BTreeMap<String, (String, Kind)>);
 
 impl FileValues {
     fn parse(path: &Path, text: &str) -> Result<Self, Error> {
@@ -71,30 +103,42 @@ impl FileValues {
         while let Some((prefix, table)) = pending.pop() {
             for (key, value) in table {
                 let line = line_of(text, key.span().start);
+                // A quoted key with a dot would read as a dotted path here
+                // but not to serde (the dependent actions): refused.
+                if key.get_ref().contains('.') || key.get_ref().is_empty() {
+                    return Err(parse_error(
+                        line,
+                        format!(
+                            "`{prefix}{}`: a key may not be empty or contain a dot; write tables as [section] or section.key",
+                            key.get_ref()
+                        ),
+                    ));
+                }
                 let key = format!("{prefix}{}", key.get_ref());
                 let known = table::ALL.iter().any(|s| !s.key.is_empty() && s.key == key);
-                match value.into_inner() {
-                    toml::de::DeValue::Table(inner) if !known => {
+                let section = table::ALL
+                    .iter()
+                    .any(|s| s.key.starts_with(&key) && s.key[key.len()..].starts_with('.'));
+                let (text, kind) = match value.into_inner() {
+                    toml::de::DeValue::Table(inner) if section => {
                         pending.push((format!("{key}."), inner));
+                        continue;
                     }
                     _ if !known => return Err(parse_error(line, unknown(&key))),
                     // A list of tables, read by serde (super::dependent_actions).
-                    toml::de::DeValue::Array(_) if key == table::DEPENDENT_ACTIONS.key => {}
-                    toml::de::DeValue::String(s) => {
-                        values.insert(key, s.into_owned());
-                    }
-                    toml::de::DeValue::Integer(n) => {
-                        values.insert(key, n.to_string());
-                    }
-                    toml::de::DeValue::Boolean(b) => {
-                        values.insert(key, b.to_string());
-                    }
+                    toml::de::DeValue::Array(_) if key == table::DEPENDENT_ACTIONS.key => continue,
+                    toml::de::DeValue::String(s) => (s.into_owned(), Kind::Text),
+                    toml::de::DeValue::Integer(n) => (n.to_string(), Kind::Number),
+                    toml::de::DeValue::Boolean(b) => (b.to_string(), Kind::Boolean),
                     _ => {
                         return Err(parse_error(
                             line,
                             format!("`{key}` takes a string, a whole number or true/false"),
                         ));
                     }
+                };
+                if values.insert(key.clone(), (text, kind)).is_some() {
+                    return Err(parse_error(line, format!("`{key}` is set twice")));
                 }
             }
         }
@@ -173,22 +217,21 @@ impl<'a> Reader<'a> {
         self.effective
     }
 
-    fn find(&self, s: &Setting) -> Option<Found> {
+    fn find(&self, s: &Setting, expected: Kind) -> Result<Option<Found>, Error> {
         let found = |name: &str, text: &str, from: &str| Found {
             name: name.to_owned(),
             text: text.to_owned(),
             from: from.to_owned(),
         };
         if let Some(v) = (!s.flag.is_empty()).then(|| self.flags.get(s)).flatten() {
-            return Some(found(s.flag, v, s.flag));
+            return Ok(Some(found(s.flag, v, s.flag)));
         }
         if let Some(v) = (!s.var.is_empty()).then(|| (self.env)(s.var)).flatten() {
-            return Some(found(s.var, &v, s.var));
+            return Ok(Some(found(s.var, &v, s.var)));
         }
-        self.file
-            .0
-            .get(s.key)
-            .map(|v| found(s.key, v, "the settings file"))
+        let in_file = self.file.0.get(s.key);
+        check_kind(s, in_file.map(|(text, kind)| (text, *kind)), expected)?;
+        Ok(in_file.map(|(text, _)| found(s.key, text, "the settings file")))
     }
 
     fn record(&mut self, s: &Setting, value: String, from: Option<String>) {
@@ -214,7 +257,20 @@ impl<'a> Reader<'a> {
         parse: impl FnOnce(&str) -> Result<T, String>,
         show: impl FnOnce(&T) -> String,
     ) -> Result<T, Error> {
-        match self.find(s) {
+        self.typed(s, Kind::Text, default, parse, show)
+    }
+
+    /// [`Self::value`] of a setting whose file value has the TOML type
+    /// `kind`.
+    fn typed<T>(
+        &mut self,
+        s: &Setting,
+        kind: Kind,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        show: impl FnOnce(&T) -> String,
+    ) -> Result<T, Error> {
+        match self.find(s, kind)? {
             Some(found) => {
                 let value = parse(&found.text).map_err(|p| super::invalid(&found.name, p))?;
                 self.record(s, show(&value), Some(found.from));
@@ -234,7 +290,7 @@ impl<'a> Reader<'a> {
         s: &Setting,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<(String, T)>, Error> {
-        match self.find(s) {
+        match self.find(s, Kind::Text)? {
             Some(found) => {
                 let value = parse(&found.text).map_err(|p| super::invalid(&found.name, p))?;
                 self.record(s, found.text, Some(found.from));
@@ -248,13 +304,13 @@ impl<'a> Reader<'a> {
     }
 
     /// An optional text.
-    pub fn text(&mut self, s: &Setting) -> Option<(String, String)> {
-        self.optional(s, |t| Ok(t.to_owned())).ok().flatten()
+    pub fn text(&mut self, s: &Setting) -> Result<Option<(String, String)>, Error> {
+        self.optional(s, |t| Ok(t.to_owned()))
     }
 
     /// An optional path.
-    pub fn path(&mut self, s: &Setting) -> Option<(String, PathBuf)> {
-        self.optional(s, |t| Ok(PathBuf::from(t))).ok().flatten()
+    pub fn path(&mut self, s: &Setting) -> Result<Option<(String, PathBuf)>, Error> {
+        self.optional(s, |t| Ok(PathBuf::from(t)))
     }
 
     /// A secret from the environment: never recorded, never in an error.
@@ -269,22 +325,43 @@ impl<'a> Reader<'a> {
 
     /// A positive whole number.
     pub fn count(&mut self, s: &Setting, default: usize) -> Result<usize, Error> {
-        self.value(s, default, count, usize::to_string)
+        self.typed(s, Kind::Number, default, count, usize::to_string)
     }
 
     /// A positive whole number up to `u32::MAX`.
     pub fn count_u32(&mut self, s: &Setting, default: u32) -> Result<u32, Error> {
-        self.value(
+        self.typed(
             s,
+            Kind::Number,
             default,
-            |t| count(t).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            |t| {
+                count(t).and_then(|n| {
+                    u32::try_from(n).map_err(|_| format!("{t:?} is more than {}", u32::MAX))
+                })
+            },
             u32::to_string,
+        )
+    }
+
+    /// A positive whole number up to `u64::MAX`.
+    pub fn count_u64(&mut self, s: &Setting, default: u64) -> Result<u64, Error> {
+        self.typed(
+            s,
+            Kind::Number,
+            default,
+            |t| {
+                t.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{t:?} is not a positive whole number"))
+            },
+            u64::to_string,
         )
     }
 
     /// `true` or `false` (also `1`/`0`, `yes`/`no`).
     pub fn boolean(&mut self, s: &Setting, default: bool) -> Result<bool, Error> {
-        self.value(s, default, boolean, bool::to_string)
+        self.typed(s, Kind::Boolean, default, boolean, bool::to_string)
     }
 }
 

@@ -72,17 +72,5 @@ pub(super) fn check(config: &Config) -> Result<(), Error> {
             ),
         ));
     }
-    if let Some(lookup) = &config.policy.instance_lookup {
-        at_most(
-            (
-                "policy.instance_lookup.max_per_second_per_caller",
-                u64::from(lookup.max_per_second_per_caller),
-            ),
-            (
-                "policy.instance_lookup.max_per_second",
-                u64::from(lookup.max_per_second),
-            ),
-        )?;
-    }
     Ok(())
 }

@@ -99,7 +99,7 @@ pub(super) fn admission(
 /// The official SDKs' order: an AccessKey pair in the environment, else a
 /// credentials file.
 pub(super) fn credentials(r: &mut Reader) -> Result<Option<credentials::Config>, Error> {
-    let file = r.path(&t::CREDENTIALS_FILE).map(|(_, p)| p);
+    let file = r.path(&t::CREDENTIALS_FILE)?.map(|(_, p)| p);
     let profile = r.value(
         &t::CREDENTIALS_PROFILE,
         "default".to_owned(),
@@ -135,9 +135,9 @@ pub(super) fn credentials(r: &mut Reader) -> Result<Option<credentials::Config>,
 }
 
 pub(super) fn tls(r: &mut Reader) -> Result<Option<TlsConfig>, Error> {
-    let cert = r.path(&t::TLS_CERT);
-    let key = r.path(&t::TLS_KEY);
-    let client_ca = r.path(&t::TLS_CLIENT_CA);
+    let cert = r.path(&t::TLS_CERT)?;
+    let key = r.path(&t::TLS_KEY)?;
+    let client_ca = r.path(&t::TLS_CLIENT_CA)?;
     let require_client_cert = r.boolean(&t::TLS_REQUIRE_CLIENT_CERT, true)?;
     match (cert, key) {
         (Some((_, cert)), Some((_, key))) => Ok(Some(TlsConfig {
@@ -192,9 +192,9 @@ pub(super) fn identity(r: &mut Reader) -> Result<identity::Config, Error> {
 }
 
 fn jwt(r: &mut Reader) -> Result<Option<JwtConfig>, Error> {
-    let issuer = r.text(&t::JWT_ISSUER);
-    let audience = r.text(&t::JWT_AUDIENCE);
-    let jwks_file = r.path(&t::JWT_JWKS_FILE);
+    let issuer = r.text(&t::JWT_ISSUER)?;
+    let audience = r.text(&t::JWT_AUDIENCE)?;
+    let jwks_file = r.path(&t::JWT_JWKS_FILE)?;
     let jwks_url = r.optional(&t::JWT_JWKS_URL, endpoint)?;
     let leeway = r.value(
         &t::JWT_LEEWAY,
@@ -276,7 +276,7 @@ pub(super) fn policy(
         dir,
         account_id,
         dependent_actions,
-        shadow_dir: r.path(&t::SHADOW_DIR).map(|(_, d)| d),
+        shadow_dir: r.path(&t::SHADOW_DIR)?.map(|(_, d)| d),
         instance_lookup: instance_lookup(r)?,
     })
 }
@@ -286,22 +286,23 @@ fn instance_lookup(r: &mut Reader) -> Result<Option<lookup::Config>, Error> {
     let d = lookup::Config::default();
     let config = lookup::Config {
         ttl: r.duration(&t::INSTANCE_LOOKUP_TTL, d.ttl)?,
-        max_instances: r.value(
-            &t::INSTANCE_LOOKUP_MAX_INSTANCES,
-            d.max_instances,
-            |text| {
-                text.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{text:?} is not a positive whole number"))
-            },
-            u64::to_string,
-        )?,
+        max_instances: r.count_u64(&t::INSTANCE_LOOKUP_MAX_INSTANCES, d.max_instances)?,
         max_per_second: r.count_u32(&t::INSTANCE_LOOKUP_MAX_PER_SECOND, d.max_per_second)?,
         max_per_second_per_caller: r.count_u32(
             &t::INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER,
             d.max_per_second_per_caller,
         )?,
     };
+    // Checked whether or not the lookup is on, so that turning it on later
+    // cannot meet a settings file that was accepted before.
+    if config.max_per_second_per_caller > config.max_per_second {
+        return Err(invalid(
+            t::INSTANCE_LOOKUP_MAX_PER_SECOND_PER_CALLER.key,
+            format!(
+                "{} is more than policy.instance_lookup.max_per_second ({})",
+                config.max_per_second_per_caller, config.max_per_second
+            ),
+        ));
+    }
     Ok(on.then_some(config))
 }

@@ -184,3 +184,82 @@ fn environment_key_pair_beats_credentials_file() {
     assert_eq!(creds.access_key_id, "AK");
     assert_eq!(creds.security_token.as_ref().map(Secret::expose), Some("T"));
 }
+
+/// Loads a settings file written from `text`.
+fn load_file(text: &str) -> Result<Config, Error> {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let flags = Flags::default().with(table::CONFIG, file.path().display().to_string());
+    load_with(&flags, &[])
+}
+
+/// A quoted key with a dot would be read as the setting by the key check
+/// but not by serde: `[[policy.dependent_actions]]` written that way would
+/// be dropped silently, and calls would go ahead without the extra
+/// permission. Such keys are refused, and so is a key set twice.
+#[test]
+fn quoted_dotted_keys_are_refused() {
+    let rule = r#"{ action = "ecs:ModifyInstanceNetworkSpec", requires = "ecs:AllocatePublicIpAddress", when = "always" }"#;
+    for text in [
+        format!("\"policy.dependent_actions\" = [{rule}]\n"),
+        "[[\"policy.dependent_actions\"]]\naction = \"ecs:ModifyInstanceNetworkSpec\"\nrequires = \"ecs:AllocatePublicIpAddress\"\n".to_owned(),
+        "\"server.max_concurrent_calls\" = 100000\n".to_owned(),
+        "[identity]\n\"jwt.issuer\" = \"x\"\n".to_owned(),
+    ] {
+        let err = load_file(&text).unwrap_err().to_string();
+        assert!(err.contains("contain a dot"), "{text}: {err}");
+    }
+    let nested = format!("[policy]\ndependent_actions = [{rule}]\n");
+    assert_eq!(
+        load_file(&nested).unwrap().policy.dependent_actions.len(),
+        1
+    );
+}
+
+/// A table no setting lives in is a typo, even when it is empty.
+#[test]
+fn unknown_tables_are_refused_even_empty() {
+    for text in ["[credentails]\n", "[tls.client]\n", "x = {}\n"] {
+        let err = load_file(text).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{text}: {err}");
+    }
+}
+
+/// The file's values have the setting's TOML type: a boolean is not 0 or
+/// "no", a count is not a string, and a number too large is refused rather
+/// than capped.
+#[test]
+fn file_values_have_their_settings_type() {
+    for (text, expected) in [
+        ("[tls]\nrequire_client_cert = 0\n", "true or false"),
+        ("[server]\nreflection = \"yes\"\n", "true or false"),
+        (
+            "[identity]\ntrust_forwarded_client_cert = 1\n",
+            "true or false",
+        ),
+        ("[server]\nmax_concurrent_calls = \"8\"\n", "whole number"),
+        ("[upstream]\ntimeout = 10\n", "a string"),
+        (
+            "[upstream]\nmax_attempts = 4294967296\n",
+            "more than 4294967295",
+        ),
+    ] {
+        let err = load_file(text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    // The environment's values are text, as ever.
+    let c = load_with(&Flags::default(), &[("ECS_GATEWAY_REFLECTION", "yes")]).unwrap();
+    assert!(c.server.reflection);
+}
+
+/// The lookup's rates are checked when the lookup is off too, so turning it
+/// on cannot meet a file that was accepted before.
+#[test]
+fn lookup_rates_are_checked_while_the_lookup_is_off() {
+    let text = "[policy.instance_lookup]\nmax_per_second = 2\nmax_per_second_per_caller = 5\n";
+    let err = load_file(text).unwrap_err().to_string();
+    assert!(
+        err.contains("policy.instance_lookup.max_per_second_per_caller"),
+        "{err}"
+    );
+}

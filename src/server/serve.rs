@@ -78,6 +78,10 @@ pub async fn serve_on(
     let authorization = AuthorizationServiceServer::new(gateway.clone())
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    // Health and reflection streams end when calls do, whatever changed the
+    // settings after they were read.
+    let mut admission = stack.admission;
+    admission.unauthenticated.deadline = stack.settings.request_timeout;
     // The layers, outermost first: the flow's order.
     let server = transport
         .layer(telemetry::trace::TraceLayer::new(metrics.clone()))
@@ -86,7 +90,7 @@ pub async fn serve_on(
             crate::error::reject_identity,
         ))
         .layer(admission::AdmissionLayer::new(
-            stack.admission,
+            admission,
             is_mapped(gateway.authorizer().store().clone()),
             crate::error::ADMISSION,
         ))
