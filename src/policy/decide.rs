@@ -119,6 +119,27 @@ impl Decision {
     pub fn allowed(&self) -> bool {
         matches!(self.outcome, Outcome::Allow { .. })
     }
+
+    /// The outcome in one line, as the policy tools print it:
+    /// `Allow (policies)`, or `ExplicitDeny of ACTION by the LAYER layer
+    /// (policies): errors`.
+    pub fn summary(&self) -> String {
+        match &self.outcome {
+            Outcome::Allow { policies } => format!("Allow ({})", policies.join(", ")),
+            Outcome::Deny(d) => format!(
+                "{} of {} by the {} layer ({}){}",
+                d.kind.as_str(),
+                d.action,
+                d.layer.as_str(),
+                d.policies.join(", "),
+                if d.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.errors.join("; "))
+                }
+            ),
+        }
+    }
 }
 
 /// Makes decisions with the policies in force.

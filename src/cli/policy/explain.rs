@@ -159,23 +159,7 @@ fn print_json(decision: &Decision, results: &[LayerResult]) {
 }
 
 fn print_text(decision: &Decision, results: &[LayerResult]) {
-    match &decision.outcome {
-        Outcome::Allow { policies } => {
-            out!("decision: Allow ({})", policies.join(", "));
-        }
-        Outcome::Deny(d) => out!(
-            "decision: {} of {} by the {} layer ({}){}",
-            d.kind.as_str(),
-            d.action,
-            d.layer.as_str(),
-            d.policies.join(", "),
-            if d.errors.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", d.errors.join("; "))
-            }
-        ),
-    }
+    out!("decision: {}", decision.summary());
     out!("principal: {}", decision.principal);
     out!("resource: {}", decision.resource);
     out!(

@@ -15,9 +15,9 @@ use super::values::{datetime_value, extension_arg};
 use super::{Difference, Options, Undecided, undecided};
 use crate::identity::{Caller, CallerId, Via};
 use crate::pb;
+use crate::policy::Query;
 use crate::policy::catalogue::{self, Action};
 use crate::policy::store;
-use crate::policy::{Outcome, Query};
 
 /// The identity the replayed principal gets.
 pub const REPLAY_IDENTITY: &str = "spiffe://policy-diff.local/counterexample";
@@ -62,22 +62,7 @@ pub(super) fn replay(
             }
             name => return Err(undecided(format!("no replay of a request of {name}"))),
         };
-        let summary = match &decision.outcome {
-            Outcome::Allow { policies } => format!("Allow ({})", policies.join(", ")),
-            Outcome::Deny(d) => format!(
-                "{} of {} by the {} layer ({}){}",
-                d.kind.as_str(),
-                d.action,
-                d.layer.as_str(),
-                d.policies.join(", "),
-                if d.errors.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", d.errors.join("; "))
-                }
-            ),
-        };
-        Ok((decision.allowed(), summary))
+        Ok((decision.allowed(), decision.summary()))
     };
     let active = decide(&active_dir.0);
     let candidate = decide(&candidate_dir.0);
