@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ecs_gateway::credentials::{Credentials, Secret};
@@ -36,12 +36,16 @@ fn copy_dir(from: &Path, to: &Path) {
 /// of another team's instances; and guardrail forbids scoped to everyone,
 /// matching another team's source range. None applies to the benchmark's
 /// caller and instance, so the decision stays the shipped one (an Allow)
-/// while every policy scoped to everyone is still evaluated.
-fn policies_with(count: usize) -> PathBuf {
+/// while every policy scoped to everyone is still evaluated. The directory
+/// is removed when the returned guard drops.
+fn policies_with(count: usize) -> tempfile::TempDir {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let dir = std::env::temp_dir().join(format!("ecs-gw-bench-{count}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&shipped, &dir);
+    let policies = tempfile::Builder::new()
+        .prefix(&format!("ecs-gw-bench-{count}-"))
+        .tempdir()
+        .unwrap();
+    let dir = policies.path();
+    copy_dir(&shipped, dir);
     let (mut identity, mut control) = (String::new(), String::new());
     for i in 0..count {
         match i % 3 {
@@ -63,7 +67,7 @@ fn policies_with(count: usize) -> PathBuf {
     }
     std::fs::write(dir.join("identity/synthetic.cedar"), identity).unwrap();
     std::fs::write(dir.join("control/synthetic.cedar"), control).unwrap();
-    dir
+    policies
 }
 
 fn request() -> validate::ModifyRequest {
@@ -90,21 +94,25 @@ fn caller() -> Caller {
     }
 }
 
-fn authorizer(count: usize) -> policy::Authorizer {
-    policy::Config {
-        dir: policies_with(count),
+/// An authorizer over [`policies_with`]`(count)`, and the guard of its
+/// directory (keep it while the authorizer is used).
+fn authorizer(count: usize) -> (policy::Authorizer, tempfile::TempDir) {
+    let policies = policies_with(count);
+    let authorizer = policy::Config {
+        dir: policies.path().to_owned(),
         account_id: "1234567890123456".into(),
         dependent_actions: vec![],
     }
     .build()
-    .unwrap()
+    .unwrap();
+    (authorizer, policies)
 }
 
 fn decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");
     let (caller, request) = (caller(), request());
     for count in [10, 100, 1_000, 10_000] {
-        let authorizer = authorizer(count);
+        let (authorizer, _policies) = authorizer(count);
         let now = chrono::Utc::now();
         assert!(authorizer.decide(&caller, &request, now).allowed());
         group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
@@ -143,7 +151,7 @@ fn validation(c: &mut Criterion) {
 /// The decision's log line, formatted as JSON into a sink, as the gateway's
 /// subscriber formats it.
 fn decision_log(c: &mut Criterion) {
-    let authorizer = authorizer(10);
+    let (authorizer, _policies) = authorizer(10);
     let decision = authorizer.decide(&caller(), &request(), chrono::Utc::now());
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -172,7 +180,7 @@ fn decision_log(c: &mut Criterion) {
 
 /// A denial and an ECS error turned into gRPC statuses with their details.
 fn error_mapping(c: &mut Criterion) {
-    let authorizer = authorizer(10);
+    let (authorizer, _policies) = authorizer(10);
     let webapp = Caller {
         identity: CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
         ..caller()

@@ -301,9 +301,8 @@ mod tests {
 
     #[test]
     fn rereads_a_changed_file_and_keeps_the_last_good_one() {
-        let dir = std::env::temp_dir().join(format!("ecs-gw-creds-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("credentials");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
         let write = |id: &str, modified: SystemTime| {
             std::fs::write(
                 &path,
@@ -338,6 +337,5 @@ mod tests {
             "AK2",
             "a broken file keeps the last good credentials"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -22,6 +22,13 @@ fn start_demo_logging(level: &str, stderr: Stdio) -> (Demo, String) {
     (demo, addr)
 }
 
+/// A settings file holding `text`, removed when dropped.
+fn toml_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
 const NETOPS: &str = "spiffe://demo.local/sa/netops";
 /// The README's call that app teams are denied: a public IP for a stopped instance.
 const PUBLIC_IP_CALL: &[&str] = &[
@@ -330,17 +337,14 @@ fn serve_refuses_bad_settings_with_exit_code_64() {
 #[test]
 fn serve_check_prints_the_effective_settings() {
     let check = |config: &str| {
-        let path = std::env::temp_dir().join(format!("ecs-gw-check-{}.toml", std::process::id()));
-        std::fs::write(&path, config).unwrap();
-        let out = Command::new(BIN)
+        let file = toml_file(config);
+        Command::new(BIN)
             .args(["serve", "--check", "--config"])
-            .arg(&path)
+            .arg(file.path())
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tCheck")
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "check-secret-value")
             .output()
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
-        out
+            .unwrap()
     };
     let ok =
         check("[server]\nshutdown_grace = \"40s\"\n[policy]\naccount_id = \"1234567890123456\"\n");
@@ -441,13 +445,12 @@ fn serve_flags_show_their_variables_and_keep_the_settings_order() {
     ] {
         assert!(help.contains(shown), "serve --help lacks {shown}:\n{help}");
     }
-    let path = std::env::temp_dir().join(format!("ecs-gw-order-{}.toml", std::process::id()));
-    std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n").unwrap();
+    let file = toml_file("listen = \"127.0.0.1:7000\"\n");
     let listen = |env: Option<&str>, flag: Option<&str>| {
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--check", "--settings-only", "--config"])
-            .arg(&path);
+            .arg(file.path());
         command.env_remove("ECS_GATEWAY_LISTEN");
         if let Some(value) = env {
             command.env("ECS_GATEWAY_LISTEN", value);
@@ -476,16 +479,17 @@ fn serve_flags_show_their_variables_and_keep_the_settings_order() {
         listen(Some("127.0.0.1:7001"), Some("127.0.0.1:7002")),
         "listen = \"127.0.0.1:7002\"  # from --listen"
     );
-    std::fs::remove_file(&path).unwrap();
 }
 
 /// Log lines are written by a thread of their own; none is lost: the
 /// decision line of the last call is on stderr once the process has exited.
 #[test]
 fn no_log_line_is_lost_at_shutdown() {
-    let path = std::env::temp_dir().join(format!("ecs-gw-logs-{}.jsonl", std::process::id()));
-    let file = std::fs::File::create(&path).unwrap();
-    let (mut demo, addr) = start_demo_logging("info", Stdio::from(file));
+    let file = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .unwrap();
+    let (mut demo, addr) = start_demo_logging("info", Stdio::from(file.reopen().unwrap()));
     for n in 0..50 {
         let out = call(
             &addr,
@@ -505,8 +509,7 @@ fn no_log_line_is_lost_at_shutdown() {
         );
     }
     stop(&mut demo);
-    let logs = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let logs = std::fs::read_to_string(file.path()).unwrap();
     let decisions = logs
         .lines()
         .filter(|l| l.contains("\"target\":\"decision\""))
@@ -562,8 +565,9 @@ fn a_call_naming_no_caller_is_told_about_as() {
 /// deciding through the ordinary authorizer (`policy test`) as RAM would.
 #[test]
 fn import_ram_prints_policies_that_validate_and_decide_as_ram() {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-import-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // `cp -r` makes the copy: into a directory not there yet.
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("policies");
     let copy = Command::new("cp")
         .args([
             "-r",
@@ -687,7 +691,6 @@ policies = ["identity.ram.2"]
         stderr.contains("statement 1 (Sid \"Odd\")") && stderr.contains("acs:UserAgent"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `policy explain` offline: every action in every layer, past the first
@@ -774,15 +777,12 @@ fn policy_explain_shows_every_layer_and_the_determining_policies() {
 
     // With the demo's settings file, the dependent action is decided too:
     // allocating a public IP also needs ecs:AllocatePublicIpAddress.
-    let settings = std::env::temp_dir().join(format!("ecs-gw-explain-{}.toml", std::process::id()));
-    std::fs::write(
-        &settings,
+    let settings = toml_file(
         "[[policy.dependent_actions]]\naction = \"ecs:ModifyInstanceNetworkSpec\"\nrequires = \"ecs:AllocatePublicIpAddress\"\nwhen = \"allocates_public_ip\"\n",
-    )
-    .unwrap();
+    );
     let capacity = explain(&[
         "--config",
-        settings.to_str().unwrap(),
+        settings.path().to_str().unwrap(),
         "--identity",
         "spiffe://demo.local/sa/capacity",
         "--instance-id",
@@ -794,7 +794,6 @@ fn policy_explain_shows_every_layer_and_the_determining_policies() {
         "--output",
         "json",
     ]);
-    let _ = std::fs::remove_file(&settings);
     assert_eq!(
         capacity.status.code(),
         Some(2),

@@ -13,10 +13,10 @@ use ecs_gateway::identity::{Caller, CallerId, Via};
 use ecs_gateway::policy::{self, DenyKind, Layer, Outcome, Store};
 use ecs_gateway::{pb, policy_tools, validate};
 
-/// A private copy of the shipped policies.
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-policies-{}", uuid::Uuid::new_v4()));
-    support::copy_dir(&support::policies_dir(), &dir);
+/// A private copy of the shipped policies, removed when dropped.
+fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), dir.path());
     dir
 }
 
@@ -79,7 +79,7 @@ fn shipped_cases_pass() {
 #[test]
 fn a_failing_case_is_reported() {
     let dir = scratch();
-    let cases = dir.join("tests/wrong.toml");
+    let cases = dir.path().join("tests/wrong.toml");
     std::fs::write(
         &cases,
         "account_id = \"1234567890123456\"\nregion_id = \"cn-hangzhou\"\n\
@@ -87,7 +87,7 @@ fn a_failing_case_is_reported() {
          request = { instance_id = \"i-demo-postpaid\", internet_max_bandwidth_out = 50 }\nexpect = \"Allow\"\n",
     )
     .unwrap();
-    let store = Arc::new(Store::open(&dir).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let report = policy_tools::cases::run(&store, &[cases]).unwrap();
     assert_eq!(report.passed, 0);
     assert_eq!(report.failures.len(), 1);
@@ -104,13 +104,13 @@ fn a_policy_that_fails_to_evaluate_denies() {
     // Strict validation cannot see an overflow: Cedar skips the erroring
     // forbid and, on its own, would allow through control.baseline.
     std::fs::write(
-        dir.join("control/overflow.cedar"),
+        dir.path().join("control/overflow.cedar"),
         "@id(\"control.overflowing\")\nforbid (principal, action, resource)\n\
          when { context.request has internet_max_bandwidth_out && \
          context.request.internet_max_bandwidth_out * 9223372036854775807 > 0 };\n",
     )
     .unwrap();
-    let authorizer = authorizer(&dir);
+    let authorizer = authorizer(dir.path());
     let decision = authorizer.decide(
         &caller(support::NETOPS),
         &bandwidth("i-demo-postpaid", 20),
@@ -150,7 +150,7 @@ fn an_unknown_source_address_denies() {
 #[test]
 fn a_broken_reload_keeps_the_previous_decisions() {
     let dir = scratch();
-    let authorizer = authorizer(&dir);
+    let authorizer = authorizer(dir.path());
     let store = authorizer.store().clone();
     let decide = || {
         authorizer.decide(
@@ -162,7 +162,7 @@ fn a_broken_reload_keeps_the_previous_decisions() {
     assert!(decide().allowed());
     let version = store.current().version.clone();
 
-    let app_teams = dir.join("identity/app-teams.cedar");
+    let app_teams = dir.path().join("identity/app-teams.cedar");
     let good = std::fs::read_to_string(&app_teams).unwrap();
     std::fs::write(&app_teams, format!("{good}\n@id(\"identity.broken\")\npermit (principal, action, resource) when {{ 1 + }};\n")).unwrap();
     let error = store.reload().unwrap_err();
@@ -193,11 +193,11 @@ fn a_broken_reload_keeps_the_previous_decisions() {
 #[tokio::test]
 async fn the_watcher_reloads_changed_files() {
     let dir = scratch();
-    let store = Arc::new(Store::open(&dir).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let _watcher = policy::store::watch(store.clone()).unwrap();
     let version = store.current().version.clone();
     std::fs::write(
-        dir.join("identity/extra.cedar"),
+        dir.path().join("identity/extra.cedar"),
         "@id(\"identity.extra\")\nforbid (principal, action, resource) when { false };\n",
     )
     .unwrap();
@@ -303,8 +303,8 @@ fn malformed_policies_are_refused_with_file_and_line() {
     ];
     for (file, content, message, location) in cases {
         let dir = scratch();
-        std::fs::write(dir.join(file), content).unwrap();
-        let error = policy::store::load(&dir).unwrap_err();
+        std::fs::write(dir.path().join(file), content).unwrap();
+        let error = policy::store::load(dir.path()).unwrap_err();
         let shown: Vec<String> = error.problems.iter().map(ToString::to_string).collect();
         assert!(
             shown
@@ -314,8 +314,8 @@ fn malformed_policies_are_refused_with_file_and_line() {
         );
     }
     let dir = scratch();
-    std::fs::remove_dir_all(dir.join("control")).unwrap();
-    let error = policy::store::load(&dir).unwrap_err().to_string();
+    std::fs::remove_dir_all(dir.path().join("control")).unwrap();
+    let error = policy::store::load(dir.path()).unwrap_err().to_string();
     assert!(error.contains("cannot read the control layer"), "{error}");
 }
 
@@ -377,7 +377,8 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     use std::os::unix::fs::symlink;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
+    let volume = tempfile::tempdir().unwrap();
+    let base = volume.path().to_owned();
     support::copy_dir(&support::policies_dir(), &base.join("..v1"));
     support::copy_dir(&support::policies_dir(), &base.join("..v2"));
     let schema = base.join("..v2/schema.cedarschema");
@@ -445,7 +446,6 @@ fn a_configmap_swap_is_never_read_half_old_half_new() {
     let version = store.reload().unwrap();
     assert!(version == v1 || version == v2, "{version}");
     assert_eq!(store.reload_counts(), (51, 0));
-    std::fs::remove_dir_all(base).unwrap();
 }
 
 /// Issue 20, item 8: the kubelet swaps a ConfigMap's `..data` and then
@@ -457,7 +457,8 @@ fn a_configmap_replaced_mid_reload_is_read_again() {
     use std::os::unix::fs::symlink;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let base = std::env::temp_dir().join(format!("ecs-gw-configmap-{}", uuid::Uuid::new_v4()));
+    let volume = tempfile::tempdir().unwrap();
+    let base = volume.path().to_owned();
     support::copy_dir(&support::policies_dir(), &base.join("..ts0"));
     configmap_links(&base, "..ts0");
     let store = Arc::new(Store::open(&base).unwrap());
@@ -491,7 +492,6 @@ fn a_configmap_replaced_mid_reload_is_read_again() {
         failed, 0,
         "reloads failed on a directory the kubelet removed"
     );
-    std::fs::remove_dir_all(base).unwrap();
 }
 
 /// A case file names its account (the ARNs are that account's) and every
@@ -500,20 +500,20 @@ fn a_configmap_replaced_mid_reload_is_read_again() {
 #[test]
 fn a_case_file_names_its_account_and_region() {
     let dir = scratch();
-    let store = Arc::new(Store::open(&dir).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let case = "[[case]]\nname = \"n\"\nspiffe_id = \"spiffe://demo.local/sa/netops\"\n\
                 request = { instance_id = \"i-demo-postpaid\", internet_max_bandwidth_out = 5 }\n\
                 expect = \"Allow\"\n";
-    let no_account = dir.join("tests/no-account.toml");
+    let no_account = dir.path().join("tests/no-account.toml");
     std::fs::write(&no_account, case).unwrap();
     let error = policy_tools::cases::run(&store, &[no_account]).unwrap_err();
     assert!(error.to_string().contains("account_id"), "{error}");
-    let empty_account = dir.join("tests/empty-account.toml");
+    let empty_account = dir.path().join("tests/empty-account.toml");
     std::fs::write(&empty_account, format!("account_id = \"\"\n{case}")).unwrap();
     let error = policy_tools::cases::run(&store, &[empty_account]).unwrap_err();
     assert!(error.to_string().contains("account_id \"\""), "{error}");
 
-    let no_region = dir.join("tests/no-region.toml");
+    let no_region = dir.path().join("tests/no-region.toml");
     std::fs::write(
         &no_region,
         format!("account_id = \"1234567890123456\"\n{case}"),
@@ -535,14 +535,14 @@ fn a_case_file_names_its_account_and_region() {
 fn policy_files_may_sit_flat_as_a_configmap_holds_them() {
     let dir = scratch();
     for layer in ["control", "identity"] {
-        for entry in std::fs::read_dir(dir.join(layer)).unwrap() {
+        for entry in std::fs::read_dir(dir.path().join(layer)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            std::fs::rename(&path, dir.join(format!("{layer}__{name}"))).unwrap();
+            std::fs::rename(&path, dir.path().join(format!("{layer}__{name}"))).unwrap();
         }
-        std::fs::remove_dir(dir.join(layer)).unwrap();
+        std::fs::remove_dir(dir.path().join(layer)).unwrap();
     }
-    let flat = Store::open(&dir).unwrap();
+    let flat = Store::open(dir.path()).unwrap();
     let nested = Store::open(support::policies_dir()).unwrap();
     assert_eq!(
         flat.current().policy_count(),
@@ -557,15 +557,15 @@ fn policy_files_may_sit_flat_as_a_configmap_holds_them() {
             )
             .outcome
     };
-    assert_eq!(decide(&dir), decide(&support::policies_dir()));
+    assert_eq!(decide(dir.path()), decide(&support::policies_dir()));
 
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.to_string_lossy().contains("control__") {
             std::fs::remove_file(path).unwrap();
         }
     }
-    let error = Store::open(&dir).unwrap_err().to_string();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("control layer"), "{error}");
 }
 
@@ -575,11 +575,11 @@ fn policy_files_may_sit_flat_as_a_configmap_holds_them() {
 fn a_policy_file_outside_the_layers_is_refused() {
     let dir = scratch();
     std::fs::write(
-        dir.join("guardrails.cedar"),
+        dir.path().join("guardrails.cedar"),
         "@id(\"control.stray\")\nforbid (principal, action, resource);\n",
     )
     .unwrap();
-    let error = Store::open(&dir).unwrap_err().to_string();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("would not be read"), "{error}");
 }
 
@@ -599,10 +599,10 @@ fn policy_files_the_loader_would_not_read_are_refused() {
         ("control__deny.cedar.Cedar", "control__deny.cedar.Cedar"),
     ] {
         let dir = scratch();
-        let path = dir.join(place);
+        let path = dir.path().join(place);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, forbid).unwrap();
-        let error = Store::open(&dir).unwrap_err().to_string();
+        let error = Store::open(dir.path()).unwrap_err().to_string();
         assert!(error.contains(named), "{place}: {error}");
         assert!(
             error.contains("would not be read") || error.contains("is not read"),
@@ -613,24 +613,25 @@ fn policy_files_the_loader_would_not_read_are_refused() {
     // top-level `..` file, and a file nested too deep are refused too.
     let dir = scratch();
     let elsewhere = scratch();
-    std::os::unix::fs::symlink(elsewhere.join("control"), dir.join("Control")).unwrap();
-    let error = Store::open(&dir).unwrap_err().to_string();
+    std::os::unix::fs::symlink(elsewhere.path().join("control"), dir.path().join("Control"))
+        .unwrap();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("Control"), "{error}");
     let dir = scratch();
-    std::fs::write(dir.join("..x.cedar"), forbid).unwrap();
-    let error = Store::open(&dir).unwrap_err().to_string();
+    std::fs::write(dir.path().join("..x.cedar"), forbid).unwrap();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("..x.cedar"), "{error}");
     let dir = scratch();
-    let deep = dir.join("tests/a/b/c/d/e/f/g/h/i");
+    let deep = dir.path().join("tests/a/b/c/d/e/f/g/h/i");
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("deny.cedar"), forbid).unwrap();
-    let error = Store::open(&dir).unwrap_err().to_string();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("nested more than 8 deep"), "{error}");
     // What the loader reads, and files that are not policies, pass.
     let dir = scratch();
-    std::fs::write(dir.join("README.md"), "notes").unwrap();
-    std::fs::write(dir.join("control/notes.txt"), "notes").unwrap();
-    Store::open(&dir).unwrap();
+    std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+    std::fs::write(dir.path().join("control/notes.txt"), "notes").unwrap();
+    Store::open(dir.path()).unwrap();
 }
 
 /// A layer that exists but cannot be read as a directory (here a file named
@@ -639,18 +640,18 @@ fn policy_files_the_loader_would_not_read_are_refused() {
 #[test]
 fn an_unreadable_layer_does_not_give_way_to_flat_files() {
     let dir = scratch();
-    std::fs::remove_dir_all(dir.join("control")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("control")).unwrap();
     std::fs::write(
-        dir.join("control__baseline.cedar"),
+        dir.path().join("control__baseline.cedar"),
         "@id(\"control.baseline\")\npermit (principal, action, resource);\n",
     )
     .unwrap();
     std::fs::write(
-        dir.join("control"),
+        dir.path().join("control"),
         "@id(\"control.forbid-all\")\nforbid (principal, action, resource);\n",
     )
     .unwrap();
-    let error = Store::open(&dir).unwrap_err().to_string();
+    let error = Store::open(dir.path()).unwrap_err().to_string();
     assert!(error.contains("control layer"), "{error}");
 }
 
@@ -679,7 +680,7 @@ fn authorizer_and_raise(dir: PathBuf) -> (policy::Authorizer, validate::ModifyRe
 fn identities_sharing_an_arn_keep_their_own_groups() {
     let dir = scratch();
     std::fs::write(
-        dir.join("principals.toml"),
+        dir.path().join("principals.toml"),
         r#"[[principal]]
 spiffe_id = "spiffe://t/contractor"
 arn = "acs:ram::1234567890123456:role/shared"
@@ -693,16 +694,16 @@ groups = []
     )
     .unwrap();
     std::fs::write(
-        dir.join("control/contractors.cedar"),
+        dir.path().join("control/contractors.cedar"),
         "@id(\"control.no-contractors\")\nforbid (principal in Ram::Group::\"Contractors\", action, resource);\n",
     )
     .unwrap();
     std::fs::write(
-        dir.join("identity/everyone.cedar"),
+        dir.path().join("identity/everyone.cedar"),
         "@id(\"identity.everyone\")\npermit (principal, action, resource);\n",
     )
     .unwrap();
-    let (authorizer, request) = authorizer_and_raise(dir);
+    let (authorizer, request) = authorizer_and_raise(dir.path().to_owned());
     let now = chrono::Utc::now();
     let employee = authorizer.decide(&caller("spiffe://t/employee"), &request, now);
     assert!(employee.allowed(), "{employee:?}");
@@ -718,7 +719,7 @@ groups = []
 #[test]
 fn an_instance_of_another_account_is_denied() {
     let dir = scratch();
-    let entities = std::fs::read_to_string(dir.join("entities.json"))
+    let entities = std::fs::read_to_string(dir.path().join("entities.json"))
         .unwrap()
         .replace(
             "acs:ecs:cn-hangzhou:1234567890123456:instance/i-demo-postpaid",
@@ -730,8 +731,8 @@ fn an_instance_of_another_account_is_denied() {
             item["attrs"]["account"] = "999".into();
         }
     }
-    std::fs::write(dir.join("entities.json"), json.to_string()).unwrap();
-    let (authorizer, request) = authorizer_and_raise(dir);
+    std::fs::write(dir.path().join("entities.json"), json.to_string()).unwrap();
+    let (authorizer, request) = authorizer_and_raise(dir.path().to_owned());
     let decision = authorizer.decide(&caller(support::NETOPS), &request, chrono::Utc::now());
     match decision.outcome {
         Outcome::Deny(denial) => {

@@ -5,7 +5,7 @@
 //! widening confirmed by replaying its counterexample through the
 //! authorizer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,20 +18,14 @@ const ACCOUNT: &str = "1234567890123456";
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
 
 /// A copy of the shipped policies changed by `edit`, removed on drop.
-struct Candidate(PathBuf);
-
-impl Drop for Candidate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn candidate(name: &str, edit: impl FnOnce(&Path)) -> Candidate {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-diff-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    support::copy_dir(&support::policies_dir(), &dir);
-    edit(&dir);
-    Candidate(dir)
+fn candidate(name: &str, edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ecs-gw-diff-{name}-"))
+        .tempdir()
+        .unwrap();
+    support::copy_dir(&support::policies_dir(), dir.path());
+    edit(dir.path());
+    dir
 }
 
 /// Replaces `from` by `to` in a policy file (which must hold it).
@@ -143,7 +137,7 @@ async fn the_same_policies_written_otherwise_are_equivalent() {
         );
     });
     expect(
-        &compare(&shipped, &split.0, vec![demo_rule()]).await,
+        &compare(&shipped, split.path(), vec![demo_rule()]).await,
         Verdict::Equivalent,
     );
 }
@@ -157,7 +151,7 @@ async fn a_removed_guardrail_widens_with_a_confirmed_counterexample() {
     let removed = candidate("no-public-ip", |dir| {
         remove(dir, GUARDRAILS, "control.no-public-ip-for-app-teams");
     });
-    let report = compare(&shipped, &removed.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, removed.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
     let widening = &report.widenings[0];
     assert!(
@@ -189,7 +183,7 @@ when { context.request has internet_max_bandwidth_out && context.request.interne
         );
     });
     expect(
-        &compare(&shipped, &narrower.0, vec![demo_rule()]).await,
+        &compare(&shipped, narrower.path(), vec![demo_rule()]).await,
         Verdict::Narrows,
     );
 }
@@ -220,13 +214,13 @@ when {{ context["ecs:AssociatePublicIpAddress"] }};
         );
     });
     expect(
-        &compare(&shipped, &granted.0, vec![demo_rule()]).await,
+        &compare(&shipped, granted.path(), vec![demo_rule()]).await,
         Verdict::Equivalent,
     );
     let everything = candidate("layers-all-actions", |dir| {
         add(dir, "identity/app-teams-public-ip.cedar", &permit("action"));
     });
-    let report = compare(&shipped, &everything.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, everything.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
     let verdicts = verdicts(&report);
     assert_eq!(
@@ -258,7 +252,7 @@ when { resource.region == "cn-hangzhou" };
 "#,
         );
     });
-    let report = compare(&shipped, &granted.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, granted.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
     assert!(
         report.widenings[0]
@@ -268,7 +262,7 @@ when { resource.region == "cn-hangzhou" };
     );
     // Without the rule, ecs:AllocatePublicIpAddress is never asked for.
     expect(
-        &compare(&shipped, &granted.0, vec![]).await,
+        &compare(&shipped, granted.path(), vec![]).await,
         Verdict::Equivalent,
     );
 }
@@ -293,14 +287,14 @@ when { context.request has internet_max_bandwidth_out &&
 "#,
         );
     });
-    let report = compare(&shipped, &erroring.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, erroring.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Narrows);
     assert!(
         report.narrowings[0].candidate.contains("control.overflows"),
         "the erroring forbid denies: {report:#?}"
     );
     expect(
-        &compare(&erroring.0, &shipped, vec![demo_rule()]).await,
+        &compare(erroring.path(), &shipped, vec![demo_rule()]).await,
         Verdict::Widens,
     );
 }
@@ -321,7 +315,7 @@ async fn a_solver_past_its_time_limit_could_not_decide() {
     });
     let error = diff::run(&Options {
         active: shipped,
-        candidate: removed.0.clone(),
+        candidate: removed.path().to_owned(),
         rules: vec![demo_rule()],
         account_id: ACCOUNT.into(),
         time_limit: Duration::from_millis(1),
@@ -416,7 +410,7 @@ async fn edits_of_each_shipped_guardrail_are_decided_correctly() {
     ];
     for (name, file, from, to, verdict) in cases {
         let edited = candidate(name, |dir| replace(dir, file, from, to));
-        let report = compare(&shipped, &edited.0, vec![demo_rule()]).await;
+        let report = compare(&shipped, edited.path(), vec![demo_rule()]).await;
         assert_eq!(report.verdict, verdict, "{name}: {report:#?}");
         expect(&report, verdict);
     }
@@ -468,7 +462,7 @@ fn the_command_gates_on_widening() {
         (Some(0), Some("equivalent")),
         "{json}"
     );
-    let (code, json) = run(&widened.0, None);
+    let (code, json) = run(widened.path(), None);
     assert_eq!(
         (code, json["result"].as_str()),
         (Some(1), Some("widens")),
@@ -486,12 +480,12 @@ fn the_command_gates_on_widening() {
         .args(["policy", "diff", "--account-id", ACCOUNT, "--active"])
         .arg(&shipped)
         .arg("--candidate")
-        .arg(&widened.0)
+        .arg(widened.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
-    let (code, json) = run(&widened.0, Some("/nonexistent/cvc5"));
+    let (code, json) = run(widened.path(), Some("/nonexistent/cvc5"));
     assert_eq!(code, Some(2), "{json}");
     assert!(
         json["reason"]
@@ -521,7 +515,7 @@ when { context.request has internet_max_bandwidth_out &&
 "#,
         );
     });
-    let report = compare(&shipped, &erroring.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, erroring.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Narrows);
     assert!(
         report.narrowings[0]
@@ -549,7 +543,7 @@ async fn what_the_model_cannot_see_could_not_be_decided() {
     });
     let error = diff::run(&Options {
         active: shipped.clone(),
-        candidate: promoted.0.clone(),
+        candidate: promoted.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
         time_limit: Duration::from_secs(60),
@@ -567,7 +561,7 @@ async fn what_the_model_cannot_see_could_not_be_decided() {
     });
     let error = diff::run(&Options {
         active: shipped.clone(),
-        candidate: untagged.0.clone(),
+        candidate: untagged.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
         time_limit: Duration::from_secs(60),
@@ -587,7 +581,7 @@ when { Ram::Role::"acs:ram::1234567890123456:role/netops".account == "1" };
     });
     let error = diff::run(&Options {
         active: shipped,
-        candidate: foreign.0.clone(),
+        candidate: foreign.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
         time_limit: Duration::from_secs(60),
@@ -616,7 +610,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
 "#,
         );
     });
-    let report = compare(&shipped, &simulate.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, simulate.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Widens);
     let verdicts = verdicts(&report);
     assert_eq!(
@@ -653,7 +647,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
         );
     }
     // The command: exit 1, each action's answer named.
-    let out = diff_without_settings(&shipped, &simulate.0, false);
+    let out = diff_without_settings(&shipped, simulate.path(), false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     for line in [
@@ -665,7 +659,7 @@ permit (principal, action == Action::"ecsgateway:SimulatePrincipal", resource);
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
-    let out = diff_without_settings(&shipped, &simulate.0, true);
+    let out = diff_without_settings(&shipped, simulate.path(), true);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(out.status.code(), Some(1), "{json}");
@@ -697,7 +691,7 @@ async fn removing_explain_narrows_both_explain_checks() {
     let removed = candidate("no-explain", |dir| {
         remove(dir, "identity/explain.cedar", "identity.explain-own-calls");
     });
-    let report = compare(&shipped, &removed.0, vec![demo_rule()]).await;
+    let report = compare(&shipped, removed.path(), vec![demo_rule()]).await;
     expect(&report, Verdict::Narrows);
     let verdicts = verdicts(&report);
     assert_eq!(
@@ -739,14 +733,14 @@ when { resource.arn == "acs:ecs:cn-hangzhou:1234567890123456:instance/i-elsewher
 "#,
         );
     });
-    let out = diff_without_settings(&shipped, &impossible.0, true);
+    let out = diff_without_settings(&shipped, impossible.path(), true);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(json["result"], "widens", "{json}");
     assert_eq!(json["widensConfirmed"], false, "{json}");
     assert_eq!(json["widenings"][0]["confirmedByReplay"], false, "{json}");
     assert_eq!(out.status.code(), Some(2), "{json}");
-    let out = diff_without_settings(&shipped, &impossible.0, false);
+    let out = diff_without_settings(&shipped, impossible.path(), false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("widens (unconfirmed: no counterexample reproduced"),

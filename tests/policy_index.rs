@@ -293,7 +293,9 @@ fn decide_both(dir: &Path, calls: &[Call], seen: &Seen) -> Result<(), TestCaseEr
 
 #[test]
 fn indexed_and_full_evaluation_decide_alike() {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-index-{}", std::process::id()));
+    // Each case writes the directory afresh; the guard removes it all.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("policies");
     let mut runner = TestRunner::new_with_rng(
         RunnerConfig {
             cases: 64,
@@ -311,7 +313,6 @@ fn indexed_and_full_evaluation_decide_alike() {
         write_dir(&dir, &policies);
         decide_both(&dir, &calls, &seen)
     });
-    let _ = std::fs::remove_dir_all(&dir);
     result.unwrap();
     // The generated cases reach every kind of outcome, not only denials.
     let counts = [&seen.allowed, &seen.forbidden, &seen.errored].map(|c| c.load(Ordering::Relaxed));

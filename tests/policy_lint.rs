@@ -15,18 +15,20 @@ mod support;
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
 
 /// The shipped schema, principals and entities with `control` and
-/// `identity` policies of the test's own.
-fn directory(name: &str, control: &str, identity: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-lint-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    support::copy_dir(&support::policies_dir(), &dir);
+/// `identity` policies of the test's own, removed when dropped.
+fn directory(name: &str, control: &str, identity: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ecs-gw-lint-{name}-"))
+        .tempdir()
+        .unwrap();
+    support::copy_dir(&support::policies_dir(), dir.path());
     for layer in ["control", "identity"] {
-        for entry in std::fs::read_dir(dir.join(layer)).unwrap() {
+        for entry in std::fs::read_dir(dir.path().join(layer)).unwrap() {
             std::fs::remove_file(entry.unwrap().path()).unwrap();
         }
     }
-    std::fs::write(dir.join("control/test.cedar"), control).unwrap();
-    std::fs::write(dir.join("identity/test.cedar"), identity).unwrap();
+    std::fs::write(dir.path().join("control/test.cedar"), control).unwrap();
+    std::fs::write(dir.path().join("identity/test.cedar"), identity).unwrap();
     dir
 }
 
@@ -34,12 +36,11 @@ const BASELINE: &str = r#"@id("control.baseline")
 permit (principal, action, resource);
 "#;
 
-/// Lints `dir` (then removes it): the report, and its findings by policy.
+/// Lints `dir`: the report, and its findings by policy.
 async fn lint_findings(dir: &Path) -> (lint::Report, Vec<(String, Kind)>) {
     let report = lint::run(dir, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_dir_all(dir);
     let mut found: Vec<(String, Kind)> = report
         .findings
         .iter()
@@ -80,7 +81,7 @@ when { context["ecs:AssociatePublicIpAddress"] };
 permit (principal in Ram::Group::"NetworkAdmins", action, resource);
 "#,
     );
-    let (report, found) = lint_findings(&dir).await;
+    let (report, found) = lint_findings(dir.path()).await;
     assert_eq!(
         found,
         [
@@ -132,7 +133,7 @@ when { context.request has internet_max_bandwidth_out &&
        context.request.internet_max_bandwidth_out * 9223372036854775807 < 0 };
 "#,
     );
-    let (report, found) = lint_findings(&dir).await;
+    let (report, found) = lint_findings(dir.path()).await;
     assert_eq!(
         found,
         [
@@ -182,7 +183,7 @@ fn the_command_exits_by_its_findings() {
 permit (principal in Ram::Group::"NetworkAdmins", action, resource);
 "#,
     );
-    let (code, json) = run(&clean);
+    let (code, json) = run(clean.path());
     assert_eq!(
         (code, json["result"].as_str()),
         (Some(0), Some("clean")),
@@ -195,10 +196,7 @@ permit (principal in Ram::Group::"NetworkAdmins", action, resource);
 permit (principal, action, resource) when { context.request.region_id == "a" && context.request.region_id == "b" };
 "#,
     );
-    let (code, json) = run(&never);
+    let (code, json) = run(never.path());
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(json["findings"][0]["kind"], "never applies", "{json}");
-    for dir in [clean, never] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

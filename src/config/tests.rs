@@ -20,9 +20,8 @@ fn defaults_without_any_setting() {
 
 #[test]
 fn flags_beat_environment_beat_file() {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-config-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
     std::fs::write(
         &path,
         "listen = \"127.0.0.1:1\"\n[upstream]\nendpoint = \"https://file.example\"\ntimeout = \"1s\"\n\
@@ -57,7 +56,6 @@ fn flags_beat_environment_beat_file() {
     let c = load_with(&flags, &env).unwrap();
     assert_eq!(c.listen, "127.0.0.1:3".parse().unwrap());
     assert_eq!(c.upstream.timeout, Duration::from_secs(3));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -155,9 +153,8 @@ fn errors_name_the_setting() {
 
 #[test]
 fn rejects_unknown_and_secret_keys_in_the_file() {
-    let dir = std::env::temp_dir().join(format!("ecs-gw-config-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
     std::fs::write(&path, "[credentials]\naccess_key_secret = \"hunter2\"\n").unwrap();
     let flags = Flags::default().with(table::CONFIG, path.display().to_string());
     let err = load_with(&flags, &[]).unwrap_err().to_string();
@@ -166,7 +163,6 @@ fn rejects_unknown_and_secret_keys_in_the_file() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -279,17 +279,37 @@ impl Captured {
     }
 }
 
-/// Installs a JSON subscriber (events flattened, INFO and above) writing
-/// into the returned capture, for a test binary that reads its logs.
-pub fn capture_json_logs() -> Captured {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
+/// The logs a test reads, captured while it holds them.
+pub struct JsonLogs {
+    captured: Captured,
+    _scope: tracing::subscriber::DefaultGuard,
+}
+
+impl JsonLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        self.captured.text()
+    }
+}
+
+/// A JSON subscriber (events flattened, INFO and above) writing into the
+/// returned capture, for a test that reads its logs. It is the default of
+/// the test's thread until the capture drops, not of the whole binary: the
+/// gateways the test starts (in a `#[tokio::test]`, on that thread) log
+/// into it, whatever another test installed and in whichever order, and
+/// another test's gateway never does.
+pub fn capture_json_logs() -> JsonLogs {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_writer(move || writer.clone())
-        .init();
-    logs
+        .finish();
+    JsonLogs {
+        captured,
+        _scope: tracing::subscriber::set_default(subscriber),
+    }
 }
 
 /// The fields of a status's BadRequest violations, in order.
