@@ -162,8 +162,55 @@ async fn a_removed_guardrail_widens_with_a_confirmed_counterexample() {
     );
     let groups = widening.call["principal"]["groups"].as_array().unwrap();
     assert!(groups.iter().any(|g| g == "AppTeams"), "{widening:#?}");
-    // The case reproduces it with `policy test`.
-    assert!(widening.case.contains("[[case]]") && widening.case.contains("[[principal]]"));
+    // The printed case reproduces it with `policy test`: it passes on the
+    // candidate and fails on the policies in force.
+    let on_candidate = run_printed_case(removed.path(), &widening.case);
+    assert_eq!(
+        (on_candidate.passed, on_candidate.failures.len()),
+        (1, 0),
+        "{on_candidate:?}\n{}",
+        widening.case
+    );
+    let on_active = run_printed_case(&shipped, &widening.case);
+    assert_eq!(
+        (on_active.passed, on_active.failures.len()),
+        (0, 1),
+        "{}",
+        widening.case
+    );
+}
+
+/// Runs the `[[case]]` a difference prints with `policy test`'s runner, on a
+/// copy of `dir` given the printed principal (principals.toml) and instance
+/// (entities.json), in a case file with the printed account.
+fn run_printed_case(dir: &Path, printed: &str) -> ecs_gateway::policy_tools::cases::Report {
+    let copy = tempfile::tempdir().unwrap();
+    support::copy_dir(dir, copy.path());
+    let (principal, rest) = printed
+        .split_once("\n# in a case file with account_id = ")
+        .unwrap();
+    let principals = copy.path().join("principals.toml");
+    let mut text = std::fs::read_to_string(&principals).unwrap();
+    text.push_str(principal);
+    std::fs::write(&principals, text).unwrap();
+    let (account, case) = rest.split_once('\n').unwrap();
+    let (case, entity) = match case.split_once("# entities.json gets the instance: ") {
+        Some((case, entity)) => (case, Some(entity.trim())),
+        None => (case, None),
+    };
+    if let Some(entity) = entity {
+        let entity: serde_json::Value = serde_json::from_str(entity).unwrap();
+        let path = copy.path().join("entities.json");
+        let mut all: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        all.retain(|e| e["uid"] != entity["uid"]);
+        all.push(entity);
+        std::fs::write(&path, serde_json::to_string(&all).unwrap()).unwrap();
+    }
+    let file = copy.path().join("printed-case.toml");
+    std::fs::write(&file, format!("account_id = {account}\n{case}")).unwrap();
+    let store = std::sync::Arc::new(ecs_gateway::policy::Store::open(copy.path()).unwrap());
+    ecs_gateway::policy_tools::cases::run(&store, &[file]).unwrap()
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ pub(super) fn replay(
     let dirs = [&options.active, &options.candidate].map(|dir| cx.write_dir(dir));
     let [active_dir, candidate_dir] = dirs;
     let (active_dir, candidate_dir) = (active_dir?, candidate_dir?);
-    let decide = |dir: &Path| -> Result<(bool, String), Undecided> {
+    let decide = |dir: &Path| -> Result<(bool, String, &'static str), Undecided> {
         let authorizer = crate::policy::Config {
             dir: dir.to_owned(),
             account_id: options.account_id.clone(),
@@ -62,11 +62,16 @@ pub(super) fn replay(
             }
             name => return Err(undecided(format!("no replay of a request of {name}"))),
         };
-        Ok((decision.allowed(), decision.summary()))
+        let kind = match &decision.outcome {
+            crate::policy::Outcome::Allow { .. } => "Allow",
+            crate::policy::Outcome::Deny(d) => d.kind.as_str(),
+        };
+        Ok((decision.allowed(), decision.summary(), kind))
     };
     let active = decide(&active_dir.0);
     let candidate = decide(&candidate_dir.0);
-    let ((active_allows, active), (candidate_allows, candidate)) = (active?, candidate?);
+    let ((active_allows, active, active_kind), (candidate_allows, candidate, candidate_kind)) =
+        (active?, candidate?);
     Ok(Difference {
         action: action.name,
         principal_type: env.principal().to_string(),
@@ -74,7 +79,7 @@ pub(super) fn replay(
         confirmed: active_allows != candidate_allows,
         active,
         candidate,
-        case: cx.case(),
+        case: cx.case(candidate_kind, active_kind),
     })
 }
 
@@ -436,8 +441,10 @@ impl Readable {
         out
     }
 
-    /// The `[[case]]` that reproduces the call with `policy test`.
-    fn case(&self) -> String {
+    /// The `[[case]]` that reproduces the call with `policy test`,
+    /// expecting the candidate's decision (`candidate`; the active
+    /// policies decide `active`).
+    fn case(&self, candidate: &str, active: &str) -> String {
         let mut fields = vec![
             format!("region_id = {:?}", self.region_id),
             format!("instance_id = {:?}", self.instance_id),
@@ -459,7 +466,8 @@ impl Readable {
         }
         let mut out = self.principal_toml();
         out.push_str(&format!(
-            "\n[[case]]\nname = \"policy diff counterexample\"\nspiffe_id = {:?}\nsource_ip = {:?}\ntime = {:?}\nmfa = {}\nsecure_transport = {}\n{}request = {{ {} }}\n",
+            "\n# in a case file with account_id = {:?}\n[[case]]\nname = \"policy diff counterexample\"\nspiffe_id = {:?}\nsource_ip = {:?}\ntime = {:?}\nmfa = {}\nsecure_transport = {}\n{}request = {{ {} }}\nexpect = {candidate:?}  # the candidate's decision; the active policies': {active}\n",
+            self.account_id,
             REPLAY_IDENTITY,
             self.source_ip.to_string(),
             self.time.to_rfc3339(),
