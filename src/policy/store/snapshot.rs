@@ -28,6 +28,57 @@ fn id_lines(text: &str) -> HashMap<&str, usize> {
     lines
 }
 
+/// The line where each policy of a file starts (its first annotation or
+/// its `permit`/`forbid`), in the file's order, which is the order of the
+/// parser's `policy0`, `policy1`, … ids. Statements end at a `;` outside
+/// strings and comments.
+fn statement_lines(text: &str) -> Vec<usize> {
+    let (mut lines, mut line) = (Vec::new(), 1);
+    let (mut in_statement, mut in_string, mut escaped) = (false, false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                '\n' => line += 1,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '\n' => line += 1,
+            '/' if chars.peek() == Some(&'/') => {
+                // A comment runs to the end of its line.
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        line += 1;
+                        break;
+                    }
+                }
+            }
+            c if c.is_whitespace() => {}
+            ';' => in_statement = false,
+            c => {
+                if !in_statement {
+                    in_statement = true;
+                    lines.push(line);
+                }
+                if c == '"' {
+                    in_string = true;
+                }
+            }
+        }
+    }
+    lines
+}
+
+/// The index in its file of a policy the parser named `policy<N>`.
+fn parsed_index(id: &PolicyId) -> Option<usize> {
+    id.to_string().strip_prefix("policy")?.parse().ok()
+}
+
 /// Loads and validates one snapshot of `dir` (see [`super::load`]).
 pub(super) fn load(dir: &Path) -> Result<PolicyData, Error> {
     let mut problems = Problems::default();
@@ -198,12 +249,14 @@ impl Policies {
             );
         }
         let id_lines = id_lines(text);
+        let starts = statement_lines(text);
         for policy in parsed.policies() {
             let Some(id) = policy.annotation("id") else {
                 let head: String = policy.to_string().chars().take(60).collect();
+                let line = parsed_index(policy.id()).and_then(|i| starts.get(i).copied());
                 problems.add(
                     path,
-                    None,
+                    line,
                     format!("every policy needs an @id(\"...\") annotation: {head}…"),
                 );
                 continue;
@@ -313,5 +366,46 @@ impl Parts {
             sources: policies.sources,
             version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statements start after the previous `;`, whatever strings and
+    /// comments hold.
+    #[test]
+    fn statement_lines_skip_strings_and_comments() {
+        let text = r#"// a comment; with a semicolon
+@id("a")
+permit (principal, action, resource)
+when { resource.name == "x; // not a comment" };
+
+// another
+forbid (principal, action, resource) when { "\"" == "a;b" };
+  permit (principal, action, resource);
+"#;
+        assert_eq!(statement_lines(text), vec![2, 7, 8]);
+    }
+
+    /// A policy without an `@id` is reported at its own line, not the file's.
+    #[test]
+    fn a_policy_without_an_id_is_reported_at_its_line() {
+        let text = "@id(\"first\")\npermit (principal, action, resource);\n\n// no id:\nforbid (principal, action, resource)\nwhen { context has x };\n";
+        let mut problems = Problems::default();
+        let mut set = PolicySet::new();
+        Policies::default().parse_file(Path::new("p.cedar"), text, &mut set, &mut problems);
+        let message = problems
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
+        assert!(
+            message
+                .iter()
+                .any(|m| m.starts_with("p.cedar:5:") && m.contains("@id")),
+            "{message:?}"
+        );
     }
 }
