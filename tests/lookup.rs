@@ -83,7 +83,7 @@ async fn world_with_gateway(
     let mut config = support::config(&sim_url);
     config.credentials = Some(ecs_gateway::credentials::Config::Static(credentials));
     config.upstream.max_attempts = 1;
-    config.policy.instance_lookup = Some(lookup);
+    config.lookup = Some(lookup);
     settings(&mut config);
     let gateway = support::spawn(config).await;
     World {

@@ -49,7 +49,10 @@ pub struct Config {
     /// How callers are identified.
     pub identity: identity::Config,
     /// Authorization.
-    pub policy: PolicySettings,
+    pub policy: crate::policy::Settings,
+    /// Instances' attributes from ECS (`DescribeInstances`, the settings'
+    /// `policy.instance_lookup`); `None`: from `entities.json` only.
+    pub lookup: Option<crate::lookup::Config>,
     /// Reflection, the calls' deadline, shutdown.
     pub server: ServerSettings,
     /// Which calls are taken in (places per caller and in all, the message's
@@ -138,22 +141,6 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     /// Refuse connections without a client certificate.
     pub require_client_cert: bool,
-}
-
-/// Authorization settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicySettings {
-    /// The policy directory.
-    pub dir: PathBuf,
-    /// The account owning the instances, for ARNs; required to serve.
-    pub account_id: Option<String>,
-    /// Dependent actions beyond the catalogue's.
-    pub dependent_actions: Vec<DependentRule>,
-    /// Candidate policies decided beside those in force (shadow mode).
-    pub shadow_dir: Option<PathBuf>,
-    /// Instances' attributes from ECS (`DescribeInstances`); `None`: from
-    /// `entities.json` only.
-    pub instance_lookup: Option<crate::lookup::Config>,
 }
 
 /// Default policy directory.
@@ -265,6 +252,7 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
         tls: sections::tls(&mut r)?,
         identity: sections::identity(&mut r)?,
         policy: sections::policy(&mut r, dependent)?,
+        lookup: sections::instance_lookup(&mut r)?,
         effective: Vec::new(),
     };
     rules::check(&config)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::read::{Reader, endpoint};
 use super::table as t;
-use super::{Error, PolicySettings, ServerSettings, TlsConfig, invalid};
+use super::{Error, ServerSettings, TlsConfig, invalid};
 use crate::admission::{self, unauthenticated};
 use crate::credentials::{self, Credentials, Secret};
 use crate::identity::{self, JwksSource, JwtConfig, forwarded::SourceHeader};
@@ -250,7 +250,7 @@ fn jwt(r: &mut Reader) -> Result<Option<JwtConfig>, Error> {
 pub(super) fn policy(
     r: &mut Reader,
     dependent_actions: Vec<DependentRule>,
-) -> Result<PolicySettings, Error> {
+) -> Result<crate::policy::Settings, Error> {
     let dir = r.value(
         &t::POLICY_DIR,
         PathBuf::from(super::DEFAULT_POLICY_DIR),
@@ -272,16 +272,15 @@ pub(super) fn policy(
         t::DEPENDENT_ACTIONS.key,
         dependent_actions.len().to_string(),
     );
-    Ok(PolicySettings {
+    Ok(crate::policy::Settings {
         dir,
         account_id,
         dependent_actions,
         shadow_dir: r.path(&t::SHADOW_DIR)?.map(|(_, d)| d),
-        instance_lookup: instance_lookup(r)?,
     })
 }
 
-fn instance_lookup(r: &mut Reader) -> Result<Option<lookup::Config>, Error> {
+pub(super) fn instance_lookup(r: &mut Reader) -> Result<Option<lookup::Config>, Error> {
     let on = r.boolean(&t::INSTANCE_LOOKUP, false)?;
     let d = lookup::Config::default();
     let config = lookup::Config {

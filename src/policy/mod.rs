@@ -65,6 +65,33 @@ pub struct Config {
     pub dependent_actions: Vec<DependentRule>,
 }
 
+/// Authorization as the settings give it: the policies in force and, in
+/// shadow mode, the candidates decided beside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The policy directory.
+    pub dir: PathBuf,
+    /// The account owning the instances, for ARNs; required to serve (the
+    /// policy tools may take it from their flags instead).
+    pub account_id: Option<String>,
+    /// Dependent actions beyond the catalogue's.
+    pub dependent_actions: Vec<DependentRule>,
+    /// Candidate policies decided beside those in force (shadow mode).
+    pub shadow_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The authorizer's configuration for the policies in `dir` (the ones
+    /// in force, or the shadow ones); `None` without an account.
+    pub fn authorizer(&self, dir: &std::path::Path) -> Option<Config> {
+        Some(Config {
+            dir: dir.to_owned(),
+            account_id: self.account_id.clone()?,
+            dependent_actions: self.dependent_actions.clone(),
+        })
+    }
+}
+
 /// Why authorization could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -111,18 +111,12 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
         .clone()
         .ok_or(RunError::NoCredentials)?
         .build()?;
-    let account_id = config
+    let authorizer = config
         .policy
-        .account_id
-        .clone()
-        .ok_or(RunError::NoAccountId)?;
-    let authorizer = policy::Config {
-        dir: config.policy.dir.clone(),
-        account_id,
-        dependent_actions: config.policy.dependent_actions.clone(),
-    }
-    .build()?;
-    let (shadow, shadow_pending) = build_shadow(config, authorizer.account_id());
+        .authorizer(&config.policy.dir)
+        .ok_or(RunError::NoAccountId)?
+        .build()?;
+    let (shadow, shadow_pending) = build_shadow(&config.policy);
     let store: Arc<dyn telemetry::metrics::PolicyState> = authorizer.store().clone();
     let metrics = Arc::new(Metrics::new(Some(store)));
     if shadow_pending.is_some() {
@@ -136,7 +130,7 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
     Ok(Stack {
         gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone())
             .with_shadow(shadow)
-            .with_lookup(config.policy.instance_lookup.as_ref()),
+            .with_lookup(config.lookup.as_ref()),
         identity: Arc::new(config.identity.clone().build()?),
         tls: config.tls.as_ref().map(tls).transpose()?,
         metrics,
@@ -151,16 +145,14 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
 /// enforced: a candidate that does not load leaves shadow mode off (said
 /// loudly and counted) until it does.
 fn build_shadow(
-    config: &Config,
-    account_id: &str,
+    settings: &policy::Settings,
 ) -> (Option<Arc<policy::Authorizer>>, Option<policy::Config>) {
-    let Some(dir) = &config.policy.shadow_dir else {
+    let Some(candidate) = settings
+        .shadow_dir
+        .as_deref()
+        .and_then(|dir| settings.authorizer(dir))
+    else {
         return (None, None);
-    };
-    let candidate = policy::Config {
-        dir: dir.clone(),
-        account_id: account_id.to_owned(),
-        dependent_actions: config.policy.dependent_actions.clone(),
     };
     match candidate.clone().build() {
         Ok(shadow) => (Some(Arc::new(shadow)), None),
