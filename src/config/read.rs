@@ -52,11 +52,14 @@ struct Found {
 }
 
 /// The value in the settings file must be of the setting's TOML type.
-fn check_kind(s: &Setting, found: Option<(&String, Kind)>, expected: Kind) -> Result<(), Error> {
+fn check_kind(s: &Setting, found: Option<(Kind, usize)>, expected: Kind) -> Result<(), Error> {
     match found {
-        Some((_, kind)) if kind != expected => Err(super::invalid(
+        Some((kind, line)) if kind != expected => Err(super::invalid(
             s.key,
-            format!("takes {} in the settings file", expected.expected()),
+            format!(
+                "takes {} in the settings file (line {line})",
+                expected.expected()
+            ),
         )),
         _ => Ok(()),
     }
@@ -86,7 +89,7 @@ impl Kind {
 /// The settings file's scalar values by dotted key, with their TOML type,
 /// checked against the table of settings.
 #[derive(Debug, Default)]
-struct FileValues(BTreeMap<String, (String, Kind)>);
+struct FileValues(BTreeMap<String, (String, Kind, usize)>);
 
 impl FileValues {
     fn parse(path: &Path, text: &str) -> Result<Self, Error> {
@@ -137,7 +140,7 @@ impl FileValues {
                         ));
                     }
                 };
-                if values.insert(key.clone(), (text, kind)).is_some() {
+                if values.insert(key.clone(), (text, kind, line)).is_some() {
                     return Err(parse_error(line, format!("`{key}` is set twice")));
                 }
             }
@@ -230,8 +233,8 @@ impl<'a> Reader<'a> {
             return Ok(Some(found(s.var, &v, s.var)));
         }
         let in_file = self.file.0.get(s.key);
-        check_kind(s, in_file.map(|(text, kind)| (text, *kind)), expected)?;
-        Ok(in_file.map(|(text, _)| found(s.key, text, "the settings file")))
+        check_kind(s, in_file.map(|(_, kind, line)| (*kind, *line)), expected)?;
+        Ok(in_file.map(|(text, ..)| found(s.key, text, "the settings file")))
     }
 
     fn record(&mut self, s: &Setting, value: String, from: Option<String>) {

@@ -227,7 +227,10 @@ fn unknown_tables_are_refused_even_empty() {
 #[test]
 fn file_values_have_their_settings_type() {
     for (text, expected) in [
-        ("[tls]\nrequire_client_cert = 0\n", "true or false"),
+        (
+            "[tls]\nrequire_client_cert = 0\n",
+            "true or false (without quotes) in the settings file (line 2)",
+        ),
         ("[server]\nreflection = \"yes\"\n", "true or false"),
         (
             "[identity]\ntrust_forwarded_client_cert = 1\n",

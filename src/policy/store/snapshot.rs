@@ -50,10 +50,14 @@ fn statement_lines(text: &str) -> Vec<usize> {
         match c {
             '\n' => line += 1,
             '/' if chars.peek() == Some(&'/') => {
-                // A comment runs to the end of its line.
+                // A comment runs to the end of its line; Cedar ends it at a
+                // carriage return too.
                 for c in chars.by_ref() {
                     if c == '\n' {
                         line += 1;
+                        break;
+                    }
+                    if c == '\r' {
                         break;
                     }
                 }
@@ -387,6 +391,9 @@ forbid (principal, action, resource) when { "\"" == "a;b" };
   permit (principal, action, resource);
 "#;
         assert_eq!(statement_lines(text), vec![2, 7, 8]);
+        // A comment ended by a lone carriage return, as Cedar ends it.
+        let text = "// note\rpermit (principal, action, resource);\n@id(\"b\") forbid (principal, action, resource);\n";
+        assert_eq!(statement_lines(text), vec![1, 2]);
     }
 
     /// A policy without an `@id` is reported at its own line, not the file's.
