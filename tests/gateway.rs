@@ -804,6 +804,7 @@ async fn one_callers_client_token_never_replays_another_callers_change() {
     assert_eq!(
         h.sim.applied(&ecs_gateway::upstream::ecs_client_token(
             support::WEBAPP,
+            None,
             "shared-token"
         )),
         1

@@ -210,6 +210,8 @@ pub static CATALOGUE: &[Entry] = &[
     // The gateway's own codes. ECS uses the two `Malformed` codes in other APIs.
     row(400, "InvalidRegionId.Malformed", InvalidArgument, 0, "The specified parameter RegionId is not valid.", Gateway),
     row(400, "InvalidInstanceId.Malformed", InvalidArgument, 0, "The specified parameter InstanceId is not valid.", Gateway),
+    row(400, "InvalidAccountId.Malformed", InvalidArgument, 0, "The specified parameter account_id is not an Alibaba Cloud account ID.", Gateway),
+    row(400, "InvalidAccountId.NotServed", InvalidArgument, 0, "The specified account is not one this gateway serves.", Gateway),
     row(503, "UpstreamUnavailable", Unavailable, 1000, "The ECS endpoint could not be reached.", Gateway),
     row(504, "UpstreamTimeout", DeadlineExceeded, 0, "The ECS endpoint did not answer in time.", Gateway),
     row(503, "UpstreamCircuitOpen", Unavailable, 1000, "The ECS endpoint is failing; calls are refused until it recovers.", Gateway),
@@ -223,6 +225,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(408, "GatewayStreamExpired", DeadlineExceeded, 0, "The health or reflection stream was idle too long or reached its deadline; open a new one.", Gateway),
     row(499, "GatewayCallCancelled", Cancelled, 0, "The caller went away before its request message arrived.", Gateway),
     row(503, "GatewayShuttingDown", Unavailable, 100, "The gateway is shutting down; retry with the same client_token, another replica will serve it.", Gateway),
+    row(503, "GatewayCredentialsUnavailable", Unavailable, 1000, "The gateway has no usable credentials for the account right now; nothing was sent. Retry shortly.", Gateway),
     row(500, "GatewayInternalError", Internal, 0, "The gateway failed to process the request.", Gateway),
     // Identity and authorization: the gateway's own RAM-like checks.
     row(401, "Unauthenticated.MissingIdentity", Unauthenticated, 0, "No identity: present an mTLS client certificate or a bearer token.", Gateway),
