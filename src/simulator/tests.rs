@@ -243,6 +243,8 @@ async fn sts_keys_need_their_token() {
         id: "STS.key".into(),
         secret: Secret::new("sts-secret"),
         security_token: Some(Secret::new("the-token")),
+        account: DEMO_ACCOUNT_ID.into(),
+        expires: None,
     });
     let sim = start(config).await;
     let mut params = action(&[
@@ -252,7 +254,13 @@ async fn sts_keys_need_their_token() {
     params.extend(common("STS.key", "s1", Utc::now()));
     assert_eq!(
         code(&sim.send("POST", "sts-secret", params.clone()).await),
-        (400, "InvalidSecurityToken.Mismatch")
+        (400, "MissingSecurityToken")
+    );
+    let mut wrong = params.clone();
+    wrong.push(("SecurityToken".into(), "another-token".into()));
+    assert_eq!(
+        code(&sim.send("POST", "sts-secret", wrong).await),
+        (400, "InvalidSecurityToken.MismatchWithAccessKey")
     );
     params.retain(|(k, _)| k != "SignatureNonce");
     params.push(("SignatureNonce".into(), "s2".into()));
