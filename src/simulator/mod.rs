@@ -582,4 +582,10 @@ fn dropped() -> Response {
 type Params = HashMap<String, String>;
 
 #[cfg(test)]
+mod metadata_tests;
+#[cfg(test)]
+mod oidc_tests;
+#[cfg(test)]
+mod sts_tests;
+#[cfg(test)]
 mod tests;
