@@ -691,6 +691,8 @@ async fn signs_with_sts_credentials() {
         id: "STS.NUxyz".into(),
         secret: ecs_gateway::credentials::Secret::new("sts-secret"),
         security_token: Some(ecs_gateway::credentials::Secret::new("CAIS-token")),
+        account: simulator::DEMO_ACCOUNT_ID.into(),
+        expires: None,
     }];
     let credentials = ecs_gateway::credentials::Credentials {
         access_key_id: "STS.NUxyz".into(),

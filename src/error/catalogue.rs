@@ -204,6 +204,24 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidSecurityToken.Mismatch", Internal, 0, "Specified SecurityToken mismatch with the AccessKey.", Common),
     row(400, "InvalidSecurityToken.Expired", Internal, 0, "Specified SecurityToken is expired.", Common),
     row(400, "InvalidSecurityToken.Malformed", Internal, 0, "Specified SecurityToken is malformed.", Common),
+    // Alibaba Cloud's OpenAPI common errors (help.aliyun.com/document_detail/53438.html):
+    // an STS key without its token, and a token that is not the key's.
+    row(400, "MissingSecurityToken", Internal, 0, "SecurityToken is mandatory for this action.", Common),
+    row(400, "InvalidSecurityToken.MismatchWithAccessKey", Internal, 0, "Specified SecurityToken mismatch with the AccessKey.", Common),
+    // STS (AssumeRole, AssumeRoleWithOIDC), where the gateway's credentials
+    // come from: its role settings or OIDC token are at fault. STS's error
+    // codes (api-sts-2015-04-01-errorcodes) and troubleshooting page (42775).
+    row(400, "InvalidParameter.RoleSessionName", Internal, 0, "The parameter RoleSessionName is wrongly formed.", Common),
+    row(400, "InvalidParameter.DurationSeconds", Internal, 0, "The Min/Max value of DurationSeconds is 15min/1hr.", Common),
+    row(403, "NoPermission", Internal, 0, "You are not authorized to do this action. You should be authorized by RAM.", Common),
+    row(404, "EntityNotExist.Role", Internal, 0, "The role not exists.", Common),
+    row(404, "EntityNotExist.OIDCProvider", Internal, 0, "The specified OIDC provider does not exist.", Common),
+    row(401, "AuthenticationFail.NoPermission", Internal, 0, "There is no permission", Common),
+    row(401, "AuthenticationFail.OIDCToken.Invalid", Internal, 0, "The Jwt content is invalid that cannot be recognized.", Common),
+    row(401, "AuthenticationFail.OIDCToken.InvalidSignature", Internal, 0, "OIDC token validate failed: invalid signature.", Common),
+    row(401, "AuthenticationFail.OIDCToken.IssuerNotMatch", Internal, 0, "Invalid issuer.", Common),
+    row(401, "AuthenticationFail.OIDCToken.AudienceNotMatch", Internal, 0, "Invalid audience.", Common),
+    row(401, "AuthenticationFail.OIDCToken.Expired", Internal, 0, "This JsonWebToken is expired.", Common),
     row(400, "InvalidVersion", Internal, 0, "Specified parameter Version is not valid.", Common),
     row(403, "Forbidden.RAM", Internal, 0, "User not authorized to operate on the specified resource, or this API doesn't support RAM.", Common),
     row(503, "ServiceUnavailable", Unavailable, 1000, "The request has failed due to a temporary failure of the server.", Common),
