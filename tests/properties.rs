@@ -26,12 +26,13 @@ prop_compose! {
         end in timestamp(),
         auto_pay in proptest::option::of(any::<bool>()),
         client_token in ".{0,80}",
+        account_id in "([0-9]{1,40}|.{0,5})",
     ) -> pb::ModifyInstanceNetworkSpecRequest {
         pb::ModifyInstanceNetworkSpecRequest {
             region_id, instance_id,
             internet_max_bandwidth_out: out, internet_max_bandwidth_in: inb,
             isp, network_charge_type: charge, allocate_public_ip: allocate,
-            start_time: start, end_time: end, auto_pay, client_token,
+            start_time: start, end_time: end, auto_pay, client_token, account_id,
         }
     }
 }

@@ -95,9 +95,14 @@ async fn secrets_never_leave_the_signer() {
     shown.push(String::from_utf8_lossy(status.details()).into_owned());
 
     // Debug output of every part that holds them.
-    let provider = ecs_gateway::credentials::Config::Static(credentials())
-        .build()
-        .unwrap();
+    let provider = ecs_gateway::credentials::Signers::build(
+        ecs_gateway::credentials::Config::Static(credentials()),
+        ecs_gateway::credentials::sts::Config::default(),
+        support::DEMO_ACCOUNT_ID,
+        &[],
+        Arc::new(ecs_gateway::telemetry::Metrics::default()),
+    )
+    .unwrap();
     shown.push(format!(
         "{:?} {provider:?} {:?}",
         credentials(),

@@ -15,7 +15,106 @@ fn defaults_without_any_setting() {
     let c = load_with(&Flags::default(), &[]).unwrap();
     assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
     assert_eq!(c.upstream, upstream::Config::default());
-    assert_eq!(c.credentials, None);
+    // The SDKs' last resort: the ECS instance's attached RAM role.
+    assert_eq!(
+        c.credentials,
+        Some(credentials::Config::EcsRamRole(credentials::metadata::Config {
+            endpoint: "http://100.100.100.200".into(),
+            role: None,
+            imdsv1_disabled: false,
+        }))
+    );
+    assert_eq!(c.sts, credentials::sts::Config::default());
+    assert!(c.accounts.is_empty());
+}
+
+/// The first source of the SDKs' chain the settings configure wins:
+/// environment, RRSA, file, a named ECS RAM role, a credentials URI, the
+/// discovered role; with the metadata server disabled, none.
+#[test]
+fn the_credential_chain_is_the_sdks_order() {
+    let all = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "S"),
+        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/pod"),
+        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack"),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/token"),
+        ("ALIBABA_CLOUD_CREDENTIALS_FILE", "/creds"),
+        ("ALIBABA_CLOUD_ECS_METADATA", "node-role"),
+        ("ALIBABA_CLOUD_CREDENTIALS_URI", "http://127.0.0.1:9/c"),
+    ];
+    // Each step leaves out the sources before it.
+    let sources: Vec<&str> = [0, 2, 5, 6, 7, 8]
+        .into_iter()
+        .map(|from| {
+            let c = load_with(&Flags::default(), &all[from..]).unwrap();
+            c.credentials.map_or("none", |c| c.source())
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "environment",
+            "rrsa",
+            "file",
+            "ecs_ram_role",
+            "credentials_uri",
+            "ecs_ram_role"
+        ]
+    );
+    let off = load_with(
+        &Flags::default(),
+        &[("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")],
+    )
+    .unwrap();
+    assert_eq!(off.credentials, None);
+    let named = load_with(
+        &Flags::default(),
+        &[
+            ("ALIBABA_CLOUD_ECS_METADATA", "node-role"),
+            ("ALIBABA_CLOUD_IMDSV1_DISABLED", "true"),
+            ("ECS_GATEWAY_METADATA_ENDPOINT", "http://127.0.0.1:8080"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        named.credentials,
+        Some(credentials::Config::EcsRamRole(credentials::metadata::Config {
+            endpoint: "http://127.0.0.1:8080".into(),
+            role: Some("node-role".into()),
+            imdsv1_disabled: true,
+        }))
+    );
+}
+
+#[test]
+fn sts_settings_are_checked() {
+    let c = load_with(
+        &Flags::default(),
+        &[
+            ("ALIBABA_CLOUD_STS_REGION", "cn-hangzhou"),
+            ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+            ("ALIBABA_CLOUD_ROLE_SESSION_NAME", "gw@prod"),
+            ("ECS_GATEWAY_CREDENTIALS_SESSION_DURATION", "2h"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.sts.endpoint, "https://sts-vpc.cn-hangzhou.aliyuncs.com");
+    assert_eq!(c.sts.session_name, "gw@prod");
+    assert_eq!(c.sts.duration, Duration::from_secs(7200));
+    for (var, value) in [
+        ("ALIBABA_CLOUD_ROLE_SESSION_NAME", "a b"),
+        ("ECS_GATEWAY_CREDENTIALS_SESSION_DURATION", "5m"),
+        ("ECS_GATEWAY_CREDENTIALS_SESSION_DURATION", "13h"),
+        ("ALIBABA_CLOUD_STS_ENDPOINT", "http://sts.aliyuncs.com"),
+        ("ECS_GATEWAY_METADATA_ENDPOINT", "https://100.100.100.200/x"),
+        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:user/pod"),
+    ] {
+        let err = load_with(&Flags::default(), &[(var, value)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
 }
 
 #[test]

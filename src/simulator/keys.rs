@@ -117,6 +117,20 @@ impl Simulator {
         self.state().access_keys.insert(key.id.clone(), key);
     }
 
+    /// The secrets and security tokens of every temporary key still held,
+    /// for tests that prove none of them reaches a log or an error.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.state()
+            .access_keys
+            .values()
+            .filter(|k| k.expires.is_some())
+            .flat_map(|k| {
+                std::iter::once(k.secret.expose().to_owned())
+                    .chain(k.security_token.as_ref().map(|t| t.expose().to_owned()))
+            })
+            .collect()
+    }
+
     /// ECS calls that arrived signed with an expired key (whatever else was
     /// wrong with them): the gateway must never send one.
     pub fn expired_key_calls(&self) -> u64 {
