@@ -84,6 +84,12 @@ pub async fn run(
             access_key_secret: Secret::new(DEMO_ACCESS_KEY_SECRET),
             security_token: None,
         }));
+        // The second account, in the folder "production", through its role
+        // (STS AssumeRole at the simulator, with the role's ExternalId).
+        settings.sts.endpoint = format!("http://{addr}");
+        if settings.accounts.is_empty() {
+            settings.accounts = vec![demo_second_account()];
+        }
         Some(addr)
     };
     // The demo stands in for a mesh sidecar: callers name themselves in
@@ -113,6 +119,17 @@ pub async fn run(
     println!("Metrics: http://{admin_listen}/metrics (also /healthz, /readyz)");
     server::serve_on(stack, listener, Some(admin), shutdown).await?;
     Ok(())
+}
+
+/// The demo's second account: `2234567890123456`, reached through the
+/// role `ecs-gateway` in it, which trusts the demo's account with an
+/// ExternalId.
+pub fn demo_second_account() -> credentials::Account {
+    credentials::Account {
+        id: simulator::SECOND_ACCOUNT_ID.into(),
+        role_arn: simulator::SECOND_ACCOUNT_ROLE_ARN.into(),
+        external_id: Some(simulator::DEMO_EXTERNAL_ID.into()),
+    }
 }
 
 /// The demo's settings file, read by `demo` when it exists (from the

@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::policy::{Decision, Outcome};
 use crate::telemetry::chain;
-use crate::{admission, identity, policy, upstream, validate};
+use crate::{admission, credentials, identity, policy, upstream, validate};
 use catalogue::Entry;
 
 /// Every way a call can fail, one variant per stage.
@@ -345,6 +345,23 @@ fn upstream(error: upstream::Error, mut meta: HashMap<String, String>) -> Status
             meta,
             Some(retry_after),
         ),
+        upstream::Error::Credentials(credentials::SignerError::Unserved(unserved)) => {
+            Status::invalid_argument(format!("account_id: {unserved}"))
+        }
+        upstream::Error::Credentials(credentials::SignerError::Unavailable(unavailable)) => {
+            // The log names the failing source; the caller learns only that
+            // the gateway's credentials are failing, and when to retry.
+            tracing::warn!(error = %unavailable, "no usable credentials: the call was not sent");
+            with_retry(
+                catalogue::get("GatewayCredentialsUnavailable"),
+                format!(
+                    "the gateway has no usable credentials for account {} right now; nothing was sent",
+                    unavailable.account
+                ),
+                meta,
+                Some(unavailable.retry_after),
+            )
+        }
         upstream::Error::InvalidResponse {
             http_status,
             detail,

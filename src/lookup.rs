@@ -117,12 +117,12 @@ pub const UNASKED: Source<'static> = Source::Described {
 
 /// The lookup.
 pub struct Lookup {
-    cache: moka::future::Cache<(String, String), Arc<Answer>>,
+    cache: moka::future::Cache<Key, Arc<Answer>>,
     config: Config,
     all: DefaultDirectRateLimiter,
     per_caller: DefaultKeyedRateLimiter<CallerId>,
     /// Instances a call to ECS is in flight for.
-    asking: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    asking: std::sync::Mutex<std::collections::HashSet<Key>>,
     upstream: Arc<upstream::Client>,
     account_id: String,
     metrics: Arc<Metrics>,
@@ -175,11 +175,15 @@ impl Lookup {
     pub async fn get(
         &self,
         caller: &CallerId,
-        region_id: &str,
-        instance_id: &str,
+        (account, region_id, instance_id): (Option<&str>, &str, &str),
         deadline: Duration,
     ) -> Result<Arc<Answer>, Error> {
-        let key = (region_id.to_owned(), instance_id.to_owned());
+        let account = account.unwrap_or(&self.account_id);
+        let key = (
+            account.to_owned(),
+            region_id.to_owned(),
+            instance_id.to_owned(),
+        );
         if let Some(answer) = self.cache.get(&key).await {
             self.metrics.record_lookup("hit");
             return Ok(answer);
@@ -210,12 +214,12 @@ impl Lookup {
             }
             let described = self
                 .upstream
-                .describe_instance(region_id, instance_id, Duration::MAX)
+                .describe_instance(Some(account), region_id, instance_id, Duration::MAX)
                 .await
                 .map_err(|e| Error::Failed(reason(&e)))?;
             let instance = described
                 .instance
-                .map(|facts| instance(&facts, &self.account_id))
+                .map(|facts| instance(&facts, account))
                 .transpose()
                 .map_err(Error::Failed)?;
             Ok::<_, Error>(Arc::new(Answer {
@@ -252,7 +256,7 @@ impl Lookup {
     fn start_asking(
         &self,
         caller: &CallerId,
-        key: &(String, String),
+        key: &Key,
     ) -> Result<Option<Asking<'_>>, Error> {
         let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
         if asking.contains(key) {
@@ -294,17 +298,25 @@ impl Lookup {
 
     /// Forgets what ECS said of an instance: after a change was sent, its
     /// bandwidth, billing or public IP may be other.
-    pub async fn forget(&self, region_id: &str, instance_id: &str) {
+    pub async fn forget(&self, account: Option<&str>, region_id: &str, instance_id: &str) {
+        let account = account.unwrap_or(&self.account_id);
         self.cache
-            .invalidate(&(region_id.to_owned(), instance_id.to_owned()))
+            .invalidate(&(
+                account.to_owned(),
+                region_id.to_owned(),
+                instance_id.to_owned(),
+            ))
             .await;
     }
 }
 
+/// An instance: its account, region and ID.
+type Key = (String, String, String);
+
 /// A call to ECS in flight for an instance, until dropped.
 struct Asking<'a> {
-    asking: &'a std::sync::Mutex<std::collections::HashSet<(String, String)>>,
-    key: (String, String),
+    asking: &'a std::sync::Mutex<std::collections::HashSet<Key>>,
+    key: Key,
 }
 
 impl Drop for Asking<'_> {
@@ -372,7 +384,8 @@ pub fn instance(facts: &InstanceFacts, account_id: &str) -> Result<Instance, Str
         .tags
         .iter()
         .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
-    let entity = Entity::new_with_tags(uid, attrs, [], tags).map_err(|e| e.to_string())?;
+    let parents = [catalogue::account_uid(account_id)];
+    let entity = Entity::new_with_tags(uid, attrs, parents, tags).map_err(|e| e.to_string())?;
     Ok(Instance {
         entity,
         arn,

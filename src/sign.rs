@@ -119,6 +119,45 @@ pub fn signed_query<K: AsRef<str>, V: AsRef<str>>(
     query
 }
 
+/// The key an RPC call is signed with: its AccessKey ID, secret and, for a
+/// temporary (STS) key, its security token.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    /// The AccessKey ID.
+    pub id: &'a str,
+    /// The AccessKey secret.
+    pub secret: &'a str,
+    /// The STS security token, sent as `SecurityToken`.
+    pub security_token: Option<&'a str>,
+}
+
+/// The signed `POST` form body of an RPC call to any product (ECS, STS):
+/// the action's `params`, the common parameters (`Format=JSON`, `Version`,
+/// the key, the signature method and version, `SignatureNonce`,
+/// `Timestamp`, `SecurityToken` for a temporary key) and `Signature`.
+pub fn signed_rpc_body<'a>(
+    mut params: Vec<(&'static str, std::borrow::Cow<'a, str>)>,
+    version: &'static str,
+    key: Key<'a>,
+    nonce: &'a str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let timestamp = now.format(TIMESTAMP_FORMAT).to_string();
+    params.extend([
+        ("Format", "JSON".into()),
+        ("Version", version.into()),
+        ("AccessKeyId", key.id.into()),
+        ("SignatureMethod", SIGNATURE_METHOD.into()),
+        ("SignatureVersion", SIGNATURE_VERSION.into()),
+        ("SignatureNonce", nonce.into()),
+        ("Timestamp", timestamp.into()),
+    ]);
+    if let Some(token) = key.security_token {
+        params.push(("SecurityToken", token.into()));
+    }
+    signed_query("POST", key.secret, &params)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

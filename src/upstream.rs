@@ -193,6 +193,11 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// No credentials may sign for the call's account (an account not
+    /// served, or its credentials' source failing with nothing usable
+    /// cached): nothing was sent.
+    #[error(transparent)]
+    Credentials(#[from] credentials::SignerError),
     /// The endpoint's circuit is open after repeated failures.
     #[error("ECS at {endpoint} is failing; calls resume in {retry_after:?}")]
     CircuitOpen {
@@ -212,7 +217,7 @@ impl Error {
             // (ECS busy, a previous request still running); `Throttling`
             // asks for five minutes and is the caller's to wait out.
             Error::Ecs(e) => (codes.retry_within_call)(&e.code, e.http_status),
-            Error::CircuitOpen { .. } => false,
+            Error::CircuitOpen { .. } | Error::Credentials(_) => false,
         }
     }
 
@@ -222,7 +227,7 @@ impl Error {
         match self {
             Error::Transport { .. } | Error::Timeout(_) | Error::InvalidResponse { .. } => true,
             Error::Ecs(e) => (codes.ecs_failed)(&e.code, e.http_status),
-            Error::CircuitOpen { .. } => false,
+            Error::CircuitOpen { .. } | Error::Credentials(_) => false,
         }
     }
 }
@@ -240,7 +245,7 @@ impl Config {
     /// The TLS stack cannot be initialized.
     pub fn build(
         self,
-        credentials: Arc<credentials::Provider>,
+        credentials: Arc<credentials::Signers>,
         metrics: Arc<crate::telemetry::Metrics>,
         codes: EcsCodes,
     ) -> Result<Client, BuildError> {
@@ -284,7 +289,7 @@ pub struct Client {
     /// Parsed endpoint URLs by region (parsing one was 2 % of a call).
     urls: Arc<std::sync::RwLock<HashMap<String, Option<reqwest::Url>>>>,
     config: Config,
-    credentials: Arc<credentials::Provider>,
+    credentials: Arc<credentials::Signers>,
     metrics: Arc<crate::telemetry::Metrics>,
     breakers: Arc<breaker::Breakers>,
     budget: Arc<tower::retry::budget::TpsBudget>,
@@ -332,6 +337,7 @@ impl Client {
         let params = parameters(request);
         let result = self
             .attempts(
+                request.account_id.as_deref(),
                 &request.region_id,
                 &params,
                 &endpoint,
@@ -348,18 +354,43 @@ impl Client {
             Err(Error::Transport { .. }) => "transport",
             Err(Error::InvalidResponse { .. }) => "invalid_response",
             Err(Error::CircuitOpen { .. }) => "circuit_open",
+            Err(Error::Credentials(_)) => "no_credentials",
         };
         self.metrics.record_upstream(outcome, started.elapsed());
         result
     }
 
+    /// Whether `account` is one the gateway signs for.
+    pub fn serves(&self, account: &str) -> bool {
+        self.credentials.serves(account)
+    }
+
+    /// The credentials that sign for `account` now.
+    ///
+    /// # Errors
+    ///
+    /// The account is not served, or its credentials are unavailable.
+    pub async fn signer(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Arc<credentials::Current>, credentials::SignerError> {
+        self.credentials.get(account).await
+    }
+
+    /// Starts keeping every account's credentials fresh.
+    pub fn start_credentials(&self) {
+        self.credentials.start();
+    }
+
     /// Attempts until one succeeds, fails for good, or the deadline, the
     /// attempts or the retry budget run out. Every attempt is its own client
-    /// span, signed anew with one snapshot of the credentials (so that a
-    /// rotation between attempts cannot change the AccessKey a ClientToken
-    /// is bound to).
+    /// span, signed anew with one snapshot of `account`'s credentials (so
+    /// that a rotation between attempts does not change the AccessKey a
+    /// ClientToken is bound to), unless that snapshot may no longer sign:
+    /// no attempt is ever signed with credentials about to expire.
     async fn attempts<T: Answer>(
         &self,
+        account: Option<&str>,
         region: &str,
         params: &[(&'static str, Cow<'_, str>)],
         endpoint: &str,
@@ -371,7 +402,7 @@ impl Client {
         // count against the endpoint.
         const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
-        let credentials = self.credentials.current();
+        let mut signer = self.credentials.get(account).await?;
         let url = self.url(region, endpoint);
         self.budget.deposit();
         let mut attempt = 0u32;
@@ -389,12 +420,15 @@ impl Client {
                     });
                 }
             };
+            if !signer.usable(chrono::Utc::now()) {
+                signer = self.credentials.get(account).await?;
+            }
             let attempt_timeout = remaining.min(self.config.attempt_timeout);
             let span = attempt_span(url.as_ref(), endpoint, attempt);
             let result = self
                 .call(
                     params,
-                    &credentials,
+                    signer.credentials(),
                     endpoint,
                     url.as_ref(),
                     attempt_timeout,
@@ -544,6 +578,7 @@ fn mark_failed(span: &tracing::Span, error: &Error) {
         Error::Transport { .. } => "UpstreamUnavailable",
         Error::InvalidResponse { .. } => "UpstreamInvalidResponse",
         Error::CircuitOpen { .. } => "UpstreamCircuitOpen",
+        Error::Credentials(_) => "GatewayCredentialsUnavailable",
     };
     crate::telemetry::trace::fail(span, code);
 }
@@ -579,6 +614,7 @@ mod tests {
                 value: "tok en".into(),
                 generated: false,
             },
+            account_id: None,
         }
     }
 
@@ -631,14 +667,25 @@ mod tests {
 
     #[test]
     fn ecs_client_tokens_are_per_caller_and_stable() {
-        let a = ecs_client_token("spiffe://demo.local/sa/netops", "t-1");
-        assert_eq!(a, ecs_client_token("spiffe://demo.local/sa/netops", "t-1"));
+        let a = ecs_client_token("spiffe://demo.local/sa/netops", None, "t-1");
+        assert_eq!(a, ecs_client_token("spiffe://demo.local/sa/netops", None, "t-1"));
         assert_eq!(a.len(), 64);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/webapp", "t-1"));
-        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/netops", "t-2"));
+        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/webapp", None, "t-1"));
+        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/netops", None, "t-2"));
         // The boundary between caller and token is part of the input.
-        assert_ne!(ecs_client_token("ab", "c"), ecs_client_token("a", "bc"));
+        assert_ne!(ecs_client_token("ab", None, "c"), ecs_client_token("a", None, "bc"));
+        // Per account too, and no account can be shifted into the token.
+        let other = ecs_client_token("spiffe://demo.local/sa/netops", Some("2234567890123456"), "t-1");
+        assert_ne!(a, other);
+        assert_ne!(
+            other,
+            ecs_client_token("spiffe://demo.local/sa/netops", Some("2234567890123457"), "t-1")
+        );
+        assert_ne!(
+            ecs_client_token("a", Some("1"), "2"),
+            ecs_client_token("a", Some("12"), "")
+        );
     }
 
     #[test]

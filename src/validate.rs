@@ -102,6 +102,9 @@ pub struct ModifyRequest {
     pub auto_pay: Option<bool>,
     /// The idempotency token.
     pub client_token: ClientToken,
+    /// The account that owns the instance; `None`: the gateway's default
+    /// account.
+    pub account_id: Option<String>,
 }
 
 impl ModifyRequest {
@@ -142,6 +145,15 @@ pub struct Violation {
 pub struct Rejection {
     /// At least one violation.
     pub violations: Vec<Violation>,
+}
+
+impl Rejection {
+    /// A rejection of one field.
+    pub fn single(field: &'static str, code: &'static str, description: String) -> Self {
+        let mut bad = Violations::default();
+        bad.add(field, code, description);
+        Self { violations: bad.0 }
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -247,6 +259,7 @@ pub fn modify_request(
     );
 
     let client_token = check_client_token(request.client_token, &mut bad);
+    let account_id = check_account_id(request.account_id, &mut bad);
 
     if request.internet_max_bandwidth_out.is_none()
         && request.internet_max_bandwidth_in.is_none()
@@ -273,7 +286,25 @@ pub fn modify_request(
         temporary,
         auto_pay: request.auto_pay,
         client_token,
+        account_id,
     })
+}
+
+/// The target account: empty for the default account, else an account ID
+/// (ASCII digits, at most 32).
+fn check_account_id(account_id: String, bad: &mut Violations) -> Option<String> {
+    if account_id.is_empty() {
+        return None;
+    }
+    if account_id.len() > 32 || !crate::account::AccountId::is_valid(&account_id) {
+        bad.add(
+            "account_id",
+            "InvalidAccountId.Malformed",
+            "expected an Alibaba Cloud account ID (ASCII digits, such as 1234567890123456), or empty for the gateway's default account",
+        );
+        return None;
+    }
+    Some(account_id)
 }
 
 /// A region ID: lower-case ASCII letters and digits in at least two

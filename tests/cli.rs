@@ -288,11 +288,18 @@ fn stop(demo: &mut Demo) {
 fn serve_refuses_bad_settings_with_exit_code_64() {
     let run = |env: &[(&str, &str)], args: &[&str]| {
         let mut command = Command::new(BIN);
-        command.arg("serve").args(args).env("RUST_LOG", "off");
+        command
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "off")
+            // Off an ECS instance: no instance RAM role to wait for.
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
         for name in [
             "ALIBABA_CLOUD_ACCESS_KEY_ID",
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
             "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            "ALIBABA_CLOUD_ROLE_ARN",
         ] {
             command.env_remove(name);
         }
@@ -360,7 +367,7 @@ fn serve_check_prints_the_effective_settings() {
     );
     assert!(stdout.contains("upstream.timeout = \"10s\"\n"), "{stdout}");
     assert!(
-        stdout.contains("credentials = \"environment\"\n"),
+        stdout.contains("credentials = \"environment AccessKey LTAI5tCheck\"\n"),
         "{stdout}"
     );
     assert!(!stdout.contains("check-secret-value"), "{stdout}");
@@ -906,6 +913,101 @@ fn the_readmes_client_examples_are_the_files_ci_runs() {
     );
 }
 
+/// `serve --check` names the credential source in force, the first of the
+/// SDKs' chain the settings configure, and the accounts served; never a
+/// secret (a credentials URI's query), and a half-set source is refused.
+#[test]
+fn serve_check_names_the_credential_source_and_the_accounts() {
+    let check = |env: &[(&str, &str)], config: &str| {
+        let file = toml_file(&format!(
+            "[policy]\naccount_id = \"1234567890123456\"\n{config}"
+        ));
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--check", "--settings-only", "--config"])
+            .arg(file.path());
+        for name in [
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            "ALIBABA_CLOUD_ECS_METADATA",
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+        ] {
+            command.env_remove(name);
+        }
+        let out = command.envs(env.iter().copied()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let rrsa = [
+        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/pod"),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1234567890123456:oidc-provider/ack",
+        ),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/secrets/token"),
+    ];
+    let (code, out, err) = check(&rrsa, "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("credentials = \"RRSA: role acs:ram::1234567890123456:role/pod with the OIDC token in /var/run/secrets/token"),
+        "{out}"
+    );
+    let (code, _, err) = check(&rrsa[..2], "");
+    assert_eq!(code, Some(64));
+    assert!(err.contains("ALIBABA_CLOUD_OIDC_TOKEN_FILE"), "{err}");
+
+    let (_, out, _) = check(&[], "");
+    assert!(
+        out.contains("credentials = \"ECS RAM role (discovered) from the metadata server at http://100.100.100.200\""),
+        "{out}"
+    );
+    let uri = [(
+        "ALIBABA_CLOUD_CREDENTIALS_URI",
+        "http://127.0.0.1:9/creds?token=uri-secret",
+    )];
+    let (_, out, _) = check(&uri, "");
+    assert!(out.contains("credentials = \"ECS RAM role"), "the SDKs' order: {out}");
+    let (_, out, _) = check(&[uri[0], ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")], "");
+    assert!(
+        out.contains("credentials = \"credentials URI http://127.0.0.1:9/creds\""),
+        "{out}"
+    );
+    assert!(!out.contains("uri-secret"), "{out}");
+    let (code, _, err) = check(&[("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")], "");
+    assert_eq!(code, Some(0), "--settings-only: {err}");
+
+    let accounts = "[[accounts]]\nid = \"2234567890123456\"\nrole_arn = \"acs:ram::2234567890123456:role/ecs-gateway\"\nexternal_id = \"x-1\"\n";
+    let (code, out, err) = check(&[], accounts);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("accounts = \"2234567890123456\""), "{out}");
+    for (bad, says) in [
+        (
+            "[[accounts]]\nid = \"1234567890123456\"\nrole_arn = \"acs:ram::1234567890123456:role/r\"\n",
+            "accounts[0].id",
+        ),
+        (
+            "[[accounts]]\nid = \"2234567890123456\"\nrole_arn = \"acs:ram::3334567890123456:role/r\"\n",
+            "accounts[0].role_arn",
+        ),
+        (
+            "[[accounts]]\nid = \"2234567890123456\"\nrole_arn = \"acs:ram::2234567890123456:role/r\"\nexternal = \"x\"\n",
+            "external",
+        ),
+    ] {
+        let (code, _, err) = check(&[], bad);
+        assert_eq!(code, Some(64), "{bad}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
 /// Issue 25: `serve --check` passed settings that make `serve` exit 64 (no
 /// account, no credentials, a policy directory that does not exist). It
 /// checks what `serve` checks now, binding nothing; `--settings-only` checks
@@ -914,11 +1016,16 @@ fn the_readmes_client_examples_are_the_files_ci_runs() {
 fn serve_check_refuses_what_serve_refuses() {
     let check = |env: &[(&str, &str)], extra: &[&str]| {
         let mut command = Command::new(BIN);
-        command.args(["serve", "--check"]).args(extra);
+        command
+            .args(["serve", "--check"])
+            .args(extra)
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
         for name in [
             "ALIBABA_CLOUD_ACCESS_KEY_ID",
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
             "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            "ALIBABA_CLOUD_ROLE_ARN",
             "ECS_GATEWAY_ACCOUNT_ID",
         ] {
             command.env_remove(name);

@@ -691,6 +691,8 @@ async fn signs_with_sts_credentials() {
         id: "STS.NUxyz".into(),
         secret: ecs_gateway::credentials::Secret::new("sts-secret"),
         security_token: Some(ecs_gateway::credentials::Secret::new("CAIS-token")),
+        account: simulator::DEMO_ACCOUNT_ID.into(),
+        expires: None,
     }];
     let credentials = ecs_gateway::credentials::Credentials {
         access_key_id: "STS.NUxyz".into(),
@@ -804,6 +806,7 @@ async fn one_callers_client_token_never_replays_another_callers_change() {
     assert_eq!(
         h.sim.applied(&ecs_gateway::upstream::ecs_client_token(
             support::WEBAPP,
+            None,
             "shared-token"
         )),
         1

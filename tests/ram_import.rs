@@ -91,6 +91,7 @@ impl Call {
                 value: "t".into(),
                 generated: true,
             },
+            account_id: None,
         }
     }
 

@@ -71,6 +71,8 @@ async fn secrets_never_leave_the_signer() {
         id: "STS.NTest".into(),
         secret: Secret::new(SECRET),
         security_token: Some(Secret::new(TOKEN)),
+        account: simulator::DEMO_ACCOUNT_ID.into(),
+        expires: None,
     }];
     let h = support::start_with(world, |c| {
         c.credentials = Some(ecs_gateway::credentials::Config::Static(credentials()));

@@ -44,6 +44,10 @@ pub struct Config {
     /// Where the signing credentials come from; `None` when none are set
     /// (only the demo, which signs with its simulator's key, accepts that).
     pub credentials: Option<credentials::Config>,
+    /// How STS is reached (RRSA, `AssumeRole`) and what sessions ask for.
+    pub sts: credentials::sts::Config,
+    /// The other accounts served (`[[accounts]]`), each through a role.
+    pub accounts: Vec<credentials::Account>,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
     /// How callers are identified.
@@ -188,13 +192,18 @@ fn invalid(setting: &str, problem: impl Into<String>) -> Error {
     }
 }
 
-/// The settings file's `[[policy.dependent_actions]]`, the one setting that
-/// is a list of tables.
-fn dependent_actions(path: &std::path::Path, text: &str) -> Result<Vec<DependentRule>, Error> {
+/// The settings file's lists of tables, read by serde:
+/// `[[policy.dependent_actions]]` and `[[accounts]]`.
+fn lists(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<(Vec<DependentRule>, Vec<credentials::Account>), Error> {
     #[derive(Default, Deserialize)]
     struct File {
         #[serde(default)]
         policy: Policy,
+        #[serde(default)]
+        accounts: Vec<credentials::Account>,
     }
     #[derive(Default, Deserialize)]
     struct Policy {
@@ -202,7 +211,7 @@ fn dependent_actions(path: &std::path::Path, text: &str) -> Result<Vec<Dependent
         dependent_actions: Vec<DependentRule>,
     }
     toml::from_str::<File>(text)
-        .map(|file| file.policy.dependent_actions)
+        .map(|file| (file.policy.dependent_actions, file.accounts))
         .map_err(|e| Error::Parse {
             path: path.to_owned(),
             message: read::toml_message(text, &e),
@@ -232,9 +241,9 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
     };
     let file = path.as_deref().zip(text.as_deref());
     let mut r = Reader::new(file, env, flags)?;
-    let dependent = match file {
-        Some((path, text)) => dependent_actions(path, text)?,
-        None => Vec::new(),
+    let (dependent, accounts) = match file {
+        Some((path, text)) => lists(path, text)?,
+        None => Default::default(),
     };
     // Read in the table's order, which is the order `serve --check` prints.
     let listen = sections::address(&mut r, &table::LISTEN, DEFAULT_LISTEN)?;
@@ -242,13 +251,16 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
     let upstream = sections::upstream(&mut r)?;
     let server = sections::server(&mut r)?;
     let admission = sections::admission(&mut r, server.request_timeout)?;
+    let (credentials, sts) = sections::credentials(&mut r)?;
     let config = Config {
         listen,
         admin_listen,
         upstream,
         server,
         admission,
-        credentials: sections::credentials(&mut r)?,
+        credentials,
+        sts,
+        accounts: sections::accounts(&mut r, accounts),
         tls: sections::tls(&mut r)?,
         identity: sections::identity(&mut r)?,
         policy: sections::policy(&mut r, dependent)?,

@@ -129,7 +129,11 @@ impl FileValues {
                     }
                     _ if !known => return Err(parse_error(line, unknown(&key))),
                     // A list of tables, read by serde (super::dependent_actions).
-                    toml::de::DeValue::Array(_) if key == table::DEPENDENT_ACTIONS.key => continue,
+                    toml::de::DeValue::Array(_)
+                        if key == table::DEPENDENT_ACTIONS.key || key == table::ACCOUNTS.key =>
+                    {
+                        continue;
+                    }
                     toml::de::DeValue::String(s) => (s.into_owned(), Kind::Text),
                     toml::de::DeValue::Integer(n) => (n.to_string(), Kind::Number),
                     toml::de::DeValue::Boolean(b) => (b.to_string(), Kind::Boolean),
@@ -373,7 +377,7 @@ pub fn show_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration such as 10s or 500ms ({e})"))?;
     if d.is_zero() {

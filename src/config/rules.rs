@@ -28,6 +28,7 @@ pub(super) fn check(config: &Config) -> Result<(), Error> {
             "cannot be used with TLS on the gRPC port: a TLS client without a certificate could name itself in x-forwarded-client-cert; trust the header only behind a sidecar that terminates TLS",
         ));
     }
+    accounts(config)?;
     let s = &config.admission;
     let n = |v: usize| v as u64;
     at_most(
@@ -71,6 +72,47 @@ pub(super) fn check(config: &Config) -> Result<(), Error> {
                 s.receive_timeout, request_timeout
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `[[accounts]]`: each a valid account ID, listed once, not the default
+/// account (which signs with the chain's credentials), with a role of its
+/// own account and an `ExternalId` STS accepts.
+fn accounts(config: &Config) -> Result<(), Error> {
+    let default = config.policy.account_id.as_deref();
+    let mut seen = std::collections::HashSet::new();
+    for (i, account) in config.accounts.iter().enumerate() {
+        let name = format!("accounts[{i}]");
+        if !crate::account::AccountId::is_valid(&account.id) {
+            return Err(invalid(
+                &format!("{name}.id"),
+                format!("{:?} is not an Alibaba Cloud account ID (digits)", account.id),
+            ));
+        }
+        if Some(account.id.as_str()) == default {
+            return Err(invalid(
+                &format!("{name}.id"),
+                "is the default account (policy.account_id), which signs with the gateway's own credentials: list only the other accounts",
+            ));
+        }
+        if !seen.insert(account.id.as_str()) {
+            return Err(invalid(&format!("{name}.id"), format!("{} is listed twice", account.id)));
+        }
+        super::sections::role_arn(&account.role_arn, Some(&account.id))
+            .map_err(|p| invalid(&format!("{name}.role_arn"), p))?;
+        if let Some(external_id) = &account.external_id {
+            let valid = (2..=1224).contains(&external_id.len())
+                && external_id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b)
+                });
+            if !valid {
+                return Err(invalid(
+                    &format!("{name}.external_id"),
+                    "is not an ExternalId STS accepts: 2 to 1224 of A-Z a-z 0-9 _ + = , . @ : / -",
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -96,9 +96,14 @@ pub(super) fn admission(
     })
 }
 
-/// The official SDKs' order: an AccessKey pair in the environment, else a
-/// credentials file.
-pub(super) fn credentials(r: &mut Reader) -> Result<Option<credentials::Config>, Error> {
+/// The signing credentials' source, the first the settings configure in
+/// the official SDKs' order (an AccessKey in the environment, RRSA, the
+/// credentials file, a named ECS RAM role, a credentials URI, else the ECS
+/// instance's attached role unless the metadata server is disabled), and
+/// how STS is reached.
+pub(super) fn credentials(
+    r: &mut Reader,
+) -> Result<(Option<credentials::Config>, credentials::sts::Config), Error> {
     let file = r.path(&t::CREDENTIALS_FILE)?.map(|(_, p)| p);
     let profile = r.value(
         &t::CREDENTIALS_PROFILE,
@@ -106,32 +111,210 @@ pub(super) fn credentials(r: &mut Reader) -> Result<Option<credentials::Config>,
         |text| Ok(text.to_owned()),
         Clone::clone,
     )?;
+    let environment = environment_key(r)?;
+    let rrsa = rrsa(r)?;
+    let sts = sts(r)?;
+    let ecs_role = r.text(&t::ECS_RAM_ROLE)?.map(|(_, role)| role);
+    let metadata_disabled = r.boolean(&t::ECS_METADATA_DISABLED, false)?;
+    let imdsv1_disabled = r.boolean(&t::IMDSV1_DISABLED, false)?;
+    let metadata_endpoint = r.value(
+        &t::METADATA_ENDPOINT,
+        credentials::metadata::DEFAULT_ENDPOINT.to_owned(),
+        metadata_endpoint,
+        Clone::clone,
+    )?;
+    let uri = r.secret(&t::CREDENTIALS_URI);
+    let (sts_endpoint, sts_region, vpc) = (
+        r.text(&t::STS_ENDPOINT)?,
+        r.text(&t::STS_REGION)?.map(|(_, region)| region),
+        r.boolean(&t::VPC_ENDPOINT, false)?,
+    );
+    let endpoint = credentials::sts::endpoint(
+        sts_endpoint.as_ref().map(|(_, e)| e.as_str()),
+        sts_region.as_deref(),
+        vpc,
+    )
+    .map_err(|problem| {
+        let name = sts_endpoint.as_ref().map_or(t::STS_REGION.var, |(n, _)| n.as_str());
+        invalid(name, problem)
+    })?;
+    let metadata = |role| {
+        credentials::Config::EcsRamRole(credentials::metadata::Config {
+            endpoint: metadata_endpoint.clone(),
+            role,
+            imdsv1_disabled,
+        })
+    };
+    let config = if let Some(key) = environment {
+        Some(credentials::Config::Static(key))
+    } else if let Some(rrsa) = rrsa {
+        Some(credentials::Config::Oidc(rrsa))
+    } else if let Some(path) = file {
+        Some(credentials::Config::File { path, profile })
+    } else if let (Some(role), false) = (&ecs_role, metadata_disabled) {
+        Some(metadata(Some(role.clone())))
+    } else if let Some(uri) = uri {
+        Some(credentials::Config::Uri(credentials::uri::Config { uri }))
+    } else if !metadata_disabled {
+        Some(metadata(None))
+    } else {
+        None
+    };
+    r.note(
+        "credentials",
+        config
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), credentials::Config::describe),
+    );
+    Ok((config, credentials::sts::Config { endpoint, ..sts }))
+}
+
+/// An AccessKey pair in the environment, with its STS token.
+fn environment_key(r: &mut Reader) -> Result<Option<Credentials>, Error> {
     let (id, secret) = (t::ACCESS_KEY_ID.var, t::ACCESS_KEY_SECRET.var);
-    let config = match (r.secret(&t::ACCESS_KEY_ID), r.secret(&t::ACCESS_KEY_SECRET)) {
-        (Some(access_key_id), Some(key_secret)) => Some(credentials::Config::Static(Credentials {
+    match (r.secret(&t::ACCESS_KEY_ID), r.secret(&t::ACCESS_KEY_SECRET)) {
+        (Some(access_key_id), Some(key_secret)) => Ok(Some(Credentials {
             access_key_id,
             access_key_secret: Secret::new(key_secret),
             security_token: r.secret(&t::SECURITY_TOKEN).map(Secret::new),
         })),
-        (Some(_), None) => {
-            return Err(invalid(secret, format!("is not set but {id} is: set both")));
+        (Some(_), None) => Err(invalid(secret, format!("is not set but {id} is: set both"))),
+        (None, Some(_)) => Err(invalid(id, format!("is not set but {secret} is: set both"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// RRSA's three settings: all, or none.
+fn rrsa(r: &mut Reader) -> Result<Option<credentials::oidc::Config>, Error> {
+    let role = r.optional(&t::ROLE_ARN, |text| role_arn(text, None))?;
+    let provider = r.optional(&t::OIDC_PROVIDER_ARN, oidc_provider_arn)?;
+    let token_file = r.path(&t::OIDC_TOKEN_FILE)?;
+    match (role, provider, token_file) {
+        (Some((_, role_arn)), Some((_, provider_arn)), Some((_, token_file))) => {
+            Ok(Some(credentials::oidc::Config {
+                role_arn,
+                provider_arn,
+                token_file,
+            }))
         }
-        (None, Some(_)) => {
-            return Err(invalid(id, format!("is not set but {secret} is: set both")));
+        (None, None, None) => Ok(None),
+        (role, provider, file) => {
+            let set = [role.map(|r| r.0), provider.map(|p| p.0), file.map(|f| f.0)];
+            let given = set.iter().flatten().next().cloned().unwrap_or_default();
+            let missing: Vec<&str> = [&t::ROLE_ARN, &t::OIDC_PROVIDER_ARN, &t::OIDC_TOKEN_FILE]
+                .iter()
+                .zip(&set)
+                .filter(|(_, v)| v.is_none())
+                .map(|(s, _)| s.var)
+                .collect();
+            Err(invalid(
+                &given,
+                format!("RRSA needs all three settings: set {} too", missing.join(" and ")),
+            ))
         }
-        (None, None) => file.map(|path| credentials::Config::File { path, profile }),
-    };
-    r.note(
-        "credentials",
-        match &config {
-            None => "none".to_owned(),
-            Some(credentials::Config::Static(_)) => "environment".to_owned(),
-            Some(credentials::Config::File { path, profile }) => {
-                format!("file {} [{profile}]", path.display())
+    }
+}
+
+/// STS sessions: their name and lifetime.
+fn sts(r: &mut Reader) -> Result<credentials::sts::Config, Error> {
+    let defaults = credentials::sts::Config::default();
+    let session_name = r.value(
+        &t::ROLE_SESSION_NAME,
+        defaults.session_name.clone(),
+        |text| {
+            if credentials::sts::valid_session_name(text) {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "{text:?} is not a RoleSessionName: 2 to 64 of A-Z a-z 0-9 . @ _ -"
+                ))
             }
         },
+        Clone::clone,
+    )?;
+    let duration = r.value(
+        &t::SESSION_DURATION,
+        defaults.duration,
+        |text| {
+            let d = super::read::duration(text)?;
+            if credentials::sts::DURATION_RANGE.contains(&d) && d.subsec_nanos() == 0 {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "{text:?} is not a whole number of seconds from 15m to 12h (STS's DurationSeconds)"
+                ))
+            }
+        },
+        |d| super::read::show_duration(*d),
+    )?;
+    Ok(credentials::sts::Config {
+        session_name,
+        duration,
+        ..defaults
+    })
+}
+
+/// A RAM role's ARN, `acs:ram::{account}:role/{name}` (of `account` when
+/// given).
+pub(super) fn role_arn(text: &str, account: Option<&str>) -> Result<String, String> {
+    let expected = "acs:ram::{account}:role/{name}";
+    let rest = text
+        .strip_prefix("acs:ram::")
+        .ok_or_else(|| format!("{text:?} is not a role ARN ({expected})"))?;
+    let (id, name) = rest
+        .split_once(":role/")
+        .ok_or_else(|| format!("{text:?} is not a role ARN ({expected})"))?;
+    if !crate::account::AccountId::is_valid(id) || name.is_empty() || name.len() > 64 {
+        return Err(format!("{text:?} is not a role ARN ({expected})"));
+    }
+    match account {
+        Some(account) if account != id => Err(format!(
+            "{text:?} is a role of account {id}, not of account {account}"
+        )),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+fn oidc_provider_arn(text: &str) -> Result<String, String> {
+    let valid = text
+        .strip_prefix("acs:ram::")
+        .and_then(|rest| rest.split_once(":oidc-provider/"))
+        .is_some_and(|(id, name)| crate::account::AccountId::is_valid(id) && !name.is_empty());
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an OIDC provider ARN (acs:ram::{{account}}:oidc-provider/{{name}})"
+        ))
+    }
+}
+
+/// The metadata server: plain http (it is link-local), no path or query.
+fn metadata_endpoint(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if url.scheme() != "http" || url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "{text:?}: expected http://HOST[:PORT], as http://100.100.100.200"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// `[[accounts]]`, recorded for `serve --check` (checked in `rules.rs`).
+pub(super) fn accounts(
+    r: &mut Reader,
+    accounts: Vec<credentials::Account>,
+) -> Vec<credentials::Account> {
+    let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    r.note(
+        "accounts",
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        },
     );
-    Ok(config)
+    accounts
 }
 
 pub(super) fn tls(r: &mut Reader) -> Result<Option<TlsConfig>, Error> {

@@ -116,6 +116,58 @@ pub(crate) const CREDENTIALS_FILE: Setting = setting(
 );
 pub(crate) const CREDENTIALS_PROFILE: Setting =
     setting("credentials.profile", "ALIBABA_CLOUD_PROFILE", "");
+/// RRSA: the role, the OIDC provider and the token file (all three).
+pub(crate) const ROLE_ARN: Setting = setting("credentials.role_arn", "ALIBABA_CLOUD_ROLE_ARN", "");
+pub(crate) const OIDC_PROVIDER_ARN: Setting = setting(
+    "credentials.oidc_provider_arn",
+    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+    "",
+);
+pub(crate) const OIDC_TOKEN_FILE: Setting = setting(
+    "credentials.oidc_token_file",
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+    "",
+);
+pub(crate) const ROLE_SESSION_NAME: Setting = setting(
+    "credentials.role_session_name",
+    "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+    "",
+);
+pub(crate) const SESSION_DURATION: Setting = setting(
+    "credentials.session_duration",
+    "ECS_GATEWAY_CREDENTIALS_SESSION_DURATION",
+    "",
+);
+pub(crate) const ECS_RAM_ROLE: Setting =
+    setting("credentials.ecs_ram_role", "ALIBABA_CLOUD_ECS_METADATA", "");
+pub(crate) const ECS_METADATA_DISABLED: Setting = setting(
+    "credentials.ecs_metadata_disabled",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "",
+);
+pub(crate) const IMDSV1_DISABLED: Setting = setting(
+    "credentials.imdsv1_disabled",
+    "ALIBABA_CLOUD_IMDSV1_DISABLED",
+    "",
+);
+pub(crate) const METADATA_ENDPOINT: Setting = setting(
+    "credentials.metadata_endpoint",
+    "ECS_GATEWAY_METADATA_ENDPOINT",
+    "",
+);
+/// A credentials URI (environment only: its query may hold a secret).
+pub(crate) const CREDENTIALS_URI: Setting = setting("", "ALIBABA_CLOUD_CREDENTIALS_URI", "");
+pub(crate) const STS_ENDPOINT: Setting =
+    setting("credentials.sts_endpoint", "ALIBABA_CLOUD_STS_ENDPOINT", "");
+pub(crate) const STS_REGION: Setting =
+    setting("credentials.sts_region", "ALIBABA_CLOUD_STS_REGION", "");
+pub(crate) const VPC_ENDPOINT: Setting = setting(
+    "credentials.vpc_endpoint",
+    "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
+    "",
+);
+/// `[[accounts]]` (the file only: a list of tables).
+pub(crate) const ACCOUNTS: Setting = setting("accounts", "", "");
 
 pub(crate) const POLICY_DIR: Setting =
     setting("policy.dir", "ECS_GATEWAY_POLICY_DIR", "--policies");
@@ -219,6 +271,20 @@ pub const ALL: &[Setting] = &[
     SECURITY_TOKEN,
     CREDENTIALS_FILE,
     CREDENTIALS_PROFILE,
+    ROLE_ARN,
+    OIDC_PROVIDER_ARN,
+    OIDC_TOKEN_FILE,
+    ROLE_SESSION_NAME,
+    SESSION_DURATION,
+    ECS_RAM_ROLE,
+    ECS_METADATA_DISABLED,
+    IMDSV1_DISABLED,
+    METADATA_ENDPOINT,
+    CREDENTIALS_URI,
+    STS_ENDPOINT,
+    STS_REGION,
+    VPC_ENDPOINT,
+    ACCOUNTS,
     POLICY_DIR,
     ACCOUNT_ID,
     DEPENDENT_ACTIONS,

@@ -204,12 +204,32 @@ pub static CATALOGUE: &[Entry] = &[
     row(400, "InvalidSecurityToken.Mismatch", Internal, 0, "Specified SecurityToken mismatch with the AccessKey.", Common),
     row(400, "InvalidSecurityToken.Expired", Internal, 0, "Specified SecurityToken is expired.", Common),
     row(400, "InvalidSecurityToken.Malformed", Internal, 0, "Specified SecurityToken is malformed.", Common),
+    // Alibaba Cloud's OpenAPI common errors (help.aliyun.com/document_detail/53438.html):
+    // an STS key without its token, and a token that is not the key's.
+    row(400, "MissingSecurityToken", Internal, 0, "SecurityToken is mandatory for this action.", Common),
+    row(400, "InvalidSecurityToken.MismatchWithAccessKey", Internal, 0, "Specified SecurityToken mismatch with the AccessKey.", Common),
+    // STS (AssumeRole, AssumeRoleWithOIDC), where the gateway's credentials
+    // come from: its role settings or OIDC token are at fault. STS's error
+    // codes (api-sts-2015-04-01-errorcodes) and troubleshooting page (42775).
+    row(400, "InvalidParameter.RoleSessionName", Internal, 0, "The parameter RoleSessionName is wrongly formed.", Common),
+    row(400, "InvalidParameter.DurationSeconds", Internal, 0, "The Min/Max value of DurationSeconds is 15min/1hr.", Common),
+    row(403, "NoPermission", Internal, 0, "You are not authorized to do this action. You should be authorized by RAM.", Common),
+    row(404, "EntityNotExist.Role", Internal, 0, "The role not exists.", Common),
+    row(404, "EntityNotExist.OIDCProvider", Internal, 0, "The specified OIDC provider does not exist.", Common),
+    row(401, "AuthenticationFail.NoPermission", Internal, 0, "There is no permission", Common),
+    row(401, "AuthenticationFail.OIDCToken.Invalid", Internal, 0, "The Jwt content is invalid that cannot be recognized.", Common),
+    row(401, "AuthenticationFail.OIDCToken.InvalidSignature", Internal, 0, "OIDC token validate failed: invalid signature.", Common),
+    row(401, "AuthenticationFail.OIDCToken.IssuerNotMatch", Internal, 0, "Invalid issuer.", Common),
+    row(401, "AuthenticationFail.OIDCToken.AudienceNotMatch", Internal, 0, "Invalid audience.", Common),
+    row(401, "AuthenticationFail.OIDCToken.Expired", Internal, 0, "This JsonWebToken is expired.", Common),
     row(400, "InvalidVersion", Internal, 0, "Specified parameter Version is not valid.", Common),
     row(403, "Forbidden.RAM", Internal, 0, "User not authorized to operate on the specified resource, or this API doesn't support RAM.", Common),
     row(503, "ServiceUnavailable", Unavailable, 1000, "The request has failed due to a temporary failure of the server.", Common),
     // The gateway's own codes. ECS uses the two `Malformed` codes in other APIs.
     row(400, "InvalidRegionId.Malformed", InvalidArgument, 0, "The specified parameter RegionId is not valid.", Gateway),
     row(400, "InvalidInstanceId.Malformed", InvalidArgument, 0, "The specified parameter InstanceId is not valid.", Gateway),
+    row(400, "InvalidAccountId.Malformed", InvalidArgument, 0, "The specified parameter account_id is not an Alibaba Cloud account ID.", Gateway),
+    row(400, "InvalidAccountId.NotServed", InvalidArgument, 0, "The specified account is not one this gateway serves.", Gateway),
     row(503, "UpstreamUnavailable", Unavailable, 1000, "The ECS endpoint could not be reached.", Gateway),
     row(504, "UpstreamTimeout", DeadlineExceeded, 0, "The ECS endpoint did not answer in time.", Gateway),
     row(503, "UpstreamCircuitOpen", Unavailable, 1000, "The ECS endpoint is failing; calls are refused until it recovers.", Gateway),
@@ -223,6 +243,7 @@ pub static CATALOGUE: &[Entry] = &[
     row(408, "GatewayStreamExpired", DeadlineExceeded, 0, "The health or reflection stream was idle too long or reached its deadline; open a new one.", Gateway),
     row(499, "GatewayCallCancelled", Cancelled, 0, "The caller went away before its request message arrived.", Gateway),
     row(503, "GatewayShuttingDown", Unavailable, 100, "The gateway is shutting down; retry with the same client_token, another replica will serve it.", Gateway),
+    row(503, "GatewayCredentialsUnavailable", Unavailable, 1000, "The gateway has no usable credentials for the account right now; nothing was sent. Retry shortly.", Gateway),
     row(500, "GatewayInternalError", Internal, 0, "The gateway failed to process the request.", Gateway),
     // Identity and authorization: the gateway's own RAM-like checks.
     row(401, "Unauthenticated.MissingIdentity", Unauthenticated, 0, "No identity: present an mTLS client certificate or a bearer token.", Gateway),

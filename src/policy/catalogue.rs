@@ -138,6 +138,18 @@ pub fn instance_arn(region_id: &str, account_id: &str, instance_id: &str) -> Str
     format!("acs:ecs:{region_id}:{account_id}:instance/{instance_id}")
 }
 
+/// The entity of an account, `Ram::Account::"{account_id}"`: every
+/// instance's parent, placed in Resource Directory folders by
+/// entities.json.
+pub fn account_uid(account_id: &str) -> cedar_policy::EntityUid {
+    cedar_policy::EntityUid::from_type_name_and_id(
+        "Ram::Account"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a fixed type name parses")),
+        cedar_policy::EntityId::new(account_id),
+    )
+}
+
 /// Marks the start of the generated block in the schema.
 pub const SCHEMA_BEGIN: &str =
     "// BEGIN actions: generated from src/policy/catalogue.rs, do not edit";

@@ -370,9 +370,16 @@ impl Authorizer {
         &self.store
     }
 
-    /// The account that owns the instances.
+    /// The default account: the one that owns the instances of a call
+    /// that names none.
     pub fn account_id(&self) -> &str {
         &self.account_id
+    }
+
+    /// The account that owns the request's instance: the one it names,
+    /// else the default account.
+    pub fn account_of<'r>(&'r self, request: &'r ModifyRequest) -> &'r str {
+        request.account_id.as_deref().unwrap_or(&self.account_id)
     }
 
     /// The call's action and its dependent actions, in evaluation order.
@@ -476,7 +483,7 @@ impl Authorizer {
             principal: principal.map_or_else(|| caller.identity.to_string(), |p| p.arn.clone()),
             resource: catalogue::instance_arn(
                 &request.region_id,
-                &self.account_id,
+                self.account_of(request),
                 &request.instance_id,
             ),
             actions,
@@ -491,7 +498,8 @@ impl Authorizer {
     fn find_instance<'d>(&self, data: &'d PolicyData, query: &Query<'d>) -> Found<'d> {
         let request = query.request;
         let listed = data.instances.get(&request.instance_id);
-        let placed = |i: &&Instance| i.region == request.region_id && i.account == self.account_id;
+        let account = self.account_of(request);
+        let placed = |i: &&Instance| i.region == request.region_id && i.account == account;
         match query.source {
             Source::Entities => Found {
                 instance: listed.filter(placed),
@@ -555,7 +563,7 @@ impl Authorizer {
                     known.arn,
                     catalogue::instance_arn(
                         &request.region_id,
-                        &self.account_id,
+                        self.account_of(request),
                         &request.instance_id
                     )
                 ),

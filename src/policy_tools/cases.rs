@@ -87,6 +87,9 @@ pub struct CaseRequest {
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
     auto_pay: Option<bool>,
+    /// The account that owns the instance; empty or absent: the default.
+    #[serde(default)]
+    account_id: String,
 }
 
 /// One case.
@@ -189,6 +192,7 @@ impl CaseRequest {
             end_time: self.end_time.map(ts),
             auto_pay: self.auto_pay,
             client_token: "policy-test".into(),
+            account_id: self.account_id.clone(),
         })
     }
 }

@@ -155,8 +155,11 @@ impl Gateway {
         let answer = lookup
             .get(
                 &caller.identity,
-                &request.region_id,
-                &request.instance_id,
+                (
+                    request.account_id.as_deref(),
+                    &request.region_id,
+                    &request.instance_id,
+                ),
                 upstream::budget(deadline),
             )
             .instrument(stage.clone())

@@ -46,7 +46,11 @@ impl Gateway {
         let client_token = request.client_token.value.clone();
         let mut upstream_request = request;
         upstream_request.client_token.value =
-            upstream::ecs_client_token(&call.caller.identity.to_string(), &client_token);
+            upstream::ecs_client_token(
+                &call.caller.identity.to_string(),
+                upstream_request.account_id.as_deref(),
+                &client_token,
+            );
         let upstream = self.upstream.clone();
         let lookup = self.lookup.clone();
         let permit = call.permit.clone();
@@ -62,7 +66,11 @@ impl Gateway {
             // The instance may have changed: the next decision asks ECS.
             if let Some(lookup) = &lookup {
                 lookup
-                    .forget(&request.region_id, &request.instance_id)
+                    .forget(
+                        request.account_id.as_deref(),
+                        &request.region_id,
+                        &request.instance_id,
+                    )
                     .await;
             }
             let upstream = upstream_result(&result, &request.client_token.value);

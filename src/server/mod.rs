@@ -121,6 +121,11 @@ impl Gateway {
         self.cutoff.send_replace(true);
     }
 
+    /// Starts fetching, and keeping fresh, every account's credentials.
+    pub fn start_credentials(&self) {
+        self.upstream.start_credentials();
+    }
+
     /// The authorizer, for reloads.
     pub fn authorizer(&self) -> &Arc<policy::Authorizer> {
         &self.authorizer
@@ -137,6 +142,7 @@ impl InstanceNetworkService for Gateway {
         let call = self.begin(&request)?;
         // 2. validate
         let request = validated(validate::modify_request, request.into_inner())?;
+        self.served(&request)?;
         call.name_instance(&request.region_id, &request.instance_id);
         // 3. authorize (the shadow policies decide beside, never enforced)
         let decision = self.authorize(&call, &request).await?;
@@ -146,6 +152,29 @@ impl InstanceNetworkService for Gateway {
             .answer(self.cutoff.subscribe(), call.limit)
             .await?;
         Ok(Response::new(reply))
+    }
+}
+
+impl Gateway {
+    /// Refuses, before anything is decided or sent, a call to an account
+    /// the gateway does not serve.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` naming `account_id`.
+    fn served(&self, request: &validate::ModifyRequest) -> Result<(), Error> {
+        match &request.account_id {
+            Some(account) if !self.upstream.serves(account) => {
+                Err(Error::Invalid(validate::Rejection::single(
+                    "account_id",
+                    "InvalidAccountId.NotServed",
+                    format!(
+                        "account {account} is not served by this gateway: expected empty (the default account) or an account listed in its [[accounts]]"
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

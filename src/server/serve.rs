@@ -55,6 +55,9 @@ pub async fn serve_on(
     if let Some(tls) = stack.tls {
         transport = transport.tls_config(tls)?;
     }
+    // Ready once the default account's credentials may sign (`/readyz`
+    // asks them); they are fetched, and kept fresh, from now on.
+    stack.gateway.start_credentials();
     set_health(&health, ServingStatus::Serving).await;
     metrics.set_ready(true);
     let draining_started = Arc::new(tokio::sync::Notify::new());

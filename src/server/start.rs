@@ -40,8 +40,11 @@ pub struct Stack {
 pub enum RunError {
     /// No credentials were configured.
     #[error(
-        "no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
-         or ALIBABA_CLOUD_CREDENTIALS_FILE"
+        "no credentials: tried an AccessKey in the environment (ALIBABA_CLOUD_ACCESS_KEY_ID and \
+         ALIBABA_CLOUD_ACCESS_KEY_SECRET), RRSA (ALIBABA_CLOUD_ROLE_ARN, \
+         ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE), a credentials file \
+         (ALIBABA_CLOUD_CREDENTIALS_FILE), a credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI); \
+         the ECS instance's RAM role is off (ALIBABA_CLOUD_ECS_METADATA_DISABLED=true)"
     )]
     NoCredentials,
     /// No account ID for the ARNs.
@@ -106,11 +109,10 @@ impl RunError {
 ///
 /// Missing or unreadable credentials, policies, keys or certificates.
 pub fn build(config: &Config) -> Result<Stack, RunError> {
-    let credentials = config
+    let source = config
         .credentials
         .clone()
-        .ok_or(RunError::NoCredentials)?
-        .build()?;
+        .ok_or(RunError::NoCredentials)?;
     let authorizer = config
         .policy
         .authorizer(&config.policy.dir)
@@ -122,11 +124,19 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
     if shadow_pending.is_some() {
         metrics.shadow_load_failures.inc();
     }
-    let upstream = config.upstream.clone().build(
-        Arc::new(credentials),
+    let signers = Arc::new(crate::credentials::Signers::build(
+        source,
+        config.sts.clone(),
+        authorizer.account_id(),
+        &config.accounts,
         metrics.clone(),
-        crate::error::ECS_CODES,
-    )?;
+    )?);
+    metrics.watch_credentials(signers.clone());
+    let upstream =
+        config
+            .upstream
+            .clone()
+            .build(signers, metrics.clone(), crate::error::ECS_CODES)?;
     Ok(Stack {
         gateway: Gateway::new(upstream, Arc::new(authorizer), metrics.clone())
             .with_shadow(shadow)

@@ -1,7 +1,8 @@
 //! `DescribeInstances` as ECS answers it, for the instances the simulator
-//! holds: `RegionId` required, `InstanceIds` a JSON array of at most 100
-//! IDs (all the region's instances when absent), the documented body
-//! (`Instances.Instance[]` with billing, bandwidth, addresses and tags).
+//! holds of the signing key's account (another account's are not listed,
+//! as unknown ones): `RegionId` required, `InstanceIds` a JSON array of at
+//! most 100 IDs (all the region's instances when absent), the documented
+//! body (`Instances.Instance[]` with billing, bandwidth, addresses and tags).
 
 use serde_json::{Value, json};
 
@@ -11,7 +12,7 @@ use super::{ChargeType, Failure, Params, Simulator};
 const MAX_IDS: usize = 100;
 
 /// The answer's body, or ECS's error.
-pub(super) fn answer(sim: &Simulator, params: &Params) -> Result<Value, Failure> {
+pub(super) fn answer(sim: &Simulator, params: &Params, account: &str) -> Result<Value, Failure> {
     let region = params
         .get("RegionId")
         .filter(|r| !r.is_empty())
@@ -35,7 +36,7 @@ pub(super) fn answer(sim: &Simulator, params: &Params) -> Result<Value, Failure>
     let mut instances: Vec<&super::Instance> = state
         .instances
         .values()
-        .filter(|i| &i.region_id == region)
+        .filter(|i| &i.region_id == region && i.account == account)
         .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
         .collect();
     instances.sort_by(|a, b| a.id.cmp(&b.id));

@@ -10,16 +10,29 @@
 //! faults (latency, 5xx, garbage bodies, any catalogue error) so resilience
 //! can be tested. Errors use ECS's JSON shape: `RequestId`, `HostId`, `Code`,
 //! `Message`, `Recommend`.
+//!
+//! It holds several accounts: a key sees only its own account's instances.
+//! On the same address it also serves what the gateway's credentials come
+//! from: STS (`sts.rs`: `AssumeRole`, `AssumeRoleWithOIDC`, dispatched from
+//! `/` by `Version=2015-04-01`), the instance metadata server in hardened
+//! mode (`metadata.rs`) and a credentials URI (`uri.rs`). The temporary keys
+//! they issue (`keys.rs`) sign ECS calls of their account until they expire.
 
 mod auth;
 mod describe;
+mod keys;
+mod metadata;
+pub mod oidc;
 mod rules;
+mod sts;
+mod uri;
 mod world;
 
 pub use world::{
-    AccessKey, Account, ChargeType, Config, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET,
-    DEMO_ACCOUNT_ID, DEMO_REGION, Instance, NetworkChargeType, NetworkType, Status,
-    TemporaryUpgrade,
+    AccessKey, Account, ChargeType, Config, DEFAULT_OIDC_CLIENT_ID, DEMO_ACCESS_KEY_ID,
+    DEMO_ACCESS_KEY_SECRET, DEMO_ACCOUNT_ID, DEMO_EXTERNAL_ID, DEMO_REGION, Instance,
+    MAX_ROLE_SESSION, Metadata, NetworkChargeType, NetworkType, OidcProvider, Role,
+    SECOND_ACCOUNT_ID, SECOND_ACCOUNT_ROLE_ARN, Status, TemporaryUpgrade,
 };
 
 use std::collections::{HashMap, VecDeque};
@@ -132,9 +145,12 @@ struct TokenBucket {
 
 struct State {
     instances: HashMap<String, Instance>,
-    account: Account,
+    /// Every account, by ID.
+    accounts: HashMap<String, Account>,
+    /// The accepted keys: the configured ones and those issued since.
+    access_keys: HashMap<String, AccessKey>,
     nonces: HashMap<(String, String), Instant>,
-    /// First successful result per (AccessKey, ClientToken).
+    /// First successful result per (account, ClientToken).
     replies: HashMap<(String, String), FirstResult>,
     /// Changes applied per ClientToken.
     applied: HashMap<String, usize>,
@@ -147,12 +163,30 @@ struct State {
     traceparents: Vec<String>,
     baggage: Vec<String>,
     chaos: Chaos,
+    /// ModifyInstanceNetworkSpec calls per signing account.
+    calls_by_account: HashMap<String, u64>,
+    expired_key_calls: u64,
+    sts_calls: u64,
+    sts_down: bool,
+    metadata_calls: u64,
+    metadata_token_calls: u64,
+    imdsv1_allowed: bool,
+    /// Metadata tokens and when they expire.
+    metadata_tokens: HashMap<String, Instant>,
+    metadata_key: Option<keys::Issued>,
+    uri_key: Option<keys::Issued>,
+    credentials_uri_failing: bool,
 }
 
 struct Inner {
-    access_keys: HashMap<String, AccessKey>,
     throttle_per_second: Option<u32>,
     max_clock_skew: Duration,
+    default_account: String,
+    roles: Vec<Role>,
+    oidc_providers: Vec<OidcProvider>,
+    metadata_role: Option<String>,
+    credentials_uri_role: Option<String>,
+    issued_lifetime: Option<Duration>,
     state: Mutex<State>,
 }
 
@@ -171,13 +205,25 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// A simulator holding `config`'s world.
     pub fn new(config: Config) -> Self {
+        let default_account = config.account.id.clone();
         let state = State {
             instances: config
                 .instances
                 .into_iter()
                 .map(|i| (i.id.clone(), i))
                 .collect(),
-            account: config.account,
+            // The default account wins over another of the same ID.
+            accounts: config
+                .other_accounts
+                .into_iter()
+                .chain([config.account])
+                .map(|a| (a.id.clone(), a))
+                .collect(),
+            access_keys: config
+                .access_keys
+                .into_iter()
+                .map(|k| (k.id.clone(), k))
+                .collect(),
             nonces: HashMap::new(),
             replies: HashMap::new(),
             applied: HashMap::new(),
@@ -190,16 +236,28 @@ impl Simulator {
             traceparents: Vec::new(),
             baggage: Vec::new(),
             chaos: Chaos::default(),
+            calls_by_account: HashMap::new(),
+            expired_key_calls: 0,
+            sts_calls: 0,
+            sts_down: false,
+            metadata_calls: 0,
+            metadata_token_calls: 0,
+            imdsv1_allowed: config.metadata.imdsv1_allowed,
+            metadata_tokens: HashMap::new(),
+            metadata_key: None,
+            uri_key: None,
+            credentials_uri_failing: false,
         };
         Self {
             inner: Arc::new(Inner {
-                access_keys: config
-                    .access_keys
-                    .into_iter()
-                    .map(|k| (k.id.clone(), k))
-                    .collect(),
                 throttle_per_second: config.throttle_per_second,
                 max_clock_skew: config.max_clock_skew,
+                default_account,
+                roles: config.roles,
+                oidc_providers: config.oidc_providers,
+                metadata_role: config.metadata.role,
+                credentials_uri_role: config.credentials_uri_role,
+                issued_lifetime: config.issued_lifetime,
                 state: Mutex::new(state),
             }),
         }
@@ -230,9 +288,32 @@ impl Simulator {
         }
     }
 
-    /// Changes the account's state.
+    /// Changes the default account's state.
     pub fn update_account(&self, change: impl FnOnce(&mut Account)) {
-        change(&mut self.state().account);
+        let id = self.inner.default_account.clone();
+        self.update_account_of(&id, change);
+    }
+
+    /// Changes the state of the account `id` (nothing when there is none).
+    pub fn update_account_of(&self, id: &str, change: impl FnOnce(&mut Account)) {
+        if let Some(account) = self.state().accounts.get_mut(id) {
+            change(account);
+        }
+    }
+
+    /// The state an instance of account `id` is checked against: that
+    /// account's, or the default account's limits for an account the world
+    /// does not hold.
+    fn account_state(state: &State, default: &str, id: &str) -> Account {
+        state
+            .accounts
+            .get(id)
+            .or_else(|| state.accounts.get(default))
+            .map(|a| Account {
+                id: id.to_owned(),
+                ..a.clone()
+            })
+            .unwrap_or_else(|| Account::new(id))
     }
 
     /// Sets random failures for every call from now on.
@@ -280,14 +361,25 @@ impl Simulator {
         if method == Method::POST {
             params.extend(form_urlencoded::parse(body).into_owned());
         }
-        auth::verify(self, method, params, Utc::now())
+        auth::verify(self, method, params, Utc::now(), auth::Api::Ecs)
             .map(|_| ())
             .map_err(|f| f.code)
     }
 
-    /// Calls received, valid or not.
+    /// ECS calls received, valid or not (STS's are counted apart,
+    /// [`Self::sts_calls`]).
     pub fn calls(&self) -> u64 {
         self.state().calls
+    }
+
+    /// Authenticated ModifyInstanceNetworkSpec calls signed by a key of
+    /// `account_id`, answered with success or not.
+    pub fn calls_by_account(&self, account_id: &str) -> u64 {
+        self.state()
+            .calls_by_account
+            .get(account_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// DescribeInstances calls answered (authenticated ones).
@@ -295,11 +387,12 @@ impl Simulator {
         self.state().described
     }
 
-    /// The HTTP routes: ECS's RPC endpoint is `/`, GET or POST.
+    /// The HTTP routes: ECS's and STS's RPC endpoint is `/`, GET or POST;
+    /// the metadata server's are under `/latest/`; the credentials URI is
+    /// `/credentials-uri`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
-            .route("/", axum::routing::get(handle).post(handle))
-            .with_state(self.clone())
+        let router = axum::Router::new().route("/", axum::routing::get(handle).post(handle));
+        uri::routes(metadata::routes(router)).with_state(self.clone())
     }
 
     /// Serves on `listener` until `shutdown` completes.
@@ -344,6 +437,11 @@ struct ErrorBody<'a> {
 }
 
 fn error_response(failure: &Failure, host: &str) -> Response {
+    product_error(failure, host, "Ecs")
+}
+
+/// An error of `product`'s API (its troubleshooting link names it).
+fn product_error(failure: &Failure, host: &str, product: &str) -> Response {
     json(
         failure.http_status,
         &ErrorBody {
@@ -352,7 +450,7 @@ fn error_response(failure: &Failure, host: &str) -> Response {
             code: failure.code,
             message: &failure.message,
             recommend: format!(
-                "https://api.aliyun.com/troubleshoot?q={}&product=Ecs",
+                "https://api.aliyun.com/troubleshoot?q={}&product={product}",
                 failure.code
             ),
         },
@@ -366,6 +464,22 @@ async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    // ECS and STS read parameters from the query string and, for POST, the
+    // form body.
+    let mut params: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if method == Method::POST {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    // STS shares the endpoint but not ECS's faults, chaos or counters.
+    if params
+        .iter()
+        .any(|(k, v)| k == "Version" && v == sts::VERSION)
+    {
+        return sts::handle(&sim, &method, params, Utc::now());
+    }
     let (fault, chaos) = {
         let mut state = sim.state();
         state.calls += 1;
@@ -418,29 +532,31 @@ async fn handle(
         return error_response(&Failure::new("ServiceUnavailable"), HOST);
     }
 
-    // ECS reads parameters from the query string and, for POST, the form body.
-    let mut params: Vec<(String, String)> = query
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    if method == Method::POST {
-        params.extend(form_urlencoded::parse(&body).into_owned());
-    }
-    let params = match auth::verify(&sim, &method, params, Utc::now()) {
-        Ok(params) => params,
-        Err(failure) => return error_response(&failure, HOST),
-    };
+    let auth::Verified { params, account } =
+        match auth::verify(&sim, &method, params, Utc::now(), auth::Api::Ecs) {
+            Ok(verified) => verified,
+            Err(failure) => return error_response(&failure, HOST),
+        };
     let host = format!(
         "ecs.{}.aliyuncs.com",
         params.get("RegionId").map_or("", String::as_str)
     );
-    if params.get("Action").map(String::as_str) == Some(crate::upstream::describe::ACTION) {
-        return match describe::answer(&sim, &params) {
-            Ok(body) => json(200, &body),
-            Err(failure) => error_response(&failure, &host),
-        };
+    match params.get("Action").map(String::as_str) {
+        Some(crate::upstream::describe::ACTION) => {
+            return match describe::answer(&sim, &params, &account) {
+                Ok(body) => json(200, &body),
+                Err(failure) => error_response(&failure, &host),
+            };
+        }
+        Some(crate::upstream::ACTION) => {
+            *sim.state()
+                .calls_by_account
+                .entry(account.clone())
+                .or_default() += 1;
+        }
+        _ => {}
     }
-    let answer = rules::call(&sim, &params, Utc::now());
+    let answer = rules::call(&sim, &params, &account, Utc::now());
     if chaos.drop_after > 0.0 && fastrand::f64() < chaos.drop_after {
         return dropped();
     }
@@ -465,5 +581,11 @@ fn dropped() -> Response {
 /// Verified parameters, by name.
 type Params = HashMap<String, String>;
 
+#[cfg(test)]
+mod metadata_tests;
+#[cfg(test)]
+mod oidc_tests;
+#[cfg(test)]
+mod sts_tests;
 #[cfg(test)]
 mod tests;

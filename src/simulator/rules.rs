@@ -1,9 +1,12 @@
 //! ModifyInstanceNetworkSpec as ECS applies it: the parameter formats, then
 //! the instance's state against the reference's rules, in the order ECS
 //! reports them (one error per call), then the change itself. A ClientToken
-//! seen before with the same parameters returns the first result (with a
-//! RequestId of its own) and changes nothing; with other parameters it is
-//! `IdempotentParameterMismatch`.
+//! seen before in the account with the same parameters returns the first
+//! result (with a RequestId of its own) and changes nothing, whichever of
+//! the account's keys signed it (a refreshed temporary key retries as the
+//! same caller); with other parameters it is `IdempotentParameterMismatch`.
+//! An instance of another account is `InvalidInstanceId.NotFound`, as an
+//! unknown one; the quota and account state are the instance's account's.
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
@@ -141,17 +144,20 @@ fn parse(params: &Params) -> Result<Request, Failure> {
     })
 }
 
-/// Answers one call.
+/// Answers one call signed by a key of `account`.
 pub(super) fn call(
     sim: &Simulator,
     params: &Params,
+    account: &str,
     now: DateTime<Utc>,
 ) -> Result<Success, Failure> {
     let request = parse(params)?;
-    let access_key = params.get("AccessKeyId").cloned().unwrap_or_default();
     let mut state = sim.state();
 
-    let idempotency_key = request.client_token.clone().map(|t| (access_key, t));
+    let idempotency_key = request
+        .client_token
+        .clone()
+        .map(|t| (account.to_owned(), t));
     let fingerprint = fingerprint(&request);
     if let Some(first) = idempotency_key.as_ref().and_then(|k| state.replies.get(k)) {
         if first.parameters != fingerprint {
@@ -164,18 +170,20 @@ pub(super) fn call(
         });
     }
 
-    let account = state.account.clone();
     let instance = state
         .instances
         .get(&request.instance_id)
+        .filter(|i| i.account == account)
         .filter(|i| request.region_id.is_empty() || i.region_id == request.region_id)
         .ok_or_else(|| Failure::new("InvalidInstanceId.NotFound"))?;
+    let account = Simulator::account_state(&state, &sim.inner.default_account, &instance.account);
     // The quota is the account's in the instance's region.
     let regional_bandwidth: u32 = state
         .instances
         .values()
         .filter(|i| {
             i.region_id == instance.region_id
+                && i.account == instance.account
                 && i.id != instance.id
                 && i.charge_type == ChargeType::PostPaid
                 && i.network_charge_type == NetworkChargeType::PayByBandwidth

@@ -6,13 +6,14 @@ use crate::credentials::Secret;
 use crate::sign;
 use chrono::DateTime;
 
-struct Running {
-    url: String,
-    sim: Simulator,
-    http: reqwest::Client,
+/// A simulator serving on a loopback port.
+pub(super) struct Running {
+    pub(super) url: String,
+    pub(super) sim: Simulator,
+    pub(super) http: reqwest::Client,
 }
 
-async fn start(config: Config) -> Running {
+pub(super) async fn start(config: Config) -> Running {
     crate::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -25,7 +26,7 @@ async fn start(config: Config) -> Running {
     }
 }
 
-fn common(key: &str, nonce: &str, timestamp: DateTime<Utc>) -> Vec<(String, String)> {
+pub(super) fn common(key: &str, nonce: &str, timestamp: DateTime<Utc>) -> Vec<(String, String)> {
     [
         ("Format", "JSON"),
         ("Version", "2014-05-26"),
@@ -43,7 +44,7 @@ fn common(key: &str, nonce: &str, timestamp: DateTime<Utc>) -> Vec<(String, Stri
     .collect()
 }
 
-fn action(params: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn action(params: &[(&str, &str)]) -> Vec<(String, String)> {
     [
         ("Action", "ModifyInstanceNetworkSpec"),
         ("RegionId", DEMO_REGION),
@@ -55,7 +56,7 @@ fn action(params: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 impl Running {
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         secret: &str,
@@ -89,7 +90,7 @@ impl Running {
     }
 }
 
-fn code(answer: &(u16, serde_json::Value)) -> (u16, &str) {
+pub(super) fn code(answer: &(u16, serde_json::Value)) -> (u16, &str) {
     (answer.0, answer.1["Code"].as_str().unwrap_or("<success>"))
 }
 
@@ -243,6 +244,8 @@ async fn sts_keys_need_their_token() {
         id: "STS.key".into(),
         secret: Secret::new("sts-secret"),
         security_token: Some(Secret::new("the-token")),
+        account: DEMO_ACCOUNT_ID.into(),
+        expires: None,
     });
     let sim = start(config).await;
     let mut params = action(&[
@@ -252,7 +255,13 @@ async fn sts_keys_need_their_token() {
     params.extend(common("STS.key", "s1", Utc::now()));
     assert_eq!(
         code(&sim.send("POST", "sts-secret", params.clone()).await),
-        (400, "InvalidSecurityToken.Mismatch")
+        (400, "MissingSecurityToken")
+    );
+    let mut wrong = params.clone();
+    wrong.push(("SecurityToken".into(), "another-token".into()));
+    assert_eq!(
+        code(&sim.send("POST", "sts-secret", wrong).await),
+        (400, "InvalidSecurityToken.MismatchWithAccessKey")
     );
     params.retain(|(k, _)| k != "SignatureNonce");
     params.push(("SignatureNonce".into(), "s2".into()));

@@ -29,6 +29,24 @@ pub trait PolicyState: fmt::Debug + Send + Sync {
     fn in_force(&self) -> (String, usize);
 }
 
+/// What the signing credentials report at scrape time and for readiness.
+pub trait CredentialsState: fmt::Debug + Send + Sync {
+    /// Whether the default account's credentials may sign.
+    fn ready(&self) -> bool;
+    /// Seconds of validity each account's temporary credentials have left.
+    fn validity(&self) -> Vec<(String, f64)>;
+}
+
+/// Labels of credential refreshes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    /// The source: `rrsa`, `file`, `ecs_ram_role`, `credentials_uri`,
+    /// `assume_role`.
+    pub source: String,
+    /// `success` or `failure`.
+    pub result: String,
+}
+
 /// Labels of gRPC calls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -89,7 +107,10 @@ pub struct Metrics {
     pub upstream_duration: Family<UpstreamLabels, Histogram>,
     /// Upstream retries.
     pub upstream_retries: Counter,
+    /// Credential refreshes by source and result.
+    pub credential_refreshes: Family<RefreshLabels, Counter>,
     ready: AtomicBool,
+    credentials: Arc<std::sync::OnceLock<Arc<dyn CredentialsState>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -170,6 +191,14 @@ impl Default for Metrics {
             "ECS calls retried",
             upstream_retries.clone(),
         );
+        let credential_refreshes = Family::<RefreshLabels, Counter>::default();
+        let credentials = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(CredentialsCollector(credentials.clone())));
+        registry.register(
+            "credential_refreshes",
+            "Refreshes of the signing credentials by source and result",
+            credential_refreshes.clone(),
+        );
         Self {
             registry,
             calls,
@@ -182,7 +211,9 @@ impl Default for Metrics {
             instance_lookups,
             upstream_duration,
             upstream_retries,
+            credential_refreshes,
             ready: AtomicBool::new(false),
+            credentials,
         }
     }
 }
@@ -240,6 +271,34 @@ impl prometheus_client::collector::Collector for PolicyCollector {
         let count =
             encoder.encode_descriptor("policies", "Policies in force", None, MetricType::Gauge)?;
         ConstGauge::new(i64::try_from(policies).unwrap_or(i64::MAX)).encode(count)?;
+        Ok(())
+    }
+}
+
+/// Seconds of validity left per account, read at scrape time.
+#[derive(Debug)]
+struct CredentialsCollector(Arc<std::sync::OnceLock<Arc<dyn CredentialsState>>>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabel {
+    account: String,
+}
+
+impl prometheus_client::collector::Collector for CredentialsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), fmt::Error> {
+        let mut validity = encoder.encode_descriptor(
+            "credentials_validity_seconds",
+            "Seconds the signing credentials of each account have left (temporary credentials only)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let accounts = self.0.get().map(|c| c.validity()).unwrap_or_default();
+        for (account, seconds) in accounts {
+            ConstGauge::new(seconds).encode(validity.encode_family(&AccountLabel { account })?)?;
+        }
         Ok(())
     }
 }
@@ -315,14 +374,30 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a refresh of the signing credentials.
+    pub fn record_credentials_refresh(&self, source: &str, ok: bool) {
+        self.credential_refreshes
+            .get_or_create(&RefreshLabels {
+                source: source.to_owned(),
+                result: if ok { "success" } else { "failure" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Reports the signing credentials: readiness waits for them, and
+    /// every scrape reads their validity.
+    pub fn watch_credentials(&self, credentials: Arc<dyn CredentialsState>) {
+        let _ = self.credentials.set(credentials);
+    }
+
     /// Marks the gateway ready, or not (shutting down).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Whether the gateway is ready.
+    /// Whether the gateway is ready: serving, and its credentials may sign.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.credentials.get().is_none_or(|c| c.ready())
     }
 
     /// The Prometheus text exposition.

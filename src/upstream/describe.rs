@@ -191,7 +191,8 @@ pub fn parse(
 }
 
 impl Client {
-    /// Asks ECS about `instance_id` in `region_id`, within the budget of
+    /// Asks ECS about `instance_id` in `region_id` of `account` (`None`:
+    /// the default account), within the budget of
     /// `deadline` and the configured timeout.
     ///
     /// # Errors
@@ -199,6 +200,7 @@ impl Client {
     /// As [`Client::modify_instance_network_spec`].
     pub async fn describe_instance(
         &self,
+        account: Option<&str>,
         region_id: &str,
         instance_id: &str,
         deadline: Duration,
@@ -206,7 +208,7 @@ impl Client {
         let timeout = budget(deadline).min(self.config.timeout);
         let endpoint = self.endpoint(region_id);
         let params = parameters(region_id, instance_id);
-        self.attempts(region_id, &params, &endpoint, timeout, &|status, body| {
+        self.attempts(account, region_id, &params, &endpoint, timeout, &|status, body| {
             parse(status, body, region_id, instance_id)
         })
         .await

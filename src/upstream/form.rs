@@ -19,14 +19,22 @@ use crate::validate::ModifyRequest;
 /// (SHA-256, 64 hex digits: ECS's limit is 64 ASCII characters): the same
 /// caller retrying with the same token gets the same ECS token, so retries
 /// stay idempotent, and no two callers can share one. The caller gets its
-/// own token back, never this one.
-pub fn ecs_client_token(caller: &str, token: &str) -> String {
+/// own token back, never this one. A call to another account than the
+/// default one (`account`) derives its token from that account too, so a
+/// token is never shared across the accounts a caller reaches.
+pub fn ecs_client_token(caller: &str, account: Option<&str>, token: &str) -> String {
     use sha2::{Digest as _, Sha256};
     let mut hasher = Sha256::new();
-    // Length-prefixed, so that no (caller, token) pair can be shifted into
-    // another.
+    // Length-prefixed, so that no (caller, account, token) can be shifted
+    // into another; the default account's tokens are derived as before
+    // accounts existed, so retries across an upgrade stay idempotent.
     hasher.update((caller.len() as u64).to_be_bytes());
     hasher.update(caller.as_bytes());
+    if let Some(account) = account {
+        hasher.update(u64::MAX.to_be_bytes());
+        hasher.update((account.len() as u64).to_be_bytes());
+        hasher.update(account.as_bytes());
+    }
     hasher.update(token.as_bytes());
     hasher
         .finalize()
@@ -88,25 +96,12 @@ pub fn signed_body(
 /// The signed form body of any action's parameters: them, the common
 /// parameters and `Signature`.
 pub fn sign_parameters<'a>(
-    mut params: Vec<(&'static str, Cow<'a, str>)>,
+    params: Vec<(&'static str, Cow<'a, str>)>,
     credentials: &'a Credentials,
     nonce: &'a str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    let timestamp = now.format(sign::TIMESTAMP_FORMAT).to_string();
-    params.extend([
-        ("Format", Cow::Borrowed("JSON")),
-        ("Version", API_VERSION.into()),
-        ("AccessKeyId", credentials.access_key_id.as_str().into()),
-        ("SignatureMethod", sign::SIGNATURE_METHOD.into()),
-        ("SignatureVersion", sign::SIGNATURE_VERSION.into()),
-        ("SignatureNonce", nonce.into()),
-        ("Timestamp", timestamp.into()),
-    ]);
-    if let Some(token) = &credentials.security_token {
-        params.push(("SecurityToken", token.expose().into()));
-    }
-    sign::signed_query("POST", credentials.access_key_secret.expose(), &params)
+    sign::signed_rpc_body(params, API_VERSION, credentials.key(), nonce, now)
 }
 
 #[derive(Deserialize)]

@@ -224,7 +224,7 @@ pub fn request(instance_id: &str) -> pb::ModifyInstanceNetworkSpecRequest {
 
 /// The ClientToken ECS sees for a token the network admin sent.
 pub fn ecs_token(token: &str) -> String {
-    upstream::ecs_client_token(NETOPS, token)
+    upstream::ecs_client_token(NETOPS, None, token)
 }
 
 /// Names the caller in x-forwarded-client-cert, and its address (loopback)

@@ -61,20 +61,26 @@ struct Resource<'a> {
     arn: String,
     /// Its region.
     region: &'a str,
+    /// Its account.
+    account: &'a str,
 }
 
 impl Authorizer {
     /// The resource: entities.json's or ECS's instance, or one made from
     /// the request.
     fn resource<'a>(
-        &self,
+        &'a self,
         request: &'a ModifyRequest,
         instance: Option<&'a Instance>,
     ) -> Resource<'a> {
         let (arn, region) = match instance {
             Some(instance) => (instance.arn.clone(), instance.region.as_str()),
             None => (
-                catalogue::instance_arn(&request.region_id, &self.account_id, &request.instance_id),
+                catalogue::instance_arn(
+                    &request.region_id,
+                    self.account_of(request),
+                    &request.instance_id,
+                ),
                 request.region_id.as_str(),
             ),
         };
@@ -82,7 +88,12 @@ impl Authorizer {
             self.instance_type.clone(),
             cedar_policy::EntityId::new(&request.instance_id),
         );
-        Resource { uid, arn, region }
+        Resource {
+            uid,
+            arn,
+            region,
+            account: self.account_of(request),
+        }
     }
 
     /// The request's entities: the action hierarchy, the principal and the
@@ -99,10 +110,11 @@ impl Authorizer {
         // By identity, not ARN: two identities may map to one ARN with
         // different groups, and the entity carries the groups. By the
         // answer's generation too: looked-up attributes change.
+        // By ARN, which names the region and the account.
         let key = (
             identity.clone(),
             resource.uid.clone(),
-            resource.region.to_owned(),
+            resource.arn.clone(),
             generation,
         );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,7 +134,10 @@ impl Authorizer {
             principal
                 .entities
                 .clone()
-                .add_entities([resource], None)
+                .add_entities(
+                    std::iter::once(resource).chain(data.directory.iter().cloned()),
+                    None,
+                )
                 .map_err(|e| e.to_string())?,
         );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,11 +168,11 @@ impl Authorizer {
                 ),
                 (
                     "account".to_owned(),
-                    RestrictedExpression::new_string(self.account_id.clone()),
+                    RestrictedExpression::new_string(resource.account.to_owned()),
                 ),
                 ("known".to_owned(), RestrictedExpression::new_bool(false)),
             ]),
-            Default::default(),
+            std::collections::HashSet::from([catalogue::account_uid(resource.account)]),
         )
         .map_err(|e| e.to_string())
     }
@@ -175,8 +190,8 @@ impl Authorizer {
         let data = self.store.current();
         let principal = data.principals.get(&caller.identity)?;
         let listed = data.instances.get(&request.instance_id);
-        let instance =
-            listed.filter(|i| i.region == request.region_id && i.account == self.account_id);
+        let account = self.account_of(request);
+        let instance = listed.filter(|i| i.region == request.region_id && i.account == account);
         // One entities.json places elsewhere is denied before any policy.
         if listed.is_some() && instance.is_none() {
             return None;

@@ -28,38 +28,44 @@ pub struct Instance {
     pub has_public_ip: Option<bool>,
 }
 
-/// Reads entities.json: every instance, marked known and checked against
-/// the schema and its ARN.
+/// Reads entities.json: every instance, marked known, placed in its
+/// account and checked against the schema and its ARN; and the Resource
+/// Directory's accounts and folders.
 pub(super) fn load(
     path: &Path,
     schema: &Schema,
     problems: &mut Problems,
     hasher: &mut Version,
-) -> HashMap<String, Instance> {
+) -> (HashMap<String, Instance>, Vec<Entity>) {
     let Some(text) = read(path, problems, hasher) else {
-        return HashMap::new();
+        return Default::default();
     };
     let mut json: serde_json::Value = match serde_json::from_str(&text) {
         Ok(json) => json,
         Err(e) => {
             problems.add(path, Some(e.line()), e.to_string());
-            return HashMap::new();
+            return Default::default();
         }
     };
     if let Err(message) = mark_known(&mut json) {
         problems.add(path, None, message);
-        return HashMap::new();
+        return Default::default();
     }
     let entities = match Entities::from_json_value(json, Some(schema)) {
         Ok(entities) => entities,
         Err(e) => {
             problems.add(path, None, crate::telemetry::chain(&e));
-            return HashMap::new();
+            return Default::default();
         }
     };
     let mut instances = BTreeMap::new();
+    let mut directory = Vec::new();
     for entity in entities.iter() {
-        if entity.uid().type_name().to_string() != "Ecs::Instance" {
+        let kind = entity.uid().type_name().to_string();
+        if kind == "Ram::Account" || kind == "Ram::Folder" {
+            directory.push(entity.clone());
+        }
+        if kind != "Ecs::Instance" {
             continue;
         }
         match instance(entity) {
@@ -74,12 +80,14 @@ pub(super) fn load(
             }
         }
     }
-    instances.into_iter().collect()
+    (instances.into_iter().collect(), directory)
 }
 
-/// Sets every instance's `known` attribute. It is the gateway's to say:
-/// true for every instance described here (a file may not claim
-/// otherwise).
+/// Sets every instance's `known` attribute, and its parent: its account.
+/// Both are the gateway's to say: `known` is true for every instance
+/// described here (a file may not claim otherwise), and an instance belongs
+/// to the account its `account` attribute names (a file places accounts in
+/// folders, not instances).
 fn mark_known(json: &mut serde_json::Value) -> Result<(), &'static str> {
     let Some(items) = json.as_array_mut() else {
         return Ok(());
@@ -103,6 +111,22 @@ fn mark_known(json: &mut serde_json::Value) -> Result<(), &'static str> {
                 );
             }
             attrs.insert("known".into(), serde_json::Value::Bool(true));
+            let account = attrs.get("account").cloned();
+            let parents = item
+                .get("parents")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len);
+            if parents != 0 {
+                return Err(
+                    "an instance's parent is its account, which the gateway sets from its account attribute: leave parents empty, and place accounts in folders",
+                );
+            }
+            if let (Some(account), Some(object)) = (account, item.as_object_mut()) {
+                object.insert(
+                    "parents".into(),
+                    serde_json::json!([{ "type": "Ram::Account", "id": account }]),
+                );
+            }
         }
     }
     Ok(())

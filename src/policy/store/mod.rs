@@ -128,6 +128,11 @@ pub struct PolicyData {
     pub principals: HashMap<CallerId, Principal>,
     /// Instance id → instance.
     pub instances: HashMap<String, Instance>,
+    /// The Resource Directory as entities.json describes it: its
+    /// `Ram::Account`s and `Ram::Folder`s, in every request's entities so
+    /// that `resource in Ram::Folder::"…"` holds for an instance of an
+    /// account in that folder (or one below it).
+    pub directory: Vec<cedar_policy::Entity>,
     /// The action hierarchy (groups such as `ecs:*`), which `action in`
     /// needs in every request's entities.
     pub actions: Entities,

@@ -115,7 +115,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicyData, Error> {
             )
         })
         .unwrap_or_default();
-    let instances = schema
+    let (instances, directory) = schema
         .as_ref()
         .map(|schema| {
             entities::load(
@@ -145,6 +145,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicyData, Error> {
                 policies,
                 principals,
                 instances,
+                directory,
                 version: hasher.finish(),
             };
             loaded.assemble(dir)
@@ -318,6 +319,7 @@ struct Parts {
     policies: Policies,
     principals: HashMap<crate::identity::CallerId, super::Principal>,
     instances: HashMap<String, super::Instance>,
+    directory: Vec<cedar_policy::Entity>,
     version: String,
 }
 
@@ -331,6 +333,7 @@ impl Parts {
             policies,
             mut principals,
             instances,
+            directory,
             version,
         } = self;
         let mut sets = policies.sets.into_iter();
@@ -366,6 +369,7 @@ impl Parts {
             indexes,
             principals,
             instances,
+            directory,
             actions,
             sources: policies.sources,
             version,

@@ -1,0 +1,218 @@
+//! The accounts the gateway signs for: the default account with the
+//! chain's credentials, and every account listed in `[[accounts]]` with
+//! the credentials of a role in it, assumed through STS `AssumeRole`
+//! (signed by the chain's credentials, with `ExternalId` when given) and
+//! refreshed like any temporary credentials.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::cache::{Current, Fetch, Provider, Unavailable};
+use super::file::File;
+use super::metadata::Metadata;
+use super::oidc::Oidc;
+use super::sts::{self, Sts};
+use super::uri::Uri;
+use super::{Config, Error, Issued};
+use crate::telemetry::Metrics;
+
+/// Another account the gateway serves, as `[[accounts]]` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// The account ID.
+    pub id: String,
+    /// The role to assume in it, `acs:ram::{id}:role/{name}`.
+    pub role_arn: String,
+    /// The `ExternalId` its trust policy asks for.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// An account the gateway does not serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {0} is not served by this gateway (it is neither policy.account_id nor in [[accounts]])")]
+pub struct Unserved(pub String);
+
+/// The signing credentials of every account served.
+#[derive(Debug)]
+pub struct Signers {
+    default_account: String,
+    default: Arc<Provider>,
+    others: HashMap<String, Arc<Provider>>,
+}
+
+/// An account's credentials, through its role.
+struct AssumeRole {
+    chain: Arc<Provider>,
+    sts: Arc<Sts>,
+    account: Account,
+}
+
+impl Fetch for AssumeRole {
+    fn source(&self) -> &'static str {
+        "assume_role"
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<Issued, Error>> {
+        Box::pin(async move {
+            let key = self.chain.get().await.map_err(Error::Chain)?;
+            self.sts
+                .assume_role(
+                    key.credentials(),
+                    &self.account.role_arn,
+                    self.account.external_id.as_deref(),
+                    &self.sts.config().session_name,
+                )
+                .await
+        })
+    }
+}
+
+impl Signers {
+    /// The default account's provider from the chain's `source`, and one
+    /// per listed account.
+    ///
+    /// # Errors
+    ///
+    /// The credentials file cannot be read.
+    pub fn build(
+        source: Config,
+        sts: sts::Config,
+        default_account: &str,
+        accounts: &[Account],
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
+        let sts = Arc::new(Sts::new(sts));
+        let account = default_account.to_owned();
+        let fetch: Box<dyn Fetch> = match source {
+            Config::Static(credentials) => {
+                return Ok(Self::with_default(
+                    Arc::new(Provider::fixed(credentials, account, metrics.clone())),
+                    sts,
+                    accounts,
+                    metrics,
+                ));
+            }
+            Config::File { path, profile } => Box::new(File::open(path, profile)?),
+            Config::Oidc(config) => Box::new(Oidc {
+                config,
+                sts: sts.clone(),
+            }),
+            Config::EcsRamRole(config) => Box::new(Metadata::new(config)),
+            Config::Uri(config) => Box::new(Uri::new(config)),
+        };
+        let default = Arc::new(Provider::new(fetch, account, metrics.clone()));
+        Ok(Self::with_default(default, sts, accounts, metrics))
+    }
+
+    fn with_default(
+        default: Arc<Provider>,
+        sts: Arc<Sts>,
+        accounts: &[Account],
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let others = accounts
+            .iter()
+            .map(|account| {
+                let fetch = AssumeRole {
+                    chain: default.clone(),
+                    sts: sts.clone(),
+                    account: account.clone(),
+                };
+                let provider = Provider::new(Box::new(fetch), account.id.clone(), metrics.clone());
+                (account.id.clone(), Arc::new(provider))
+            })
+            .collect();
+        Self {
+            default_account: default.account().to_owned(),
+            default,
+            others,
+        }
+    }
+
+    /// The default account.
+    pub fn default_account(&self) -> &str {
+        &self.default_account
+    }
+
+    /// Whether `account` is served.
+    pub fn serves(&self, account: &str) -> bool {
+        account == self.default_account || self.others.contains_key(account)
+    }
+
+    /// Every account served, the default first.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.default_account.as_str()).chain(self.others.keys().map(String::as_str))
+    }
+
+    fn provider(&self, account: Option<&str>) -> Result<&Arc<Provider>, Unserved> {
+        match account {
+            None => Ok(&self.default),
+            Some(id) if id == self.default_account => Ok(&self.default),
+            Some(id) => self.others.get(id).ok_or_else(|| Unserved(id.to_owned())),
+        }
+    }
+
+    /// Credentials that may sign for `account` now (`None`: the default
+    /// account).
+    ///
+    /// # Errors
+    ///
+    /// [`SignerError::Unserved`] for an account not served;
+    /// [`SignerError::Unavailable`] when its source fails and nothing
+    /// usable is cached.
+    pub async fn get(&self, account: Option<&str>) -> Result<Arc<Current>, SignerError> {
+        Ok(self.provider(account)?.get().await?)
+    }
+
+    /// Starts keeping every account's credentials fresh in the background.
+    pub fn start(&self) {
+        self.default.start();
+        for provider in self.others.values() {
+            provider.start();
+        }
+    }
+
+    /// Whether the default account's credentials may sign: readiness.
+    pub fn is_ready(&self) -> bool {
+        self.default.is_ready()
+    }
+
+    /// Seconds each account's temporary credentials have left (none for a
+    /// long-lived AccessKey).
+    pub fn validity(&self) -> Vec<(String, f64)> {
+        let now = chrono::Utc::now();
+        std::iter::once(&self.default)
+            .chain(self.others.values())
+            .filter_map(|p| {
+                let expiration = p.peek()?.expiration()?;
+                let left = (expiration - now).num_milliseconds() as f64 / 1000.0;
+                Some((p.account().to_owned(), left.max(0.0)))
+            })
+            .collect()
+    }
+}
+
+/// Why an account's credentials cannot sign.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SignerError {
+    /// The account is not served.
+    #[error(transparent)]
+    Unserved(#[from] Unserved),
+    /// Its credentials are unavailable.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl crate::telemetry::metrics::CredentialsState for Signers {
+    fn ready(&self) -> bool {
+        self.is_ready()
+    }
+
+    fn validity(&self) -> Vec<(String, f64)> {
+        Signers::validity(self)
+    }
+}
