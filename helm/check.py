@@ -399,12 +399,12 @@ def check_credentials(case, rendered, values, settings):
             problems.append(f"the NetworkPolicy lets the pod reach the metadata server in {mode} mode: {metadata}")
 
     if settings:
-        off = settings.get("credentials.ecs_metadata_disabled")
+        off = settings.get("credentials.ecs_metadata_disabled", "").strip('"')
         if (off == "true") == (mode == "ecsRamRole"):
             problems.append(f"credentials.ecs_metadata_disabled is {off} in {mode} mode")
         if mode == "ecsRamRole":
             role = settings.get("credentials.ecs_ram_role", "").strip('"')
-            imdsv1 = settings.get("credentials.imdsv1_disabled")
+            imdsv1 = settings.get("credentials.imdsv1_disabled", "").strip('"')
             if role != c["ecsRamRole"]["roleName"] or imdsv1 != str(c["ecsRamRole"]["imdsv1Disabled"]).lower():
                 problems.append(f"the gateway reads ecs_ram_role {role!r}, imdsv1_disabled {imdsv1}")
         ids = [str(a["id"]) for a in values.get("accounts", [])]
