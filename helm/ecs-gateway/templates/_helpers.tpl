@@ -210,8 +210,8 @@ else (empty) the gateway's default, x-forwarded-for. */}}
 {{- $_ := set $config "identity" $identity }}
 {{- /* The credentials: only the chosen mode's source. Every mode but
 ecsRamRole turns the metadata server off, so that a pod whose own source is
-missing (a webhook that did not inject) fails to become ready rather than
-signing with the node's role. */}}
+missing (a webhook that did not inject) refuses to start ("no credentials")
+rather than signing with its node's role. */}}
 {{- include "ecs-gateway.validateCredentials" . }}
 {{- $c := .Values.credentials }}
 {{- $mode := include "ecs-gateway.credentialsMode" . }}
