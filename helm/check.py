@@ -21,7 +21,8 @@ values:
     existingSecret modes (an existingSecret under the default accessKey mode,
     as charts before `credentials.mode` said, is existingSecret mode); in rrsa
     mode the ServiceAccount's role-name annotation and the pod's injection
-    label (ACK's webhook), or without it a projected token for
+    label (ACK's webhook; with the variables it injects, `serve --check`
+    reads RRSA), or without it a projected token for
     sts.aliyuncs.com mounted read-only and RRSA's three variables pointing at
     it; the NetworkPolicy lets HTTPS (ECS, STS) out in every mode, and the
     metadata server (100.100.100.200:80) only in ecsRamRole mode; the
