@@ -11,13 +11,29 @@ values:
     checked for their required fields;
   - the rendered settings file must pass `ecs-gateway serve --check`, and
     the rendered policy bundle `ecs-gateway policy validate`;
-  - the pod runs as non-root, read-only, with no capability, and no secret
-    in its environment; terminationGracePeriodSeconds exceeds the gateway's
-    shutdown grace.
+  - the pod runs as non-root, read-only, with no capability, without a
+    Kubernetes API token, and no secret in its environment (the only
+    ALIBABA_CLOUD_* variables it may carry are RRSA's role and OIDC provider
+    ARNs and token path); terminationGracePeriodSeconds exceeds the gateway's
+    shutdown grace;
+  - the credentials mode's pieces, and only those, render: the chart's Secret
+    in accessKey mode only, a mounted credentials file in accessKey and
+    existingSecret modes (an existingSecret under the default accessKey mode,
+    as charts before `credentials.mode` said, is existingSecret mode); in rrsa
+    mode the ServiceAccount's role-name annotation and the pod's injection
+    label (ACK's webhook; with the variables it injects, `serve --check`
+    reads RRSA), or without it a projected token for
+    sts.aliyuncs.com mounted read-only and RRSA's three variables pointing at
+    it; the NetworkPolicy lets HTTPS (ECS, STS) out in every mode, and the
+    metadata server (100.100.100.200:80) only in ecsRamRole mode; the
+    gateway's settings turn the metadata server off in every other mode, and
+    `accounts` reach `serve --check`'s `accounts`.
 With the default values, the effective settings must equal the gateway's own
 defaults (`serve --check` on an empty settings file), but for what the chart
 sets on purpose. Values that break the schema (a wrong type, an unknown key, a
-missing account) and missing credentials must fail.
+missing account), missing credentials, an unknown credentials mode, a mode
+without what it needs, another mode's values, and malformed or inconsistent
+accounts must fail.
 The NetworkPolicy admits one namespace, not the cluster, to the admin port by
 default. Behind Istio, the EnvoyFilter overwrites a header on the gateway's
 pods and the rendered settings read callers' addresses from it; mesh mode
@@ -30,6 +46,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,7 +63,17 @@ KUBERNETES = kubernetes_validate.latest_version()
 ACCOUNT = "1234567890123456"
 SECRET = "chart-test-secret-value"
 # Settings the chart sets on purpose (mount paths, the account, the secret).
-CHART_OWNED = {"policy.dir", "policy.account_id", "credentials", "credentials.file"}
+CHART_OWNED = {"policy.dir", "policy.account_id", "credentials", "credentials.file",
+               "credentials.ecs_metadata_disabled"}
+# The credentials modes, and the ALIBABA_CLOUD_* variables the pod may carry:
+# RRSA's, without ACK's webhook (ARNs and a path, no secret).
+MODES = ("accessKey", "existingSecret", "rrsa", "ecsRamRole")
+NON_SECRET_ENV = {"ALIBABA_CLOUD_ROLE_ARN", "ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "ALIBABA_CLOUD_OIDC_TOKEN_FILE"}
+RRSA_TOKEN_DIR = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens"
+RRSA_AUDIENCE = "sts.aliyuncs.com"
+ROLE_ANNOTATION = "pod-identity.alibabacloud.com/role-name"
+INJECTION_LABEL = "pod-identity.alibabacloud.com/injection"
+METADATA_SERVER = "100.100.100.200/32"
 # The header the chart's Istio EnvoyFilter overwrites, and what with: the
 # address of the peer the sidecar accepted the connection from. (Without
 # use_remote_address, as on Istio's inbound sidecar, Envoy infers
@@ -194,23 +221,32 @@ def check_envoy_filter(case, rendered):
         print(f"  EnvoyFilter: the inbound sidecar of {selector} overwrites {SOURCE_HEADER} with {SOURCE_VALUE}")
 
 
-def serve_check(config_text):
+def serve_check(config_text, env=None):
+    """`serve --check --settings-only` on a settings file, with the gateway's
+    variables of `env` (the pod's, for RRSA's)."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
         f.write(config_text)
         f.flush()
         # --settings-only: the files the settings name are the pod's.
         run = subprocess.run([BINARY, "serve", "--check", "--settings-only", "--config", f.name],
                              capture_output=True, text=True,
-                             env={"PATH": "/usr/bin:/bin"})
+                             env={"PATH": "/usr/bin:/bin", **(env or {})})
     # `key = "value"`, then `  # from SOURCE` when not a default.
     settings = dict(line.split("  # from ", 1)[0].split(" = ", 1)
                     for line in run.stdout.splitlines() if " = " in line)
     return run.returncode, settings, run.stderr.strip()
 
 
+def pod_credentials_env(rendered):
+    """The pod's literal ALIBABA_CLOUD_* variables (RRSA's, without the webhook)."""
+    container = find(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container.get("env", [])
+            if e["name"].startswith("ALIBABA_CLOUD_") and "value" in e}
+
+
 def check_gateway_reads_it(case, rendered, values):
     config = find(rendered, "ConfigMap", "ecs-gateway") or find(rendered, "ConfigMap")
-    code, settings, stderr = serve_check(config["data"]["config.toml"])
+    code, settings, stderr = serve_check(config["data"]["config.toml"], pod_credentials_env(rendered))
     if code != 0:
         fail(case, f"the rendered config.toml is refused by the gateway: {stderr}")
         return settings
@@ -246,9 +282,162 @@ def check_pod_is_locked_down(case, rendered):
     for what, ok in expectations.items():
         if not ok:
             fail(case, f"the pod lacks {what}")
-    env = json.dumps(container.get("env", []))
-    if SECRET in env or "ACCESS_KEY" in env:
+    if pod.get("automountServiceAccountToken") is not False:
+        fail(case, f"the pod mounts a Kubernetes API token (automountServiceAccountToken: "
+                   f"{pod.get('automountServiceAccountToken')})")
+    account = find(rendered, "ServiceAccount")
+    if account is not None and account.get("automountServiceAccountToken") is not False:
+        fail(case, "the ServiceAccount mounts a Kubernetes API token")
+    env = container.get("env", [])
+    text = json.dumps(env)
+    if SECRET in text or "ACCESS_KEY" in text or "SECURITY_TOKEN" in text or "secretKeyRef" in text \
+            or "envFrom" in container:
         fail(case, "a credential is in the pod's environment")
+    others = sorted(e["name"] for e in env if e["name"].startswith("ALIBABA_CLOUD_") and e["name"] not in NON_SECRET_ENV)
+    if others:
+        fail(case, f"the pod's environment has credentials variables beyond RRSA's ARNs and token path: {others}")
+
+
+def merged(defaults, values):
+    """values over the chart's defaults, as Helm merges them."""
+    out = dict(defaults)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def credentials_mode(values):
+    """The mode the chart must render: credentials.mode, but an existingSecret
+    under the default accessKey mode (charts before `mode`) is existingSecret."""
+    c = merged(yaml.safe_load((CHART / "values.yaml").read_text()), values)["credentials"]
+    mode = c.get("mode") or "accessKey"
+    return ("existingSecret" if mode == "accessKey" and c.get("existingSecret") else mode), c
+
+
+def egress_rules(rendered):
+    policy = find(rendered, "NetworkPolicy")
+    return None if policy is None else policy["spec"].get("egress") or []
+
+
+def allows(rule, port, cidr=None):
+    """Whether an egress rule lets TCP `port` out to `cidr` (None: to any
+    address, a rule without `to`)."""
+    ports = rule.get("ports")
+    if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports):
+        return False
+    peers = rule.get("to")
+    if cidr is None:
+        return not peers
+    return not peers or any(p.get("ipBlock", {}).get("cidr") == cidr for p in peers)
+
+
+def check_credentials(case, rendered, values, settings):
+    """The mode's pieces render, and only those; the gateway reads the mode
+    the values chose; `accounts` reach `serve --check`."""
+    mode, c = credentials_mode(values)
+    rrsa = c["rrsa"]
+    deployment = find(rendered, "Deployment")
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    labels = pod["metadata"].get("labels", {})
+    account = find(rendered, "ServiceAccount")
+    annotations = (account or {}).get("metadata", {}).get("annotations") or {}
+    problems = []
+
+    chart_secret = find(rendered, "Secret", "-credentials")
+    if (chart_secret is not None) != (mode == "accessKey"):
+        problems.append(f"the chart's credentials Secret {'renders' if chart_secret else 'is missing'} in {mode} mode")
+    from_secret = mode in ("accessKey", "existingSecret")
+    if ("credentials" in volumes) != from_secret or ("credentials" in mounts) != from_secret:
+        problems.append(f"a credentials file is {'missing' if from_secret else 'mounted'} in {mode} mode")
+    elif mode == "existingSecret" and volumes["credentials"]["secret"]["secretName"] != c["existingSecret"]:
+        problems.append(f"the credentials file is not from {c['existingSecret']}: {volumes['credentials']}")
+
+    webhook = mode == "rrsa" and rrsa["webhook"]
+    projected = mode == "rrsa" and not rrsa["webhook"]
+    if webhook:
+        if annotations.get(ROLE_ANNOTATION) != rrsa["roleName"]:
+            problems.append(f"the ServiceAccount's {ROLE_ANNOTATION} is {annotations.get(ROLE_ANNOTATION)!r}, "
+                            f"not {rrsa['roleName']!r}")
+        if labels.get(INJECTION_LABEL) != "on":
+            problems.append(f"the pod lacks the label {INJECTION_LABEL}: \"on\"")
+    elif ROLE_ANNOTATION in annotations or INJECTION_LABEL in labels:
+        problems.append(f"the webhook's annotation or label renders in {mode} mode{'' if mode != 'rrsa' else ' without the webhook'}")
+    token = volumes.get("rrsa-oidc-token")
+    if projected:
+        sources = (token or {}).get("projected", {}).get("sources", [])
+        expected = {"audience": RRSA_AUDIENCE, "expirationSeconds": rrsa["tokenExpirationSeconds"], "path": "token"}
+        mount = mounts.get("rrsa-oidc-token", {})
+        if [s.get("serviceAccountToken") for s in sources] != [expected]:
+            problems.append(f"the projected token is not {expected}: {sources}")
+        if mount.get("mountPath") != RRSA_TOKEN_DIR or mount.get("readOnly") is not True:
+            problems.append(f"the token is not mounted read-only at {RRSA_TOKEN_DIR}: {mount}")
+        want = {"ALIBABA_CLOUD_ROLE_ARN": rrsa["roleArn"], "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": rrsa["oidcProviderArn"],
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE": f"{RRSA_TOKEN_DIR}/token"}
+        got = {k: env.get(k) for k in want}
+        if got != want:
+            problems.append(f"RRSA's variables are not {want}: {got}")
+    else:
+        if token is not None or "rrsa-oidc-token" in mounts:
+            problems.append(f"a projected RRSA token renders in {mode} mode{' with the webhook' if webhook else ''}")
+        if NON_SECRET_ENV & env.keys():
+            problems.append(f"RRSA's variables render in {mode} mode{' with the webhook' if webhook else ''}")
+
+    egress = egress_rules(rendered)
+    if egress is not None:
+        if not any(allows(r, 443) for r in egress):
+            problems.append(f"the NetworkPolicy does not let HTTPS (ECS, STS) out: {egress}")
+        metadata = [r for r in egress if allows(r, 80, METADATA_SERVER)]
+        if mode == "ecsRamRole" and not metadata:
+            problems.append(f"the NetworkPolicy does not let the pod reach the metadata server {METADATA_SERVER}:80")
+        if mode != "ecsRamRole" and metadata:
+            problems.append(f"the NetworkPolicy lets the pod reach the metadata server in {mode} mode: {metadata}")
+
+    if settings:
+        off = settings.get("credentials.ecs_metadata_disabled", "").strip('"')
+        if (off == "true") == (mode == "ecsRamRole"):
+            problems.append(f"credentials.ecs_metadata_disabled is {off} in {mode} mode")
+        if mode == "ecsRamRole":
+            role = settings.get("credentials.ecs_ram_role", "").strip('"')
+            imdsv1 = settings.get("credentials.imdsv1_disabled", "").strip('"')
+            if role != c["ecsRamRole"]["roleName"] or imdsv1 != str(c["ecsRamRole"]["imdsv1Disabled"]).lower():
+                problems.append(f"the gateway reads ecs_ram_role {role!r}, imdsv1_disabled {imdsv1}")
+        ids = [str(a["id"]) for a in values.get("accounts", [])]
+        read = re.findall(r"[0-9]+", settings.get("accounts", ""))
+        if read != ids:
+            problems.append(f"serve --check reads accounts = {settings.get('accounts')}, not {ids}")
+    if settings and webhook:
+        # What the webhook injects: the gateway must then read RRSA, not the
+        # node's role or nothing.
+        account_id = merged(yaml.safe_load((CHART / "values.yaml").read_text()), values)["config"]["policy"]["account_id"]
+        role = f"acs:ram::{account_id}:role/{rrsa['roleName']}"
+        injected = {"ALIBABA_CLOUD_ROLE_ARN": role,
+                    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": f"acs:ram::{account_id}:oidc-provider/ack-rrsa-c0123",
+                    "ALIBABA_CLOUD_OIDC_TOKEN_FILE": f"{RRSA_TOKEN_DIR}/token"}
+        config = find(rendered, "ConfigMap", "ecs-gateway")["data"]["config.toml"]
+        code, injected_settings, stderr = serve_check(config, injected)
+        if code != 0 or not injected_settings.get("credentials", "").startswith(f'"RRSA: role {role} '):
+            problems.append(f"with the webhook's variables, serve --check reads credentials = "
+                            f"{injected_settings.get('credentials')} {stderr}")
+        else:
+            settings = {**settings, "credentials": injected_settings["credentials"]}
+    for problem in problems:
+        fail(case, problem)
+    if not problems:
+        what = {"accessKey": "the chart's Secret as the credentials file",
+                "existingSecret": f"the credentials file from the Secret {c['existingSecret']}",
+                "rrsa": "ACK's webhook (ServiceAccount annotation, pod label)" if webhook
+                else f"a projected token for {RRSA_AUDIENCE} and RRSA's variables",
+                "ecsRamRole": f"the metadata server, reachable on port 80"}[mode]
+        print(f"  credentials ({mode}): {what}; serve --check{' with what it injects' if webhook else ''}: "
+              f"credentials = {settings.get('credentials')}"
+              + (f", accounts = {settings.get('accounts')}" if values.get("accounts") else ""))
 
 
 @contextlib.contextmanager
@@ -320,6 +509,7 @@ def main():
             print(f"  {len(kinds)} manifests valid: {', '.join(sorted(kinds))}")
             check_pod_is_locked_down(case, rendered)
             settings = check_gateway_reads_it(case, rendered, values)
+            check_credentials(case, rendered, values, settings)
             if case == "default-values.yaml" and settings:
                 _, defaults, _ = serve_check("")
                 differ = {k: (settings.get(k), v) for k, v in defaults.items()
@@ -430,6 +620,43 @@ def main():
             "a source header that is no header name": {
                 **base, "config": {"policy": {"account_id": ACCOUNT}, "identity": {"source_address_header": "x source: 1"}}},
             "a monitoring namespace that is no name": {**base, "networkPolicy": {"monitoringNamespace": "Monitoring NS"}},
+            "an unknown credentials mode": {**base, "credentials": {"mode": "oidc"}},
+            "existingSecret mode without its Secret": {**base, "credentials": {"mode": "existingSecret"}},
+            "rrsa with the webhook and no role name": {**base, "credentials": {"mode": "rrsa"}},
+            "rrsa without the webhook and no role ARN": {**base, "credentials": {"mode": "rrsa", "rrsa": {
+                "webhook": False, "oidcProviderArn": "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c01"}}},
+            "rrsa without the webhook and no OIDC provider": {**base, "credentials": {"mode": "rrsa", "rrsa": {
+                "webhook": False, "roleArn": "acs:ram::1234567890123456:role/ecs-gateway"}}},
+            "an RRSA role ARN that is no RAM role": {**base, "credentials": {"mode": "rrsa", "rrsa": {
+                "webhook": False, "roleArn": "arn:aws:iam::123456789012:role/x",
+                "oidcProviderArn": "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c01"}}},
+            "an AccessKey left in values under rrsa": {**base, "credentials": {
+                "mode": "rrsa", "rrsa": {"roleName": "ecs-gateway"}, "accessKeyId": "LTAI5tChartTestKey",
+                "accessKeySecret": SECRET}},
+            "an existing Secret left in values under ecsRamRole": {**base, "credentials": {
+                "mode": "ecsRamRole", "existingSecret": "ecs-gateway-credentials"}},
+            "an RRSA role under ecsRamRole mode": {**base, "credentials": {
+                "mode": "ecsRamRole", "rrsa": {"roleName": "ecs-gateway"}}},
+            "an instance role name under rrsa mode": {**base, "credentials": {
+                "mode": "rrsa", "rrsa": {"roleName": "ecs-gateway"}, "ecsRamRole": {"roleName": "worker"}}},
+            "the STS VPC endpoint without a region": {**base, "credentials": {
+                **base["credentials"], "sts": {"vpcEndpoint": True}}},
+            "an account ID that is no number": {**base, "accounts": [
+                {"id": "prod", "roleArn": "acs:ram::2234567890123456:role/ecs-gateway"}]},
+            "an account ID given as a number": {**base, "accounts": [
+                {"id": 2234567890123456, "roleArn": "acs:ram::2234567890123456:role/ecs-gateway"}]},
+            "an account without its role": {**base, "accounts": [{"id": "2234567890123456"}]},
+            "an account role that is no RAM role ARN": {**base, "accounts": [
+                {"id": "2234567890123456", "roleArn": "acs:ram::2234567890123456:user/ecs-gateway"}]},
+            "an account role in another account": {**base, "accounts": [
+                {"id": "2234567890123456", "roleArn": "acs:ram::3234567890123456:role/ecs-gateway"}]},
+            "an account listed twice": {**base, "accounts": [
+                {"id": "2234567890123456", "roleArn": "acs:ram::2234567890123456:role/a"},
+                {"id": "2234567890123456", "roleArn": "acs:ram::2234567890123456:role/b"}]},
+            "the gateway's own account in accounts": {**base, "accounts": [
+                {"id": ACCOUNT, "roleArn": f"acs:ram::{ACCOUNT}:role/ecs-gateway"}]},
+            "an account key the gateway does not read": {**base, "accounts": [
+                {"id": "2234567890123456", "roleArn": "acs:ram::2234567890123456:role/ecs-gateway", "region": "cn-hangzhou"}]},
         }
         print("values that must fail:")
         for what, values in broken.items():
