@@ -171,6 +171,7 @@ fn decision_log(c: &mut Criterion) {
                         ecs_client_token: Some(
                             "e6486f4c6c22af92b11026efa1bf69eac742a6547a13b65ffb116f70b978e715",
                         ),
+                        role: None,
                     },
                 );
             });

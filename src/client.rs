@@ -52,9 +52,10 @@ pub struct RequestArgs {
     /// Idempotency token; the gateway makes one when empty.
     #[arg(long, default_value = "")]
     pub client_token: String,
-    /// The account that owns the instance; empty: the gateway's default.
-    #[arg(long, default_value = "")]
-    pub account_id: String,
+    /// The account that owns the instance (the request's `account_id`);
+    /// empty: the gateway's default account.
+    #[arg(long = "account", value_name = "ACCOUNT_ID", default_value = "")]
+    pub account: String,
 }
 
 /// The `call` command's arguments.
@@ -211,7 +212,7 @@ impl RequestArgs {
             end_time: self.end_time.map(timestamp),
             auto_pay: self.auto_pay,
             client_token: self.client_token.clone(),
-            account_id: self.account_id.clone(),
+            account_id: self.account.clone(),
         }
     }
 }

@@ -377,6 +377,12 @@ impl Client {
         self.credentials.get(account).await
     }
 
+    /// The role whose credentials sign for `account` (none for an
+    /// AccessKey), for the decision log.
+    pub fn signing_role(&self, account: Option<&str>) -> Option<String> {
+        self.credentials.role(account)
+    }
+
     /// Starts keeping every account's credentials fresh.
     pub fn start_credentials(&self) {
         self.credentials.start();

@@ -973,14 +973,19 @@ fn serve_check_names_the_credential_source_and_the_accounts() {
         "ALIBABA_CLOUD_CREDENTIALS_URI",
         "http://127.0.0.1:9/creds?token=uri-secret",
     )];
+    // A URI set beats a role that would only be discovered; a named role
+    // comes first, as in the SDKs.
     let (_, out, _) = check(&uri, "");
-    assert!(out.contains("credentials = \"ECS RAM role"), "the SDKs' order: {out}");
-    let (_, out, _) = check(&[uri[0], ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")], "");
     assert!(
         out.contains("credentials = \"credentials URI http://127.0.0.1:9/creds\""),
         "{out}"
     );
     assert!(!out.contains("uri-secret"), "{out}");
+    let (_, out, _) = check(&[uri[0], ("ALIBABA_CLOUD_ECS_METADATA", "node")], "");
+    assert!(
+        out.contains("credentials = \"ECS RAM role node from the metadata server"),
+        "{out}"
+    );
     let (code, _, err) = check(&[("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")], "");
     assert_eq!(code, Some(0), "--settings-only: {err}");
 

@@ -266,6 +266,7 @@ fn in_second_account(instance: &str, out: i32) -> pb::ModifyInstanceNetworkSpecR
 
 #[tokio::test]
 async fn another_account_is_reached_through_its_role_with_the_external_id() {
+    let logs = support::capture_json_logs();
     let (sim, sim_url, _stop) = support::simulator(simulator::Config::demo()).await;
     let gw = gateway(
         &sim_url,
@@ -279,6 +280,18 @@ async fn another_account_is_reached_through_its_role_with_the_external_id() {
     // The default account is still signed with the gateway's own key.
     gw.call(raise("i-demo-postpaid", 6)).await.unwrap();
     assert_eq!(sim.calls_by_account(simulator::DEMO_ACCOUNT_ID), 1);
+    // The decision log names the account and the role that signed.
+    let lines: Vec<serde_json::Value> = logs
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["target"] == "decision")
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["account"], simulator::SECOND_ACCOUNT_ID);
+    assert_eq!(lines[0]["signed_as"], simulator::SECOND_ACCOUNT_ROLE_ARN);
+    assert_eq!(lines[1]["account"], simulator::DEMO_ACCOUNT_ID);
+    assert_eq!(lines[1]["signed_as"], "");
 }
 
 #[tokio::test]

@@ -71,6 +71,66 @@ impl Fetch for AssumeRole {
     }
 }
 
+/// The chain's source, opened (a credentials file read), not yet fetching.
+pub struct Opened {
+    source: OpenedSource,
+    sts: Arc<Sts>,
+}
+
+enum OpenedSource {
+    Fixed(super::Credentials),
+    Fetch(Box<dyn Fetch>),
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    /// Opens `source`: a credentials file is read, so a bad one fails at
+    /// start-up.
+    ///
+    /// # Errors
+    ///
+    /// The credentials file cannot be read or lacks the profile's keys.
+    pub fn new(source: Config, sts: sts::Config) -> Result<Self, Error> {
+        let sts = Arc::new(Sts::new(sts));
+        let source = match source {
+            Config::Static(credentials) => OpenedSource::Fixed(credentials),
+            Config::File { path, profile } => {
+                OpenedSource::Fetch(Box::new(File::open(path, profile)?))
+            }
+            Config::Oidc(config) => OpenedSource::Fetch(Box::new(Oidc {
+                config,
+                sts: sts.clone(),
+            })),
+            Config::EcsRamRole(config) => OpenedSource::Fetch(Box::new(Metadata::new(config))),
+            Config::Uri(config) => OpenedSource::Fetch(Box::new(Uri::new(config))),
+        };
+        Ok(Self { source, sts })
+    }
+
+    /// The signers of `default_account` (with the chain's credentials) and
+    /// of every listed account (through its role).
+    pub fn signers(
+        self,
+        default_account: &str,
+        accounts: &[Account],
+        metrics: Arc<Metrics>,
+    ) -> Signers {
+        let account = default_account.to_owned();
+        let default = Arc::new(match self.source {
+            OpenedSource::Fixed(credentials) => {
+                Provider::fixed(credentials, account, metrics.clone())
+            }
+            OpenedSource::Fetch(fetch) => Provider::new(fetch, account, metrics.clone()),
+        });
+        Signers::with_default(default, self.sts, accounts, metrics)
+    }
+}
+
 impl Signers {
     /// The default account's provider from the chain's `source`, and one
     /// per listed account.
@@ -85,27 +145,7 @@ impl Signers {
         accounts: &[Account],
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
-        let sts = Arc::new(Sts::new(sts));
-        let account = default_account.to_owned();
-        let fetch: Box<dyn Fetch> = match source {
-            Config::Static(credentials) => {
-                return Ok(Self::with_default(
-                    Arc::new(Provider::fixed(credentials, account, metrics.clone())),
-                    sts,
-                    accounts,
-                    metrics,
-                ));
-            }
-            Config::File { path, profile } => Box::new(File::open(path, profile)?),
-            Config::Oidc(config) => Box::new(Oidc {
-                config,
-                sts: sts.clone(),
-            }),
-            Config::EcsRamRole(config) => Box::new(Metadata::new(config)),
-            Config::Uri(config) => Box::new(Uri::new(config)),
-        };
-        let default = Arc::new(Provider::new(fetch, account, metrics.clone()));
-        Ok(Self::with_default(default, sts, accounts, metrics))
+        Ok(Opened::new(source, sts)?.signers(default_account, accounts, metrics))
     }
 
     fn with_default(
@@ -166,6 +206,12 @@ impl Signers {
     /// usable is cached.
     pub async fn get(&self, account: Option<&str>) -> Result<Arc<Current>, SignerError> {
         Ok(self.provider(account)?.get().await?)
+    }
+
+    /// The role whose credentials sign for `account` now, when a role's.
+    pub fn role(&self, account: Option<&str>) -> Option<String> {
+        let current = self.provider(account).ok()?.peek()?;
+        current.role().map(str::to_owned)
     }
 
     /// Starts keeping every account's credentials fresh in the background.

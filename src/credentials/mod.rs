@@ -31,7 +31,7 @@ pub mod oidc;
 pub mod sts;
 pub mod uri;
 
-pub use accounts::{Account, SignerError, Signers, Unserved};
+pub use accounts::{Account, Opened, SignerError, Signers, Unserved};
 pub use cache::{Current, Provider, Unavailable};
 pub use file::parse_file;
 

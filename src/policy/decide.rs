@@ -104,6 +104,8 @@ pub struct Decision {
     pub principal: String,
     /// The resource's ARN.
     pub resource: String,
+    /// The account that owns the resource.
+    pub account: String,
     /// The actions authorized: the call's, then its dependent actions.
     pub actions: Vec<&'static str>,
     /// The value of `ecs:AssociatePublicIpAddress`.
@@ -486,6 +488,7 @@ impl Authorizer {
                 self.account_of(request),
                 &request.instance_id,
             ),
+            account: self.account_of(request).to_owned(),
             actions,
             allocates_public_ip: associate,
             policy_version: data.version.clone(),

@@ -18,6 +18,9 @@ pub struct UpstreamResult<'a> {
     /// The ClientToken ECS saw (derived from the caller's), for matching
     /// this line with ECS's own records.
     pub ecs_client_token: Option<&'a str>,
+    /// The role whose credentials signed the call (the RAM role's ARN or,
+    /// for the ECS instance's role, its name); none for an AccessKey.
+    pub role: Option<&'a str>,
 }
 
 /// Writes the decision's line.
@@ -37,11 +40,13 @@ pub fn record(
             principal = %decision.principal,
             actions = %actions,
             resource = %decision.resource,
+            account = %decision.account,
             policies = %policies.join(","),
             associate_public_ip = decision.allocates_public_ip,
             policy_version = %decision.policy_version,
             client_token,
             ecs_client_token = upstream.ecs_client_token.unwrap_or(""),
+            signed_as = upstream.role.unwrap_or(""),
             request_id = upstream.request_id.unwrap_or(""),
             error_code = upstream.error_code.unwrap_or(""),
             "authorization decision"
@@ -54,6 +59,7 @@ pub fn record(
             principal = %decision.principal,
             actions = %actions,
             resource = %decision.resource,
+            account = %decision.account,
             denied_action = denial.action,
             layer = denial.layer.as_str(),
             deny_type = denial.kind.as_str(),

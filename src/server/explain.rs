@@ -31,6 +31,9 @@ impl AuthorizationService for Gateway {
         let caller = &call.caller;
         // 2. validate
         let explain = validated(validate::explain_request, request.into_inner())?;
+        // An account the gateway does not serve is refused as a call to it
+        // would be, before any lookup.
+        self.served(&explain.request)?;
         call.name_instance(&explain.request.region_id, &explain.request.instance_id);
 
         // 3. may the caller ask? (With the instance's attributes from ECS

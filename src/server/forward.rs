@@ -73,7 +73,9 @@ impl Gateway {
                     )
                     .await;
             }
-            let upstream = upstream_result(&result, &request.client_token.value);
+            let role = upstream.signing_role(request.account_id.as_deref());
+            let mut upstream = upstream_result(&result, &request.client_token.value);
+            upstream.role = role.as_deref();
             policy::log::record(&decision, &trace_id, &logged_token, upstream);
             result
         };
@@ -96,16 +98,25 @@ fn upstream_result<'a>(
             request_id: Some(&reply.request_id),
             error_code: None,
             ecs_client_token,
+            role: None,
         },
         Err(upstream::Error::Ecs(e)) => UpstreamResult {
             request_id: Some(&e.request_id),
             error_code: Some(&e.code),
             ecs_client_token,
+            role: None,
+        },
+        Err(upstream::Error::Credentials(_)) => UpstreamResult {
+            request_id: None,
+            error_code: Some("GatewayCredentialsUnavailable"),
+            ecs_client_token,
+            role: None,
         },
         Err(_) => UpstreamResult {
             request_id: None,
             error_code: Some("UpstreamFailure"),
             ecs_client_token,
+            role: None,
         },
     }
 }

@@ -113,6 +113,7 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
         .credentials
         .clone()
         .ok_or(RunError::NoCredentials)?;
+    let chain = crate::credentials::Opened::new(source, config.sts.clone())?;
     let authorizer = config
         .policy
         .authorizer(&config.policy.dir)
@@ -124,13 +125,11 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
     if shadow_pending.is_some() {
         metrics.shadow_load_failures.inc();
     }
-    let signers = Arc::new(crate::credentials::Signers::build(
-        source,
-        config.sts.clone(),
+    let signers = Arc::new(chain.signers(
         authorizer.account_id(),
         &config.accounts,
         metrics.clone(),
-    )?);
+    ));
     metrics.watch_credentials(signers.clone());
     let upstream =
         config
