@@ -424,3 +424,34 @@ fn a_roles_account_and_name_come_from_its_arn() {
         2
     );
 }
+
+/// `catalogue::get` panics on a code it does not know: every code the
+/// simulator answers by name is a row.
+#[test]
+fn every_code_the_simulator_answers_is_catalogued() {
+    let sources = [
+        include_str!("auth.rs"),
+        include_str!("describe.rs"),
+        include_str!("metadata.rs"),
+        include_str!("mod.rs"),
+        include_str!("oidc.rs"),
+        include_str!("rules.rs"),
+        include_str!("sts.rs"),
+        include_str!("uri.rs"),
+    ];
+    let mut seen = 0;
+    for source in sources {
+        for call in ["Failure::new(\"", "Failure::with_status(\""] {
+            for (at, _) in source.match_indices(call) {
+                let rest = &source[at + call.len()..];
+                let code = &rest[..rest.find('"').unwrap()];
+                assert!(
+                    crate::error::catalogue::lookup(code, 400).is_some(),
+                    "{code} is not in the catalogue"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 40, "{seen} codes found");
+}
