@@ -48,7 +48,7 @@ impl Api {
     fn version(self) -> &'static str {
         match self {
             Self::Ecs => crate::upstream::API_VERSION,
-            Self::Sts => super::sts::VERSION,
+            Self::Sts => super::STS_VERSION,
         }
     }
 }

@@ -64,6 +64,15 @@ async fn token(AxumState(sim): AxumState<Simulator>, headers: HeaderMap) -> Resp
     let now = Instant::now();
     if state.metadata_tokens.len() >= KEPT_TOKENS {
         state.metadata_tokens.retain(|_, expires| *expires > now);
+        // Still full of live tokens: the one closest to expiry goes.
+        let soonest = state
+            .metadata_tokens
+            .iter()
+            .min_by_key(|(_, expires)| **expires)
+            .map(|(token, _)| token.clone());
+        if let Some(soonest) = soonest.filter(|_| state.metadata_tokens.len() >= KEPT_TOKENS) {
+            state.metadata_tokens.remove(&soonest);
+        }
     }
     let token = keys::random(56, keys::ALPHANUMERIC);
     state

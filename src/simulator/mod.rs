@@ -457,6 +457,12 @@ fn product_error(failure: &Failure, host: &str, product: &str) -> Response {
     )
 }
 
+/// HostId of ECS's errors that name no region.
+const HOST: &str = "ecs.aliyuncs.com";
+
+/// STS's API version: calls with it are STS's.
+const STS_VERSION: &str = "2015-04-01";
+
 async fn handle(
     AxumState(sim): AxumState<Simulator>,
     method: Method,
@@ -464,19 +470,11 @@ async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    // ECS and STS read parameters from the query string and, for POST, the
-    // form body.
-    let mut params: Vec<(String, String)> = query
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    if method == Method::POST {
-        params.extend(form_urlencoded::parse(&body).into_owned());
-    }
+    let params = read_params(&method, query.as_deref(), &body);
     // STS shares the endpoint but not ECS's faults, chaos or counters.
     if params
         .iter()
-        .any(|(k, v)| k == "Version" && v == sts::VERSION)
+        .any(|(k, v)| k == "Version" && v == STS_VERSION)
     {
         return sts::handle(&sim, &method, params, Utc::now());
     }
@@ -493,37 +491,10 @@ async fn handle(
         }
         (state.faults.pop_front(), state.chaos)
     };
-    const HOST: &str = "ecs.aliyuncs.com";
-    match fault {
-        Some(Fault::Latency(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::Error { code, http_status }) => {
-            let entry = catalogue::lookup(&code, http_status);
-            let body = ErrorBody {
-                request_id: request_id(),
-                host_id: HOST,
-                code: &code,
-                message: entry.map_or("injected fault", |e| e.message),
-                recommend: format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs"),
-            };
-            return json(http_status, &body);
-        }
-        Some(Fault::HttpStatus(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            return (status, "<html><body>upstream error</body></html>").into_response();
-        }
-        Some(Fault::Garbage) => return (StatusCode::OK, "\u{0}garbage{").into_response(),
-        Some(Fault::Drop) => return dropped(),
-        Some(Fault::Truncated) => {
-            let partial = futures_util::stream::iter([
-                Ok(Bytes::from_static(b"{\"RequestId\":\"")),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "truncated by fault injection",
-                )),
-            ]);
-            return (StatusCode::OK, axum::body::Body::from_stream(partial)).into_response();
-        }
-        None => {}
+    if let Some(fault) = fault
+        && let Some(answer) = apply(fault).await
+    {
+        return answer;
     }
     if !chaos.latency.is_zero() {
         tokio::time::sleep(chaos.latency).await;
@@ -564,6 +535,56 @@ async fn handle(
         Ok(success) => json(200, &success),
         Err(failure) => error_response(&failure, &host),
     }
+}
+
+/// ECS's and STS's parameters: the query string's and, for POST, the form
+/// body's.
+fn read_params(method: &Method, query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if method == Method::POST {
+        params.extend(form_urlencoded::parse(body).into_owned());
+    }
+    params
+}
+
+/// An injected fault's answer, or `None` (after its latency) to answer
+/// normally.
+async fn apply(fault: Fault) -> Option<Response> {
+    Some(match fault {
+        Fault::Latency(delay) => {
+            tokio::time::sleep(delay).await;
+            return None;
+        }
+        Fault::Error { code, http_status } => {
+            let entry = catalogue::lookup(&code, http_status);
+            let body = ErrorBody {
+                request_id: request_id(),
+                host_id: HOST,
+                code: &code,
+                message: entry.map_or("injected fault", |e| e.message),
+                recommend: format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs"),
+            };
+            json(http_status, &body)
+        }
+        Fault::HttpStatus(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, "<html><body>upstream error</body></html>").into_response()
+        }
+        Fault::Garbage => (StatusCode::OK, "\u{0}garbage{").into_response(),
+        Fault::Drop => dropped(),
+        Fault::Truncated => {
+            let partial = futures_util::stream::iter([
+                Ok(Bytes::from_static(b"{\"RequestId\":\"")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "truncated by fault injection",
+                )),
+            ]);
+            (StatusCode::OK, axum::body::Body::from_stream(partial)).into_response()
+        }
+    })
 }
 
 /// A response whose body fails at once: the server resets the stream, and

@@ -188,13 +188,86 @@ async fn accepts_rs256_and_the_test_issuers_tokens() {
     );
 }
 
+type Case<'a> = (Vec<(&'a str, &'a str)>, (u16, &'a str));
+
+/// Sends each case and checks its answer.
+async fn check(sim: &Running, cases: &[Case<'_>]) {
+    for (params, expected) in cases {
+        let answer = assume(sim, params).await;
+        assert_eq!(code(&answer), *expected, "{params:?}: {}", answer.1);
+    }
+}
+
+/// The role and provider with `jwt`.
+fn with(jwt: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("RoleArn", ROLE),
+        ("OIDCProviderArn", PROVIDER),
+        ("OIDCToken", jwt),
+    ]
+}
+
+const ROLE_PARAM: (&str, &str) = ("RoleArn", ROLE);
+const PROVIDER_PARAM: (&str, &str) = ("OIDCProviderArn", PROVIDER);
+
 #[tokio::test]
-async fn refuses_each_bad_request_in_stss_order() {
+async fn refuses_missing_parameters_and_unknown_entities() {
+    let (key, pem) = rcgen_key();
+    let sim = start(world(&pem)).await;
+    let good = token(
+        &key,
+        Algorithm::ES256,
+        &claims(ISSUER, json!("gateway-client"), in_an_hour()),
+    );
+    let (role, provider) = (ROLE_PARAM, PROVIDER_PARAM);
+    let unknown_provider = (
+        "OIDCProviderArn",
+        "acs:ram::2234567890123456:oidc-provider/none",
+    );
+    let unknown_role = ("RoleArn", "acs:ram::2234567890123456:role/none");
+    let session = |name| vec![role, provider, ("OIDCToken", good.as_str()), name];
+    check(
+        &sim,
+        &[
+            (
+                vec![provider, ("OIDCToken", &good)],
+                (400, "MissingParameter"),
+            ),
+            (vec![role, ("OIDCToken", &good)], (400, "MissingParameter")),
+            (vec![role, provider], (400, "MissingParameter")),
+            // The provider first, then the role.
+            (
+                vec![unknown_role, unknown_provider, ("OIDCToken", &good)],
+                (404, "EntityNotExist.OIDCProvider"),
+            ),
+            (
+                vec![unknown_role, provider, ("OIDCToken", "not-a-jwt")],
+                (404, "EntityNotExist.Role"),
+            ),
+            (
+                session(("RoleSessionName", "x")),
+                (400, "InvalidParameter.RoleSessionName"),
+            ),
+            (
+                session(("DurationSeconds", "60")),
+                (400, "InvalidParameter.DurationSeconds"),
+            ),
+        ],
+    )
+    .await;
+    let missing = assume(&sim, &[role, provider]).await;
+    let message = missing.1["Message"].as_str().unwrap();
+    assert!(message.contains("\"OIDCToken\""), "{message}");
+    assert_eq!(code(&assume(&sim, &with(&good)).await), (200, "<success>"));
+}
+
+#[tokio::test]
+async fn refuses_bad_tokens_in_stss_order() {
     let (key, pem) = rcgen_key();
     let (stranger, _) = rcgen_key();
     let sim = start(world(&pem)).await;
     let aud = || json!("gateway-client");
-    let good = token(&key, Algorithm::ES256, &claims(ISSUER, aud(), in_an_hour()));
+    let es256 = |claims: &Value| token(&key, Algorithm::ES256, claims);
     let forged = token(
         &stranger,
         Algorithm::ES256,
@@ -205,142 +278,79 @@ async fn refuses_each_bad_request_in_stss_order() {
         Algorithm::HS256,
         &claims(ISSUER, aud(), in_an_hour()),
     );
-    let wrong_issuer = token(
-        &key,
-        Algorithm::ES256,
-        &claims("https://elsewhere", aud(), in_an_hour()),
-    );
-    let wrong_audience = token(
-        &key,
-        Algorithm::ES256,
-        &claims(ISSUER, json!("someone-else"), in_an_hour()),
-    );
-    let expired = token(
-        &key,
-        Algorithm::ES256,
-        &claims(ISSUER, aud(), Utc::now() - chrono::TimeDelta::minutes(5)),
-    );
-    let role = ("RoleArn", ROLE);
-    let provider = ("OIDCProviderArn", PROVIDER);
-    fn with(jwt: &str) -> Vec<(&str, &str)> {
-        vec![
-            ("RoleArn", ROLE),
-            ("OIDCProviderArn", PROVIDER),
-            ("OIDCToken", jwt),
-        ]
-    }
-    type Case<'a> = (Vec<(&'a str, &'a str)>, (u16, &'a str));
-    let cases: Vec<Case> = vec![
-        (
-            vec![provider, ("OIDCToken", &good)],
-            (400, "MissingParameter"),
-        ),
-        (vec![role, ("OIDCToken", &good)], (400, "MissingParameter")),
-        (vec![role, provider], (400, "MissingParameter")),
-        (
-            vec![
-                role,
-                (
-                    "OIDCProviderArn",
-                    "acs:ram::2234567890123456:oidc-provider/none",
-                ),
-                ("OIDCToken", &good),
-            ],
-            (404, "EntityNotExist.OIDCProvider"),
-        ),
-        (
-            vec![
-                ("RoleArn", "acs:ram::2234567890123456:role/none"),
-                provider,
-                ("OIDCToken", &good),
-            ],
-            (404, "EntityNotExist.Role"),
-        ),
-        (
-            with("not-a-jwt"),
-            (401, "AuthenticationFail.OIDCToken.Invalid"),
-        ),
-        (
-            with("e30.e30.c2ln"),
-            (401, "AuthenticationFail.OIDCToken.Invalid"),
-        ),
-        (with(&hmac), (401, "AuthenticationFail.OIDCToken.Invalid")),
-        (
-            with(&forged),
-            (401, "AuthenticationFail.OIDCToken.InvalidSignature"),
-        ),
-        (
-            with(&wrong_issuer),
-            (401, "AuthenticationFail.OIDCToken.IssuerNotMatch"),
-        ),
-        (
-            with(&wrong_audience),
-            (401, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
-        ),
-        (
-            with(&expired),
-            (401, "AuthenticationFail.OIDCToken.Expired"),
-        ),
-        (
-            vec![
-                role,
-                ("OIDCProviderArn", OTHER_PROVIDER),
-                ("OIDCToken", &good),
-            ],
-            (401, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
-        ),
-        (
-            vec![("RoleArn", NARROW_ROLE), provider, ("OIDCToken", &good)],
-            (401, "AuthenticationFail.NoPermission"),
-        ),
-        (
-            vec![
-                role,
-                provider,
-                ("OIDCToken", &good),
-                ("RoleSessionName", "x"),
-            ],
-            (400, "InvalidParameter.RoleSessionName"),
-        ),
-        (
-            vec![
-                role,
-                provider,
-                ("OIDCToken", &good),
-                ("DurationSeconds", "60"),
-            ],
-            (400, "InvalidParameter.DurationSeconds"),
-        ),
-    ];
-    for (params, expected) in &cases {
-        let answer = assume(&sim, params).await;
-        assert_eq!(code(&answer), *expected, "{params:?}: {}", answer.1);
-    }
-    let missing = assume(&sim, &[role, provider]).await;
-    assert!(
-        missing.1["Message"]
-            .as_str()
-            .unwrap()
-            .contains("\"OIDCToken\"")
-    );
+    // Each is wrong in its own way and in every later one.
+    let past = Utc::now() - chrono::TimeDelta::minutes(5);
+    let wrong_issuer = es256(&claims("https://elsewhere", json!("someone-else"), past));
+    let wrong_audience = es256(&claims(ISSUER, json!("someone-else"), past));
+    let expired = es256(&claims(ISSUER, aud(), past));
+    let invalid = (401, "AuthenticationFail.OIDCToken.Invalid");
+    check(
+        &sim,
+        &[
+            (with("not-a-jwt"), invalid),
+            (with("e30.e30.c2ln"), invalid),
+            (with(&hmac), invalid),
+            (
+                with(&forged),
+                (401, "AuthenticationFail.OIDCToken.InvalidSignature"),
+            ),
+            (
+                with(&wrong_issuer),
+                (401, "AuthenticationFail.OIDCToken.IssuerNotMatch"),
+            ),
+            (
+                with(&wrong_audience),
+                (401, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
+            ),
+            (
+                with(&expired),
+                (401, "AuthenticationFail.OIDCToken.Expired"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(sim.sim.sts_calls(), 7);
+}
 
-    // A provider the role does not trust, with a token it accepts.
-    let other = token(
+#[tokio::test]
+async fn refuses_providers_and_subjects_the_role_does_not_trust() {
+    let (key, pem) = rcgen_key();
+    let sim = start(world(&pem)).await;
+    let good = token(
+        &key,
+        Algorithm::ES256,
+        &claims(ISSUER, json!("gateway-client"), in_an_hour()),
+    );
+    // The second provider accepts only the default client ID.
+    let default_audience = token(
         &key,
         Algorithm::ES256,
         &claims(ISSUER, json!(DEFAULT_OIDC_CLIENT_ID), in_an_hour()),
     );
-    let untrusted = assume(
+    let other = ("OIDCProviderArn", OTHER_PROVIDER);
+    check(
         &sim,
         &[
-            role,
-            ("OIDCProviderArn", OTHER_PROVIDER),
-            ("OIDCToken", &other),
+            (
+                vec![ROLE_PARAM, other, ("OIDCToken", &good)],
+                (401, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
+            ),
+            (
+                vec![ROLE_PARAM, other, ("OIDCToken", &default_audience)],
+                (401, "AuthenticationFail.NoPermission"),
+            ),
+            (
+                vec![
+                    ("RoleArn", NARROW_ROLE),
+                    PROVIDER_PARAM,
+                    ("OIDCToken", &good),
+                ],
+                (401, "AuthenticationFail.NoPermission"),
+            ),
         ],
     )
     .await;
-    assert_eq!(code(&untrusted), (401, "AuthenticationFail.NoPermission"));
     // No answer quotes the token.
-    assert!(!untrusted.1.to_string().contains(&other));
-    assert_eq!(code(&assume(&sim, &with(&good)).await), (200, "<success>"));
+    let refused = assume(&sim, &[ROLE_PARAM, other, ("OIDCToken", &default_audience)]).await;
+    assert!(!refused.1.to_string().contains(&default_audience));
 }

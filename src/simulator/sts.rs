@@ -23,9 +23,6 @@ use super::auth::{self, Api};
 use super::keys::{self, Issued};
 use super::{Failure, MAX_ROLE_SESSION, Params, Role, Simulator, oidc};
 
-/// STS's API version.
-pub(super) const VERSION: &str = "2015-04-01";
-
 const HOST: &str = "sts.aliyuncs.com";
 
 /// STS's shortest session, and the default one.

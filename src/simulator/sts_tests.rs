@@ -270,105 +270,101 @@ async fn an_issued_key_needs_its_own_token() {
     assert_eq!(sim.sim.instance("i-prod-web").unwrap().bandwidth_out, 10);
 }
 
-#[tokio::test]
-async fn assume_role_refuses_as_sts_documents() {
-    let mut config = Config::demo();
-    let mut stranger = Role::new("acs:ram::2234567890123456:role/stranger");
-    stranger.trusted_accounts = vec!["9999999999999999".into()];
-    let mut long = Role::new("acs:ram::2234567890123456:role/long");
-    long.trusted_accounts = vec![DEMO_ACCOUNT_ID.into()];
-    long.max_session = Duration::from_secs(7200);
-    config.roles.extend([stranger, long]);
-    let sim = start(config).await;
-    let role = ("RoleArn", SECOND_ACCOUNT_ROLE_ARN);
-    let external = ("ExternalId", DEMO_EXTERNAL_ID);
-    let session = ("RoleSessionName", "gateway");
-    type Case<'a> = (&'a [(&'a str, &'a str)], (u16, &'a str));
-    let too_long = "s".repeat(65);
-    let cases: &[Case] = &[
-        (
-            &[
-                ("RoleArn", "acs:ram::2234567890123456:role/nobody"),
-                session,
-            ],
-            (404, "EntityNotExist.Role"),
-        ),
-        (
-            &[
-                ("RoleArn", "acs:ram::2234567890123456:role/stranger"),
-                session,
-            ],
-            (403, "NoPermission"),
-        ),
-        (&[role, session], (403, "NoPermission")),
-        (
-            &[role, session, ("ExternalId", "guess")],
-            (403, "NoPermission"),
-        ),
-        (&[role, external], (400, "MissingParameter")),
-        (&[session, external], (400, "MissingParameter")),
-        (
-            &[role, external, ("RoleSessionName", "a")],
-            (400, "InvalidParameter.RoleSessionName"),
-        ),
-        (
-            &[role, external, ("RoleSessionName", "a*b")],
-            (400, "InvalidParameter.RoleSessionName"),
-        ),
-        (
-            &[role, external, ("RoleSessionName", too_long.as_str())],
-            (400, "InvalidParameter.RoleSessionName"),
-        ),
-        (
-            &[role, external, session, ("DurationSeconds", "899")],
-            (400, "InvalidParameter.DurationSeconds"),
-        ),
-        (
-            &[role, external, session, ("DurationSeconds", "3601")],
-            (400, "InvalidParameter.DurationSeconds"),
-        ),
-        (
-            &[role, external, session, ("DurationSeconds", "an hour")],
-            (400, "InvalidParameter.DurationSeconds"),
-        ),
-        (
-            &[
-                ("RoleArn", "acs:ram::2234567890123456:role/long"),
-                session,
-                ("DurationSeconds", "7200"),
-            ],
-            (200, "<success>"),
-        ),
-        (
-            &[
-                ("RoleArn", "acs:ram::2234567890123456:role/long"),
-                session,
-                ("DurationSeconds", "7201"),
-            ],
-            (400, "InvalidParameter.DurationSeconds"),
-        ),
-    ];
+type Case<'a> = (&'a [(&'a str, &'a str)], (u16, &'a str));
+
+/// Sends each case as `AssumeRole` by the demo key and checks its answer.
+async fn check(sim: &Running, cases: &[Case<'_>]) {
     for (params, expected) in cases {
-        let answer = assume(&sim, params).await;
+        let answer = assume(sim, params).await;
         assert_eq!(code(&answer), *expected, "{params:?}: {}", answer.1);
         if answer.0 != 200 {
             assert_eq!(answer.1["HostId"], "sts.aliyuncs.com");
-            assert!(
-                answer.1["Recommend"]
-                    .as_str()
-                    .unwrap()
-                    .contains("product=Sts")
-            );
+            let recommend = answer.1["Recommend"].as_str().unwrap();
+            assert!(recommend.contains("product=Sts"), "{recommend}");
         }
     }
-    assert_eq!(sim.sim.sts_calls(), cases.len() as u64);
+}
 
-    let mut params = pairs(&[("Action", "AssumeRole"), role, session, external]);
-    params = signed(DEMO_ACCESS_KEY_ID, None, "2015-04-01", params);
+const ROLE: (&str, &str) = ("RoleArn", SECOND_ACCOUNT_ROLE_ARN);
+const EXTERNAL: (&str, &str) = ("ExternalId", DEMO_EXTERNAL_ID);
+const SESSION: (&str, &str) = ("RoleSessionName", "gateway");
+
+#[tokio::test]
+async fn assume_role_refuses_callers_the_role_does_not_trust() {
+    let mut config = Config::demo();
+    let mut stranger = Role::new("acs:ram::2234567890123456:role/stranger");
+    stranger.trusted_accounts = vec!["9999999999999999".into()];
+    config.roles.push(stranger);
+    let sim = start(config).await;
+    let unknown = ("RoleArn", "acs:ram::2234567890123456:role/nobody");
+    let stranger = ("RoleArn", "acs:ram::2234567890123456:role/stranger");
+    check(
+        &sim,
+        &[
+            (&[unknown, SESSION], (404, "EntityNotExist.Role")),
+            (&[stranger, SESSION], (403, "NoPermission")),
+            (&[ROLE, SESSION], (403, "NoPermission")),
+            (
+                &[ROLE, SESSION, ("ExternalId", "guess")],
+                (403, "NoPermission"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(sim.sim.sts_calls(), 4);
+
+    let params = pairs(&[("Action", "AssumeRole"), ROLE, SESSION, EXTERNAL]);
+    let params = signed(DEMO_ACCESS_KEY_ID, None, "2015-04-01", params);
     assert_eq!(
         code(&sim.send("POST", "not-the-secret", params).await),
         (400, "SignatureDoesNotMatch")
     );
+    let unknown_key = signed(
+        "LTAIunknown",
+        None,
+        "2015-04-01",
+        pairs(&[("Action", "AssumeRole")]),
+    );
+    assert_eq!(
+        code(&sim.send("POST", DEMO_ACCESS_KEY_SECRET, unknown_key).await),
+        (404, "InvalidAccessKeyId.NotFound")
+    );
+}
+
+#[tokio::test]
+async fn assume_role_checks_its_parameters() {
+    let mut config = Config::demo();
+    let mut long = Role::new("acs:ram::2234567890123456:role/long");
+    long.trusted_accounts = vec![DEMO_ACCOUNT_ID.into()];
+    long.max_session = Duration::from_secs(7200);
+    config.roles.push(long);
+    let sim = start(config).await;
+    let long = ("RoleArn", "acs:ram::2234567890123456:role/long");
+    let too_long = "s".repeat(65);
+    let name = |n| [ROLE, EXTERNAL, ("RoleSessionName", n)];
+    let lasting = |d| [ROLE, EXTERNAL, SESSION, ("DurationSeconds", d)];
+    let bad_name = (400, "InvalidParameter.RoleSessionName");
+    let bad_duration = (400, "InvalidParameter.DurationSeconds");
+    check(
+        &sim,
+        &[
+            (&[ROLE, EXTERNAL], (400, "MissingParameter")),
+            (&[SESSION, EXTERNAL], (400, "MissingParameter")),
+            (&name("a"), bad_name),
+            (&name("a*b"), bad_name),
+            (&name(too_long.as_str()), bad_name),
+            (&name(&too_long[..64]), (200, "<success>")),
+            (&lasting("899"), bad_duration),
+            (&lasting("3601"), bad_duration),
+            (&lasting("an hour"), bad_duration),
+            (
+                &[long, SESSION, ("DurationSeconds", "7200")],
+                (200, "<success>"),
+            ),
+            (&[long, SESSION, ("DurationSeconds", "7201")], bad_duration),
+        ],
+    )
+    .await;
     let unknown = signed(
         DEMO_ACCESS_KEY_ID,
         None,
@@ -427,4 +423,35 @@ fn a_roles_account_and_name_come_from_its_arn() {
             .count(),
         2
     );
+}
+
+/// `catalogue::get` panics on a code it does not know: every code the
+/// simulator answers by name is a row.
+#[test]
+fn every_code_the_simulator_answers_is_catalogued() {
+    let sources = [
+        include_str!("auth.rs"),
+        include_str!("describe.rs"),
+        include_str!("metadata.rs"),
+        include_str!("mod.rs"),
+        include_str!("oidc.rs"),
+        include_str!("rules.rs"),
+        include_str!("sts.rs"),
+        include_str!("uri.rs"),
+    ];
+    let mut seen = 0;
+    for source in sources {
+        for call in ["Failure::new(\"", "Failure::with_status(\""] {
+            for (at, _) in source.match_indices(call) {
+                let rest = &source[at + call.len()..];
+                let code = &rest[..rest.find('"').unwrap()];
+                assert!(
+                    crate::error::catalogue::lookup(code, 400).is_some(),
+                    "{code} is not in the catalogue"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 40, "{seen} codes found");
 }

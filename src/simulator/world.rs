@@ -283,7 +283,8 @@ impl Account {
 /// What the simulator starts with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Accepted AccessKeys.
+    /// AccessKeys accepted from the start; the keys issued at run time join
+    /// them.
     pub access_keys: Vec<AccessKey>,
     /// The default account (the demo key's).
     pub account: Account,
