@@ -28,6 +28,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use cedar_policy::{Entity, EntityUid, RestrictedExpression};
 
+use crate::credentials;
 use crate::identity::CallerId;
 use crate::policy::catalogue;
 use crate::policy::decide::Source;
@@ -253,11 +254,7 @@ impl Lookup {
     /// # Errors
     ///
     /// The caller, or all callers, are over their rate.
-    fn start_asking(
-        &self,
-        caller: &CallerId,
-        key: &Key,
-    ) -> Result<Option<Asking<'_>>, Error> {
+    fn start_asking(&self, caller: &CallerId, key: &Key) -> Result<Option<Asking<'_>>, Error> {
         let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
         if asking.contains(key) {
             return Ok(None);
@@ -336,6 +333,12 @@ fn reason(error: &upstream::Error) -> String {
         upstream::Error::Ecs(e) => format!(
             "ECS answered HTTP {} {} (RequestId {})",
             e.http_status, e.code, e.request_id
+        ),
+        // The credentials' failure stays in the gateway's log (it names
+        // servers, files and STS's answers): the caller learns only that.
+        upstream::Error::Credentials(credentials::SignerError::Unavailable(u)) => format!(
+            "the gateway has no usable credentials for account {} right now",
+            u.account
         ),
         other => other.to_string(),
     }

@@ -408,7 +408,7 @@ impl Client {
         // count against the endpoint.
         const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut signer = self.credentials.get(account).await?;
+        let mut signer = self.credentials.get_within(account, timeout).await?;
         let url = self.url(region, endpoint);
         self.budget.deposit();
         let mut attempt = 0u32;
@@ -416,6 +416,11 @@ impl Client {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining < FLOOR {
                 return Err(Error::Timeout(timeout));
+            }
+            // Before the breaker admits the attempt: a refused signer must
+            // not hold the endpoint's probe.
+            if !signer.usable(chrono::Utc::now()) {
+                signer = self.credentials.get_within(account, remaining).await?;
             }
             let admission = match self.breakers.admit(endpoint) {
                 Ok(admission) => admission,
@@ -426,9 +431,6 @@ impl Client {
                     });
                 }
             };
-            if !signer.usable(chrono::Utc::now()) {
-                signer = self.credentials.get(account).await?;
-            }
             let attempt_timeout = remaining.min(self.config.attempt_timeout);
             let span = attempt_span(url.as_ref(), endpoint, attempt);
             let result = self
@@ -674,19 +676,39 @@ mod tests {
     #[test]
     fn ecs_client_tokens_are_per_caller_and_stable() {
         let a = ecs_client_token("spiffe://demo.local/sa/netops", None, "t-1");
-        assert_eq!(a, ecs_client_token("spiffe://demo.local/sa/netops", None, "t-1"));
+        assert_eq!(
+            a,
+            ecs_client_token("spiffe://demo.local/sa/netops", None, "t-1")
+        );
         assert_eq!(a.len(), 64);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/webapp", None, "t-1"));
-        assert_ne!(a, ecs_client_token("spiffe://demo.local/sa/netops", None, "t-2"));
+        assert_ne!(
+            a,
+            ecs_client_token("spiffe://demo.local/sa/webapp", None, "t-1")
+        );
+        assert_ne!(
+            a,
+            ecs_client_token("spiffe://demo.local/sa/netops", None, "t-2")
+        );
         // The boundary between caller and token is part of the input.
-        assert_ne!(ecs_client_token("ab", None, "c"), ecs_client_token("a", None, "bc"));
+        assert_ne!(
+            ecs_client_token("ab", None, "c"),
+            ecs_client_token("a", None, "bc")
+        );
         // Per account too, and no account can be shifted into the token.
-        let other = ecs_client_token("spiffe://demo.local/sa/netops", Some("2234567890123456"), "t-1");
+        let other = ecs_client_token(
+            "spiffe://demo.local/sa/netops",
+            Some("2234567890123456"),
+            "t-1",
+        );
         assert_ne!(a, other);
         assert_ne!(
             other,
-            ecs_client_token("spiffe://demo.local/sa/netops", Some("2234567890123457"), "t-1")
+            ecs_client_token(
+                "spiffe://demo.local/sa/netops",
+                Some("2234567890123457"),
+                "t-1"
+            )
         );
         assert_ne!(
             ecs_client_token("a", Some("1"), "2"),

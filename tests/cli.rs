@@ -947,7 +947,10 @@ fn serve_check_names_the_credential_source_and_the_accounts() {
         )
     };
     let rrsa = [
-        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/pod"),
+        (
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "acs:ram::1234567890123456:role/pod",
+        ),
         (
             "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
             "acs:ram::1234567890123456:oidc-provider/ack",

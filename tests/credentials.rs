@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use ecs_gateway::credentials::{self, metadata, oidc};
-use ecs_gateway::simulator::{self, OidcProvider, Role};
 use ecs_gateway::pb;
+use ecs_gateway::simulator::{self, OidcProvider, Role};
 
 const ISSUER: &str = "https://oidc.demo.local/cluster";
 const PROVIDER_ARN: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-demo";
@@ -114,7 +114,8 @@ fn retry_info(status: &tonic::Status) -> Option<Duration> {
 #[tokio::test]
 async fn rrsa_exchanges_the_token_and_rereads_it_when_the_kubelet_rotates_it() {
     let issuer = Issuer::new();
-    let (sim, sim_url, _stop) = support::simulator(world(&issuer, Some(Duration::from_secs(3)))).await;
+    let (sim, sim_url, _stop) =
+        support::simulator(world(&issuer, Some(Duration::from_secs(3)))).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     // The first token expires before the second refresh.
@@ -135,7 +136,8 @@ async fn rrsa_exchanges_the_token_and_rereads_it_when_the_kubelet_rotates_it() {
 #[tokio::test]
 async fn refreshes_before_expiry_without_any_call_waiting() {
     let issuer = Issuer::new();
-    let (sim, sim_url, _stop) = support::simulator(world(&issuer, Some(Duration::from_secs(2)))).await;
+    let (sim, sim_url, _stop) =
+        support::simulator(world(&issuer, Some(Duration::from_secs(2)))).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, issuer.token(600)).unwrap();
@@ -153,7 +155,8 @@ async fn refreshes_before_expiry_without_any_call_waiting() {
 async fn sts_down_keeps_valid_credentials_and_never_signs_with_expired_ones() {
     let issuer = Issuer::new();
     // STS writes Expiration to the second: a 6 s key lives 5 to 6 s.
-    let (sim, sim_url, _stop) = support::simulator(world(&issuer, Some(Duration::from_secs(6)))).await;
+    let (sim, sim_url, _stop) =
+        support::simulator(world(&issuer, Some(Duration::from_secs(6)))).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, issuer.token(600)).unwrap();
@@ -179,7 +182,8 @@ async fn sts_down_keeps_valid_credentials_and_never_signs_with_expired_ones() {
     assert_eq!(sim.expired_key_calls(), 0);
     let metrics = reqwest_text(gw.admin_addr, "/metrics").await;
     assert!(
-        metrics.contains("ecs_gateway_credential_refreshes_total{source=\"rrsa\",result=\"failure\"}"),
+        metrics
+            .contains("ecs_gateway_credential_refreshes_total{source=\"rrsa\",result=\"failure\"}"),
         "{metrics}"
     );
 
@@ -234,7 +238,10 @@ async fn the_instance_ram_role_is_read_in_hardened_mode() {
     let gw = gateway(&sim_url, source, |_| {}).await;
     gw.call(raise("i-demo-postpaid", 6)).await.unwrap();
     assert!(sim.metadata_token_calls() >= 1);
-    assert!(sim.metadata_calls() >= 2, "the role's name, then its credentials");
+    assert!(
+        sim.metadata_calls() >= 2,
+        "the role's name, then its credentials"
+    );
     assert_eq!(sim.expired_key_calls(), 0);
 }
 
@@ -311,7 +318,10 @@ async fn a_wrong_external_id_is_refused_by_sts_and_nothing_is_sent() {
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert_eq!(sim.calls(), 0);
     let text = logs.text();
-    assert!(text.contains("NoPermission") && text.contains("assume_role"), "{text}");
+    assert!(
+        text.contains("NoPermission") && text.contains("assume_role"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -371,7 +381,8 @@ async fn a_folder_guardrail_governs_every_account_in_the_folder() {
 async fn no_source_secret_reaches_a_log_or_an_error() {
     let logs = support::capture_json_logs();
     let issuer = Issuer::new();
-    let (sim, sim_url, _stop) = support::simulator(world(&issuer, Some(Duration::from_secs(2)))).await;
+    let (sim, sim_url, _stop) =
+        support::simulator(world(&issuer, Some(Duration::from_secs(2)))).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     let token = issuer.token(600);
@@ -418,4 +429,52 @@ async fn reqwest_text(addr: std::net::SocketAddr, path: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// Naming the default account is the same call as naming none: one ECS
+/// ClientToken, so a retry spelled either way applies the change once.
+#[tokio::test]
+async fn the_default_account_named_or_not_is_one_call() {
+    let (sim, sim_url, _stop) = support::simulator(simulator::Config::demo()).await;
+    let gw = gateway(
+        &sim_url,
+        credentials::Config::Static(support::demo_credentials()),
+        |_| {},
+    )
+    .await;
+    for account in ["", simulator::DEMO_ACCOUNT_ID] {
+        let request = pb::ModifyInstanceNetworkSpecRequest {
+            account_id: account.into(),
+            client_token: "same-token".into(),
+            ..raise("i-demo-postpaid", 9)
+        };
+        gw.call(request).await.unwrap();
+    }
+    assert_eq!(sim.applied(&support::ecs_token("same-token")), 1);
+}
+
+/// Explain refuses an account the gateway does not serve, as a call would
+/// be refused.
+#[tokio::test]
+async fn explain_refuses_an_account_not_served() {
+    use ecs_gateway::pb::authorization_service_client::AuthorizationServiceClient;
+    let (_sim, sim_url, _stop) = support::simulator(simulator::Config::demo()).await;
+    let gw = gateway(
+        &sim_url,
+        credentials::Config::Static(support::demo_credentials()),
+        |_| {},
+    )
+    .await;
+    let mut client = AuthorizationServiceClient::new(support::channel(gw.addr).await);
+    let mut request = tonic::Request::new(pb::ExplainRequest {
+        request: Some(pb::ModifyInstanceNetworkSpecRequest {
+            account_id: "3334567890123456".into(),
+            ..raise("i-demo-postpaid", 9)
+        }),
+        ..Default::default()
+    });
+    support::with_identity(&mut request, support::NETOPS);
+    let refused = client.explain(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(support::violated_fields(&refused), ["account_id"]);
 }

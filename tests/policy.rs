@@ -300,6 +300,21 @@ fn malformed_policies_are_refused_with_file_and_line() {
             "known attribute is set by the gateway",
             "entities.json",
         ),
+        // An instance moved out of its account (into another's folder).
+        (
+            "entities.json",
+            "[{\"uid\": {\"type\": \"Ecs::Instance\", \"id\": \"i-x\"}, \"attrs\": {\"arn\": \"acs:ecs:cn-hangzhou:1:instance/i-x\", \"region\": \"cn-hangzhou\", \"account\": \"1\"}, \"parents\": [{\"type\": \"Ram::Account\", \"id\": \"2\"}]}]",
+            "parent is its account",
+            "entities.json",
+        ),
+        // The same in Cedar's other uid form, which the checks on the JSON
+        // do not recognise: refused on what Cedar parsed.
+        (
+            "entities.json",
+            "[{\"uid\": {\"__entity\": {\"type\": \"Ecs::Instance\", \"id\": \"i-x\"}}, \"attrs\": {\"arn\": \"acs:ecs:cn-hangzhou:1:instance/i-x\", \"region\": \"cn-hangzhou\", \"account\": \"1\", \"known\": true}, \"parents\": [{\"type\": \"Ram::Account\", \"id\": \"2\"}]}]",
+            "its parent is its account",
+            "entities.json",
+        ),
     ];
     for (file, content, message, location) in cases {
         let dir = scratch();
@@ -712,6 +727,45 @@ groups = []
         Outcome::Deny(denial) => assert_eq!(denial.policies, ["control.no-contractors"]),
         other => panic!("the contractor decided with the employee's groups: {other:?}"),
     }
+}
+
+/// Once entities.json describes the Resource Directory, an account it does
+/// not place in a folder is denied: a folder's guardrail must not miss it.
+#[test]
+fn an_account_outside_the_described_directory_is_denied() {
+    let dir = scratch();
+    let text = std::fs::read_to_string(dir.path().join("entities.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json.as_array_mut()
+        .unwrap()
+        .retain(|item| item["uid"]["id"] != "2234567890123456");
+    std::fs::write(dir.path().join("entities.json"), json.to_string()).unwrap();
+    let authorizer = authorizer(dir.path());
+    let request = validate::modify_request(pb::ModifyInstanceNetworkSpecRequest {
+        region_id: "cn-hangzhou".into(),
+        instance_id: "i-prod-web".into(),
+        internet_max_bandwidth_out: Some(8),
+        account_id: "2234567890123456".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let decision = authorizer.decide(&caller(support::NETOPS), &request, chrono::Utc::now());
+    match decision.outcome {
+        Outcome::Deny(denial) => {
+            assert!(
+                denial.errors[0].contains("not placed in a Resource Directory folder"),
+                "{denial:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The default account is placed: decided as usual.
+    let decision = authorizer.decide(
+        &caller(support::NETOPS),
+        &bandwidth("i-demo-postpaid", 8),
+        chrono::Utc::now(),
+    );
+    assert!(decision.allowed(), "{decision:?}");
 }
 
 /// An instance entities.json gives to another account is not this

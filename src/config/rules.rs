@@ -29,6 +29,13 @@ pub(super) fn check(config: &Config) -> Result<(), Error> {
         ));
     }
     accounts(config)?;
+    // RRSA's role signs for the default account: it must be of it.
+    if let (Some(crate::credentials::Config::Oidc(rrsa)), Some(default)) =
+        (&config.credentials, config.policy.account_id.as_deref())
+    {
+        super::sections::role_arn(&rrsa.role_arn, Some(default))
+            .map_err(|p| invalid("credentials.role_arn", format!("{p} (policy.account_id)")))?;
+    }
     let s = &config.admission;
     let n = |v: usize| v as u64;
     at_most(
@@ -87,7 +94,10 @@ fn accounts(config: &Config) -> Result<(), Error> {
         if !crate::account::AccountId::is_valid(&account.id) {
             return Err(invalid(
                 &format!("{name}.id"),
-                format!("{:?} is not an Alibaba Cloud account ID (digits)", account.id),
+                format!(
+                    "{:?} is not an Alibaba Cloud account ID (digits)",
+                    account.id
+                ),
             ));
         }
         if Some(account.id.as_str()) == default {
@@ -97,15 +107,18 @@ fn accounts(config: &Config) -> Result<(), Error> {
             ));
         }
         if !seen.insert(account.id.as_str()) {
-            return Err(invalid(&format!("{name}.id"), format!("{} is listed twice", account.id)));
+            return Err(invalid(
+                &format!("{name}.id"),
+                format!("{} is listed twice", account.id),
+            ));
         }
         super::sections::role_arn(&account.role_arn, Some(&account.id))
             .map_err(|p| invalid(&format!("{name}.role_arn"), p))?;
         if let Some(external_id) = &account.external_id {
             let valid = (2..=1224).contains(&external_id.len())
-                && external_id.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b)
-                });
+                && external_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
             if !valid {
                 return Err(invalid(
                     &format!("{name}.external_id"),

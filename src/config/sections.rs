@@ -114,7 +114,17 @@ pub(super) fn credentials(
     let environment = environment_key(r)?;
     let rrsa = rrsa(r)?;
     let sts = sts(r)?;
-    let ecs_role = r.text(&t::ECS_RAM_ROLE)?.map(|(_, role)| role);
+    let ecs_role = r
+        .optional(&t::ECS_RAM_ROLE, |text| {
+            if credentials::metadata::is_role_name(text) {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "{text:?} is not a RAM role name: 1 to 64 of A-Z a-z 0-9 . - _"
+                ))
+            }
+        })?
+        .map(|(_, role)| role);
     let metadata_disabled = r.boolean(&t::ECS_METADATA_DISABLED, false)?;
     let imdsv1_disabled = r.boolean(&t::IMDSV1_DISABLED, false)?;
     let metadata_endpoint = r.value(
@@ -135,7 +145,9 @@ pub(super) fn credentials(
         vpc,
     )
     .map_err(|problem| {
-        let name = sts_endpoint.as_ref().map_or(t::STS_REGION.var, |(n, _)| n.as_str());
+        let name = sts_endpoint
+            .as_ref()
+            .map_or(t::STS_REGION.var, |(n, _)| n.as_str());
         invalid(name, problem)
     })?;
     let metadata = |role| {
@@ -209,7 +221,10 @@ fn rrsa(r: &mut Reader) -> Result<Option<credentials::oidc::Config>, Error> {
                 .collect();
             Err(invalid(
                 &given,
-                format!("RRSA needs all three settings: set {} too", missing.join(" and ")),
+                format!(
+                    "RRSA needs all three settings: set {} too",
+                    missing.join(" and ")
+                ),
             ))
         }
     }
@@ -292,7 +307,12 @@ fn oidc_provider_arn(text: &str) -> Result<String, String> {
 /// The metadata server: plain http (it is link-local), no path or query.
 fn metadata_endpoint(text: &str) -> Result<String, String> {
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    if url.scheme() != "http" || url.path() != "/" || url.query().is_some() {
+    if url.scheme() != "http"
+        || url.path() != "/"
+        || url.query().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return Err(format!(
             "{text:?}: expected http://HOST[:PORT], as http://100.100.100.200"
         ));

@@ -18,11 +18,13 @@ fn defaults_without_any_setting() {
     // The SDKs' last resort: the ECS instance's attached RAM role.
     assert_eq!(
         c.credentials,
-        Some(credentials::Config::EcsRamRole(credentials::metadata::Config {
-            endpoint: "http://100.100.100.200".into(),
-            role: None,
-            imdsv1_disabled: false,
-        }))
+        Some(credentials::Config::EcsRamRole(
+            credentials::metadata::Config {
+                endpoint: "http://100.100.100.200".into(),
+                role: None,
+                imdsv1_disabled: false,
+            }
+        ))
     );
     assert_eq!(c.sts, credentials::sts::Config::default());
     assert!(c.accounts.is_empty());
@@ -37,7 +39,10 @@ fn the_credential_chain_is_the_sdks_order() {
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK"),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "S"),
         ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/pod"),
-        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack"),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1:oidc-provider/ack",
+        ),
         ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/token"),
         ("ALIBABA_CLOUD_CREDENTIALS_FILE", "/creds"),
         ("ALIBABA_CLOUD_ECS_METADATA", "node-role"),
@@ -79,11 +84,13 @@ fn the_credential_chain_is_the_sdks_order() {
     .unwrap();
     assert_eq!(
         named.credentials,
-        Some(credentials::Config::EcsRamRole(credentials::metadata::Config {
-            endpoint: "http://127.0.0.1:8080".into(),
-            role: Some("node-role".into()),
-            imdsv1_disabled: true,
-        }))
+        Some(credentials::Config::EcsRamRole(
+            credentials::metadata::Config {
+                endpoint: "http://127.0.0.1:8080".into(),
+                role: Some("node-role".into()),
+                imdsv1_disabled: true,
+            }
+        ))
     );
 }
 

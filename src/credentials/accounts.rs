@@ -18,8 +18,9 @@ use super::uri::Uri;
 use super::{Config, Error, Issued};
 use crate::telemetry::Metrics;
 
-/// Another account the gateway serves, as `[[accounts]]` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+/// Another account the gateway serves, as `[[accounts]]` lists it. Its
+/// `Debug` does not show the ExternalId.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     /// The account ID.
@@ -31,9 +32,21 @@ pub struct Account {
     pub external_id: Option<String>,
 }
 
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// An account the gateway does not serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("account {0} is not served by this gateway (it is neither policy.account_id nor in [[accounts]])")]
+#[error(
+    "account {0} is not served by this gateway (it is neither policy.account_id nor in [[accounts]])"
+)]
 pub struct Unserved(pub String);
 
 /// The signing credentials of every account served.
@@ -96,7 +109,7 @@ impl Opened {
     ///
     /// The credentials file cannot be read or lacks the profile's keys.
     pub fn new(source: Config, sts: sts::Config) -> Result<Self, Error> {
-        let sts = Arc::new(Sts::new(sts));
+        let sts = Arc::new(Sts::new(sts)?);
         let source = match source {
             Config::Static(credentials) => OpenedSource::Fixed(credentials),
             Config::File { path, profile } => {
@@ -106,8 +119,8 @@ impl Opened {
                 config,
                 sts: sts.clone(),
             })),
-            Config::EcsRamRole(config) => OpenedSource::Fetch(Box::new(Metadata::new(config))),
-            Config::Uri(config) => OpenedSource::Fetch(Box::new(Uri::new(config))),
+            Config::EcsRamRole(config) => OpenedSource::Fetch(Box::new(Metadata::new(config)?)),
+            Config::Uri(config) => OpenedSource::Fetch(Box::new(Uri::new(config)?)),
         };
         Ok(Self { source, sts })
     }
@@ -212,6 +225,30 @@ impl Signers {
     pub fn role(&self, account: Option<&str>) -> Option<String> {
         let current = self.provider(account).ok()?.peek()?;
         current.role().map(str::to_owned)
+    }
+
+    /// [`Signers::get`], waiting at most `wait` for a refresh (the call's
+    /// deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`Signers::get`]; [`SignerError::Unavailable`] when no usable
+    /// credentials came within `wait`.
+    pub async fn get_within(
+        &self,
+        account: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<Arc<Current>, SignerError> {
+        let provider = self.provider(account)?;
+        match tokio::time::timeout(wait, provider.get()).await {
+            Ok(current) => Ok(current?),
+            Err(_) => Err(provider
+                .unavailable(format!(
+                    "no usable credentials within the call's deadline ({})",
+                    humantime::format_duration(wait)
+                ))
+                .into()),
+        }
     }
 
     /// Starts keeping every account's credentials fresh in the background.

@@ -45,6 +45,9 @@ const STALE_BEFORE: Duration = Duration::from_secs(15 * 60);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest wait between failed refreshes.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest lifetime believed (STS's longest session): a source cannot
+/// pin a key for longer.
+const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Credentials in the cache, with when to refresh them and until when they
 /// may sign.
@@ -61,7 +64,10 @@ pub struct Current {
 
 impl Current {
     fn new(issued: Issued, now: DateTime<Utc>, recheck: Option<Duration>) -> Self {
-        let (stale_at, usable_until) = match issued.expiration {
+        let expiration = issued
+            .expiration
+            .map(|at| at.min(now + delta(MAX_LIFETIME)));
+        let (stale_at, usable_until) = match expiration {
             Some(expiration) => {
                 let life = (expiration - now).to_std().unwrap_or_default();
                 let stale = STALE_BEFORE.min(life / 2);
@@ -75,7 +81,7 @@ impl Current {
         };
         Self {
             credentials: Arc::new(issued.credentials),
-            expiration: issued.expiration,
+            expiration,
             stale_at,
             usable_until,
             role: issued.role.map(Arc::from),
@@ -201,13 +207,19 @@ impl Provider {
     /// # Errors
     ///
     /// [`Unavailable`] when the source fails and nothing usable is cached.
-    pub async fn get(&self) -> Result<Arc<Current>, Unavailable> {
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<Current>, Unavailable> {
         if let Some(current) = self.peek()
             && current.usable(Utc::now())
         {
             return Ok(current);
         }
-        let refreshed = self.refresh().await;
+        // The refresh runs as a task of its own: a caller that gives up (its
+        // deadline) does not cancel it for those waiting with it, and its
+        // failure is remembered for them.
+        let provider = Arc::clone(self);
+        let refreshed = tokio::spawn(async move { provider.refresh().await })
+            .await
+            .unwrap_or_else(|e| Err(format!("the refresh failed: {e}")));
         match self.peek() {
             Some(current) if current.usable(Utc::now()) => Ok(current),
             _ => Err(self.unavailable(refreshed.err().unwrap_or_else(|| {
@@ -216,7 +228,7 @@ impl Provider {
         }
     }
 
-    fn unavailable(&self, reason: String) -> Unavailable {
+    pub(crate) fn unavailable(&self, reason: String) -> Unavailable {
         Unavailable {
             account: self.account.clone(),
             failing: self.source(),
@@ -306,7 +318,12 @@ async fn keep_fresh(provider: Weak<Provider>) {
         let result = strong.refresh().await;
         drop(strong);
         match result {
-            Ok(()) => backoff = RETRY_AFTER,
+            // Never more than one refresh a second, however short the
+            // lifetime a source hands out.
+            Ok(()) => {
+                backoff = RETRY_AFTER;
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
             Err(_) => {
                 tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -418,6 +435,8 @@ mod tests {
             expiration: Some(now + TimeDelta::seconds(life)),
             role: None,
         };
+        let far = Current::new(issued(10 * 24 * 3600), now, None);
+        assert_eq!(far.expiration, Some(now + TimeDelta::hours(12)), "clamped");
         let hour = Current::new(issued(3600), now, None);
         assert_eq!(hour.stale_at, Some(now + TimeDelta::seconds(2700)));
         assert_eq!(hour.usable_until, Some(now + TimeDelta::seconds(3540)));
@@ -476,12 +495,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_background_task_refreshes_before_expiry() {
-        let (source, provider) = counting(Duration::from_millis(800), Duration::ZERO);
+        let (source, provider) = counting(Duration::from_millis(3000), Duration::ZERO);
         provider.start();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(source.fetched.load(Ordering::SeqCst), 1);
-        // Stale after 400 ms: refreshed without any caller asking.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Stale after 1.5 s: refreshed without any caller asking.
+        tokio::time::sleep(Duration::from_millis(1900)).await;
         assert!(source.fetched.load(Ordering::SeqCst) >= 2);
         assert!(provider.is_ready());
         drop(provider);

@@ -214,7 +214,15 @@ mod tests {
             Arc::new(crate::telemetry::Metrics::default()),
         ));
         provider.start();
-        let key = || async { provider.get().await.unwrap().credentials().access_key_id.clone() };
+        let key = || async {
+            provider
+                .get()
+                .await
+                .unwrap()
+                .credentials()
+                .access_key_id
+                .clone()
+        };
         assert_eq!(key().await, "AK1");
 
         write("AK2", t0 + Duration::from_secs(10));

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use super::cache::Fetch;
 use super::{Error, Issued, Secret};
+use futures_util::future::BoxFuture;
 
 /// The source's name.
 pub const SOURCE: &str = "ecs_ram_role";
@@ -21,6 +21,15 @@ pub const DEFAULT_ENDPOINT: &str = "http://100.100.100.200";
 const TOKEN_TTL_SECONDS: &str = "21600";
 const TIMEOUT: Duration = Duration::from_secs(1);
 const WHAT: &str = "ECS metadata server";
+
+/// Whether `name` is a RAM role name: 1 to 64 of `A-Z a-z 0-9 . - _`.
+/// Anything else would change the path it is read from.
+pub fn is_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
 
 /// The metadata source's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,11 +49,11 @@ pub(crate) struct Metadata {
 }
 
 impl Metadata {
-    pub(crate) fn new(config: Config) -> Self {
-        Self {
-            http: super::http_client(TIMEOUT, TIMEOUT * 2),
+    pub(crate) fn new(config: Config) -> Result<Self, Error> {
+        Ok(Self {
+            http: super::http_client(TIMEOUT, TIMEOUT * 2)?,
             config,
-        }
+        })
     }
 
     /// A hardened-mode token, or `None` to read without one (IMDSv1).
@@ -57,13 +66,18 @@ impl Metadata {
             .send()
             .await;
         let failure = match result {
-            Ok(response) if response.status().is_success() => match response.text().await {
-                Ok(token) if !token.trim().is_empty() => {
-                    return Ok(Some(Secret::new(token.trim())));
+            Ok(response) if response.status().is_success() => {
+                match super::read_answer(response, WHAT, &url).await {
+                    Ok((_, token)) => {
+                        let token = String::from_utf8_lossy(&token);
+                        if !token.trim().is_empty() {
+                            return Ok(Some(Secret::new(token.trim())));
+                        }
+                        "an empty token".to_owned()
+                    }
+                    Err(e) => e.to_string(),
                 }
-                Ok(_) => "an empty token".to_owned(),
-                Err(e) => e.without_url().to_string(),
-            },
+            }
             Ok(response) => format!("HTTP {}", response.status().as_u16()),
             Err(e) => e.without_url().to_string(),
         };
@@ -93,9 +107,8 @@ impl Metadata {
             source: source.without_url(),
         };
         let response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(unreachable)?;
-        Ok((status, text))
+        let (status, body) = super::read_answer(response, WHAT, &url).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     async fn role(&self, token: Option<&Secret>) -> Result<String, Error> {
@@ -105,13 +118,7 @@ impl Metadata {
         let path = "/latest/meta-data/ram/security-credentials/";
         let (status, text) = self.get(path, token).await?;
         let role = text.lines().next().unwrap_or("").trim();
-        // A RAM role name: 1 to 64 of `A-Z a-z 0-9 . - _`; anything else
-        // would change the path it is read from.
-        let valid = (1..=64).contains(&role.len())
-            && role
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if status != 200 || !valid {
+        if status != 200 || !is_role_name(role) {
             return Err(self.answer(path, status, "expected the attached role's name"));
         }
         Ok(role.to_owned())

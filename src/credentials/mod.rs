@@ -223,6 +223,9 @@ pub enum Error {
         /// STS's message (which quotes no token).
         message: String,
     },
+    /// The HTTP client could not be built (its TLS stack).
+    #[error("cannot build the HTTP client of the credentials servers")]
+    Client(#[source] reqwest::Error),
     /// The chain's credentials, which sign `AssumeRole`, are unavailable.
     #[error("the credentials that sign AssumeRole are unavailable: {0}")]
     Chain(#[source] Unavailable),
@@ -312,7 +315,7 @@ pub(crate) fn parse_coded(body: &[u8], role: Option<String>) -> Result<Issued, S
 pub(crate) fn http_client(
     connect: std::time::Duration,
     total: std::time::Duration,
-) -> reqwest::Client {
+) -> Result<reqwest::Client, Error> {
     crate::install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("ecs-gateway/", env!("CARGO_PKG_VERSION")))
@@ -320,7 +323,49 @@ pub(crate) fn http_client(
         .timeout(total)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .map_err(Error::Client)
+}
+
+/// The most a credentials server's answer may be: theirs are a few hundred
+/// bytes.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// A credentials server's answer: its status and at most [`MAX_ANSWER`]
+/// bytes of body.
+pub(crate) async fn read_answer(
+    mut response: reqwest::Response,
+    what: &'static str,
+    url: &str,
+) -> Result<(u16, Vec<u8>), Error> {
+    let status = response.status().as_u16();
+    let too_large = || Error::Answer {
+        what,
+        url: url.to_owned(),
+        status,
+        detail: format!("an answer larger than {} KiB", MAX_ANSWER / 1024),
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| Error::Unreachable {
+            what,
+            url: url.to_owned(),
+            source: source.without_url(),
+        })?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
 }
 
 #[cfg(test)]

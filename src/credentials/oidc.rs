@@ -47,10 +47,10 @@ impl Fetch for Oidc {
             let path = &self.config.token_file;
             // A small file on a local volume: read in place.
             let token = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    what: "OIDC token file",
-                    path: path.clone(),
-                    source,
-                })?;
+                what: "OIDC token file",
+                path: path.clone(),
+                source,
+            })?;
             let token = Secret::new(token.trim());
             self.sts
                 .assume_role_with_oidc(

@@ -82,7 +82,12 @@ fn explicit_endpoint(text: &str) -> Result<String, String> {
     if !text.contains("://") {
         let url = url::Url::parse(&format!("https://{text}"))
             .ok()
-            .filter(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty())
+            .filter(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            })
             .ok_or_else(|| format!("{text:?} is not a host name"))?;
         return Ok(url.as_str().trim_end_matches('/').to_owned());
     }
@@ -103,7 +108,7 @@ fn explicit_endpoint(text: &str) -> Result<String, String> {
         }
         other => return Err(format!("{text:?}: scheme {other} is not http(s)")),
     }
-    if url.query().is_some() || !url.username().is_empty() {
+    if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(format!("{text:?}: an endpoint has no query or user"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -153,6 +158,19 @@ pub struct Sts {
 #[serde(rename_all = "PascalCase")]
 struct Answer {
     credentials: Option<Issue>,
+    assumed_role_user: Option<AssumedRoleUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumedRoleUser {
+    #[serde(default)]
+    arn: String,
+}
+
+/// The account of a RAM ARN (`acs:ram::{account}:…`).
+fn account_of(arn: &str) -> Option<&str> {
+    arn.strip_prefix("acs:ram::")?.split(':').next()
 }
 
 #[derive(Deserialize)]
@@ -174,11 +192,15 @@ struct Refusal {
 
 impl Sts {
     /// A client of the STS `config` names.
-    pub fn new(config: Config) -> Self {
-        Self {
-            http: super::http_client(Duration::from_secs(3), config.timeout),
+    ///
+    /// # Errors
+    ///
+    /// The HTTP client cannot be built.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Ok(Self {
+            http: super::http_client(Duration::from_secs(3), config.timeout)?,
             config,
-        }
+        })
     }
 
     /// What sessions ask for.
@@ -267,8 +289,7 @@ impl Sts {
             .send()
             .await
             .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(unreachable)?;
+        let (status, bytes) = super::read_answer(response, "STS", url).await?;
         parse_answer(action, url, status, &bytes, role)
     }
 }
@@ -295,15 +316,26 @@ fn parse_answer(
         }
         return Err(Error::Sts {
             action,
-            code: refusal.code,
+            code: bounded(&refusal.code, 64),
             status,
-            request_id: refusal.request_id,
-            message: refusal.message,
+            request_id: bounded(&refusal.request_id, 64),
+            message: message_of(&refusal.code, &refusal.message),
         });
     }
-    let issue = serde_json::from_slice::<Answer>(body)
-        .ok()
-        .and_then(|a| a.credentials)
+    let parsed = serde_json::from_slice::<Answer>(body)
+        .map_err(|_| answer("expected JSON with Credentials"))?;
+    // The key must be the role's account's: a key of another account would
+    // sign calls the policies decided for this one.
+    if let Some(user) = &parsed.assumed_role_user
+        && account_of(&user.arn) != account_of(role)
+    {
+        return Err(answer(&format!(
+            "the assumed role {} is not of the role's account",
+            bounded(&user.arn, 200)
+        )));
+    }
+    let issue = parsed
+        .credentials
         .ok_or_else(|| answer("expected JSON with Credentials"))?;
     let expiration = parse_expiration(&issue.expiration)
         .ok_or_else(|| answer("Expiration is not YYYY-MM-DDTHH:MM:SSZ"))?;
@@ -319,6 +351,21 @@ fn parse_answer(
         expiration: Some(expiration),
         role: Some(role.to_owned()),
     })
+}
+
+/// At most `max` characters of `text`.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// STS's message, for the log: none for a signature error (STS quotes the
+/// string it signed, with the security token), at most 200 characters
+/// otherwise.
+fn message_of(code: &str, message: &str) -> String {
+    if code.contains("Signature") || message.to_ascii_lowercase().contains("string to sign") {
+        return "(not shown: it quotes the signed request)".to_owned();
+    }
+    bounded(message, 200)
 }
 
 #[cfg(test)]
@@ -353,6 +400,8 @@ mod tests {
             "ftp://127.0.0.1",
             "sts.aliyuncs.com/path",
             "https://u:p@sts.aliyuncs.com",
+            "https://:p@sts.aliyuncs.com",
+            ":p@sts.aliyuncs.com",
             "https://sts.aliyuncs.com/?a=b",
         ] {
             assert!(endpoint(Some(bad), None, false).is_err(), "{bad}");
@@ -392,6 +441,10 @@ mod tests {
     fn answers_parse_and_refusals_name_code_and_request_id() {
         let ok = br#"{"RequestId":"R","AssumedRoleUser":{"Arn":"acs:ram::1:assumed-role/r/s"},"Credentials":{"AccessKeyId":"STS.A","AccessKeySecret":"sekrit","SecurityToken":"tok","Expiration":"2030-01-01T00:00:00Z"}}"#;
         let issued = parse_answer("AssumeRole", "u", 200, ok, "acs:ram::1:role/r").unwrap();
+        assert!(
+            parse_answer("AssumeRole", "u", 200, ok, "acs:ram::2:role/r").is_err(),
+            "a key of another account than the role's"
+        );
         assert_eq!(issued.credentials.access_key_id, "STS.A");
         assert_eq!(issued.role.as_deref(), Some("acs:ram::1:role/r"));
         let refused = br#"{"RequestId":"R9","Code":"AuthenticationFail.OIDCToken.Expired","Message":"expired"}"#;
@@ -405,10 +458,16 @@ mod tests {
         let text = parse_answer("AssumeRole", "u", 200, garbled, "r")
             .unwrap_err()
             .to_string();
+        assert!(!text.contains("sekrit") && !text.contains("tok"), "{text}");
+        assert!(parse_answer("AssumeRole", "u", 502, b"<html>", "r").is_err());
+        // A signature error quotes the signed request, token included.
+        let quoting = br#"{"RequestId":"R","Code":"SignatureDoesNotMatch","Message":"server string to sign is:POST&%2F&SecurityToken%3Dtok3n"}"#;
+        let text = parse_answer("AssumeRole", "u", 400, quoting, "r")
+            .unwrap_err()
+            .to_string();
         assert!(
-            !text.contains("sekrit") && !text.contains("tok"),
+            text.contains("SignatureDoesNotMatch") && !text.contains("tok3n"),
             "{text}"
         );
-        assert!(parse_answer("AssumeRole", "u", 502, b"<html>", "r").is_err());
     }
 }

@@ -5,19 +5,27 @@
 
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use super::cache::Fetch;
 use super::{Error, Issued};
+use futures_util::future::BoxFuture;
 
 /// The source's name.
 pub const SOURCE: &str = "credentials_uri";
 const WHAT: &str = "credentials URI";
 
 /// The URI source's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// The URI.
     pub uri: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("uri", &redacted(&self.uri))
+            .finish()
+    }
 }
 
 /// `uri` without its query, fragment or user.
@@ -41,11 +49,11 @@ pub(crate) struct Uri {
 }
 
 impl Uri {
-    pub(crate) fn new(config: Config) -> Self {
-        Self {
-            http: super::http_client(Duration::from_secs(2), Duration::from_secs(5)),
+    pub(crate) fn new(config: Config) -> Result<Self, Error> {
+        Ok(Self {
+            http: super::http_client(Duration::from_secs(2), Duration::from_secs(5))?,
             config,
-        }
+        })
     }
 }
 
@@ -68,8 +76,7 @@ impl Fetch for Uri {
                 .send()
                 .await
                 .map_err(unreachable)?;
-            let status = response.status().as_u16();
-            let body = response.bytes().await.map_err(unreachable)?;
+            let (status, body) = super::read_answer(response, WHAT, &shown).await?;
             let answer = |detail: &str| Error::Answer {
                 what: WHAT,
                 url: shown.clone(),
@@ -93,5 +100,9 @@ mod tests {
             "http://127.0.0.1:9/creds"
         );
         assert_eq!(super::redacted("not a url"), "(not a URL)");
+        let config = super::Config {
+            uri: "http://127.0.0.1:9/c?token=s3cret".into(),
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

@@ -457,7 +457,7 @@ impl Authorizer {
         };
         let principal = data.principals.get(&caller.identity);
         let mut results = Vec::new();
-        let outcome = match self.admit(query, &found, principal) {
+        let outcome = match self.admit(data, query, &found, principal) {
             Err((layer, error)) => unevaluated(actions[0], layer, error),
             Ok(principal) => {
                 let call = Call {
@@ -536,6 +536,7 @@ impl Authorizer {
     /// that deny before any policy runs.
     fn admit<'p>(
         &self,
+        data: &PolicyData,
         query: &Query<'_>,
         found: &Found<'_>,
         principal: Option<&'p Principal>,
@@ -569,6 +570,18 @@ impl Authorizer {
                         self.account_of(request),
                         &request.instance_id
                     )
+                ),
+            ));
+        }
+        // Once entities.json describes the Resource Directory, an account it
+        // does not place in a folder would escape every folder's guardrail:
+        // deny (fail closed) rather than decide as if it were in none.
+        let account = self.account_of(request);
+        if !data.placed(account) {
+            return Err((
+                Layer::Control,
+                format!(
+                    "account {account} is not placed in a Resource Directory folder (entities.json describes the directory, and not this account)"
                 ),
             ));
         }

@@ -30,10 +30,10 @@ impl AuthorizationService for Gateway {
         let call = self.begin(&request)?;
         let caller = &call.caller;
         // 2. validate
-        let explain = validated(validate::explain_request, request.into_inner())?;
+        let mut explain = validated(validate::explain_request, request.into_inner())?;
         // An account the gateway does not serve is refused as a call to it
         // would be, before any lookup.
-        self.served(&explain.request)?;
+        explain.request = self.served(explain.request)?;
         call.name_instance(&explain.request.region_id, &explain.request.instance_id);
 
         // 3. may the caller ask? (With the instance's attributes from ECS

@@ -45,12 +45,11 @@ impl Gateway {
         // (see upstream::ecs_client_token); the caller gets its own back.
         let client_token = request.client_token.value.clone();
         let mut upstream_request = request;
-        upstream_request.client_token.value =
-            upstream::ecs_client_token(
-                &call.caller.identity.to_string(),
-                upstream_request.account_id.as_deref(),
-                &client_token,
-            );
+        upstream_request.client_token.value = upstream::ecs_client_token(
+            &call.caller.identity.to_string(),
+            upstream_request.account_id.as_deref(),
+            &client_token,
+        );
         let upstream = self.upstream.clone();
         let lookup = self.lookup.clone();
         let permit = call.permit.clone();

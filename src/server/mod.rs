@@ -141,8 +141,7 @@ impl InstanceNetworkService for Gateway {
         // 1. identity: resolved by the layer.
         let call = self.begin(&request)?;
         // 2. validate
-        let request = validated(validate::modify_request, request.into_inner())?;
-        self.served(&request)?;
+        let request = self.served(validated(validate::modify_request, request.into_inner())?)?;
         call.name_instance(&request.region_id, &request.instance_id);
         // 3. authorize (the shadow policies decide beside, never enforced)
         let decision = self.authorize(&call, &request).await?;
@@ -157,13 +156,22 @@ impl InstanceNetworkService for Gateway {
 
 impl Gateway {
     /// Refuses, before anything is decided or sent, a call to an account
-    /// the gateway does not serve.
+    /// the gateway does not serve; a call that names the default account is
+    /// made one that names none, so that both spellings are one call (one
+    /// ECS ClientToken, one lookup).
     ///
     /// # Errors
     ///
     /// `INVALID_ARGUMENT` naming `account_id`.
-    fn served(&self, request: &validate::ModifyRequest) -> Result<(), Error> {
-        match &request.account_id {
+    fn served(
+        &self,
+        mut request: validate::ModifyRequest,
+    ) -> Result<validate::ModifyRequest, Error> {
+        match request.account_id.as_deref() {
+            Some(account) if account == self.authorizer.account_id() => {
+                request.account_id = None;
+                Ok(request)
+            }
             Some(account) if !self.upstream.serves(account) => {
                 Err(Error::Invalid(validate::Rejection::single(
                     "account_id",
@@ -173,7 +181,7 @@ impl Gateway {
                     ),
                 )))
             }
-            _ => Ok(()),
+            _ => Ok(request),
         }
     }
 }

@@ -109,10 +109,7 @@ impl RunError {
 ///
 /// Missing or unreadable credentials, policies, keys or certificates.
 pub fn build(config: &Config) -> Result<Stack, RunError> {
-    let source = config
-        .credentials
-        .clone()
-        .ok_or(RunError::NoCredentials)?;
+    let source = config.credentials.clone().ok_or(RunError::NoCredentials)?;
     let chain = crate::credentials::Opened::new(source, config.sts.clone())?;
     let authorizer = config
         .policy
@@ -125,11 +122,8 @@ pub fn build(config: &Config) -> Result<Stack, RunError> {
     if shadow_pending.is_some() {
         metrics.shadow_load_failures.inc();
     }
-    let signers = Arc::new(chain.signers(
-        authorizer.account_id(),
-        &config.accounts,
-        metrics.clone(),
-    ));
+    let signers =
+        Arc::new(chain.signers(authorizer.account_id(), &config.accounts, metrics.clone()));
     metrics.watch_credentials(signers.clone());
     let upstream =
         config

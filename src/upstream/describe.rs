@@ -208,9 +208,14 @@ impl Client {
         let timeout = budget(deadline).min(self.config.timeout);
         let endpoint = self.endpoint(region_id);
         let params = parameters(region_id, instance_id);
-        self.attempts(account, region_id, &params, &endpoint, timeout, &|status, body| {
-            parse(status, body, region_id, instance_id)
-        })
+        self.attempts(
+            account,
+            region_id,
+            &params,
+            &endpoint,
+            timeout,
+            &|status, body| parse(status, body, region_id, instance_id),
+        )
         .await
     }
 }

@@ -68,7 +68,7 @@ pub(super) fn load(
         if kind != "Ecs::Instance" {
             continue;
         }
-        match instance(entity) {
+        match instance(entity, &entities) {
             Ok(instance) => {
                 instances.insert(entity.uid().id().unescaped().to_owned(), instance);
             }
@@ -133,7 +133,7 @@ fn mark_known(json: &mut serde_json::Value) -> Result<(), &'static str> {
 }
 
 /// One `Ecs::Instance` entity as an [`Instance`], or what is wrong with it.
-fn instance(entity: &Entity) -> Result<Instance, String> {
+fn instance(entity: &Entity, entities: &Entities) -> Result<Instance, String> {
     let string = |name: &str| match entity.attr(name) {
         Some(Ok(cedar_policy::EvalResult::String(s))) => Some(s),
         _ => None,
@@ -149,6 +149,30 @@ fn instance(entity: &Entity) -> Result<Instance, String> {
     if !AccountId::is_valid(&account) {
         return Err(format!(
             "instance {id}: account {account:?} is not an Alibaba Cloud account ID (digits)"
+        ));
+    }
+    // What mark_known set, checked on what Cedar parsed: an entity written
+    // in another form (`{"__entity": …}`) must not escape it.
+    // Its ancestors (Cedar has closed them) are its account and the
+    // account's folders, and nothing else.
+    let (_, _, ancestors) = entity.clone().into_inner();
+    let own = catalogue::account_uid(&account);
+    let mut expected: std::collections::HashSet<cedar_policy::EntityUid> = entities
+        .ancestors(&own)
+        .map(|up| up.cloned().collect())
+        .unwrap_or_default();
+    expected.insert(own);
+    if ancestors != expected {
+        return Err(format!(
+            "instance {id}: its parent is its account, Ram::Account::{account:?}, which the gateway sets: leave parents empty, and write its uid as {{\"type\": \"Ecs::Instance\", \"id\": …}}"
+        ));
+    }
+    if !matches!(
+        entity.attr("known"),
+        Some(Ok(cedar_policy::EvalResult::Bool(true)))
+    ) {
+        return Err(format!(
+            "instance {id}: known is the gateway's to set: write its uid as {{\"type\": \"Ecs::Instance\", \"id\": …}}"
         ));
     }
     let expected = catalogue::instance_arn(&region, &account, &id);

@@ -154,6 +154,18 @@ impl fmt::Debug for PolicyData {
 }
 
 impl PolicyData {
+    /// Whether `account` may be decided on: entities.json describes no
+    /// Resource Directory, or places the account in a folder.
+    pub fn placed(&self, account: &str) -> bool {
+        if self.directory.is_empty() {
+            return true;
+        }
+        let uid = crate::policy::catalogue::account_uid(account);
+        self.directory
+            .iter()
+            .any(|entity| entity.uid() == uid && !entity.clone().into_inner().2.is_empty())
+    }
+
     /// A layer's index.
     pub fn layer_index(&self, layer: Layer) -> &LayerIndex {
         &self.indexes[layer as usize]
