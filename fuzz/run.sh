@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 if [ ! -x .tools/bin/cargo-fuzz ]; then
   cargo install --locked cargo-fuzz --root .tools
 fi
-for target in validate explain canonical_query simulator_auth error_body credentials_file xfcc; do
+for target in validate explain canonical_query simulator_auth error_body credentials_file credential_answers xfcc; do
   mkdir -p "corpus/$target" "regressions/$target"
   cp -n regressions/"$target"/* "corpus/$target/" 2>/dev/null || true
   echo "== $target for ${seconds}s"

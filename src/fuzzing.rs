@@ -68,6 +68,39 @@ pub fn error_body(data: &[u8]) {
     }
 }
 
+/// The answers of the credentials servers: STS's (`AssumeRole`,
+/// `AssumeRoleWithOIDC`) and the `{Code, AccessKeyId, …}` of the metadata
+/// server and a credentials URI. Never panics; an STS refusal's message is
+/// bounded whatever STS sends, and never holds what the body calls a secret.
+pub fn credential_answers(data: &[u8]) {
+    for status in [200, 400, 401, 403, 404, 500] {
+        if let Err(error) = credentials::sts::parse_answer(
+            "AssumeRole",
+            "https://sts.aliyuncs.com",
+            status,
+            data,
+            "acs:ram::1234567890123456:role/r",
+        ) {
+            let shown = error.to_string();
+            assert!(
+                shown.len() <= 1024,
+                "an unbounded message: {} bytes",
+                shown.len()
+            );
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) {
+                for secret in ["AccessKeySecret", "SecurityToken"] {
+                    if let Some(value) = body["Credentials"][secret].as_str()
+                        && value.len() >= 8
+                    {
+                        assert!(!shown.contains(value), "{secret} in {shown}");
+                    }
+                }
+            }
+        }
+    }
+    let _ = credentials::parse_coded(data, None);
+}
+
 /// The credentials INI parser.
 pub fn credentials_file(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -24,13 +24,14 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 fn regression_inputs_never_panic() {
     use ecs_gateway::fuzzing;
     type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 7] = [
+    let targets: [Target; 8] = [
         ("validate", fuzzing::validate),
         ("explain", fuzzing::explain),
         ("canonical_query", fuzzing::canonical_query),
         ("simulator_auth", fuzzing::simulator_auth),
         ("error_body", fuzzing::error_body),
         ("credentials_file", fuzzing::credentials_file),
+        ("credential_answers", fuzzing::credential_answers),
         ("xfcc", fuzzing::xfcc),
     ];
     for (target, run) in targets {

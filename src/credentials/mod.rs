@@ -285,7 +285,11 @@ struct Coded {
 
 /// Reads a `{Code, AccessKeyId, …}` answer; the error says what was wrong,
 /// never quoting a secret.
-pub(crate) fn parse_coded(body: &[u8], role: Option<String>) -> Result<Issued, String> {
+///
+/// # Errors
+///
+/// What is wrong with the answer.
+pub fn parse_coded(body: &[u8], role: Option<String>) -> Result<Issued, String> {
     let coded: Coded =
         serde_json::from_slice(body).map_err(|_| "expected JSON with Code".to_owned())?;
     if coded.code != "Success" {

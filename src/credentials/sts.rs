@@ -296,7 +296,11 @@ impl Sts {
 
 /// Reads STS's answer: `Credentials` on success, `Code` and `RequestId` on
 /// a refusal. No part of a successful body reaches an error message.
-fn parse_answer(
+///
+/// # Errors
+///
+/// STS refused ([`Error::Sts`]), or answered something else.
+pub fn parse_answer(
     action: &'static str,
     url: &str,
     status: u16,
