@@ -66,6 +66,7 @@ async fn compare(active: &Path, candidate: &Path, rules: Vec<DependentRule>) -> 
         candidate: candidate.to_owned(),
         rules,
         account_id: ACCOUNT.into(),
+        other_accounts: Vec::new(),
         time_limit: Duration::from_secs(60),
     })
     .await
@@ -365,6 +366,7 @@ async fn a_solver_past_its_time_limit_could_not_decide() {
         candidate: removed.path().to_owned(),
         rules: vec![demo_rule()],
         account_id: ACCOUNT.into(),
+        other_accounts: Vec::new(),
         time_limit: Duration::from_millis(1),
     })
     .await
@@ -593,6 +595,7 @@ async fn what_the_model_cannot_see_could_not_be_decided() {
         candidate: promoted.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
+        other_accounts: Vec::new(),
         time_limit: Duration::from_secs(60),
     })
     .await
@@ -611,6 +614,7 @@ async fn what_the_model_cannot_see_could_not_be_decided() {
         candidate: untagged.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
+        other_accounts: Vec::new(),
         time_limit: Duration::from_secs(60),
     })
     .await
@@ -631,6 +635,7 @@ when { Ram::Role::"acs:ram::1234567890123456:role/netops".account == "1" };
         candidate: foreign.path().to_owned(),
         rules: vec![],
         account_id: ACCOUNT.into(),
+        other_accounts: Vec::new(),
         time_limit: Duration::from_secs(60),
     })
     .await
@@ -794,4 +799,49 @@ when { resource.arn == "acs:ecs:cn-hangzhou:1234567890123456:instance/i-elsewher
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(2), "{stdout}");
+}
+
+/// With the accounts the settings serve, a folder's guardrail is proven
+/// over the accounts entities.json places in the folder: removing the
+/// production folder's guardrail widens for account 2234567890123456 (the
+/// counterexample names it, and replays), and not for the default account,
+/// which sits in another folder.
+#[tokio::test]
+async fn removing_a_folder_guardrail_widens_for_the_accounts_in_that_folder() {
+    if !support::solver_installed() {
+        return;
+    }
+    let shipped = support::policies_dir();
+    let removed = candidate("folder", |dir| {
+        remove(
+            dir,
+            "control/resource-directory.cedar",
+            "control.production-folder-network-admins-only",
+        );
+    });
+    let options = |other_accounts: Vec<String>| Options {
+        active: shipped.clone(),
+        candidate: removed.path().to_owned(),
+        rules: vec![demo_rule()],
+        account_id: ACCOUNT.into(),
+        other_accounts,
+        time_limit: Duration::from_secs(60),
+    };
+    let served = diff::run(&options(vec!["2234567890123456".into()]))
+        .await
+        .unwrap();
+    expect(&served, Verdict::Widens);
+    assert!(
+        served
+            .widenings
+            .iter()
+            .all(|d| d.case.contains("account_id = \"2234567890123456\"")),
+        "{served:#?}"
+    );
+    let default_only = diff::run(&options(Vec::new())).await.unwrap();
+    assert_eq!(
+        default_only.verdict,
+        Verdict::Equivalent,
+        "{default_only:#?}"
+    );
 }

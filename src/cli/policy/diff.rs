@@ -70,7 +70,12 @@ pub async fn run(args: &Args) -> ExitCode {
         active: args.active.clone(),
         candidate: args.candidate.clone(),
         rules: settings
-            .map(|s| s.policy.dependent_actions)
+            .as_ref()
+            .map(|s| s.policy.dependent_actions.clone())
+            .unwrap_or_default(),
+        other_accounts: settings
+            .as_ref()
+            .map(|s| s.accounts.iter().map(|a| a.id.clone()).collect())
             .unwrap_or_default(),
         account_id,
         time_limit: args.time_limit,

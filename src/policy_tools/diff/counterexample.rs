@@ -33,7 +33,7 @@ pub(super) fn replay(
     env: &RequestEnv,
     counterexample: &Env,
 ) -> Result<Difference, Undecided> {
-    let cx = Readable::of(counterexample, env, action, &options.account_id)?;
+    let cx = Readable::of(counterexample, env, action, options)?;
     let dirs = [&options.active, &options.candidate].map(|dir| cx.write_dir(dir));
     let [active_dir, candidate_dir] = dirs;
     let (active_dir, candidate_dir) = (active_dir?, candidate_dir?);
@@ -86,6 +86,9 @@ pub(super) fn replay(
 /// A counterexample with readable ids, as the gateway would see the call.
 #[derive(Debug, Clone)]
 struct Readable {
+    /// The gateway's default account (its principals' ARNs).
+    default_account: String,
+    /// The account owning the instance: one the gateway serves.
     account_id: String,
     principal_arn: String,
     groups: Vec<String>,
@@ -204,8 +207,9 @@ impl Readable {
         counterexample: &Env,
         env: &RequestEnv,
         action: &'static Action,
-        account_id: &str,
+        options: &Options,
     ) -> Result<Self, Undecided> {
+        let account_id = options.account_id.as_str();
         let bad = |what: &str| undecided(format!("the counterexample has no {what}"));
         let request = &counterexample.request;
         let entities: &Entities = &counterexample.entities;
@@ -252,8 +256,16 @@ impl Readable {
                     context["acs:CurrentTime"]
                 ))
             })?;
+        // The instance's account, as the solver chose it among those served.
+        let resource_json = entity_json(entities, resource);
+        let owner = resource_json["attrs"]["account"]
+            .as_str()
+            .filter(|a| options.accounts().iter().any(|served| served == a))
+            .unwrap_or(account_id)
+            .to_owned();
         Ok(Self {
-            account_id: account_id.to_owned(),
+            default_account: account_id.to_owned(),
+            account_id: owner,
             principal_arn: principal_arn(env, principal, account_id),
             groups: groups_of(&principal_json["parents"]),
             instance_id,
@@ -341,6 +353,11 @@ impl Readable {
             end_time: self.window().1,
             auto_pay: self.request.get("auto_pay").and_then(Value::as_bool),
             client_token: "policy-diff".into(),
+            account_id: if self.account_id == self.default_account {
+                String::new()
+            } else {
+                self.account_id.clone()
+            },
             ..Default::default()
         }
     }
@@ -449,6 +466,9 @@ impl Readable {
             format!("region_id = {:?}", self.region_id),
             format!("instance_id = {:?}", self.instance_id),
         ];
+        if self.account_id != self.default_account {
+            fields.push(format!("account_id = {:?}", self.account_id));
+        }
         for (name, value) in &self.request {
             match name.as_str() {
                 "region_id" | "instance_id" | "effective_bandwidth_in" | "temporary_upgrade" => {}
@@ -467,7 +487,7 @@ impl Readable {
         let mut out = self.principal_toml();
         out.push_str(&format!(
             "\n# in a case file with account_id = {:?}\n[[case]]\nname = \"policy diff counterexample\"\nspiffe_id = {:?}\nsource_ip = {:?}\ntime = {:?}\nmfa = {}\nsecure_transport = {}\n{}request = {{ {} }}\nexpect = {candidate:?}  # the candidate's decision; the active policies': {active}\n",
-            self.account_id,
+            self.default_account,
             REPLAY_IDENTITY,
             self.source_ip.to_string(),
             self.time.to_rfc3339(),

@@ -55,10 +55,23 @@ pub struct Options {
     pub candidate: PathBuf,
     /// The operator's dependent actions.
     pub rules: Vec<DependentRule>,
-    /// The account owning the instances.
+    /// The default account: the one owning the instances of calls that
+    /// name none.
     pub account_id: String,
+    /// The other accounts the gateway serves (its `[[accounts]]`): the
+    /// proofs range over the instances of all of them.
+    pub other_accounts: Vec<String>,
     /// The solver's time per query.
     pub time_limit: Duration,
+}
+
+impl Options {
+    /// Every account served, the default first.
+    pub fn accounts(&self) -> Vec<String> {
+        std::iter::once(self.account_id.clone())
+            .chain(self.other_accounts.iter().cloned())
+            .collect()
+    }
 }
 
 /// The answer.
@@ -307,7 +320,7 @@ async fn compare(
         )));
     }
     let terms = |data: &PolicyData, free: &HashSet<String>| {
-        enforced::terms(data, &options.rules, action, &options.account_id, &|id| {
+        enforced::terms(data, &options.rules, action, &options.accounts(), &|id| {
             free.contains(id)
         })
         .map_err(|e| undecided(format!("the model cannot write this decision exactly: {e}")))

@@ -373,9 +373,9 @@ pub fn decided_with(
 }
 
 /// The policy that allows exactly the requests of `action` the gateway
-/// would allow with `data`'s policies, `rules` and `account_id`'s
-/// instances (for `ecsgateway:` actions: the Explains whose permission
-/// check passes).
+/// would allow with `data`'s policies, `rules` and the instances of the
+/// `accounts` it serves (for `ecsgateway:` actions: the Explains whose
+/// permission check passes).
 ///
 /// # Errors
 ///
@@ -386,9 +386,9 @@ pub fn policy(
     data: &PolicyData,
     rules: &[DependentRule],
     action: &'static Action,
-    account_id: &str,
+    accounts: &[String],
 ) -> Result<cedar_policy::Policy, Unsupported> {
-    policy_given(data, rules, action, account_id, &|_| false)
+    policy_given(data, rules, action, accounts, &|_| false)
 }
 
 /// [`policy`], leaving out the no-error term of every policy `error_free`
@@ -402,10 +402,10 @@ pub fn policy_given(
     data: &PolicyData,
     rules: &[DependentRule],
     action: &'static Action,
-    account_id: &str,
+    accounts: &[String],
     error_free: &dyn Fn(&str) -> bool,
 ) -> Result<cedar_policy::Policy, Unsupported> {
-    assemble(action, terms(data, rules, action, account_id, error_free)?)
+    assemble(action, terms(data, rules, action, accounts, error_free)?)
 }
 
 /// The conjuncts of [`policy_given`]'s condition, in evaluation order:
@@ -420,7 +420,7 @@ pub fn terms(
     data: &PolicyData,
     rules: &[DependentRule],
     action: &'static Action,
-    account_id: &str,
+    accounts: &[String],
     error_free: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Value>, Unsupported> {
     let layers = [&data.control, &data.identity]
@@ -474,7 +474,10 @@ pub fn terms(
         no_errors.extend(error_terms.into_iter().map(guarded));
         decisions.extend(allows.into_iter().map(guarded));
     }
-    let mut body = vec![well_formed(Some(account_id))];
+    let mut body = vec![
+        well_formed(Some(accounts)),
+        well_formed::directory(&data.directory, accounts),
+    ];
     body.extend(no_errors);
     body.extend(decisions);
     Ok(body)
@@ -717,7 +720,7 @@ mod tests {
             &data,
             &[demo_rule()],
             &catalogue::MODIFY_INSTANCE_NETWORK_SPEC,
-            "1234567890123456",
+            &["1234567890123456".into()],
         )
         .unwrap();
         let set = cedar_policy::PolicySet::from_policies([policy]).unwrap();
@@ -799,7 +802,8 @@ mod tests {
         .collect();
         assert_eq!(added, catalogue::SIMULATE_PRINCIPAL.condition_keys);
         let set = |action: &'static Action| {
-            let policy = policy(&data, &[demo_rule()], action, "1234567890123456").unwrap();
+            let policy =
+                policy(&data, &[demo_rule()], action, &["1234567890123456".into()]).unwrap();
             let set = cedar_policy::PolicySet::from_policies([policy]).unwrap();
             let validation = cedar_policy::Validator::new(data.schema.clone())
                 .validate(&set, cedar_policy::ValidationMode::Strict);

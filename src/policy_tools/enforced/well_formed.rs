@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::expr::{
-    all, any, attr, between, binary, boolean, extension, has, ite, long, method, not, string, var,
+    all, any, attr, between, binary, boolean, entity, extension, has, ite, long, method, not,
+    string, var,
 };
 use crate::validate::{MAX_BANDWIDTH_OUT, MAX_BANDWIDTH_OUT_PAY_BY_TRAFFIC, SMALL_BANDWIDTH_OUT};
 
@@ -46,22 +47,81 @@ fn implies(a: Value, b: Value) -> Value {
 /// The request's facts every real call satisfies, as a Cedar condition;
 /// the instance's account is `account_id`'s when given. The terms are
 /// joined in this order (and so into the same tree) whatever the steps.
-pub(super) fn well_formed(account_id: Option<&str>) -> Value {
-    let mut terms = placement(account_id);
+pub(super) fn well_formed(accounts: Option<&[String]>) -> Value {
+    let mut terms = placement(accounts);
     terms.extend(bandwidths());
     terms.extend(shape());
     terms.extend(times());
     all(terms)
 }
 
+/// Where the served accounts sit in the Resource Directory entities.json
+/// describes (`directory`, with its ancestors closed): an instance of
+/// account `a` is in `Ram::Account::"a"` and in exactly the folders above
+/// it, so a proof about `resource in Ram::Folder::"…"` holds for the
+/// accounts as they are placed, not for any placement.
+pub(super) fn directory(directory: &[cedar_policy::Entity], accounts: &[String]) -> Value {
+    let uid = |kind: &str, id: &str| entity(&serde_json::json!({ "type": kind, "id": id }));
+    let within = |kind: &str, id: &str| binary("in", var("resource"), uid(kind, id));
+    let folders: Vec<String> = directory
+        .iter()
+        .filter(|e| e.uid().type_name().to_string() == "Ram::Folder")
+        .map(|e| e.uid().id().unescaped().to_owned())
+        .collect();
+    let above = |account: &str| -> Vec<String> {
+        directory
+            .iter()
+            .find(|e| {
+                e.uid().type_name().to_string() == "Ram::Account"
+                    && e.uid().id().unescaped() == account
+            })
+            .map(|e| {
+                let (_, _, ancestors) = e.clone().into_inner();
+                ancestors
+                    .iter()
+                    .map(|a| a.id().unescaped().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut terms = Vec::new();
+    for account in accounts {
+        let is_it = binary("==", attr(resource(), "account"), string(account));
+        let mut placed = vec![within("Ram::Account", account)];
+        placed.extend(
+            accounts
+                .iter()
+                .filter(|other| *other != account)
+                .map(|other| not(within("Ram::Account", other))),
+        );
+        let folders_above = above(account);
+        for folder in &folders {
+            let inside = within("Ram::Folder", folder);
+            placed.push(if folders_above.contains(folder) {
+                inside
+            } else {
+                not(inside)
+            });
+        }
+        terms.push(implies(is_it, all(placed)));
+    }
+    all(terms)
+}
+
 /// Where the instance is, what an unknown one lacks, and
 /// `ecs:AssociatePublicIpAddress`.
-fn placement(account_id: Option<&str>) -> Vec<Value> {
+fn placement(accounts: Option<&[String]>) -> Vec<Value> {
     vec![
         binary("==", attr(resource(), "region"), field("region_id")),
-        account_id.map_or_else(
+        // One of the accounts the gateway serves.
+        accounts.map_or_else(
             || boolean(true),
-            |account| binary("==", attr(resource(), "account"), string(account)),
+            |accounts| {
+                any(accounts
+                    .iter()
+                    .map(|account| binary("==", attr(resource(), "account"), string(account)))
+                    .collect())
+            },
         ),
         // An instance the gateway does not know has none of these.
         implies(
