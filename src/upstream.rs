@@ -318,7 +318,8 @@ impl Client {
         url
     }
 
-    /// Signs `request` and sends it to ECS, waiting at most the shorter of
+    /// Signs `request` (for `caller`, whose session signs it when sessions
+    /// are named after callers) and sends it to ECS, waiting at most the shorter of
     /// the configured timeout and the budget of `deadline` (the time left of
     /// the call's own deadline).
     ///
@@ -329,6 +330,7 @@ impl Client {
     pub async fn modify_instance_network_spec(
         &self,
         request: &ModifyRequest,
+        caller: &str,
         deadline: Duration,
     ) -> Result<Reply, Error> {
         let timeout = budget(deadline).min(self.config.timeout);
@@ -337,7 +339,7 @@ impl Client {
         let params = parameters(request);
         let result = self
             .attempts(
-                request.account_id.as_deref(),
+                (request.account_id.as_deref(), Some(caller)),
                 &request.region_id,
                 &params,
                 &endpoint,
@@ -396,7 +398,7 @@ impl Client {
     /// no attempt is ever signed with credentials about to expire.
     async fn attempts<T: Answer>(
         &self,
-        account: Option<&str>,
+        (account, caller): (Option<&str>, Option<&str>),
         region: &str,
         params: &[(&'static str, Cow<'_, str>)],
         endpoint: &str,
@@ -408,7 +410,10 @@ impl Client {
         // count against the endpoint.
         const FLOOR: Duration = Duration::from_millis(10);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut signer = self.credentials.get_within(account, timeout).await?;
+        let mut signer = self
+            .credentials
+            .get_within(account, caller, timeout)
+            .await?;
         let url = self.url(region, endpoint);
         self.budget.deposit();
         let mut attempt = 0u32;
@@ -420,7 +425,10 @@ impl Client {
             // Before the breaker admits the attempt: a refused signer must
             // not hold the endpoint's probe.
             if !signer.usable(chrono::Utc::now()) {
-                signer = self.credentials.get_within(account, remaining).await?;
+                signer = self
+                    .credentials
+                    .get_within(account, caller, remaining)
+                    .await?;
             }
             let admission = match self.breakers.admit(endpoint) {
                 Ok(admission) => admission,

@@ -478,3 +478,54 @@ async fn explain_refuses_an_account_not_served() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert_eq!(support::violated_fields(&refused), ["account_id"]);
 }
+
+/// With `credentials.session_name_from_caller`, each caller's calls to
+/// another account are signed in a session of that account's role named
+/// after the caller (what ActionTrail shows), and the same caller keeps its
+/// session.
+#[tokio::test]
+async fn sessions_are_named_after_callers_when_asked() {
+    const ONCALL: &str = "spiffe://demo.local/ns/ops/sa/oncall";
+    let (sim, sim_url, _stop) = support::simulator(simulator::Config::demo()).await;
+    // A second network admin.
+    let policies = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), policies.path());
+    let principals = policies.path().join("principals.toml");
+    let mut text = std::fs::read_to_string(&principals).unwrap();
+    text.push_str(&format!(
+        "\n[[principal]]\nspiffe_id = \"{ONCALL}\"\narn = \"acs:ram::1234567890123456:role/oncall\"\ngroups = [\"NetworkAdmins\"]\n"
+    ));
+    std::fs::write(&principals, text).unwrap();
+    let gw = gateway(
+        &sim_url,
+        credentials::Config::Static(support::demo_credentials()),
+        |c| {
+            c.accounts = vec![second_account(simulator::DEMO_EXTERNAL_ID)];
+            c.sts.sessions_per_caller = true;
+            c.policy.dir = policies.path().to_owned();
+        },
+    )
+    .await;
+    for out in [20, 21] {
+        gw.call(in_second_account("i-prod-web", out)).await.unwrap();
+    }
+    gw.call_as(ONCALL, in_second_account("i-prod-web", 22))
+        .await
+        .unwrap();
+    let sessions = sim.role_sessions();
+    let role = simulator::SECOND_ACCOUNT_ROLE_ARN;
+    let named = |who: &str| format!("{role}/{}", credentials::sts::session_name_for(who));
+    assert_eq!(
+        sessions
+            .iter()
+            .filter(|s| **s == named(support::NETOPS))
+            .count(),
+        1,
+        "one session for netops' two calls: {sessions:?}"
+    );
+    assert!(sessions.contains(&named(ONCALL)), "{sessions:?}");
+    assert!(
+        sessions.contains(&format!("{role}/ecs-gateway")),
+        "the gateway's own session, fetched at start: {sessions:?}"
+    );
+}

@@ -262,9 +262,11 @@ fn sts(r: &mut Reader) -> Result<credentials::sts::Config, Error> {
         },
         |d| super::read::show_duration(*d),
     )?;
+    let sessions_per_caller = r.boolean(&t::SESSIONS_PER_CALLER, false)?;
     Ok(credentials::sts::Config {
         session_name,
         duration,
+        sessions_per_caller,
         ..defaults
     })
 }

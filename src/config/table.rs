@@ -138,6 +138,11 @@ pub(crate) const SESSION_DURATION: Setting = setting(
     "ECS_GATEWAY_CREDENTIALS_SESSION_DURATION",
     "",
 );
+pub(crate) const SESSIONS_PER_CALLER: Setting = setting(
+    "credentials.session_name_from_caller",
+    "ECS_GATEWAY_SESSION_NAME_FROM_CALLER",
+    "",
+);
 pub(crate) const ECS_RAM_ROLE: Setting =
     setting("credentials.ecs_ram_role", "ALIBABA_CLOUD_ECS_METADATA", "");
 pub(crate) const ECS_METADATA_DISABLED: Setting = setting(
@@ -276,6 +281,7 @@ pub const ALL: &[Setting] = &[
     OIDC_TOKEN_FILE,
     ROLE_SESSION_NAME,
     SESSION_DURATION,
+    SESSIONS_PER_CALLER,
     ECS_RAM_ROLE,
     ECS_METADATA_DISABLED,
     IMDSV1_DISABLED,

@@ -13,6 +13,7 @@ use super::cache::{Current, Fetch, Provider, Unavailable};
 use super::file::File;
 use super::metadata::Metadata;
 use super::oidc::Oidc;
+use super::sessions::Sessions;
 use super::sts::{self, Sts};
 use super::uri::Uri;
 use super::{Config, Error, Issued};
@@ -55,13 +56,18 @@ pub struct Signers {
     default_account: String,
     default: Arc<Provider>,
     others: HashMap<String, Arc<Provider>>,
+    /// With `credentials.session_name_from_caller`: the other accounts'
+    /// sessions per caller.
+    sessions: Option<Sessions>,
 }
 
 /// An account's credentials, through its role.
-struct AssumeRole {
-    chain: Arc<Provider>,
-    sts: Arc<Sts>,
-    account: Account,
+pub(super) struct AssumeRole {
+    pub(super) chain: Arc<Provider>,
+    pub(super) sts: Arc<Sts>,
+    pub(super) account: Account,
+    /// `RoleSessionName`.
+    pub(super) session_name: String,
 }
 
 impl Fetch for AssumeRole {
@@ -77,7 +83,7 @@ impl Fetch for AssumeRole {
                     key.credentials(),
                     &self.account.role_arn,
                     self.account.external_id.as_deref(),
-                    &self.sts.config().session_name,
+                    &self.session_name,
                 )
                 .await
         })
@@ -174,15 +180,21 @@ impl Signers {
                     chain: default.clone(),
                     sts: sts.clone(),
                     account: account.clone(),
+                    session_name: sts.config().session_name.clone(),
                 };
                 let provider = Provider::new(Box::new(fetch), account.id.clone(), metrics.clone());
                 (account.id.clone(), Arc::new(provider))
             })
             .collect();
+        let sessions = sts
+            .config()
+            .sessions_per_caller
+            .then(|| Sessions::new(default.clone(), sts.clone(), accounts, metrics.clone()));
         Self {
             default_account: default.account().to_owned(),
             default,
             others,
+            sessions,
         }
     }
 
@@ -237,9 +249,18 @@ impl Signers {
     pub async fn get_within(
         &self,
         account: Option<&str>,
+        caller: Option<&str>,
         wait: std::time::Duration,
     ) -> Result<Arc<Current>, SignerError> {
-        let provider = self.provider(account)?;
+        let mut provider = self.provider(account)?.clone();
+        // Another account's session of the caller's own, when sessions are
+        // named after callers.
+        if let (Some(sessions), Some(account), Some(caller)) = (&self.sessions, account, caller)
+            && account != self.default_account
+            && let Some(own) = sessions.provider(account, caller).await
+        {
+            provider = own;
+        }
         match tokio::time::timeout(wait, provider.get()).await {
             Ok(current) => Ok(current?),
             Err(_) => Err(provider

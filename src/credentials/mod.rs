@@ -8,7 +8,7 @@
 //! 1. an AccessKey in the environment (`ALIBABA_CLOUD_ACCESS_KEY_ID`, …);
 //! 2. RRSA: an OIDC token file exchanged at STS (`AssumeRoleWithOIDC`,
 //!    [`oidc`]), what ACK recommends for pods;
-//! 3. the SDKs' INI credentials file ([`file`]), re-read when it changes;
+//! 3. the SDKs' INI credentials file ([`mod@file`]), re-read when it changes;
 //! 4. the ECS instance's RAM role from the metadata server ([`metadata`]),
 //!    hardened mode first;
 //! 5. a credentials URI ([`uri`]).
@@ -28,6 +28,7 @@ mod cache;
 pub mod file;
 pub mod metadata;
 pub mod oidc;
+mod sessions;
 pub mod sts;
 pub mod uri;
 

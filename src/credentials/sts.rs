@@ -37,6 +37,10 @@ pub struct Config {
     pub session_name: String,
     /// Longest wait for STS's answer.
     pub timeout: Duration,
+    /// Name each caller's sessions of the other accounts' roles after the
+    /// caller ([`session_name_for`]), so that ECS's audit trail (ActionTrail)
+    /// shows which internal service made each change.
+    pub sessions_per_caller: bool,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             duration: Duration::from_secs(3600),
             session_name: DEFAULT_SESSION_NAME.to_owned(),
             timeout: Duration::from_secs(10),
+            sessions_per_caller: false,
         }
     }
 }

@@ -44,9 +44,10 @@ impl Gateway {
         // ECS sees a token derived from the caller's identity and its token
         // (see upstream::ecs_client_token); the caller gets its own back.
         let client_token = request.client_token.value.clone();
+        let caller = call.caller.identity.to_string();
         let mut upstream_request = request;
         upstream_request.client_token.value = upstream::ecs_client_token(
-            &call.caller.identity.to_string(),
+            &caller,
             upstream_request.account_id.as_deref(),
             &client_token,
         );
@@ -60,7 +61,7 @@ impl Gateway {
             let _permit = permit;
             let request = upstream_request;
             let result = upstream
-                .modify_instance_network_spec(&request, deadline)
+                .modify_instance_network_spec(&request, &caller, deadline)
                 .await;
             // The instance may have changed: the next decision asks ECS.
             if let Some(lookup) = &lookup {

@@ -167,6 +167,8 @@ struct State {
     calls_by_account: HashMap<String, u64>,
     expired_key_calls: u64,
     sts_calls: u64,
+    /// `AssumeRole`'s sessions, `{role}/{session}`.
+    role_sessions: Vec<String>,
     sts_down: bool,
     metadata_calls: u64,
     metadata_token_calls: u64,
@@ -239,6 +241,7 @@ impl Simulator {
             calls_by_account: HashMap::new(),
             expired_key_calls: 0,
             sts_calls: 0,
+            role_sessions: Vec::new(),
             sts_down: false,
             metadata_calls: 0,
             metadata_token_calls: 0,

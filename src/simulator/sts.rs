@@ -154,8 +154,17 @@ fn assume_role(
     }
     let lifetime = duration(params, role)?;
     let issued = sim.issue(role.account(), lifetime, now);
+    let mut state = sim.state();
+    if state.role_sessions.len() >= KEPT_SESSIONS {
+        state.role_sessions.remove(0);
+    }
+    state.role_sessions.push(format!("{arn}/{session}"));
+    drop(state);
     Ok(body(role, session, &issued))
 }
+
+/// How many `AssumeRole` sessions [`Simulator::role_sessions`] keeps.
+const KEPT_SESSIONS: usize = 1000;
 
 /// `AssumeRoleWithOIDC`: the provider, the role, the token, then the
 /// role's trust in the provider and the token's subject.
@@ -229,5 +238,11 @@ impl Simulator {
     /// STS calls received, answered or not.
     pub fn sts_calls(&self) -> u64 {
         self.state().sts_calls
+    }
+
+    /// The sessions `AssumeRole` granted, oldest first (the last 1,000), as
+    /// `{role ARN}/{RoleSessionName}`: what ActionTrail would show.
+    pub fn role_sessions(&self) -> Vec<String> {
+        self.state().role_sessions.clone()
     }
 }

@@ -208,8 +208,10 @@ impl Client {
         let timeout = budget(deadline).min(self.config.timeout);
         let endpoint = self.endpoint(region_id);
         let params = parameters(region_id, instance_id);
+        // The lookup's answers are shared by every caller: the gateway's
+        // own session asks.
         self.attempts(
-            account,
+            (account, None),
             region_id,
             &params,
             &endpoint,

@@ -1,0 +1,86 @@
+//! Sessions named after callers (`credentials.session_name_from_caller`):
+//! each caller's calls to another account are signed with a session of that
+//! account's role of its own, named after the caller (its SPIFFE ID or
+//! subject, sanitized to STS's rules), so that ECS's audit trail
+//! (ActionTrail) shows which internal service made each change. Sessions
+//! are made on a caller's first call, kept fresh like any credentials, and
+//! forgotten after an hour without a call (at most 1,024 kept).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::accounts::{Account, AssumeRole};
+use super::cache::Provider;
+use super::sts::{self, Sts};
+use crate::telemetry::Metrics;
+
+/// The most sessions kept.
+const KEPT: u64 = 1024;
+/// A session without a call this long is forgotten.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Each caller's sessions of the other accounts' roles.
+pub(crate) struct Sessions {
+    chain: Arc<Provider>,
+    sts: Arc<Sts>,
+    accounts: HashMap<String, Account>,
+    metrics: Arc<Metrics>,
+    sessions: moka::future::Cache<(String, String), Arc<Provider>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("kept", &self.sessions.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        chain: Arc<Provider>,
+        sts: Arc<Sts>,
+        accounts: &[Account],
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            chain,
+            sts,
+            accounts: accounts.iter().map(|a| (a.id.clone(), a.clone())).collect(),
+            metrics,
+            sessions: moka::future::Cache::builder()
+                .max_capacity(KEPT)
+                .time_to_idle(IDLE)
+                .build(),
+        }
+    }
+
+    /// The provider of `account`'s role for `caller`, made (and started) on
+    /// the caller's first call; `None` when the account is not one of the
+    /// listed ones.
+    pub(crate) async fn provider(&self, account: &str, caller: &str) -> Option<Arc<Provider>> {
+        let listed = self.accounts.get(account)?;
+        let session = sts::session_name_for(caller);
+        let key = (account.to_owned(), session.clone());
+        let provider = self
+            .sessions
+            .get_with(key, async {
+                let fetch = AssumeRole {
+                    chain: self.chain.clone(),
+                    sts: self.sts.clone(),
+                    account: listed.clone(),
+                    session_name: session,
+                };
+                let provider = Arc::new(Provider::new(
+                    Box::new(fetch),
+                    account.to_owned(),
+                    self.metrics.clone(),
+                ));
+                provider.start();
+                provider
+            })
+            .await;
+        Some(provider)
+    }
+}
