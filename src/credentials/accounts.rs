@@ -7,41 +7,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-
 use super::cache::{Current, Fetch, Provider, Unavailable};
 use super::file::File;
 use super::metadata::Metadata;
 use super::oidc::Oidc;
+use super::role::{Account, AssumeRole};
 use super::sessions::Sessions;
 use super::sts::{self, Sts};
 use super::uri::Uri;
-use super::{Config, Error, Issued};
+use super::{Config, Error};
 use crate::telemetry::Metrics;
-
-/// Another account the gateway serves, as `[[accounts]]` lists it. Its
-/// `Debug` does not show the ExternalId.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Account {
-    /// The account ID.
-    pub id: String,
-    /// The role to assume in it, `acs:ram::{id}:role/{name}`.
-    pub role_arn: String,
-    /// The `ExternalId` its trust policy asks for.
-    #[serde(default)]
-    pub external_id: Option<String>,
-}
-
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account")
-            .field("id", &self.id)
-            .field("role_arn", &self.role_arn)
-            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
-            .finish()
-    }
-}
 
 /// An account the gateway does not serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,35 +34,6 @@ pub struct Signers {
     /// With `credentials.session_name_from_caller`: the other accounts'
     /// sessions per caller.
     sessions: Option<Sessions>,
-}
-
-/// An account's credentials, through its role.
-pub(super) struct AssumeRole {
-    pub(super) chain: Arc<Provider>,
-    pub(super) sts: Arc<Sts>,
-    pub(super) account: Account,
-    /// `RoleSessionName`.
-    pub(super) session_name: String,
-}
-
-impl Fetch for AssumeRole {
-    fn source(&self) -> &'static str {
-        "assume_role"
-    }
-
-    fn fetch(&self) -> BoxFuture<'_, Result<Issued, Error>> {
-        Box::pin(async move {
-            let key = self.chain.get().await.map_err(Error::Chain)?;
-            self.sts
-                .assume_role(
-                    key.credentials(),
-                    &self.account.role_arn,
-                    self.account.external_id.as_deref(),
-                    &self.session_name,
-                )
-                .await
-        })
-    }
 }
 
 /// The chain's source, opened (a credentials file read), not yet fetching.

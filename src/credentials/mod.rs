@@ -28,13 +28,15 @@ mod cache;
 pub mod file;
 pub mod metadata;
 pub mod oidc;
+mod role;
 mod sessions;
 pub mod sts;
 pub mod uri;
 
-pub use accounts::{Account, Opened, SignerError, Signers, Unserved};
+pub use accounts::{Opened, SignerError, Signers, Unserved};
 pub use cache::{Current, Provider, Unavailable};
 pub use file::parse_file;
+pub use role::Account;
 
 use std::fmt;
 use std::path::PathBuf;

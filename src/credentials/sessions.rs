@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::accounts::{Account, AssumeRole};
 use super::cache::Provider;
+use super::role::{Account, AssumeRole};
 use super::sts::{self, Sts};
 use crate::telemetry::Metrics;
 
