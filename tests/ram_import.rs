@@ -1181,3 +1181,67 @@ fn associate_public_ip_conditions_fail_closed_on_unknown_instances() {
     assert_eq!(cedar(&deny_false, &schema, &unchanged), Some(false));
     assert_eq!(cedar(&allow_true, &schema, &unchanged), None);
 }
+
+/// An imported statement whose resource names an account matches that
+/// account's instances only, decided by the gateway for calls naming
+/// either account.
+#[test]
+fn a_resource_naming_an_account_matches_only_its_instances() {
+    let doc = json!({
+        "Version": "1",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "ecs:ModifyInstanceNetworkSpec",
+            "Resource": "acs:ecs:*:2234567890123456:instance/*"
+        }]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for file in ["schema.cedarschema", "principals.toml", "entities.json"] {
+        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("control")).unwrap();
+    std::fs::write(
+        dir.path().join("control/baseline.cedar"),
+        "@id(\"control.baseline\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("identity")).unwrap();
+    std::fs::write(dir.path().join("identity/ram.cedar"), import(doc).unwrap()).unwrap();
+    let authorizer = ecs_gateway::policy::Config {
+        dir: dir.path().to_owned(),
+        account_id: "1234567890123456".into(),
+        dependent_actions: vec![],
+    }
+    .build()
+    .unwrap();
+    let caller = ecs_gateway::identity::Caller {
+        identity: ecs_gateway::identity::CallerId::Spiffe("spiffe://demo.local/sa/webapp".into()),
+        via: ecs_gateway::identity::Via::Mtls,
+        mfa: false,
+        secure_transport: true,
+        peer: Some("127.0.0.1:1".parse().unwrap()),
+    };
+    let decide = |account: &str, instance: &str| {
+        let request = ecs_gateway::validate::modify_request(
+            ecs_gateway::pb::ModifyInstanceNetworkSpecRequest {
+                region_id: "cn-hangzhou".into(),
+                instance_id: instance.into(),
+                internet_max_bandwidth_out: Some(5),
+                account_id: account.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        authorizer
+            .decide(&caller, &request, chrono::Utc::now())
+            .allowed()
+    };
+    assert!(decide("2234567890123456", "i-prod-web"));
+    assert!(decide("2234567890123456", "i-not-listed"));
+    assert!(
+        !decide("", "i-demo-postpaid"),
+        "the default account's instance"
+    );
+    assert!(!decide("1234567890123456", "i-not-listed"));
+}
