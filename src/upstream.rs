@@ -367,18 +367,6 @@ impl Client {
         self.credentials.serves(account)
     }
 
-    /// The credentials that sign for `account` now.
-    ///
-    /// # Errors
-    ///
-    /// The account is not served, or its credentials are unavailable.
-    pub async fn signer(
-        &self,
-        account: Option<&str>,
-    ) -> Result<Arc<credentials::Current>, credentials::SignerError> {
-        self.credentials.get(account).await
-    }
-
     /// The role whose credentials sign for `account` (none for an
     /// AccessKey), for the decision log.
     pub fn signing_role(&self, account: Option<&str>) -> Option<String> {

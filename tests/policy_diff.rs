@@ -845,3 +845,43 @@ async fn removing_a_folder_guardrail_widens_for_the_accounts_in_that_folder() {
         "{default_only:#?}"
     );
 }
+
+/// An account the described directory does not place is denied by the
+/// gateway, whatever the policies say: a change that would widen only for
+/// it widens nothing, as the proof says (not a widening the replay then
+/// fails to confirm).
+#[tokio::test]
+async fn a_change_for_an_unplaced_account_only_is_equivalent() {
+    if !support::solver_installed() {
+        return;
+    }
+    let unplace = |dir: &Path| {
+        let path = dir.join("entities.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json.as_array_mut()
+            .unwrap()
+            .retain(|item| item["uid"]["id"] != "2234567890123456");
+        std::fs::write(&path, json.to_string()).unwrap();
+    };
+    let active = candidate("unplaced", unplace);
+    let widened = candidate("unplaced-widened", |dir| {
+        unplace(dir);
+        add(
+            dir,
+            "identity/unplaced.cedar",
+            "@id(\"identity.apps-in-2234\")\npermit (principal in Ram::Group::\"AppTeams\", action, resource)\nwhen { resource.account == \"2234567890123456\" };\n",
+        );
+    });
+    let report = diff::run(&Options {
+        active: active.path().to_owned(),
+        candidate: widened.path().to_owned(),
+        rules: vec![demo_rule()],
+        account_id: ACCOUNT.into(),
+        other_accounts: vec!["2234567890123456".into()],
+        time_limit: Duration::from_secs(60),
+    })
+    .await
+    .unwrap();
+    expect(&report, Verdict::Equivalent);
+}

@@ -167,31 +167,22 @@ impl Signers {
         }
     }
 
-    /// Credentials that may sign for `account` now (`None`: the default
-    /// account).
-    ///
-    /// # Errors
-    ///
-    /// [`SignerError::Unserved`] for an account not served;
-    /// [`SignerError::Unavailable`] when its source fails and nothing
-    /// usable is cached.
-    pub async fn get(&self, account: Option<&str>) -> Result<Arc<Current>, SignerError> {
-        Ok(self.provider(account)?.get().await?)
-    }
-
     /// The role whose credentials sign for `account` now, when a role's.
     pub fn role(&self, account: Option<&str>) -> Option<String> {
         let current = self.provider(account).ok()?.peek()?;
         current.role().map(str::to_owned)
     }
 
-    /// [`Signers::get`], waiting at most `wait` for a refresh (the call's
-    /// deadline).
+    /// Credentials that may sign for `account` now (`None`: the default
+    /// account), for `caller` (whose own session signs when sessions are
+    /// named after callers), waiting at most `wait` for a refresh (the
+    /// call's deadline).
     ///
     /// # Errors
     ///
-    /// As [`Signers::get`]; [`SignerError::Unavailable`] when no usable
-    /// credentials came within `wait`.
+    /// [`SignerError::Unserved`] for an account not served;
+    /// [`SignerError::Unavailable`] when its source fails and nothing usable
+    /// is cached, or no usable credentials came within `wait`.
     pub async fn get_within(
         &self,
         account: Option<&str>,

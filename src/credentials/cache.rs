@@ -45,6 +45,9 @@ const STALE_BEFORE: Duration = Duration::from_secs(15 * 60);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest wait between failed refreshes.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Credentials living less than this are a failed refresh (remembered, so
+/// callers do not fetch them anew one after another).
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest lifetime believed (STS's longest session): a source cannot
 /// pin a key for longer.
 const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -253,9 +256,11 @@ impl Provider {
         let outcome = match result {
             Ok(issued) => {
                 if let Some(expiration) = issued.expiration
-                    && expiration <= now
+                    && expiration <= now + delta(MIN_LIFETIME)
                 {
-                    Err(format!("they expired at {expiration}"))
+                    Err(format!(
+                        "they expire at {expiration}, too soon to sign with (under {MIN_LIFETIME:?})"
+                    ))
                 } else {
                     self.current.store(Some(Arc::new(Current::new(
                         issued,

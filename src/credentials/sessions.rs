@@ -1,10 +1,11 @@
 //! Sessions named after callers (`credentials.session_name_from_caller`):
 //! each caller's calls to another account are signed with a session of that
 //! account's role of its own, named after the caller (its SPIFFE ID or
-//! subject, sanitized to STS's rules), so that ECS's audit trail
-//! (ActionTrail) shows which internal service made each change. Sessions
-//! are made on a caller's first call, kept fresh like any credentials, and
-//! forgotten after an hour without a call (at most 1,024 kept).
+//! subject, sanitized to STS's rules, with a hash of the whole identity),
+//! so that ECS's audit trail (ActionTrail) shows which internal service
+//! made each change. Sessions are made on a caller's first call, refreshed
+//! when a call finds them stale, and forgotten after an hour without a call
+//! (at most 1,024 kept, the least recently used forgotten first).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,9 +50,12 @@ impl Sessions {
             sts,
             accounts: accounts.iter().map(|a| (a.id.clone(), a.clone())).collect(),
             metrics,
+            // LRU: a new caller always gets its session kept (TinyLFU may
+            // refuse to admit it, and it would be assumed anew per call).
             sessions: moka::future::Cache::builder()
                 .max_capacity(KEPT)
                 .time_to_idle(IDLE)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         }
     }
@@ -62,7 +66,7 @@ impl Sessions {
     pub(crate) async fn provider(&self, account: &str, caller: &str) -> Option<Arc<Provider>> {
         let listed = self.accounts.get(account)?;
         let session = sts::session_name_for(caller);
-        let key = (account.to_owned(), session.clone());
+        let key = (account.to_owned(), caller.to_owned());
         let provider = self
             .sessions
             .get_with(key, async {
@@ -72,13 +76,13 @@ impl Sessions {
                     account: listed.clone(),
                     session_name: session,
                 };
-                let provider = Arc::new(Provider::new(
+                // Refreshed when a call needs it, with no task of its own:
+                // nothing outlives a forgotten session.
+                Arc::new(Provider::new(
                     Box::new(fetch),
                     account.to_owned(),
                     self.metrics.clone(),
-                ));
-                provider.start();
-                provider
+                ))
             })
             .await;
         Some(provider)

@@ -128,11 +128,14 @@ pub fn valid_session_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'@' | b'_' | b'-'))
 }
 
-/// A `RoleSessionName` naming `caller` (a SPIFFE ID, a subject): every
-/// other character becomes `-`, a long name keeps its end (the most
-/// specific part), and a name too short is padded, so ECS's audit trail
-/// (ActionTrail) shows which internal service made a change.
+/// A `RoleSessionName` naming `caller` (a SPIFFE ID, a subject): its most
+/// specific part (the end, at most 51 characters, every character STS
+/// refuses made `-`), then `-` and 12 hex digits of the SHA-256 of the whole
+/// identity, so that two callers never share a name (and a session) and
+/// ECS's audit trail (ActionTrail) shows which internal service made a
+/// change.
 pub fn session_name_for(caller: &str) -> String {
+    use sha2::{Digest as _, Sha256};
     let cleaned: String = caller
         .chars()
         .map(|c| {
@@ -144,11 +147,17 @@ pub fn session_name_for(caller: &str) -> String {
         })
         .collect();
     let trimmed = cleaned.trim_matches('-');
-    let tail = &trimmed[trimmed.len().saturating_sub(64)..];
-    match tail.len() {
-        0 => DEFAULT_SESSION_NAME.to_owned(),
-        1 => format!("{tail}-"),
-        _ => tail.to_owned(),
+    // All ASCII now: any byte boundary is a character boundary.
+    let tail = trimmed[trimmed.len().saturating_sub(51)..].trim_start_matches('-');
+    let digest: String = Sha256::digest(caller.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if tail.is_empty() {
+        digest
+    } else {
+        format!("{tail}-{digest}")
     }
 }
 
@@ -335,9 +344,10 @@ pub fn parse_answer(
         .map_err(|_| answer("expected JSON with Credentials"))?;
     // The key must be the role's account's: a key of another account would
     // sign calls the policies decided for this one.
-    if let Some(user) = &parsed.assumed_role_user
-        && account_of(&user.arn) != account_of(role)
-    {
+    let user = parsed
+        .assumed_role_user
+        .ok_or_else(|| answer("expected JSON with AssumedRoleUser"))?;
+    if account_of(&user.arn).is_none() || account_of(&user.arn) != account_of(role) {
         return Err(answer(&format!(
             "the assumed role {} is not of the role's account",
             bounded(&user.arn, 200)
@@ -436,14 +446,25 @@ mod tests {
             let name = session_name_for(caller);
             assert!(valid_session_name(&name), "{caller:?} -> {name:?}");
         }
-        assert_eq!(
-            session_name_for("spiffe://demo.local/sa/netops"),
-            "spiffe---demo.local-sa-netops"
-        );
+        let netops = session_name_for("spiffe://demo.local/sa/netops");
         assert!(
-            session_name_for(&format!("spiffe://{}/sa/tail-service", "long".repeat(40)))
-                .ends_with("sa-tail-service")
+            netops.starts_with("spiffe---demo.local-sa-netops-"),
+            "{netops}"
         );
+        assert_eq!(netops.len(), "spiffe---demo.local-sa-netops-".len() + 12);
+        let long = session_name_for(&format!("spiffe://{}/sa/tail-service", "long".repeat(40)));
+        assert!(long.contains("sa-tail-service-"), "{long}");
+        // Identities that read alike never share a session.
+        for (a, b) in [
+            ("team/a", "team:a"),
+            ("team-a", "team a"),
+            (
+                &format!("jwt:alice@{}", "i".repeat(80)) as &str,
+                &format!("jwt:bob@{}", "i".repeat(80)),
+            ),
+        ] {
+            assert_ne!(session_name_for(a), session_name_for(b), "{a} {b}");
+        }
     }
 
     #[test]
@@ -453,6 +474,11 @@ mod tests {
         assert!(
             parse_answer("AssumeRole", "u", 200, ok, "acs:ram::2:role/r").is_err(),
             "a key of another account than the role's"
+        );
+        let anonymous = br#"{"RequestId":"R","Credentials":{"AccessKeyId":"STS.A","AccessKeySecret":"sekrit","SecurityToken":"tok","Expiration":"2030-01-01T00:00:00Z"}}"#;
+        assert!(
+            parse_answer("AssumeRole", "u", 200, anonymous, "acs:ram::1:role/r").is_err(),
+            "a key without the role it is of"
         );
         assert_eq!(issued.credentials.access_key_id, "STS.A");
         assert_eq!(issued.role.as_deref(), Some("acs:ram::1:role/r"));

@@ -84,9 +84,19 @@ pub(super) fn directory(directory: &[cedar_policy::Entity], accounts: &[String])
             })
             .unwrap_or_default()
     };
+    let described = directory.iter().any(|e| {
+        let kind = e.uid().type_name().to_string();
+        kind == "Ram::Account" || kind == "Ram::Folder"
+    });
     let mut terms = Vec::new();
     for account in accounts {
         let is_it = binary("==", attr(resource(), "account"), string(account));
+        // The gateway denies an account the described directory does not
+        // place (PolicyData::placed): no call of it is ever allowed.
+        if described && above(account).is_empty() {
+            terms.push(not(is_it));
+            continue;
+        }
         let mut placed = vec![within("Ram::Account", account)];
         placed.extend(
             accounts
