@@ -9,25 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-6}"
 data="${2:-/tmp/ecs-gateway.perf.data}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --bin ecs-gateway --example loadtest
-bin="$CARGO_TARGET_DIR/release"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; wait 2> /dev/null || true; }
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_harness
 
-addr_file="$(mktemp)"
-taskset -c 1 "$bin/examples/loadtest" upstream --threads 1 > "$addr_file" 2> /dev/null &
-pids+=("$!")
-for _ in $(seq 100); do [ -s "$addr_file" ] && break; sleep 0.05; done
-upstream="http://$(head -1 "$addr_file")/"
+start 1 "$loadtest" upstream --threads 1; upstream="http://$ADDR/"
 
 start_gateway "$upstream"
 gateway="$PID"
 
-taskset -c 1 "$bin/examples/loadtest" load --threads 1 --target "http://$ADDR" \
+taskset -c 1 "$loadtest" load --threads 1 --target "http://$ADDR" \
     --concurrency 64 --seconds $((seconds + 2)) > /dev/null &
 pids+=("$!")
 sleep 1

@@ -9,6 +9,8 @@
 # closed-loop throughput (64 calls in flight), open-loop latency at a series
 # of fixed rates (latency from each call's scheduled start), and resident
 # memory per call in flight (calls held by an upstream that answers after 2 s).
+# The forwarder and the gateway also run the varied workload (10,000
+# instances, varied bandwidths): throughput and latency at 1,000 calls/s.
 # Prints a table with the ratios; writes the raw results and a plot of
 # latency against offered load to OUT (default bench/results).
 #
@@ -19,28 +21,9 @@ seconds="${1:-10}"
 out="${2:-bench/results}"
 rates="${RATES:-500 1000 2000 4000 8000}"
 mkdir -p "$out"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --bin ecs-gateway --example loadtest
-bin="$CARGO_TARGET_DIR/release"
-loadtest="$bin/examples/loadtest"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; wait 2> /dev/null || true; }
-trap cleanup EXIT
-
-# Starts a role in the background, pinned to CORE; sets ADDR and PID.
-start() {
-    local core="$1"; shift
-    local addr_file
-    addr_file="$(mktemp)"
-    taskset -c "$core" "$@" > "$addr_file" 2> /dev/null &
-    PID=$!
-    pids+=("$PID")
-    for _ in $(seq 100); do [ -s "$addr_file" ] && break; sleep 0.05; done
-    ADDR="$(head -1 "$addr_file")"
-}
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_harness
 
 load() { taskset -c 1 "$loadtest" load --threads 1 --seconds "$seconds" "$@"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -64,6 +47,16 @@ for server in echo forwarder gateway; do
         line="$(load --target "http://${addr[$server]}" --rate "$rate")"
         echo "{\"server\":\"$server\",\"run\":$line}" >> "$results"
     done
+done
+
+# The varied workload: 10,000 distinct instances, bandwidths 1–100 Mbit/s,
+# so that nothing decided or sent can be reused from an identical call.
+for server in forwarder gateway; do
+    echo "== $server, varied workload: closed loop and 1,000 calls/s" >&2
+    line="$(load --target "http://${addr[$server]}" --instances 10000 --concurrency 64)"
+    echo "{\"server\":\"$server, varied\",\"run\":$line}" >> "$results"
+    line="$(load --target "http://${addr[$server]}" --instances 10000 --rate 1000)"
+    echo "{\"server\":\"$server, varied\",\"run\":$line}" >> "$results"
 done
 
 # Tracing on: the gateway exporting every span (and a tenth of the traces)

@@ -22,7 +22,9 @@
 //! bench/side-by-side.sh runs them all, pinned to cores, and prints the
 //! ratios. Every call of `load` names the demo's network admin through
 //! `x-forwarded-client-cert` (the gateway under test trusts it, as behind a
-//! mesh) and changes `i-demo-postpaid`'s bandwidth.
+//! mesh) and changes `i-demo-postpaid`'s bandwidth, or, with `--instances N`,
+//! goes round N distinct instances with varied bandwidths (the varied
+//! workload).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -273,11 +275,26 @@ impl Tally {
     }
 }
 
-fn request() -> tonic::Request<pb::ModifyInstanceNetworkSpecRequest> {
+/// The `n`th call's message. With `--instances N` (the varied workload),
+/// calls go round N distinct instances (`i-bench-00000`…) with bandwidths
+/// varied from 1 to 100 Mbit/s, so that no two calls in a row, and no two
+/// within 100 × N calls, ask the same: nothing decided or sent can be reused
+/// from an identical earlier call. Without it, every call changes
+/// `i-demo-postpaid` to 10 Mbit/s.
+fn request(n: u64) -> tonic::Request<pb::ModifyInstanceNetworkSpecRequest> {
+    let (instance_id, bandwidth) = match instances() {
+        0 => ("i-demo-postpaid".to_owned(), 10),
+        instances => (
+            format!("i-bench-{:05}", n % instances),
+            // For N a multiple of 100, an (instance, bandwidth) pair comes
+            // back only after 100 × N calls.
+            1 + i32::try_from((n / instances + n * 37) % 100).expect("bandwidth"),
+        ),
+    };
     let mut request = tonic::Request::new(pb::ModifyInstanceNetworkSpecRequest {
         region_id: "cn-hangzhou".into(),
-        instance_id: "i-demo-postpaid".into(),
-        internet_max_bandwidth_out: Some(10),
+        instance_id,
+        internet_max_bandwidth_out: Some(bandwidth),
         ..Default::default()
     });
     let metadata = request.metadata_mut();
@@ -289,11 +306,20 @@ fn request() -> tonic::Request<pb::ModifyInstanceNetworkSpecRequest> {
     request
 }
 
+/// `--instances N`: how many distinct instances the calls go round (0: one).
+fn instances() -> u64 {
+    static INSTANCES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INSTANCES.get_or_init(|| arg("--instances").unwrap_or(0))
+}
+
+/// Numbers the calls, across every caller, for [`request`].
+static SENT: AtomicU64 = AtomicU64::new(0);
+
 async fn one(
     mut client: InstanceNetworkServiceClient<tonic::transport::Channel>,
 ) -> Result<(), tonic::Code> {
     client
-        .modify_instance_network_spec(request())
+        .modify_instance_network_spec(request(SENT.fetch_add(1, Ordering::Relaxed)))
         .await
         .map(|_| ())
         .map_err(|status| status.code())

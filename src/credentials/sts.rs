@@ -149,11 +149,7 @@ pub fn session_name_for(caller: &str) -> String {
     let trimmed = cleaned.trim_matches('-');
     // All ASCII now: any byte boundary is a character boundary.
     let tail = trimmed[trimmed.len().saturating_sub(51)..].trim_start_matches('-');
-    let digest: String = Sha256::digest(caller.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex::encode(&Sha256::digest(caller.as_bytes())[..6]);
     if tail.is_empty() {
         digest
     } else {

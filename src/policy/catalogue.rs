@@ -142,10 +142,15 @@ pub fn instance_arn(region_id: &str, account_id: &str, instance_id: &str) -> Str
 /// instance's parent, placed in Resource Directory folders by
 /// entities.json.
 pub fn account_uid(account_id: &str) -> cedar_policy::EntityUid {
+    /// Parsed once: every decision on an instance names its account.
+    static ACCOUNT: std::sync::LazyLock<cedar_policy::EntityTypeName> =
+        std::sync::LazyLock::new(|| {
+            "Ram::Account"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a fixed type name parses"))
+        });
     cedar_policy::EntityUid::from_type_name_and_id(
-        "Ram::Account"
-            .parse()
-            .unwrap_or_else(|_| unreachable!("a fixed type name parses")),
+        ACCOUNT.clone(),
         cedar_policy::EntityId::new(account_id),
     )
 }

@@ -10,7 +10,8 @@
 //!   ([`trace::TraceLayer`]) and injected into the upstream request.
 //! - Metrics: [`metrics`], for Prometheus on the admin port.
 
-pub mod json_fields;
+pub mod json_line;
+pub mod log_writer;
 pub mod metrics;
 pub mod trace;
 
@@ -119,6 +120,9 @@ pub enum Error {
     /// The exporter could not be built.
     #[error("cannot build the OTLP exporter")]
     Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// The thread writing log lines could not be started.
+    #[error("cannot start the thread writing log lines")]
+    LogWriter(#[source] std::io::Error),
 }
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -259,7 +263,7 @@ pub fn config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> 
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     /// The log writer's worker: dropping it writes out what is queued.
-    log_writer: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>>,
+    log_writer: std::sync::Mutex<Option<log_writer::Guard>>,
 }
 
 impl Telemetry {
@@ -340,18 +344,15 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 ///
 /// The exporter cannot be built.
 ///
-/// Log lines are written to stderr by a thread of their own, through a
-/// bounded queue (64 Ki lines): a call formats its lines but never waits
-/// for the terminal or the container runtime's pipe. The queue never drops a
-/// line (the decision log is an audit record): when it is full, the logging
-/// thread applies back-pressure until there is room. [`Telemetry::shutdown`]
-/// writes out what is queued.
+/// Log lines are written to stderr by a thread of their own
+/// ([`log_writer`]): a call appends its line to a shared buffer (4 MiB) and
+/// never waits for the terminal or the container runtime's pipe; the
+/// thread writes everything buffered in one write. No line is dropped (the
+/// decision log is an audit record): when the buffer is full, calls wait
+/// for room. [`Telemetry::shutdown`] writes out what is buffered.
 pub fn init(config: &Config) -> Result<Telemetry, Error> {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("ecs-gateway-log")
-        .finish(std::io::stderr());
+    let (writer, guard) =
+        log_writer::spawn("ecs-gateway-log", std::io::stderr()).map_err(Error::LogWriter)?;
     let telemetry = init_with_writer(config, fmt::writer::BoxMakeWriter::new(writer))?;
     *telemetry
         .log_writer
@@ -359,9 +360,6 @@ pub fn init(config: &Config) -> Result<Telemetry, Error> {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guard);
     Ok(telemetry)
 }
-
-/// Log lines queued for the writing thread before callers wait.
-const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// [`init`], with the logs written to `writer` instead of stderr: tests pass
 /// [`fmt::TestWriter`], so that the test harness captures the logs and
@@ -386,11 +384,8 @@ pub fn init_with_writer(
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{stages_off}")));
     let logs = match config.log_format {
         LogFormat::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .fmt_fields(json_fields::AppendJsonFields)
+            .fmt_fields(json_line::AppendJsonFields)
+            .event_format(json_line::JsonLine)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),

@@ -36,11 +36,7 @@ pub fn ecs_client_token(caller: &str, account: Option<&str>, token: &str) -> Str
         hasher.update(account.as_bytes());
     }
     hasher.update(token.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// The action's parameters, each serialized once, exactly as signed.

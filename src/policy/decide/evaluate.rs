@@ -126,18 +126,25 @@ impl Authorizer {
             return Ok(Arc::clone(entities));
         }
         drop(cache);
+        let account = resource.account;
         let resource = match instance {
             Some(instance) => instance.entity.clone(),
             None => self.unknown_instance(resource)?,
         };
+        // Of the directory, only the resource's account and the folders
+        // above it: the rest cannot be reached from the request, and adding
+        // it would make every decision grow with the directory.
+        let ancestry = data
+            .ancestry
+            .get(account)
+            .map(|chain| chain.iter().cloned())
+            .into_iter()
+            .flatten();
         let entities = Arc::new(
             principal
                 .entities
                 .clone()
-                .add_entities(
-                    std::iter::once(resource).chain(data.directory.iter().cloned()),
-                    None,
-                )
+                .add_entities(std::iter::once(resource).chain(ancestry), None)
                 .map_err(|e| e.to_string())?,
         );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,7 +329,10 @@ impl Authorizer {
             .collect();
         failed.sort();
         let (errored, errors): (Vec<String>, Vec<String>) = failed.into_iter().unzip();
-        let mut reasons: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        let mut reasons: Vec<String> = diagnostics
+            .reason()
+            .map(|id| AsRef::<str>::as_ref(id).to_owned())
+            .collect();
         reasons.sort();
         LayerResult {
             action,

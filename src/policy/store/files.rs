@@ -37,7 +37,7 @@ impl Version {
     /// The version's name: the first six bytes of the hash, in hex.
     pub(super) fn finish(self) -> String {
         let digest = self.sha.finalize();
-        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..6])
     }
 }
 

@@ -133,6 +133,12 @@ pub struct PolicyData {
     /// that `resource in Ram::Folder::"…"` holds for an instance of an
     /// account in that folder (or one below it).
     pub directory: Vec<cedar_policy::Entity>,
+    /// The accounts `directory` places in a folder (read per call by
+    /// [`Self::placed`]).
+    pub placed_accounts: std::collections::HashSet<String>,
+    /// Each account `directory` describes, with the folders above it: the
+    /// part of the directory a request on that account's instance needs.
+    pub ancestry: HashMap<String, std::sync::Arc<[cedar_policy::Entity]>>,
     /// The action hierarchy (groups such as `ecs:*`), which `action in`
     /// needs in every request's entities.
     pub actions: Entities,
@@ -160,10 +166,7 @@ impl PolicyData {
         if self.directory.is_empty() {
             return true;
         }
-        let uid = crate::policy::catalogue::account_uid(account);
-        self.directory
-            .iter()
-            .any(|entity| entity.uid() == uid && !entity.clone().into_inner().2.is_empty())
+        self.placed_accounts.contains(account)
     }
 
     /// A layer's index.

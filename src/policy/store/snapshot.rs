@@ -362,6 +362,8 @@ impl Parts {
             LayerIndex::new(&control, &actions),
             LayerIndex::new(&identity, &actions),
         ];
+        let placed_accounts = placed_accounts(&directory);
+        let ancestry = ancestry(&directory);
         Ok(PolicyData {
             schema,
             control,
@@ -370,11 +372,62 @@ impl Parts {
             principals,
             instances,
             directory,
+            placed_accounts,
+            ancestry,
             actions,
             sources: policies.sources,
             version,
         })
     }
+}
+
+/// The accounts the directory places in a folder.
+fn placed_accounts(directory: &[cedar_policy::Entity]) -> std::collections::HashSet<String> {
+    let account_type = crate::policy::catalogue::account_uid("0")
+        .type_name()
+        .clone();
+    directory
+        .iter()
+        .filter(|entity| entity.uid().type_name() == &account_type)
+        .filter(|entity| !(*entity).clone().into_inner().2.is_empty())
+        .map(|entity| entity.uid().id().unescaped().to_owned())
+        .collect()
+}
+
+/// Each account the directory describes, with the folders above it (the
+/// account first): all a request's entities need of the directory, since
+/// an instance's only ancestors are its account and that account's folders.
+fn ancestry(
+    directory: &[cedar_policy::Entity],
+) -> std::collections::HashMap<String, std::sync::Arc<[cedar_policy::Entity]>> {
+    let account_type = crate::policy::catalogue::account_uid("0")
+        .type_name()
+        .clone();
+    let by_uid: std::collections::HashMap<_, _> = directory
+        .iter()
+        .map(|entity| (entity.uid(), entity))
+        .collect();
+    directory
+        .iter()
+        .filter(|entity| entity.uid().type_name() == &account_type)
+        .map(|account| {
+            let mut chain = vec![account.clone()];
+            let mut seen = std::collections::HashSet::from([account.uid()]);
+            let mut next = 0;
+            while let Some(entity) = chain.get(next) {
+                let parents = entity.clone().into_inner().2;
+                next += 1;
+                for parent in parents {
+                    if let Some(folder) = by_uid.get(&parent)
+                        && seen.insert(parent)
+                    {
+                        chain.push((*folder).clone());
+                    }
+                }
+            }
+            (account.uid().id().unescaped().to_owned(), chain.into())
+        })
+        .collect()
 }
 
 #[cfg(test)]
