@@ -14,10 +14,16 @@ COPY . .
 RUN docker/build-binary.sh /out/ecs-gateway
 
 FROM gcr.io/distroless/cc-debian12:nonroot
+# VERSION is Cargo.toml's; REVISION the commit:
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" .
+ARG VERSION=0.1.0
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="ecs-gateway" \
       org.opencontainers.image.description="gRPC gateway for Alibaba Cloud ECS ModifyInstanceNetworkSpec: authenticates, validates, authorizes with Cedar, signs and forwards" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="0.1.0"
+      org.opencontainers.image.source="https://github.com/ecs-gateway/ecs-gateway" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /out/ecs-gateway /usr/local/bin/ecs-gateway
 # The sample policies, for `docker run … demo`; the Helm chart mounts its own.
 COPY policies /etc/ecs-gateway/policies
