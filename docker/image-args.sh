@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are its output
 # Sourced by docker/build-image.sh and docker/check-image.sh, from the
 # repository's root: the Dockerfile's build arguments, as both compute them.
 #   IMAGE_VERSION  Cargo.toml's version (the label org.opencontainers.image.version)
