@@ -21,7 +21,6 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
@@ -85,9 +84,6 @@ pub enum Error {
 pub struct Answer {
     /// The instance, or `None` when ECS has no such instance in the region.
     pub instance: Option<Instance>,
-    /// Tells answers apart (the authorizer keeps request entities per
-    /// answer, so a newer answer is never decided with an older one's).
-    pub generation: u64,
 }
 
 impl Answer {
@@ -95,7 +91,6 @@ impl Answer {
     pub fn source(&self) -> Source<'_> {
         Source::Described {
             instance: self.instance.as_ref(),
-            generation: self.generation,
         }
     }
 }
@@ -111,10 +106,7 @@ pub fn source(answer: Option<&Result<Arc<Answer>, String>>) -> Source<'_> {
 
 /// The decision's view of an instance the gateway did not ask about: unknown
 /// (used when the policies deny the call whatever the instance is).
-pub const UNASKED: Source<'static> = Source::Described {
-    instance: None,
-    generation: u64::MAX,
-};
+pub const UNASKED: Source<'static> = Source::Described { instance: None };
 
 /// The lookup.
 pub struct Lookup {
@@ -127,7 +119,6 @@ pub struct Lookup {
     upstream: Arc<upstream::Client>,
     account_id: String,
     metrics: Arc<Metrics>,
-    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Lookup {
@@ -160,8 +151,6 @@ impl Lookup {
             upstream,
             account_id,
             metrics,
-            // 0 is the entities.json source's.
-            generation: AtomicU64::new(1),
         }
     }
 
@@ -223,10 +212,7 @@ impl Lookup {
                 .map(|facts| instance(&facts, account))
                 .transpose()
                 .map_err(Error::Failed)?;
-            Ok::<_, Error>(Arc::new(Answer {
-                instance,
-                generation: self.generation.fetch_add(1, Ordering::Relaxed),
-            }))
+            Ok::<_, Error>(Arc::new(Answer { instance }))
         });
         let result = match tokio::time::timeout(deadline, shared).await {
             Ok(result) => result.map_err(|e| e.as_ref().clone()),

@@ -175,12 +175,9 @@ pub enum Source<'a> {
     Entities,
     /// ECS's answer (`DescribeInstances`): the instance, or `None` when the
     /// region holds no such instance (unknown to the policies).
-    /// `generation` tells answers apart.
     Described {
         /// The instance.
         instance: Option<&'a Instance>,
-        /// The answer's number.
-        generation: u64,
     },
     /// The lookup failed: the decision denies, saying why.
     Failed(&'a str),
@@ -324,10 +321,8 @@ impl Authorizer {
         // One snapshot for the decision and the analysis of its policies: a
         // reload in between must not pair one version's ids with another's.
         let data = self.store.current();
-        let query = Query::new(caller, request, now).with_source(Source::Described {
-            instance: None,
-            generation: u64::MAX,
-        });
+        let query =
+            Query::new(caller, request, now).with_source(Source::Described { instance: None });
         let (decision, results) = self.run_on(&data, &query, question);
         let Outcome::Deny(_) = &decision.outcome else {
             return None;
@@ -465,7 +460,6 @@ impl Authorizer {
                     query,
                     principal,
                     instance: found.instance,
-                    generation: found.generation,
                     associate,
                     actions: &actions,
                     explain: matches!(question, Question::Explain),
@@ -507,26 +501,16 @@ impl Authorizer {
             Source::Entities => Found {
                 instance: listed.filter(placed),
                 misplaced: listed.filter(|i| !placed(i)),
-                generation: 0,
                 failed: None,
             },
-            Source::Described {
-                instance,
-                generation,
-            } => Found {
+            Source::Described { instance } => Found {
                 instance,
                 misplaced: None,
-                generation: if instance.is_some() {
-                    generation
-                } else {
-                    u64::MAX
-                },
                 failed: None,
             },
             Source::Failed(reason) => Found {
                 instance: None,
                 misplaced: None,
-                generation: 0,
                 failed: Some(reason),
             },
         }
@@ -603,8 +587,6 @@ struct Found<'a> {
     instance: Option<&'a Instance>,
     /// One entities.json gives another region or account.
     misplaced: Option<&'a Instance>,
-    /// The answer's number (see [`Source::Described`]).
-    generation: u64,
     /// Why the lookup failed.
     failed: Option<&'a str>,
 }

@@ -1,6 +1,7 @@
-//! The policies asked: the request's entities (kept per principal and
-//! resource for the policy version in force), one Cedar request per action,
-//! each layer's answer, and the outcome they make.
+//! The policies asked: the request's entities (the principal's, with its
+//! account's place in the directory, kept per principal and account for
+//! the policy version in force; the resource added per call), one Cedar
+//! request per action, each layer's answer, and the outcome they make.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +20,18 @@ use crate::policy::index::Probe;
 use crate::policy::store::{Instance, Layer, PolicyData, Principal};
 use crate::validate::ModifyRequest;
 
-/// Request entities by principal, resource and region, for one policy
-/// version.
+/// Each principal's entities with one account's place in the directory
+/// (the action hierarchy, the principal, the account and the folders above
+/// it, their transitive closure computed once), for one policy version: a
+/// request adds only its resource to them.
 #[derive(Default)]
 pub(super) struct EntityCache {
     version: String,
-    map: HashMap<(CallerId, EntityUid, String, u64), Arc<Entities>>,
+    map: HashMap<CallerId, HashMap<String, Arc<Entities>>>,
 }
 
-/// Entity sets kept before the cache is emptied.
-const ENTITY_SETS_KEPT: usize = 4096;
+/// Principals whose entity sets are kept before the cache is emptied.
+const PRINCIPALS_KEPT: usize = 4096;
 
 /// A call admitted to evaluation: the query, with what the decision
 /// resolved for it.
@@ -41,8 +44,6 @@ pub(super) struct Call<'a> {
     pub(super) principal: &'a Principal,
     /// The instance, when its attributes are known.
     pub(super) instance: Option<&'a Instance>,
-    /// The lookup answer's number.
-    pub(super) generation: u64,
     /// `ecs:AssociatePublicIpAddress`.
     pub(super) associate: bool,
     /// The actions to authorize, in order.
@@ -96,67 +97,68 @@ impl Authorizer {
         }
     }
 
-    /// The request's entities: the action hierarchy, the principal and the
-    /// resource (entities.json's, or one made from the request). Kept per
-    /// principal and resource for the policy version in force: building
-    /// them and their transitive closure was a fifth of a decision.
+    /// The request's entities: the action hierarchy, the principal, the
+    /// resource (entities.json's or ECS's instance, or one made from the
+    /// request) and its account's place in the directory. All but the
+    /// resource are kept per principal and account ([`EntityCache`]):
+    /// adding one entity to them computes the closure of that entity only.
     fn entities(
         &self,
         data: &PolicyData,
         (identity, principal): (&CallerId, &Principal),
-        (instance, generation): (Option<&Instance>, u64),
+        instance: Option<&Instance>,
         resource: &Resource<'_>,
+    ) -> Result<Entities, String> {
+        let base = self.entities_of(data, (identity, principal), resource.account)?;
+        let resource = match instance {
+            Some(instance) => instance.entity.clone(),
+            None => self.unknown_instance(resource)?,
+        };
+        Entities::clone(&base)
+            .add_entities([resource], None)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The principal's entities with `account`'s place in the directory:
+    /// the account and the folders above it. The rest of the directory
+    /// cannot be reached from a request on that account's instance, and
+    /// adding it would make every decision grow with the directory.
+    fn entities_of(
+        &self,
+        data: &PolicyData,
+        (identity, principal): (&CallerId, &Principal),
+        account: &str,
     ) -> Result<Arc<Entities>, String> {
-        // By identity, not ARN: two identities may map to one ARN with
-        // different groups, and the entity carries the groups. By the
-        // answer's generation too: looked-up attributes change.
-        // By ARN, which names the region and the account.
-        let key = (
-            identity.clone(),
-            resource.uid.clone(),
-            resource.arn.clone(),
-            generation,
-        );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != data.version {
             cache.version.clone_from(&data.version);
             cache.map.clear();
         }
-        if let Some(entities) = cache.map.get(&key) {
+        if let Some(entities) = cache.map.get(identity).and_then(|a| a.get(account)) {
             return Ok(Arc::clone(entities));
         }
         drop(cache);
-        let account = resource.account;
-        let resource = match instance {
-            Some(instance) => instance.entity.clone(),
-            None => self.unknown_instance(resource)?,
-        };
-        // Of the directory, only the resource's account and the folders
-        // above it: the rest cannot be reached from the request, and adding
-        // it would make every decision grow with the directory.
-        let ancestry = data
-            .ancestry
-            .get(account)
-            .map(|chain| chain.iter().cloned())
-            .into_iter()
-            .flatten();
+        let ancestry = data.ancestry.get(account).map(|chain| chain.to_vec());
         let entities = Arc::new(
             principal
                 .entities
                 .clone()
-                .add_entities(std::iter::once(resource).chain(ancestry), None)
+                .add_entities(ancestry.unwrap_or_default(), None)
                 .map_err(|e| e.to_string())?,
         );
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         // A reload may have swapped the data in while this was built: keep
         // only what belongs to the version in the cache.
-        if cache.version != data.version {
-            return Ok(entities);
+        if cache.version == data.version {
+            if cache.map.len() >= PRINCIPALS_KEPT {
+                cache.map.clear();
+            }
+            cache
+                .map
+                .entry(identity.clone())
+                .or_default()
+                .insert(account.to_owned(), Arc::clone(&entities));
         }
-        if cache.map.len() >= ENTITY_SETS_KEPT {
-            cache.map.clear();
-        }
-        cache.map.insert(key, Arc::clone(&entities));
         Ok(entities)
     }
 
@@ -208,9 +210,10 @@ impl Authorizer {
             .entities(
                 &data,
                 (&caller.identity, principal),
-                (instance, 0),
+                instance,
                 &resource,
             )
+            .map(Arc::new)
             .ok()?;
         let associate = super::allocates_public_ip(request, instance);
         let context = context(caller, request, associate, now).ok()?;
@@ -227,7 +230,7 @@ impl Authorizer {
         let entities = self.entities(
             call.data,
             (&caller.identity, call.principal),
-            (call.instance, call.generation),
+            call.instance,
             &resource,
         )?;
         let context = context(caller, request, call.associate, call.query.now)?;
