@@ -120,6 +120,33 @@ fn decision(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The varied workload: each decision on another of 10,000 instances
+    // entities.json does not list, with another bandwidth, so that nothing
+    // made for one call is reused for the next.
+    let mut group = c.benchmark_group("decision_varied");
+    let requests: Vec<validate::ModifyRequest> = (0..10_000)
+        .map(|n| {
+            validate::modify_request(pb::ModifyInstanceNetworkSpecRequest {
+                instance_id: format!("i-bench-{n:05}"),
+                internet_max_bandwidth_out: Some(1 + n % 100),
+                ..raw()
+            })
+            .unwrap()
+        })
+        .collect();
+    for count in [100, 10_000] {
+        let (authorizer, _policies) = authorizer(count);
+        let now = chrono::Utc::now();
+        assert!(authorizer.decide(&caller, &requests[0], now).allowed());
+        let mut next = requests.iter().cycle();
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
+            b.iter(|| {
+                let request = next.next().unwrap_or(&requests[0]);
+                black_box(authorizer.decide(&caller, request, now))
+            });
+        });
+    }
+    group.finish();
 }
 
 fn signing(c: &mut Criterion) {

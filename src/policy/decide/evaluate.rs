@@ -20,14 +20,18 @@ use crate::policy::index::Probe;
 use crate::policy::store::{Instance, Layer, PolicyData, Principal};
 use crate::validate::ModifyRequest;
 
-/// Each principal's entities with one account's place in the directory
-/// (the action hierarchy, the principal, the account and the folders above
-/// it, their transitive closure computed once), for one policy version: a
-/// request adds only its resource to them.
+/// The entities a principal's calls on one account's instances need, by
+/// the set of actions asked (a bit per action of the catalogue): the
+/// principal, those actions and the groups above them (`ecs:*`, …), the
+/// account and the folders above it, their transitive closure computed
+/// once, for one policy version. A request adds only its resource. Every
+/// other entity (another action, another account's folders) cannot be
+/// reached from the request, and would only make each decision's closure
+/// and lookups dearer.
 #[derive(Default)]
 pub(super) struct EntityCache {
     version: String,
-    map: HashMap<CallerId, HashMap<String, Arc<Entities>>>,
+    map: HashMap<CallerId, HashMap<(String, u32), Arc<Entities>>>,
 }
 
 /// Principals whose entity sets are kept before the cache is emptied.
@@ -97,19 +101,19 @@ impl Authorizer {
         }
     }
 
-    /// The request's entities: the action hierarchy, the principal, the
-    /// resource (entities.json's or ECS's instance, or one made from the
-    /// request) and its account's place in the directory. All but the
-    /// resource are kept per principal and account ([`EntityCache`]):
-    /// adding one entity to them computes the closure of that entity only.
+    /// The request's entities: the principal, the actions asked and the
+    /// groups above them, the resource (entities.json's or ECS's instance,
+    /// or one made from the request), and its account's place in the
+    /// directory. All but the resource are kept ([`EntityCache`]): adding
+    /// one entity to them computes the closure of that entity only.
     fn entities(
         &self,
         data: &PolicyData,
         (identity, principal): (&CallerId, &Principal),
-        instance: Option<&Instance>,
+        (instance, actions): (Option<&Instance>, &[&'static str]),
         resource: &Resource<'_>,
     ) -> Result<Entities, String> {
-        let base = self.entities_of(data, (identity, principal), resource.account)?;
+        let base = self.entities_of(data, (identity, principal), resource.account, actions)?;
         let resource = match instance {
             Some(instance) => instance.entity.clone(),
             None => self.unknown_instance(resource)?,
@@ -119,33 +123,35 @@ impl Authorizer {
             .map_err(|e| e.to_string())
     }
 
-    /// The principal's entities with `account`'s place in the directory:
-    /// the account and the folders above it. The rest of the directory
-    /// cannot be reached from a request on that account's instance, and
-    /// adding it would make every decision grow with the directory.
+    /// The principal's entities for `actions` on `account`'s instances
+    /// (see [`EntityCache`]).
     fn entities_of(
         &self,
         data: &PolicyData,
         (identity, principal): (&CallerId, &Principal),
         account: &str,
+        actions: &[&'static str],
     ) -> Result<Arc<Entities>, String> {
+        let asked = actions
+            .iter()
+            .filter_map(|a| catalogue::ACTIONS.iter().position(|c| c.name == *a))
+            .fold(0u32, |bits, i| bits | 1 << i);
+        let key = (account.to_owned(), asked);
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != data.version {
             cache.version.clone_from(&data.version);
             cache.map.clear();
         }
-        if let Some(entities) = cache.map.get(identity).and_then(|a| a.get(account)) {
+        if let Some(entities) = cache.map.get(identity).and_then(|a| a.get(&key)) {
             return Ok(Arc::clone(entities));
         }
         drop(cache);
-        let ancestry = data.ancestry.get(account).map(|chain| chain.to_vec());
-        let entities = Arc::new(
-            principal
-                .entities
-                .clone()
-                .add_entities(ancestry.unwrap_or_default(), None)
-                .map_err(|e| e.to_string())?,
-        );
+        let mut members = vec![principal.entity.clone()];
+        members.extend(self.action_entities(data, actions));
+        if let Some(chain) = data.ancestry.get(account) {
+            members.extend(chain.iter().cloned());
+        }
+        let entities = Arc::new(Entities::from_entities(members, None).map_err(|e| e.to_string())?);
         let mut cache = self.entities.lock().unwrap_or_else(|e| e.into_inner());
         // A reload may have swapped the data in while this was built: keep
         // only what belongs to the version in the cache.
@@ -157,9 +163,34 @@ impl Authorizer {
                 .map
                 .entry(identity.clone())
                 .or_default()
-                .insert(account.to_owned(), Arc::clone(&entities));
+                .insert(key, Arc::clone(&entities));
         }
         Ok(entities)
+    }
+
+    /// The entities of `actions` and of the action groups above them, as
+    /// the schema's hierarchy has them.
+    fn action_entities(&self, data: &PolicyData, actions: &[&'static str]) -> Vec<Entity> {
+        let mut found: Vec<Entity> = Vec::new();
+        let mut next: Vec<EntityUid> = actions
+            .iter()
+            .map(|a| {
+                self.action_uids
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| catalogue::action_uid(a))
+            })
+            .collect();
+        while let Some(uid) = next.pop() {
+            if found.iter().any(|e| e.uid() == uid) {
+                continue;
+            }
+            if let Some(entity) = data.actions.get(&uid) {
+                next.extend(entity.clone().into_inner().2);
+                found.push(entity.clone());
+            }
+        }
+        found
     }
 
     /// An instance the gateway knows nothing about: `known` false.
@@ -210,7 +241,13 @@ impl Authorizer {
             .entities(
                 &data,
                 (&caller.identity, principal),
-                instance,
+                (
+                    instance,
+                    &catalogue::ACTIONS
+                        .iter()
+                        .map(|a| a.name)
+                        .collect::<Vec<_>>(),
+                ),
                 &resource,
             )
             .map(Arc::new)
@@ -230,7 +267,7 @@ impl Authorizer {
         let entities = self.entities(
             call.data,
             (&caller.identity, call.principal),
-            call.instance,
+            (call.instance, call.actions),
             &resource,
         )?;
         let context = context(caller, request, call.associate, call.query.now)?;

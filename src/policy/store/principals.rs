@@ -29,9 +29,6 @@ pub struct Principal {
     /// Its uid and its groups' uids: the schema lets groups have no parents,
     /// so `principal in G` holds exactly for these.
     pub member_of: Vec<EntityUid>,
-    /// The action hierarchy and this principal, ready for a request's
-    /// resource to be added.
-    pub entities: Entities,
 }
 
 #[derive(Deserialize)]
@@ -213,7 +210,6 @@ pub(super) fn load(
                 entity,
                 member_of: std::iter::once(uid.clone()).chain(parents).collect(),
                 groups: entry.groups,
-                entities: Entities::empty(),
             },
         );
     }

@@ -324,14 +324,14 @@ struct Parts {
 }
 
 impl Parts {
-    /// The policy data: each principal's entities made once, each layer
-    /// indexed.
+    /// The policy data: each layer indexed, the directory's accounts
+    /// placed.
     fn assemble(self, dir: &Path) -> Result<PolicyData, Error> {
         let Self {
             schema,
             actions,
             policies,
-            mut principals,
+            principals,
             instances,
             directory,
             version,
@@ -346,18 +346,6 @@ impl Parts {
                 }],
             });
         };
-        for principal in principals.values_mut() {
-            principal.entities = actions
-                .clone()
-                .add_entities([principal.entity.clone()], None)
-                .map_err(|e| Error {
-                    problems: vec![Problem {
-                        path: dir.join("principals.toml"),
-                        line: None,
-                        message: e.to_string(),
-                    }],
-                })?;
-        }
         let indexes = [
             LayerIndex::new(&control, &actions),
             LayerIndex::new(&identity, &actions),
