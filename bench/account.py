@@ -10,12 +10,14 @@ function's path without generic arguments (`<A<B> as T>::f` is owned by
 the gateway's own code.
 
 Usage: account.py NAME=SCRIPT:CALLS [NAME=SCRIPT:CALLS ...] [--json OUT]
+                  [--folded STACKS]
 
 SCRIPT is `perf script --no-inline -F comm,tid,period,ip,sym` output of one
 server, CALLS how many calls it served while perf recorded. Prints, for each
 part, the microseconds of CPU per call of each server, and when two or more
 are given, the difference of the last from the first (gateway minus
-forwarder).
+forwarder). --folded writes the last server's samples as folded stacks
+(`part;root;…;leaf count`), for bench/flamegraph.py.
 """
 
 import json
@@ -88,6 +90,25 @@ def owner(symbol):
     return symbol.split("<", 1)[0]
 
 
+def clean(symbol):
+    """A frame's function without generic arguments, for folded stacks:
+    `<A<B> as T<C>>::f` becomes `<A as T>::f`."""
+    out, i = [], 0
+    while i < len(symbol):
+        c = symbol[i]
+        if c == "<" and i > 0 and (symbol[i - 1].isalnum() or symbol[i - 1] in "_:"):
+            depth = 0
+            while i < len(symbol):
+                depth += {"<": 1, ">": -1}.get(symbol[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out).replace(";", ",")
+
+
 def part_of(frames):
     for frame in frames:
         path = owner(frame)
@@ -120,25 +141,38 @@ def samples(path):
         yield period, frames
 
 
-def account(path, calls):
-    totals = {}
+def account(path, calls, folded=None):
+    totals, stacks = {}, {}
     for period, frames in samples(path):
         part = part_of(frames)
         totals[part] = totals.get(part, 0) + period
+        if folded is not None:
+            names = [clean(f) for f in reversed(frames) if f and f != "[unknown]"]
+            # The part first, so that a flame graph groups by part.
+            stack = ";".join([part] + [n for j, n in enumerate(names) if j == 0 or n != names[j - 1]])
+            stacks[stack] = stacks.get(stack, 0) + 1
+    if folded is not None:
+        with open(folded, "w") as f:
+            for stack, count in sorted(stacks.items()):
+                f.write(f"{stack} {count}\n")
     return {part: ns / 1000.0 / calls for part, ns in totals.items()}
 
 
 def main(argv):
-    out = None
-    if "--json" in argv:
-        i = argv.index("--json")
-        out = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
+    options = {}
+    for option in ("--json", "--folded"):
+        if option in argv:
+            i = argv.index(option)
+            options[option] = argv[i + 1]
+            argv = argv[:i] + argv[i + 2:]
+    out = options.get("--json")
     servers = []
-    for arg in argv:
+    for n, arg in enumerate(argv):
         name, rest = arg.split("=", 1)
         script, calls = rest.rsplit(":", 1)
-        servers.append((name, account(script, float(calls))))
+        # The folded stacks are the last server's (the gateway's).
+        folded = options.get("--folded") if n == len(argv) - 1 else None
+        servers.append((name, account(script, float(calls), folded)))
     names = [n for n, _ in servers]
     order = [p for p, _ in PARTS] + [OTHER]
     head = "| part | " + " | ".join(f"{n} µs/call" for n in names)

@@ -6,7 +6,8 @@
 # 1. the forwarder and the gateway, each pinned to core 0 under the same
 #    closed loop, profiled with `perf record` (call stacks by DWARF); each
 #    sample's stack names its part (bench/account.py), and each part's CPU
-#    per call is its samples' time over the calls served meanwhile;
+#    per call is its samples' time over the calls served meanwhile; the
+#    gateway's stacks are drawn as a flame graph (bench/flamegraph.py);
 # 2. the gateway with parts switched off, one at a time, in the same run:
 #    each part's cost as the difference of two measured throughputs.
 #
@@ -17,6 +18,8 @@ seconds="${1:-8}"
 out="${2:-bench/results}"
 instances="${INSTANCES:-10000}"
 mkdir -p "$out"
+# The profiles (tens of MB) stay out of OUT.
+work="$(mktemp -d)"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 bench_harness
@@ -36,19 +39,22 @@ profile() {
     load "$addr" > "$out/account-$name.json" &
     local loader=$!
     sleep 1
-    perf record -q --call-graph dwarf,16384 -F 999 -p "$pid" -o "$out/$name.perf.data" -- sleep "$seconds" 2> /dev/null
+    perf record -q --call-graph dwarf,16384 -F 999 -p "$pid" -o "$work/$name.perf.data" -- sleep "$seconds" 2> /dev/null
     wait "$loader"
     result="$(cat "$out/account-$name.json")"
-    perf script --no-inline -F comm,tid,period,ip,sym -i "$out/$name.perf.data" 2> /dev/null > "$out/$name.perf.txt"
-    rm -f "$out/$name.perf.data"
-    echo "$name=$out/$name.perf.txt:$(calls "$result")"
+    perf script --no-inline -F comm,tid,period,ip,sym -i "$work/$name.perf.data" 2> /dev/null > "$work/$name.perf.txt"
+    rm -f "$work/$name.perf.data"
+    echo "$name=$work/$name.perf.txt:$(calls "$result")"
 }
 start 0 "$loadtest" forwarder --threads 1 --upstream "$upstream"
 forwarder="$(profile forwarder "$ADDR" "$PID")"
 start_gateway "$upstream"
 gateway="$(profile gateway "$ADDR" "$PID")"
 kill "$PID" 2> /dev/null || true
-python3 bench/account.py "$forwarder" "$gateway" --json "$out/account.json" | tee "$out/account.md"
+python3 bench/account.py "$forwarder" "$gateway" --json "$out/account.json" \
+    --folded "$work/gateway.folded" | tee "$out/account.md"
+python3 bench/flamegraph.py "$work/gateway.folded" "$out/gateway-profile.svg" \
+    "ecs-gateway serve, varied workload: CPU by part and call stack (perf, DWARF)"
 
 # 2. Parts switched off, one at a time (throughput, no profiler).
 echo | tee -a "$out/account.md"
@@ -69,3 +75,4 @@ echo "| the bare forwarder | $(rate "$result") | $(python3 -c "print(round(1e6/$
 variant "as shipped (decision log on)"
 variant "no decision log (RUST_LOG=info,decision=off)" RUST_LOG=info,decision=off
 variant "no log lines and no spans (RUST_LOG=off)" RUST_LOG=off
+rm -rf "$work"
