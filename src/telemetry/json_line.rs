@@ -13,6 +13,7 @@ use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -30,30 +31,40 @@ pub struct AppendJsonFields;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonLine;
 
-/// Writes `value` as a JSON string.
+/// Writes `value` as a JSON string. Besides what JSON requires (`"`, `\\`
+/// and the C0 controls), the characters some readers take for line ends
+/// (U+0085, U+2028, U+2029) and those that reorder what a human reads
+/// (the C1 controls, the bidirectional overrides and isolates) are written
+/// as `\uXXXX`: a caller's identity or token cannot split an audit line
+/// or make it display as something else. The value read back is the same.
 fn string(out: &mut String, value: &str) {
     out.reserve(value.len() + 2);
     out.push('"');
     let mut plain = 0;
-    for (i, byte) in value.bytes().enumerate() {
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
+    for (i, c) in value.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            '\0'..='\u{1f}'
+            | '\u{80}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => "",
             _ => continue,
         };
         out.push_str(&value[plain..i]);
         if escaped.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
         } else {
             out.push_str(escaped);
         }
-        plain = i + 1;
+        plain = i + c.len_utf8();
     }
     out.push_str(&value[plain..]);
     out.push('"');
@@ -214,7 +225,10 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // A `log` crate record (rustls's warnings, say) names its own
+        // target and level, as tracing-subscriber's format shows them.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = String::with_capacity(1024);
         line.push_str("{\"timestamp\":\"");
         line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
@@ -341,6 +355,17 @@ mod tests {
         assert_eq!(ours, theirs);
         assert_eq!(ours[0]["spans"][0]["a"], -3);
         assert!(ours[2].get("spans").is_none());
+    }
+
+    #[test]
+    fn line_ends_and_reordering_characters_are_escaped() {
+        let mut out = String::new();
+        string(&mut out, "a\u{2028}b\u{85}c\u{202e}d\u{2067}é\"\n");
+        assert_eq!(out, r#""a\u2028b\u0085c\u202ed\u2067é\"\n""#);
+        assert_eq!(
+            serde_json::from_str::<String>(&out).unwrap(),
+            "a\u{2028}b\u{85}c\u{202e}d\u{2067}é\"\n"
+        );
     }
 
     proptest! {

@@ -99,7 +99,9 @@ fn write_out(shared: &Shared, mut out: impl Write) {
     loop {
         {
             let mut state = shared.lock();
-            if !state.closed {
+            // No pause when much is already buffered (writers may be
+            // waiting for room).
+            if !state.closed && state.lines.len() < HIGH_WATER {
                 state.pausing = true;
                 state = shared
                     .lines
