@@ -28,7 +28,7 @@ LABEL org.opencontainers.image.title="ecs-gateway" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /out/ecs-gateway /usr/local/bin/ecs-gateway
-# The sample policies, for `… demo --policies /etc/ecs-gateway/policies`
+# The sample policies, for `… demo` (it reads ECS_GATEWAY_POLICY_DIR, below)
 # (docs/operations.md, "The image"); the Helm chart mounts its own.
 COPY policies /etc/ecs-gateway/policies
 # distroless's nonroot user.

@@ -86,7 +86,7 @@ container="$("${podman[@]}" create --quiet --read-only --read-only-tmpfs=false \
     --network host --cap-drop all --security-opt no-new-privileges \
     --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 \
     "oci-archive:$archive" \
-    demo --policies /etc/ecs-gateway/policies --listen "127.0.0.1:$grpc" --admin-listen "127.0.0.1:$admin")"
+    demo --listen "127.0.0.1:$grpc" --admin-listen "127.0.0.1:$admin")"
 root="$("${podman[@]}" mount "$container")"
 # The root as the runtime prepares it (mount points, /etc/mtab), before the
 # gateway runs: what it must still be after the gateway stops.

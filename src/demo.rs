@@ -114,7 +114,12 @@ pub async fn run(
     let admin_listen = admin.local_addr().unwrap_or(admin_listen);
     println!(
         "{}",
-        banner(listen, simulator_addr, &settings.upstream.endpoint)
+        banner(
+            listen,
+            simulator_addr,
+            &settings.upstream.endpoint,
+            &settings.policy.dir
+        )
     );
     println!("Metrics: http://{admin_listen}/metrics (also /healthz, /readyz)");
     server::serve_on(stack, listener, Some(admin), shutdown).await?;
@@ -147,7 +152,12 @@ pub fn demo_dependent_action() -> DependentRule {
     }
 }
 
-fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> String {
+fn banner(
+    listen: SocketAddr,
+    simulator: Option<SocketAddr>,
+    endpoint: &str,
+    policies: &Path,
+) -> String {
     let upstream = match simulator {
         Some(addr) => format!(
             "ECS simulator on http://{addr}: region {DEMO_REGION}, account {DEMO_ACCOUNT_ID}\n\
@@ -175,10 +185,11 @@ fn banner(listen: SocketAddr, simulator: Option<SocketAddr>, endpoint: &str) -> 
             )
         })
         .map_or_else(|| "ecs-gateway".to_owned(), |p| p.display().to_string());
+    let policies = policies.display();
     format!(
         "ecs-gateway demo: gRPC on {listen}\n{upstream}\n\n\
          Callers (--as): spiffe://demo.local/sa/netops (NetworkAdmins), spiffe://demo.local/sa/webapp (AppTeams),\n\
-         \x20 spiffe://demo.local/sa/capacity (CapacityPlanners); policies in ./policies, reloaded on change.\n\n\
+         \x20 spiffe://demo.local/sa/capacity (CapacityPlanners); policies in {policies}, reloaded on change.\n\n\
          In another terminal:\n\
          \x20 {binary} call{endpoint_flag} --as spiffe://demo.local/sa/netops --instance-id i-demo-prepaid --bandwidth-out 20\n\
          \x20 {binary} call{endpoint_flag} --as spiffe://demo.local/sa/webapp --instance-id i-demo-postpaid --bandwidth-out 8\n\

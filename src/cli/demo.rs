@@ -22,8 +22,9 @@ pub struct Args {
     /// (credentials from ALIBABA_CLOUD_* variables).
     #[arg(long)]
     upstream_endpoint: Option<String>,
-    /// The policy directory.
-    #[arg(long, default_value = config::DEFAULT_POLICY_DIR)]
+    /// The policy directory (as `serve`, from ECS_GATEWAY_POLICY_DIR when
+    /// set: the image sets it to its sample policies).
+    #[arg(long, env = "ECS_GATEWAY_POLICY_DIR", default_value = config::DEFAULT_POLICY_DIR)]
     policies: PathBuf,
     /// The demo's settings file (account, dependent actions), read when
     /// it exists; its built-in ones otherwise.
